@@ -1,0 +1,157 @@
+"""UPDATE messages (RFC 4271 4.3) and the RFC 7606 verdict on a malformed one."""
+
+from __future__ import annotations
+
+import struct
+
+from netaddr import IPNetwork
+
+from sart.bgp.codes import (
+    HEADER_LENGTH,
+    AttrType,
+    ErrorCode,
+    ErrorHandling,
+    UpdateSubcode,
+)
+from sart.bgp.context import SessionContext
+from sart.bgp.errors import BgpDecodeError
+from sart.bgp.messages import (
+    IPV4_UNICAST,
+    Family,
+    MpReachNlri,
+    MpUnreachNlri,
+    PathAttribute,
+    Update,
+)
+from sart.bgp.wire.attributes import decode_attributes, encode_attribute, to_two_octet
+from sart.bgp.wire.nlri import decode_prefixes, encode_prefixes
+
+
+def decode_update(data: bytes, ctx: SessionContext) -> Update:
+    """An UPDATE from its whole message (header included). Raises BgpDecodeError; for
+    treat-as-withdraw and attribute-discard errors the error's `recovered` is the UPDATE to
+    act on."""
+    end = len(data)  # at least 23: the caller checked the header
+    pos = HEADER_LENGTH
+    withdrawn_length = (data[pos] << 8) | data[pos + 1]
+    withdrawn_end = pos + 2 + withdrawn_length
+    if withdrawn_end + 2 > end:
+        raise BgpDecodeError(
+            f"withdrawn routes length {withdrawn_length} runs past the end of the message",
+            ErrorCode.UPDATE_MESSAGE,
+            UpdateSubcode.MALFORMED_ATTRIBUTE_LIST,
+            offset=pos,
+        )
+    add_path = IPV4_UNICAST in ctx.add_path
+    withdrawn, withdrawn_ids = decode_prefixes(
+        data, pos + 2, withdrawn_end, 4, add_path, field="withdrawn routes"
+    )
+    attributes_length = (data[withdrawn_end] << 8) | data[withdrawn_end + 1]
+    attributes_start = withdrawn_end + 2
+    attributes_end = attributes_start + attributes_length
+    if attributes_end > end:
+        raise BgpDecodeError(
+            f"total path attribute length {attributes_length} runs past the end of the message",
+            ErrorCode.UPDATE_MESSAGE,
+            UpdateSubcode.MALFORMED_ATTRIBUTE_LIST,
+            offset=withdrawn_end,
+        )
+    attributes, problems, seen = decode_attributes(data, attributes_start, attributes_end, ctx)
+    nlri, nlri_ids = decode_prefixes(data, attributes_end, end, 4, add_path, field="NLRI")
+    update = Update(
+        withdrawn,
+        tuple(attributes),
+        nlri,
+        withdrawn_path_ids=withdrawn_ids,
+        nlri_path_ids=nlri_ids,
+    )
+    if nlri or problems or any(type(a) is MpReachNlri for a in attributes):
+        missing = _missing_mandatory(update, seen, attributes_end)
+        if missing is not None:
+            problems.append(missing)
+    if problems:
+        raise _verdict(update, problems)
+    return update
+
+
+def _missing_mandatory(update: Update, present: set[int], offset: int) -> BgpDecodeError | None:
+    """RFC 4271 5 / RFC 7606 3(d): ORIGIN and AS_PATH come with any reachable route,
+    NEXT_HOP with IPv4 routes in the NLRI field. `present` holds the type codes seen,
+    malformed ones included: those have their own error already."""
+    reachable = bool(update.nlri) or AttrType.MP_REACH_NLRI in present
+    if not reachable:
+        return None
+    for type_code in (AttrType.ORIGIN, AttrType.AS_PATH, AttrType.NEXT_HOP):
+        if type_code == AttrType.NEXT_HOP and not update.nlri:
+            continue
+        if type_code not in present:
+            return BgpDecodeError(
+                f"{type_code.name} is missing; it is mandatory for an UPDATE that announces routes",
+                ErrorCode.UPDATE_MESSAGE,
+                UpdateSubcode.MISSING_WELL_KNOWN_ATTRIBUTE,
+                bytes((type_code,)),
+                offset=offset,
+                handling=ErrorHandling.TREAT_AS_WITHDRAW,
+            )
+    return None
+
+
+def _verdict(update: Update, problems: list[BgpDecodeError]) -> BgpDecodeError:
+    """The most severe problem (RFC 7606 3(j)), carrying the UPDATE to act on."""
+    worst = max(problems, key=lambda problem: problem.handling.severity)
+    reachable = bool(update.nlri) or update.get(MpReachNlri) is not None
+    if worst.handling is ErrorHandling.TREAT_AS_WITHDRAW and not reachable:
+        # RFC 7606 5.2: with no reachable NLRI we cannot be sure the NLRI was parsed right.
+        worst.handling = ErrorHandling.SESSION_RESET
+        worst.reason += "; the UPDATE announces no route, so it cannot be treated as withdraw"
+    if worst.handling is ErrorHandling.TREAT_AS_WITHDRAW:
+        worst.recovered = withdraw_all(update)
+    elif worst.handling is ErrorHandling.ATTRIBUTE_DISCARD:
+        worst.recovered = update  # the decoder has left the discarded attributes out already
+    if len(problems) > 1:
+        others = "; ".join(f"{p.reason} (byte {p.offset})" for p in problems if p is not worst)
+        worst.reason += f" (also: {others})"
+    return worst
+
+
+def withdraw_all(update: Update) -> Update:
+    """The UPDATE that withdraws every route the given one touches (RFC 7606 2)."""
+    by_family: dict[Family, tuple[list[IPNetwork], list[int]]] = {}
+    for attribute in update.attributes:
+        if isinstance(attribute, MpReachNlri):
+            prefixes, path_ids = attribute.nlri, attribute.path_ids
+        elif isinstance(attribute, MpUnreachNlri):
+            prefixes, path_ids = attribute.withdrawn, attribute.path_ids
+        else:
+            continue
+        entry = by_family.setdefault(attribute.family, ([], []))
+        entry[0].extend(prefixes)
+        entry[1].extend(path_ids)
+    return Update(
+        update.withdrawn + update.nlri,
+        tuple(
+            MpUnreachNlri(family.afi, family.safi, tuple(prefixes), tuple(path_ids))
+            for family, (prefixes, path_ids) in by_family.items()
+        ),
+        withdrawn_path_ids=update.withdrawn_path_ids + update.nlri_path_ids,
+    )
+
+
+def encode_update(update: Update, ctx: SessionContext) -> bytes:
+    """The body of an UPDATE (what follows the header)."""
+    add_path = IPV4_UNICAST in ctx.add_path
+    withdrawn = encode_prefixes(update.withdrawn, update.withdrawn_path_ids, 4, add_path)
+    attributes: tuple[PathAttribute, ...] = update.attributes
+    if not ctx.four_octet_as:
+        attributes = to_two_octet(attributes)
+    encoded = b"".join([encode_attribute(attribute, ctx) for attribute in attributes])
+    nlri = encode_prefixes(update.nlri, update.nlri_path_ids, 4, add_path)
+    return b"".join(
+        (
+            struct.pack(">H", len(withdrawn)),
+            withdrawn,
+            struct.pack(">H", len(encoded)),
+            encoded,
+            nlri,
+        )
+    )
