@@ -56,9 +56,9 @@ def effective_as_path(attributes: Iterable[PathAttribute]) -> AsPath:
     if as4_path is None:
         return path
     aggregator = _first(attributes, Aggregator)
-    if _first(attributes, As4Aggregator) is not None and isinstance(aggregator, Aggregator):
-        if aggregator.asn != AS_TRANS:
-            return path
+    has_as4_aggregator = _first(attributes, As4Aggregator) is not None
+    if has_as4_aggregator and isinstance(aggregator, Aggregator) and aggregator.asn != AS_TRANS:
+        return path
     keep = path.length - as4_path.length
     if keep < 0:
         return path
