@@ -120,7 +120,8 @@ def decode_stream(
     an incomplete message at the end is a BgpDecodeError. Error offsets count from the start
     of the stream."""
     splitter = MessageSplitter(ctx.max_message_length)
-    for raw in splitter.feed(data):
+    splitter.feed(data)
+    for raw in splitter:
         start = splitter.position - len(raw)
         try:
             yield start, decode_message(raw, ctx)

@@ -6,6 +6,8 @@ what it was given until a whole message is there, so the size of reads never mat
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from sart.bgp.codes import (
     HEADER_LENGTH,
     MARKER,
@@ -39,50 +41,60 @@ def check_header(data: bytes | bytearray, pos: int, max_length: int) -> int:
 
 
 class MessageSplitter:
-    """Feed it bytes as they come; it hands back every message completed so far.
+    """Bytes in as they come, whole messages out (the h11 receive_data / next_event shape).
 
-    A header error is fatal to the stream (there is no way to find the next boundary), so
-    after one the splitter refuses further input.
+        splitter.feed(chunk)
+        for raw in splitter:      # every message completed so far
+            ...
+
+    A header error is fatal to the stream (there is no way to find the next boundary): the
+    splitter raises it, and raises it again on every later call.
     """
 
     def __init__(self, max_length: int = MAX_MESSAGE_LENGTH) -> None:
         self.max_length = max_length  # raise to 65535 once extended messages are negotiated
         self._buffer = bytearray()
-        self._consumed = 0  # octets of the stream handed out before the buffer's start
+        self._pos = 0  # start of the first message not handed out yet
+        self._consumed = 0  # stream offset of the buffer's first octet
         self._broken: BgpDecodeError | None = None
 
     @property
     def buffered(self) -> int:
-        """Octets received that do not form a whole message yet."""
-        return len(self._buffer)
+        """Octets received and not handed out as a message yet."""
+        return len(self._buffer) - self._pos
 
     @property
     def position(self) -> int:
-        """Stream offset of the first octet not yet handed out."""
-        return self._consumed
+        """Stream offset of the first octet not handed out yet."""
+        return self._consumed + self._pos
 
-    def feed(self, data: bytes) -> list[bytes]:
-        """The whole messages that data completes, in order. Raises BgpDecodeError (with the
-        stream offset) on a bad marker or length."""
+    def feed(self, data: bytes) -> None:
+        if self._pos:
+            del self._buffer[: self._pos]
+            self._consumed += self._pos
+            self._pos = 0
+        self._buffer += data
+
+    def next_message(self) -> bytes | None:
+        """The next whole message, or None until more bytes are fed. Raises BgpDecodeError
+        (offset counted from the start of the stream) on a bad marker or length."""
         if self._broken is not None:
             raise self._broken
         buffer = self._buffer
-        buffer += data
-        messages = []
-        pos = 0
-        end = len(buffer)
+        pos = self._pos
+        if len(buffer) - pos < HEADER_LENGTH:
+            return None
         try:
-            while end - pos >= HEADER_LENGTH:
-                length = check_header(buffer, pos, self.max_length)
-                if end - pos < length:
-                    break
-                messages.append(bytes(buffer[pos : pos + length]))
-                pos += length
+            length = check_header(buffer, pos, self.max_length)
         except BgpDecodeError as error:
             error.offset = self._consumed + (error.offset or 0)
             self._broken = error
             raise
-        finally:
-            del buffer[:pos]
-            self._consumed += pos
-        return messages
+        if len(buffer) - pos < length:
+            return None
+        self._pos = pos + length
+        return bytes(buffer[pos : pos + length])
+
+    def __iter__(self) -> Iterator[bytes]:
+        while (message := self.next_message()) is not None:
+            yield message
