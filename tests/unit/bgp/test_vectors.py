@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 from netaddr import IPNetwork
-from testdata import load_vectors, read_capture
 
 from sart.bgp.codes import ErrorHandling
 from sart.bgp.context import SessionContext
@@ -15,6 +14,7 @@ from sart.bgp.display import message_to_dict
 from sart.bgp.errors import BgpDecodeError
 from sart.bgp.messages import MultiExitDisc, Update
 from sart.bgp.wire import MessageSplitter, decode_message, encode_message
+from testdata import load_vectors, read_capture
 
 MANIFEST = load_vectors("manifest.json")
 ERRORS = load_vectors("errors.json")
