@@ -584,6 +584,8 @@ def _encode_segments(segments: tuple[AsPathSegment, ...], size: int) -> bytes:
         count = len(segment.asns)
         if not 1 <= count <= 255:
             raise BgpUsageError(f"an AS path segment holds 1 to 255 ASNs, not {count}")
+        if max(segment.asns) >> (size * 8) or min(segment.asns) < 0:
+            raise BgpUsageError(f"AS path {segment} has an ASN that does not fit {size} octets")
         out += struct.pack(f">BB{count}{code}", segment.type, count, *segment.asns)
     return bytes(out)
 
