@@ -12,12 +12,11 @@ Two things about ExaBGP's parser matter when reading the timings:
   back when the next UPDATE's attribute bytes are identical. A real session has it, so it
   stays on; but UPDATEs repeating their predecessor's attributes skip attribute parsing
   entirely, and the cache outlives a ``decode_all`` call. Use a fresh ``make_negotiated()``
-  per run for a cold start.
+  per run for a cold start. It is the only cache at work: the process-wide per-attribute
+  one (``Attribute.cache``) is not consulted when parsing off the wire in 5.0.15.
 * The one step ExaBGP defers: an INET NLRI's ``CIDR`` keeps the packed prefix and renders
   the address on the first ``top()``, where every other address (next hops, aggregator,
   ...) is rendered while parsing. ``decode_all`` forces it so prefixes end up as complete.
-  The process-wide per-attribute cache (``Attribute.cache``) is not consulted on this path
-  in 5.0.15, so the session cache above is the only one at work.
 
 ExaBGP decodes a prefix in an MP_REACH_NLRI with several next hops (IPv6 global plus
 link-local) once per next hop, so its NLRI list is not the wire's prefix count; see

@@ -91,8 +91,25 @@ class _Spec:
     name: str
     category: int  # what the Optional and Transitive bits must say (RFC 4271 5)
     handling: ErrorHandling  # reaction to a malformed one (RFC 7606 7)
-    length_subcode: int  # NOTIFICATION subcode for a wrong length
     decode: _Decoder
+    # Indexed by the flags' top three bits: do Optional, Transitive and Partial fit the type?
+    # Partial may only be set on optional transitive attributes (RFC 4271 4.3).
+    flags_ok: tuple[bool, ...] = attrs.field(init=False)
+    # Whether decoded values are shared between UPDATEs (not the MP attributes: they carry
+    # the routes themselves, which hardly ever repeat).
+    interned: bool = attrs.field(init=False)
+
+    @flags_ok.default
+    def _flags_ok(self) -> tuple[bool, ...]:
+        partial_ok = self.category == OPTIONAL_TRANSITIVE
+        return tuple(
+            (top << 5) & _CATEGORY == self.category and (partial_ok or not (top << 5) & _PARTIAL)
+            for top in range(8)
+        )
+
+    @interned.default
+    def _interned(self) -> bool:
+        return self.decode not in (_decode_mp_reach, _decode_mp_unreach)
 
 
 # --- decoders, one per attribute type ------------------------------------------------------
@@ -359,102 +376,79 @@ def _mp_prefixes(
 
 
 _SPECS: dict[int, _Spec] = {
-    AttrType.ORIGIN: _Spec(
-        "ORIGIN", WELL_KNOWN, TAW, UpdateSubcode.ATTRIBUTE_LENGTH_ERROR, _decode_origin
-    ),
-    AttrType.AS_PATH: _Spec(
-        "AS_PATH", WELL_KNOWN, TAW, UpdateSubcode.MALFORMED_AS_PATH, _decode_as_path
-    ),
-    AttrType.NEXT_HOP: _Spec(
-        "NEXT_HOP", WELL_KNOWN, TAW, UpdateSubcode.ATTRIBUTE_LENGTH_ERROR, _decode_next_hop
-    ),
-    AttrType.MULTI_EXIT_DISC: _Spec(
-        "MULTI_EXIT_DISC", OPTIONAL, TAW, UpdateSubcode.ATTRIBUTE_LENGTH_ERROR, _decode_med
-    ),
-    AttrType.LOCAL_PREF: _Spec(
-        "LOCAL_PREF", WELL_KNOWN, TAW, UpdateSubcode.ATTRIBUTE_LENGTH_ERROR, _decode_local_pref
-    ),
-    AttrType.ATOMIC_AGGREGATE: _Spec(
-        "ATOMIC_AGGREGATE",
-        WELL_KNOWN,
-        DISCARD,
-        UpdateSubcode.ATTRIBUTE_LENGTH_ERROR,
-        _decode_atomic_aggregate,
-    ),
-    AttrType.AGGREGATOR: _Spec(
-        "AGGREGATOR",
-        OPTIONAL_TRANSITIVE,
-        DISCARD,
-        UpdateSubcode.ATTRIBUTE_LENGTH_ERROR,
-        _decode_aggregator,
-    ),
-    AttrType.COMMUNITIES: _Spec(
-        "COMMUNITIES",
-        OPTIONAL_TRANSITIVE,
-        TAW,
-        UpdateSubcode.OPTIONAL_ATTRIBUTE_ERROR,
-        _decode_communities,
-    ),
-    AttrType.ORIGINATOR_ID: _Spec(
-        "ORIGINATOR_ID", OPTIONAL, TAW, UpdateSubcode.ATTRIBUTE_LENGTH_ERROR, _decode_originator_id
-    ),
-    AttrType.CLUSTER_LIST: _Spec(
-        "CLUSTER_LIST", OPTIONAL, TAW, UpdateSubcode.OPTIONAL_ATTRIBUTE_ERROR, _decode_cluster_list
-    ),
-    AttrType.MP_REACH_NLRI: _Spec(
-        "MP_REACH_NLRI", OPTIONAL, RESET, UpdateSubcode.OPTIONAL_ATTRIBUTE_ERROR, _decode_mp_reach
-    ),
-    AttrType.MP_UNREACH_NLRI: _Spec(
-        "MP_UNREACH_NLRI",
-        OPTIONAL,
-        RESET,
-        UpdateSubcode.OPTIONAL_ATTRIBUTE_ERROR,
-        _decode_mp_unreach,
-    ),
-    AttrType.EXTENDED_COMMUNITIES: _Spec(
-        "EXTENDED_COMMUNITIES",
-        OPTIONAL_TRANSITIVE,
-        TAW,
-        UpdateSubcode.OPTIONAL_ATTRIBUTE_ERROR,
-        _decode_extended_communities,
-    ),
-    AttrType.AS4_PATH: _Spec(
-        "AS4_PATH",
-        OPTIONAL_TRANSITIVE,
-        DISCARD,
-        UpdateSubcode.OPTIONAL_ATTRIBUTE_ERROR,
-        _decode_as4_path,
-    ),
-    AttrType.AS4_AGGREGATOR: _Spec(
-        "AS4_AGGREGATOR",
-        OPTIONAL_TRANSITIVE,
-        DISCARD,
-        UpdateSubcode.OPTIONAL_ATTRIBUTE_ERROR,
-        _decode_as4_aggregator,
-    ),
-    AttrType.LARGE_COMMUNITY: _Spec(
-        "LARGE_COMMUNITY",
-        OPTIONAL_TRANSITIVE,
-        TAW,
-        UpdateSubcode.OPTIONAL_ATTRIBUTE_ERROR,
-        _decode_large_communities,
-    ),
+    spec_type: _Spec(spec_type.name, category, handling, decode)
+    for spec_type, category, handling, decode in (
+        (AttrType.ORIGIN, WELL_KNOWN, TAW, _decode_origin),
+        (AttrType.AS_PATH, WELL_KNOWN, TAW, _decode_as_path),
+        (AttrType.NEXT_HOP, WELL_KNOWN, TAW, _decode_next_hop),
+        (AttrType.MULTI_EXIT_DISC, OPTIONAL, TAW, _decode_med),
+        (AttrType.LOCAL_PREF, WELL_KNOWN, TAW, _decode_local_pref),
+        (AttrType.ATOMIC_AGGREGATE, WELL_KNOWN, DISCARD, _decode_atomic_aggregate),
+        (AttrType.AGGREGATOR, OPTIONAL_TRANSITIVE, DISCARD, _decode_aggregator),
+        (AttrType.COMMUNITIES, OPTIONAL_TRANSITIVE, TAW, _decode_communities),
+        (AttrType.ORIGINATOR_ID, OPTIONAL, TAW, _decode_originator_id),
+        (AttrType.CLUSTER_LIST, OPTIONAL, TAW, _decode_cluster_list),
+        (AttrType.MP_REACH_NLRI, OPTIONAL, RESET, _decode_mp_reach),
+        (AttrType.MP_UNREACH_NLRI, OPTIONAL, RESET, _decode_mp_unreach),
+        (AttrType.EXTENDED_COMMUNITIES, OPTIONAL_TRANSITIVE, TAW, _decode_extended_communities),
+        (AttrType.AS4_PATH, OPTIONAL_TRANSITIVE, DISCARD, _decode_as4_path),
+        (AttrType.AS4_AGGREGATOR, OPTIONAL_TRANSITIVE, DISCARD, _decode_as4_aggregator),
+        (AttrType.LARGE_COMMUNITY, OPTIONAL_TRANSITIVE, TAW, _decode_large_communities),
+    )
 }
 
-_FOUR_OCTET_ONLY = (AttrType.AS4_PATH, AttrType.AS4_AGGREGATOR)
+
+def _not_between_four_octet_speakers(
+    data: bytes, start: int, end: int, flags: int, _: SessionContext
+) -> PathAttribute:
+    raise _MalformedError(
+        f"{AttrType(data[start - (4 if flags & _EXTENDED_LENGTH else 3) + 1]).name} is not "
+        "sent between 4-octet AS speakers and is discarded (RFC 6793 4.1)",
+        UpdateSubcode.MALFORMED_ATTRIBUTE_LIST,
+        start,
+    )
+
+
+# On a 4-octet AS session AS4_PATH and AS4_AGGREGATOR are discarded, never merged.
+_SPECS_FOUR_OCTET: dict[int, _Spec] = {
+    **_SPECS,
+    **{
+        code: attrs.evolve(_SPECS[code], decode=_not_between_four_octet_speakers)
+        for code in (AttrType.AS4_PATH, AttrType.AS4_AGGREGATOR)
+    },
+}
 _MP = (AttrType.MP_REACH_NLRI, AttrType.MP_UNREACH_NLRI)
+
+
+# Decoded attributes, keyed by their raw octets (flags, type and length included), one table
+# per AS number size. Real feeds repeat a few AS paths, next hops and community sets over
+# many UPDATEs: handing back the same frozen object skips the decoding and lets every route
+# share one copy. Bounded: the table is emptied when full, which keeps the cost of a lookup
+# flat and the memory small.
+INTERN_LIMIT = 32768
+_interned: tuple[dict[bytes, PathAttribute], dict[bytes, PathAttribute]] = ({}, {})
+
+
+def clear_intern_tables() -> None:
+    for table in _interned:
+        table.clear()
 
 
 def decode_attributes(
     data: bytes, pos: int, end: int, ctx: SessionContext
-) -> tuple[list[PathAttribute], list[BgpDecodeError], set[int]]:
-    """The attributes in data[pos:end], one error per problem found, and the type codes
-    seen. An attribute that has a problem is left out of the list."""
+) -> tuple[list[PathAttribute], list[BgpDecodeError], int]:
+    """The attributes in data[pos:end], one error per problem found, and the type codes seen
+    (bit n set for type code n). An attribute that has a problem is left out of the list."""
     attributes: list[PathAttribute] = []
+    append = attributes.append
     problems: list[BgpDecodeError] = []
-    seen: set[int] = set()
+    seen = 0
+    four_octet = ctx.four_octet_as
+    specs = _SPECS_FOUR_OCTET if four_octet else _SPECS
+    interned = _interned[four_octet]
     while pos < end:
-        if end - pos < 3 or (data[pos] & _EXTENDED_LENGTH and end - pos < 4):
+        flags = data[pos]
+        if end - pos < (4 if flags & _EXTENDED_LENGTH else 3):
             problems.append(
                 BgpDecodeError(
                     f"{end - pos} octets left at the end of the path attributes, too few for an "
@@ -466,19 +460,17 @@ def decode_attributes(
                 )
             )
             break
-        flags = data[pos]
         type_code = data[pos + 1]
         if flags & _EXTENDED_LENGTH:
-            length = (data[pos + 2] << 8) | data[pos + 3]
             start = pos + 4
+            stop = start + ((data[pos + 2] << 8) | data[pos + 3])
         else:
-            length = data[pos + 2]
             start = pos + 3
-        stop = start + length
+            stop = start + data[pos + 2]
         if stop > end:
             problems.append(
                 BgpDecodeError(
-                    f"attribute type {type_code} is {length} octets long, only "
+                    f"attribute type {type_code} is {stop - start} octets long, only "
                     f"{end - start} are left in the path attributes",
                     ErrorCode.UPDATE_MESSAGE,
                     UpdateSubcode.ATTRIBUTE_LENGTH_ERROR,
@@ -488,26 +480,58 @@ def decode_attributes(
                 )
             )
             break
-        problem = _decode_one(data, pos, start, stop, flags, type_code, seen, ctx, attributes)
-        if problem is not None:
-            problems.append(problem)
+        bit = 1 << type_code
+        spec = specs.get(type_code)
+        if seen & bit or spec is None or not spec.flags_ok[flags >> 5]:
+            problem = _irregular(data, pos, start, stop, flags, type_code, seen, spec)
+            if problem is None:
+                append(UnknownAttribute(type_code, data[start:stop], flags=flags))
+            else:
+                problems.append(problem)
+            seen |= bit
+            pos = stop
+            continue
+        seen |= bit
+        try:
+            if spec.interned:
+                key = data[pos:stop]
+                attribute = interned.get(key)
+                if attribute is None:
+                    attribute = spec.decode(data, start, stop, flags, ctx)
+                    if len(interned) >= INTERN_LIMIT:
+                        interned.clear()
+                    interned[key] = attribute
+                append(attribute)
+            else:
+                append(spec.decode(data, start, stop, flags, ctx))
+        except _MalformedError as malformed:
+            problems.append(
+                BgpDecodeError(
+                    malformed.reason,
+                    ErrorCode.UPDATE_MESSAGE,
+                    malformed.subcode,
+                    b"" if malformed.subcode == UpdateSubcode.MALFORMED_AS_PATH else data[pos:stop],
+                    offset=malformed.offset,
+                    handling=spec.handling,
+                )
+            )
         pos = stop
     return attributes, problems, seen
 
 
-def _decode_one(
+def _irregular(
     data: bytes,
     pos: int,
     start: int,
     stop: int,
     flags: int,
     type_code: int,
-    seen: set[int],
-    ctx: SessionContext,
-    out: list[PathAttribute],
+    seen: int,
+    spec: _Spec | None,
 ) -> BgpDecodeError | None:
-    spec = _SPECS.get(type_code)
-    if type_code in seen:
+    """The problem with an attribute off the fast path: a repeat, an unrecognised type (None
+    when it is optional, so it is kept as UnknownAttribute), or flags that do not fit."""
+    if seen & (1 << type_code):
         # RFC 7606 3(g): keep the first, except that two MP attributes of a kind are fatal.
         handling = RESET if type_code in _MP else DISCARD
         name = spec.name if spec else f"attribute type {type_code}"
@@ -518,52 +542,28 @@ def _decode_one(
             offset=pos,
             handling=handling,
         )
-    seen.add(type_code)
     if spec is None:
-        if not flags & OPTIONAL:
-            return BgpDecodeError(
-                f"attribute type {type_code} is marked well-known but is not one",
-                ErrorCode.UPDATE_MESSAGE,
-                UpdateSubcode.UNRECOGNIZED_WELL_KNOWN_ATTRIBUTE,
-                data[pos:stop],
-                offset=pos,
-            )
-        out.append(UnknownAttribute(type_code, data[start:stop], flags=flags))
-        return None
-    category = flags & _CATEGORY
-    if category != spec.category or (flags & _PARTIAL and category != OPTIONAL_TRANSITIVE):
+        if flags & OPTIONAL:
+            return None
         return BgpDecodeError(
-            f"{spec.name} has flags 0x{flags:02x}; a {_describe(spec.category)} "
-            "attribute must have "
-            + f"optional={int(bool(spec.category & OPTIONAL))}, "
-            + f"transitive={int(bool(spec.category & WELL_KNOWN))}"
-            + ("" if spec.category == OPTIONAL_TRANSITIVE else ", partial=0"),
+            f"attribute type {type_code} is marked well-known but is not one",
             ErrorCode.UPDATE_MESSAGE,
-            UpdateSubcode.ATTRIBUTE_FLAGS_ERROR,
+            UpdateSubcode.UNRECOGNIZED_WELL_KNOWN_ATTRIBUTE,
             data[pos:stop],
             offset=pos,
-            handling=spec.handling,
         )
-    if ctx.four_octet_as and type_code in _FOUR_OCTET_ONLY:
-        return BgpDecodeError(
-            f"{spec.name} is received on a 4-octet AS session and is discarded (RFC 6793 4.1)",
-            ErrorCode.UPDATE_MESSAGE,
-            UpdateSubcode.MALFORMED_ATTRIBUTE_LIST,
-            offset=pos,
-            handling=DISCARD,
-        )
-    try:
-        out.append(spec.decode(data, start, stop, flags, ctx))
-    except _MalformedError as malformed:
-        return BgpDecodeError(
-            malformed.reason,
-            ErrorCode.UPDATE_MESSAGE,
-            malformed.subcode,
-            b"" if malformed.subcode == UpdateSubcode.MALFORMED_AS_PATH else data[pos:stop],
-            offset=malformed.offset,
-            handling=spec.handling,
-        )
-    return None
+    return BgpDecodeError(
+        f"{spec.name} has flags 0x{flags:02x}; a {_describe(spec.category)} "
+        "attribute must have "
+        + f"optional={int(bool(spec.category & OPTIONAL))}, "
+        + f"transitive={int(bool(spec.category & WELL_KNOWN))}"
+        + ("" if spec.category == OPTIONAL_TRANSITIVE else ", partial=0"),
+        ErrorCode.UPDATE_MESSAGE,
+        UpdateSubcode.ATTRIBUTE_FLAGS_ERROR,
+        data[pos:stop],
+        offset=pos,
+        handling=spec.handling,
+    )
 
 
 def _describe(category: int) -> str:

@@ -36,11 +36,13 @@ def decode_prefixes(
     masks = _MASKS[version]
     prefixes: list[IPNetwork] = []
     path_ids: list[int] = []
+    append = prefixes.append
+    from_bytes = int.from_bytes
     while pos < end:
         if add_path:
             if pos + 4 >= end:
                 raise _overrun(field, pos, end, subcode)
-            path_ids.append(int.from_bytes(data[pos : pos + 4], "big"))
+            path_ids.append(from_bytes(data[pos : pos + 4], "big"))
             pos += 4
         length = data[pos]
         if length > width:
@@ -50,15 +52,12 @@ def decode_prefixes(
                 subcode,
                 offset=pos,
             )
-        size = (length + 7) >> 3
-        pos += 1
-        if pos + size > end:
-            raise _overrun(field, pos - 1, end, subcode)
-        value = (int.from_bytes(data[pos : pos + size], "big") << (width - (size << 3))) & masks[
-            length
-        ]
-        pos += size
-        prefixes.append(IPNetwork((value, length), version))
+        stop = pos + 1 + ((length + 7) >> 3)
+        if stop > end:
+            raise _overrun(field, pos, end, subcode)
+        value = from_bytes(data[pos + 1 : stop], "big") << (width + 8 - ((stop - pos) << 3))
+        append(IPNetwork((value & masks[length], length), version))
+        pos = stop
     return tuple(prefixes), tuple(path_ids)
 
 

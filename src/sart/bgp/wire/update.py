@@ -74,17 +74,17 @@ def decode_update(data: bytes, ctx: SessionContext) -> Update:
     return update
 
 
-def _missing_mandatory(update: Update, present: set[int], offset: int) -> BgpDecodeError | None:
+def _missing_mandatory(update: Update, present: int, offset: int) -> BgpDecodeError | None:
     """RFC 4271 5 / RFC 7606 3(d): ORIGIN and AS_PATH come with any reachable route,
-    NEXT_HOP with IPv4 routes in the NLRI field. `present` holds the type codes seen,
-    malformed ones included: those have their own error already."""
-    reachable = bool(update.nlri) or AttrType.MP_REACH_NLRI in present
+    NEXT_HOP with IPv4 routes in the NLRI field. `present` has bit n set for each type code
+    n seen, malformed ones included: those have their own error already."""
+    reachable = bool(update.nlri) or present & (1 << AttrType.MP_REACH_NLRI)
     if not reachable:
         return None
     for type_code in (AttrType.ORIGIN, AttrType.AS_PATH, AttrType.NEXT_HOP):
         if type_code == AttrType.NEXT_HOP and not update.nlri:
             continue
-        if type_code not in present:
+        if not present & (1 << type_code):
             return BgpDecodeError(
                 f"{type_code.name} is missing; it is mandatory for an UPDATE that announces routes",
                 ErrorCode.UPDATE_MESSAGE,
