@@ -42,7 +42,7 @@ from sart.bgp.wire import MessageSplitter, decode_message, encode_message
 from sart.bgp.wire.attributes import clear_intern_tables
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _exabgp import decode_all, make_negotiated  # noqa: E402
+from _exabgp import decode_all, make_negotiated
 
 CONTEXT = SessionContext(four_octet_as=True)
 SEED = 4271
