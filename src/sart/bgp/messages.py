@@ -588,6 +588,8 @@ class RouteRefresh:
     afi: int
     safi: int
     subtype: int = 0  # RouteRefreshSubtype: 0 request, 1 BoRR, 2 EoRR (RFC 7313)
+    # What follows a request: ORF entries (RFC 5291), which sart does not negotiate but keeps.
+    data: bytes = b""
 
     @property
     def family(self) -> Family:

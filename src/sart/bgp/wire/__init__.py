@@ -21,6 +21,7 @@ from sart.bgp.codes import (
     HeaderSubcode,
     MessageType,
     RouteRefreshSubcode,
+    RouteRefreshSubtype,
 )
 from sart.bgp.context import DEFAULT_CONTEXT, SessionContext
 from sart.bgp.errors import BgpDecodeError
@@ -102,15 +103,16 @@ def decode_message(data: bytes, ctx: SessionContext = DEFAULT_CONTEXT) -> Messag
 
 def _decode_route_refresh(data: bytes) -> RouteRefresh:
     afi, subtype, safi = struct.unpack_from(">HBB", data, HEADER_LENGTH)
-    if len(data) != 23 and subtype == 0:  # RFC 7313 5: only a plain request has a fixed size
+    markers = (RouteRefreshSubtype.BEGIN_OF_ROUTE_REFRESH, RouteRefreshSubtype.END_OF_ROUTE_REFRESH)
+    if len(data) != 23 and subtype in markers:  # RFC 7313 5
         raise BgpDecodeError(
-            f"a ROUTE-REFRESH request is 23 octets, this one is {len(data)}",
+            f"a ROUTE-REFRESH with subtype {subtype} is 23 octets, this one is {len(data)}",
             ErrorCode.ROUTE_REFRESH_MESSAGE,
             RouteRefreshSubcode.INVALID_MESSAGE_LENGTH,
             data,
             offset=16,
         )
-    return RouteRefresh(afi, safi, subtype)
+    return RouteRefresh(afi, safi, subtype, data[23:])
 
 
 def decode_stream(
@@ -164,5 +166,6 @@ def _encode_body(message: Message, ctx: SessionContext) -> bytes:
     if kind is Notification:
         return bytes((message.code, message.subcode)) + message.data  # type: ignore[union-attr]
     if kind is RouteRefresh:
-        return struct.pack(">HBB", message.afi, message.subtype, message.safi)  # type: ignore[union-attr]
+        header = struct.pack(">HBB", message.afi, message.subtype, message.safi)  # type: ignore[union-attr]
+        return header + message.data  # type: ignore[union-attr]
     raise BgpUsageError(f"not a BGP message: {message!r}")
