@@ -314,18 +314,22 @@ class AtomicAggregate:
 
 
 @attrs.frozen
-class Aggregator:
-    type_code: ClassVar[int] = AttrType.AGGREGATOR
+class _AggregatorValue:
     asn: int
     address: IPAddress
+
+
+@attrs.frozen
+class Aggregator(_AggregatorValue):
+    type_code: ClassVar[int] = AttrType.AGGREGATOR
     flags: int = _flags(OPTIONAL_TRANSITIVE)
 
 
 @attrs.frozen
-class As4Aggregator:
+class As4Aggregator(_AggregatorValue):
+    """The real aggregator beside an AGGREGATOR of AS_TRANS, on 2-octet sessions (RFC 6793)."""
+
     type_code: ClassVar[int] = AttrType.AS4_AGGREGATOR
-    asn: int
-    address: IPAddress
     flags: int = _flags(OPTIONAL_TRANSITIVE)
 
 

@@ -242,27 +242,27 @@ def _decode_atomic_aggregate(
     return AtomicAggregate(flags=flags)
 
 
+def _aggregator_value(
+    name: str, data: bytes, start: int, end: int, size: int
+) -> tuple[int, IPAddress]:
+    """The AS (of `size` octets) and address of an AGGREGATOR or AS4_AGGREGATOR."""
+    _fixed_length(name, data, start, end, size + 4)
+    asn = int.from_bytes(data[start : start + size], "big")
+    _no_as_zero(name, (asn,), start, UpdateSubcode.OPTIONAL_ATTRIBUTE_ERROR)
+    return asn, IPAddress(int.from_bytes(data[start + size : end], "big"), 4)
+
+
 def _decode_aggregator(
     data: bytes, start: int, end: int, flags: int, ctx: SessionContext
 ) -> Aggregator:
     size = 4 if ctx.four_octet_as else 2
-    _fixed_length("AGGREGATOR", data, start, end, size + 4)
-    asn = int.from_bytes(data[start : start + size], "big")
-    _no_as_zero("AGGREGATOR", (asn,), start, UpdateSubcode.OPTIONAL_ATTRIBUTE_ERROR)
-    return Aggregator(
-        asn, IPAddress(int.from_bytes(data[start + size : end], "big"), 4), flags=flags
-    )
+    return Aggregator(*_aggregator_value("AGGREGATOR", data, start, end, size), flags=flags)
 
 
 def _decode_as4_aggregator(
     data: bytes, start: int, end: int, flags: int, _: SessionContext
 ) -> As4Aggregator:
-    _fixed_length("AS4_AGGREGATOR", data, start, end, 8)
-    asn = int.from_bytes(data[start : start + 4], "big")
-    _no_as_zero("AS4_AGGREGATOR", (asn,), start, UpdateSubcode.OPTIONAL_ATTRIBUTE_ERROR)
-    return As4Aggregator(
-        asn, IPAddress(int.from_bytes(data[start + 4 : end], "big"), 4), flags=flags
-    )
+    return As4Aggregator(*_aggregator_value("AS4_AGGREGATOR", data, start, end, 4), flags=flags)
 
 
 def _decode_communities(
