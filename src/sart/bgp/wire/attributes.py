@@ -215,7 +215,14 @@ def _decode_as4_path(data: bytes, start: int, end: int, flags: int, _: SessionCo
     for segment in segments:
         _no_as_zero("AS4_PATH", segment.asns, start)
     # RFC 6793 6: confederation segments in AS4_PATH are dropped, the rest is kept.
-    return As4Path(_without_confederations(segments), flags=flags)
+    kept = _without_confederations(segments)
+    if not kept:
+        raise _MalformedError(
+            "AS4_PATH holds nothing but confederation segments (RFC 6793 6 drops them)",
+            UpdateSubcode.MALFORMED_AS_PATH,
+            start,
+        )
+    return As4Path(kept, flags=flags)
 
 
 def _decode_next_hop(data: bytes, start: int, end: int, flags: int, _: SessionContext) -> NextHop:
@@ -674,8 +681,9 @@ def to_two_octet(attributes: tuple[PathAttribute, ...]) -> tuple[PathAttribute, 
         if attribute is path and not path_fits:
             assert path is not None
             result.append(_with_as_trans(path))
-            if not any(type(a) is As4Path for a in attributes):
-                result.append(As4Path(_without_confederations(path.segments)))
+            segments = _without_confederations(path.segments)
+            if segments and not any(type(a) is As4Path for a in attributes):
+                result.append(As4Path(segments))
         elif attribute is aggregator and not aggregator_fits:
             assert aggregator is not None
             result.append(attrs.evolve(aggregator, asn=AS_TRANS))

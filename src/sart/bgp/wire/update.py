@@ -65,10 +65,9 @@ def decode_update(data: bytes, ctx: SessionContext) -> Update:
         withdrawn_path_ids=withdrawn_ids,
         nlri_path_ids=nlri_ids,
     )
-    if nlri or problems or any(type(a) is MpReachNlri for a in attributes):
-        missing = _missing_mandatory(update, seen, attributes_end)
-        if missing is not None:
-            problems.append(missing)
+    missing = _missing_mandatory(update, seen, attributes_end)
+    if missing is not None:
+        problems.append(missing)
     if problems:
         raise _verdict(update, problems)
     return update
@@ -99,9 +98,12 @@ def _missing_mandatory(update: Update, present: int, offset: int) -> BgpDecodeEr
 def _verdict(update: Update, problems: list[BgpDecodeError]) -> BgpDecodeError:
     """The most severe problem (RFC 7606 3(j)), carrying the UPDATE to act on."""
     worst = max(problems, key=lambda problem: problem.handling.severity)
-    reachable = bool(update.nlri) or update.get(MpReachNlri) is not None
-    if worst.handling is ErrorHandling.TREAT_AS_WITHDRAW and not reachable:
-        # RFC 7606 5.2: with no reachable NLRI we cannot be sure the NLRI was parsed right.
+    announces = bool(update.nlri) or any(
+        type(a) is MpReachNlri and a.nlri for a in update.attributes
+    )
+    if worst.handling is ErrorHandling.TREAT_AS_WITHDRAW and not announces:
+        # RFC 7606 5.2: with no reachable NLRI we cannot be sure the NLRI was parsed right;
+        # and there would be nothing to withdraw (RFC 7606 3(j)).
         worst.handling = ErrorHandling.SESSION_RESET
         worst.reason += "; the UPDATE announces no route, so it cannot be treated as withdraw"
     if worst.handling is ErrorHandling.TREAT_AS_WITHDRAW:
@@ -123,6 +125,8 @@ def withdraw_all(update: Update) -> Update:
         elif isinstance(attribute, MpUnreachNlri):
             prefixes, path_ids = attribute.withdrawn, attribute.path_ids
         else:
+            continue
+        if not prefixes:  # an empty MP_UNREACH_NLRI would read as End-of-RIB
             continue
         entry = by_family.setdefault(attribute.family, ([], []))
         entry[0].extend(prefixes)
