@@ -21,7 +21,27 @@ class BgpUsageError(BgpError):
 
 
 class IpamError(SartError):
-    """Address allocation failed."""
+    """Address allocation failed. The allocator is unchanged after any of these."""
+
+
+class PoolExhausted(IpamError):
+    """No free address (or block) is left."""
+
+
+class AddressInUse(IpamError):
+    """The address asked for is already allocated or reserved."""
+
+
+class NotAllocated(IpamError):
+    """The address to release is not allocated (released twice, or never handed out)."""
+
+
+class OutOfRange(IpamError):
+    """The address is not in the pool, or not of its family."""
+
+
+class AllocationConflict(IpamError):
+    """Observed allocations claim the same address twice (found when rebuilding)."""
 
 
 class ConfigError(SartError):
