@@ -163,7 +163,7 @@ class DenseBitmap:
 class SparseBitmap:
     """Only the chunks in use are stored: memory follows the allocations."""
 
-    __slots__ = ("_chunks", "_full", "_low", "_size", "_used")
+    __slots__ = ("_chunks", "_full", "_last_chunk", "_low", "_size", "_used")
 
     def __init__(self, size: int) -> None:
         if size < 1:
@@ -174,8 +174,6 @@ class SparseBitmap:
         self._full: set[int] = set()
         self._low = 0  # no chunk below this one has a free offset
         self._last_chunk = (size - 1) // CHUNK_BITS
-
-    __slots__ += ("_last_chunk",)
 
     @property
     def size(self) -> int:
