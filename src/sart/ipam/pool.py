@@ -25,7 +25,8 @@ from sart.ipam.bitmap import Bitmap, new_bitmap
 SNAPSHOT_VERSION = 1
 
 
-def _network(cidr: IPNetwork | str) -> IPNetwork:
+def parse_cidr(cidr: IPNetwork | str) -> IPNetwork:
+    """A CIDR without host bits, or OutOfRange saying what is wrong with it."""
     try:
         network = IPNetwork(cidr)
     except (AddrFormatError, ValueError, TypeError) as error:
@@ -35,7 +36,8 @@ def _network(cidr: IPNetwork | str) -> IPNetwork:
     return network
 
 
-def _address(value: object) -> IPAddress:
+def parse_address(value: object) -> IPAddress:
+    """An IP address, or OutOfRange saying what is wrong with it."""
     try:
         return IPAddress(value)
     except (AddrFormatError, ValueError, TypeError) as error:
@@ -46,7 +48,7 @@ class Pool:
     """The addresses of one CIDR: allocate (lowest free, or a given one), release, reserve."""
 
     def __init__(self, cidr: IPNetwork | str, *, skip_network_and_broadcast: bool = True) -> None:
-        self.cidr = _network(cidr)
+        self.cidr = parse_cidr(cidr)
         self.skip_network_and_broadcast = skip_network_and_broadcast
         self._first = int(self.cidr.network)
         self._bitmap: Bitmap = new_bitmap(self.cidr.size)
@@ -76,7 +78,7 @@ class Pool:
         return self.size - self._bitmap.used
 
     def _offset(self, address: object) -> int:
-        ip = _address(address)
+        ip = parse_address(address)
         if ip.version != self.cidr.version or ip not in self.cidr:
             raise OutOfRange(f"{ip} is not in pool {self.cidr}")
         offset: int = int(ip) - self._first
@@ -111,8 +113,8 @@ class Pool:
 
     def reserve(self, address: IPAddress | str) -> None:
         """Never hand this address out. Raises AddressInUse if it is allocated."""
-        offset = self.allocate(address)
-        self._reserved.add(int(offset) - self._first)
+        ip = self.allocate(address)
+        self._reserved.add(int(ip) - self._first)
 
     def unreserve(self, address: IPAddress | str) -> None:
         offset = self._offset(address)
@@ -221,8 +223,8 @@ def parse_ranges(text: str) -> Iterator[IPAddress]:
     """The addresses of format_ranges' text. Raises OutOfRange on anything else."""
     for part in filter(None, (p.strip() for p in text.split(","))):
         first, _, last = part.partition("-")
-        start = _address(first)
-        stop = _address(last) if last else start
+        start = parse_address(first)
+        stop = parse_address(last) if last else start
         if stop.version != start.version or stop < start:
             raise OutOfRange(f"not an address range: {part!r}")
         for value in range(int(start), int(stop) + 1):
