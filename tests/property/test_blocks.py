@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import hypothesis.strategies as st
 from hypothesis import given
 from netaddr import IPNetwork
@@ -32,6 +34,6 @@ def test_blocks_are_disjoint_inside_and_lowest_first(
             taken.discard(block)
         blocks = [b.cidr for b in pool]
         assert blocks == sorted(taken)
-        for first, second in zip(blocks, blocks[1:], strict=False):
+        for first, second in itertools.pairwise(blocks):
             assert first.last < second.first
         assert all(b in IPNetwork(cidr) and b.prefixlen == prefixlen for b in blocks)
