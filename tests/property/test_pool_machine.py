@@ -60,6 +60,20 @@ class BitmapMachine(RuleBasedStateMachine):
                 bitmap.release(offset)
         self.model.discard(offset)
 
+    @rule(data=st.data())
+    def allocate_range(self, data: st.DataObject) -> None:
+        first = data.draw(st.integers(0, self.size - 1))
+        last = data.draw(st.integers(first, min(self.size - 1, first + 2 * CHUNK_BITS)))
+        wanted = set(range(first, last + 1))
+        for bitmap in self.bitmaps:
+            if wanted & self.model:
+                with pytest.raises(AddressInUse):
+                    bitmap.allocate_range(first, last)
+            else:
+                bitmap.allocate_range(first, last)
+        if not wanted & self.model:
+            self.model |= wanted
+
     @rule()
     def fill_a_chunk(self) -> None:
         """Long runs of allocations, so that chunks fill and the full-chunk index matters."""
@@ -70,6 +84,7 @@ class BitmapMachine(RuleBasedStateMachine):
     def agrees_with_the_model(self) -> None:
         for bitmap in self.bitmaps:
             assert bitmap.used == len(self.model)
+            assert set(bitmap) == self.model
 
 
 class PoolMachine(RuleBasedStateMachine):

@@ -15,7 +15,6 @@ from netaddr import AddrFormatError, IPAddress, IPNetwork
 from sart.errors import (
     AddressInUse,
     AllocationConflict,
-    IpamError,
     NotAllocated,
     OutOfRange,
     PoolExhausted,
@@ -156,14 +155,20 @@ class Pool:
         if snapshot.version != SNAPSHOT_VERSION:
             raise OutOfRange(f"snapshot version {snapshot.version} is not {SNAPSHOT_VERSION}")
         pool = cls(snapshot.cidr, skip_network_and_broadcast=snapshot.skip_network_and_broadcast)
-        try:
-            for address in parse_ranges(snapshot.reserved):
-                pool.reserve(address)
-        except IpamError as error:
-            raise AllocationConflict(f"snapshot reserves an address twice: {error}") from None
-        conflicts = pool.rebuild_from(("snapshot", a) for a in parse_ranges(snapshot.allocated))
-        if conflicts:
-            raise AllocationConflict(f"snapshot claims addresses twice: {conflicts}")
+        for first, last in parse_ranges(snapshot.reserved):
+            for value in range(int(first), int(last) + 1):
+                try:
+                    pool.reserve(IPAddress(value, first.version))
+                except AddressInUse as error:
+                    raise AllocationConflict(f"the snapshot reserves twice: {error}") from None
+        for first, last in parse_ranges(snapshot.allocated):
+            try:
+                pool._bitmap.allocate_range(pool._offset(first), pool._offset(last))
+            except AddressInUse:
+                raise AllocationConflict(
+                    f"the snapshot allocates {first}-{last}, which overlaps an address it "
+                    "reserves or allocates already"
+                ) from None
         return pool
 
     def rebuild_from(
@@ -219,13 +224,14 @@ def format_ranges(addresses: Iterable[IPAddress]) -> str:
     return ",".join(parts)
 
 
-def parse_ranges(text: str) -> Iterator[IPAddress]:
-    """The addresses of format_ranges' text. Raises OutOfRange on anything else."""
+def parse_ranges(text: str) -> list[tuple[IPAddress, IPAddress]]:
+    """The (first, last) ranges of format_ranges' text. Raises OutOfRange on anything else."""
+    ranges = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         first, _, last = part.partition("-")
         start = parse_address(first)
         stop = parse_address(last) if last else start
         if stop.version != start.version or stop < start:
             raise OutOfRange(f"not an address range: {part!r}")
-        for value in range(int(start), int(stop) + 1):
-            yield IPAddress(value, start.version)
+        ranges.append((start, stop))
+    return ranges
