@@ -9,11 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import attrs
 from netaddr import IPAddress, IPNetwork
 
-from sart.errors import AddressInUse, NotAllocated, OutOfRange, PoolExhausted
+from sart.errors import AddressInUse, AllocationConflict, NotAllocated, OutOfRange, PoolExhausted
 from sart.ipam.bitmap import Bitmap, new_bitmap
-from sart.ipam.pool import Pool, parse_address, parse_cidr
+from sart.ipam.pool import SNAPSHOT_VERSION, Pool, PoolSnapshot, parse_address, parse_cidr
+
+
+@attrs.frozen(kw_only=True)
+class BlockPoolSnapshot:
+    """A block pool's state, version 1: its settings and one PoolSnapshot per block."""
+
+    version: int
+    cidr: str
+    block_prefixlen: int
+    release_empty_blocks: bool
+    skip_network_and_broadcast: bool
+    blocks: tuple[PoolSnapshot, ...]
 
 
 class BlockPool:
@@ -109,6 +122,36 @@ class BlockPool:
         pool.release(address)
         if self.release_empty_blocks and not pool.used:
             self.release_block(pool.cidr)
+
+    def snapshot(self) -> BlockPoolSnapshot:
+        """The pool's settings and each allocated block's own snapshot, lowest first."""
+        return BlockPoolSnapshot(
+            version=SNAPSHOT_VERSION,
+            cidr=str(self.cidr),
+            block_prefixlen=self.block_prefixlen,
+            release_empty_blocks=self.release_empty_blocks,
+            skip_network_and_broadcast=self.skip_network_and_broadcast,
+            blocks=tuple(block.snapshot() for block in self),
+        )
+
+    @classmethod
+    def restore(cls, snapshot: BlockPoolSnapshot) -> BlockPool:
+        """The block pool a snapshot describes. Raises OutOfRange or AllocationConflict."""
+        if snapshot.version != SNAPSHOT_VERSION:
+            raise OutOfRange(f"snapshot version {snapshot.version} is not {SNAPSHOT_VERSION}")
+        pool = cls(
+            snapshot.cidr,
+            snapshot.block_prefixlen,
+            release_empty_blocks=snapshot.release_empty_blocks,
+            skip_network_and_broadcast=snapshot.skip_network_and_broadcast,
+        )
+        for block in snapshot.blocks:
+            index = pool._index(block.cidr)
+            if index in pool._taken:
+                raise AllocationConflict(f"the snapshot lists block {block.cidr} twice")
+            pool._taken.allocate_at(index)
+            pool._blocks[index] = Pool.restore(block)
+        return pool
 
     def __iter__(self) -> Iterator[Pool]:
         """Allocated blocks, lowest first."""

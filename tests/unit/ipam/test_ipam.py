@@ -208,3 +208,17 @@ def test_pools_may_not_overlap_and_one_auto_assigns() -> None:
         allocator.add_pool("inner", Pool("192.0.2.0/31"))
     with pytest.raises(IpamError, match="auto-assign pool already"):
         allocator.add_pool("other", Pool("198.51.100.0/24"), auto_assign=True)
+
+
+def test_block_pool_snapshot_restores_blocks_and_their_addresses() -> None:
+    blocks = BlockPool("2001:db8:100::/56", 64)
+    first = blocks.allocate_block()
+    blocks.allocate_block("2001:db8:100:7::/64").allocate("2001:db8:100:7::9")
+    first.allocate()
+    restored = BlockPool.restore(blocks.snapshot())
+    assert restored.snapshot() == blocks.snapshot()
+    assert restored.allocate_block().cidr == IPNetwork("2001:db8:100:1::/64")
+    assert [str(a) for b in restored for a in b] == ["2001:db8:100::", "2001:db8:100:7::9"]
+    twice = attrs.evolve(blocks.snapshot(), blocks=blocks.snapshot().blocks * 2)
+    with pytest.raises(AllocationConflict, match="twice"):
+        BlockPool.restore(twice)
