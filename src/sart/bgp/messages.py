@@ -74,6 +74,17 @@ class Family:
         raise ValueError(f"not an address family: {text!r} (try ipv4-unicast or ipv6-unicast)")
 
 
+class _InFamily:
+    """For values with `afi` and `safi` fields: their Family."""
+
+    afi: int
+    safi: int
+
+    @property
+    def family(self) -> Family:
+        return Family(self.afi, self.safi)
+
+
 IPV4_UNICAST = Family(Afi.IPV4, Safi.UNICAST)
 IPV6_UNICAST = Family(Afi.IPV6, Safi.UNICAST)
 
@@ -82,14 +93,10 @@ IPV6_UNICAST = Family(Afi.IPV6, Safi.UNICAST)
 
 
 @attrs.frozen
-class MultiprotocolCapability:
+class MultiprotocolCapability(_InFamily):
     code: ClassVar[int] = CapabilityCode.MULTIPROTOCOL
     afi: int
     safi: int
-
-    @property
-    def family(self) -> Family:
-        return Family(self.afi, self.safi)
 
 
 @attrs.frozen
@@ -381,7 +388,7 @@ class ClusterList:
 
 
 @attrs.frozen
-class MpReachNlri:
+class MpReachNlri(_InFamily):
     """Reachable prefixes of any family (RFC 4760 3). An IPv6 next hop is one global address,
     optionally followed by a link-local one (RFC 2545 3)."""
 
@@ -393,13 +400,9 @@ class MpReachNlri:
     path_ids: tuple[int, ...] = ()
     flags: int = _flags(OPTIONAL)
 
-    @property
-    def family(self) -> Family:
-        return Family(self.afi, self.safi)
-
 
 @attrs.frozen
-class MpUnreachNlri:
+class MpUnreachNlri(_InFamily):
     """Withdrawn prefixes of any family (RFC 4760 4); empty, it is an End-of-RIB marker."""
 
     type_code: ClassVar[int] = AttrType.MP_UNREACH_NLRI
@@ -408,10 +411,6 @@ class MpUnreachNlri:
     withdrawn: tuple[IPNetwork, ...] = ()
     path_ids: tuple[int, ...] = ()
     flags: int = _flags(OPTIONAL)
-
-    @property
-    def family(self) -> Family:
-        return Family(self.afi, self.safi)
 
 
 @attrs.frozen
@@ -587,17 +586,13 @@ class Keepalive:
 
 
 @attrs.frozen
-class RouteRefresh:
+class RouteRefresh(_InFamily):
     message_type: ClassVar[MessageType] = MessageType.ROUTE_REFRESH
     afi: int
     safi: int
     subtype: int = 0  # RouteRefreshSubtype: 0 request, 1 BoRR, 2 EoRR (RFC 7313)
     # What follows a request: ORF entries (RFC 5291), which sart does not negotiate but keeps.
     data: bytes = b""
-
-    @property
-    def family(self) -> Family:
-        return Family(self.afi, self.safi)
 
 
 Message = Open | Update | Notification | Keepalive | RouteRefresh

@@ -53,28 +53,16 @@ def _check(offset: int, size: int) -> None:
         raise OutOfRange(f"offset {offset} is outside 0..{size - 1}")
 
 
-class DenseBitmap:
-    """One bit per offset, lowest-free allocation in constant time per chunk skipped."""
+class _Counted:
+    """How many offsets there are and how many are used."""
 
-    __slots__ = ("_bits", "_full", "_low", "_size", "_used", "_word", "_word_chunk")
+    __slots__ = ("_size", "_used")
 
     def __init__(self, size: int) -> None:
         if size < 1:
             raise ValueError(f"a bitmap holds at least one offset, not {size}")
-        chunks = -(-size // CHUNK_BITS)
-        # The chunk allocate() works in, as an int: reading it back from the bytearray on
-        # every call would cost more than the rest of the allocation.
-        self._word_chunk = -1
-        self._word = 0
         self._size = size
         self._used = 0
-        self._bits = bytearray(chunks * _CHUNK_BYTES)
-        # _full[c] is 1 when chunk c has no free offset. The padding past `size` in the last
-        # chunk is marked used, so the last chunk fills like any other.
-        self._full = bytearray(chunks)
-        self._low = 0  # no chunk below this one has a free offset
-        for offset in range(size, chunks * CHUNK_BITS):
-            self._bits[offset >> 3] |= 1 << (offset & 7)
 
     @property
     def size(self) -> int:
@@ -83,6 +71,30 @@ class DenseBitmap:
     @property
     def used(self) -> int:
         return self._used
+
+    def __len__(self) -> int:
+        return self._used
+
+
+class DenseBitmap(_Counted):
+    """One bit per offset, lowest-free allocation in constant time per chunk skipped."""
+
+    __slots__ = ("_bits", "_full", "_low", "_word", "_word_chunk")
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        chunks = -(-size // CHUNK_BITS)
+        # The chunk allocate() works in, as an int: reading it back from the bytearray on
+        # every call would cost more than the rest of the allocation.
+        self._word_chunk = -1
+        self._word = 0
+        self._bits = bytearray(chunks * _CHUNK_BYTES)
+        # _full[c] is 1 when chunk c has no free offset. The padding past `size` in the last
+        # chunk is marked used, so the last chunk fills like any other.
+        self._full = bytearray(chunks)
+        self._low = 0  # no chunk below this one has a free offset
+        for offset in range(size, chunks * CHUNK_BITS):
+            self._bits[offset >> 3] |= 1 << (offset & 7)
 
     def allocate(self) -> int:
         """The lowest free offset, now used. Raises PoolExhausted."""
@@ -178,32 +190,18 @@ class DenseBitmap:
                 yield offset
                 word ^= low
 
-    def __len__(self) -> int:
-        return self._used
 
-
-class SparseBitmap:
+class SparseBitmap(_Counted):
     """Only the chunks in use are stored: memory follows the allocations."""
 
-    __slots__ = ("_chunks", "_full", "_last_chunk", "_low", "_size", "_used")
+    __slots__ = ("_chunks", "_full", "_last_chunk", "_low")
 
     def __init__(self, size: int) -> None:
-        if size < 1:
-            raise ValueError(f"a bitmap holds at least one offset, not {size}")
-        self._size = size
-        self._used = 0
+        super().__init__(size)
         self._chunks: dict[int, int] = {}  # chunk index -> bits, only for chunks in use
         self._full: set[int] = set()
         self._low = 0  # no chunk below this one has a free offset
         self._last_chunk = (size - 1) // CHUNK_BITS
-
-    @property
-    def size(self) -> int:
-        return self._size
-
-    @property
-    def used(self) -> int:
-        return self._used
 
     def _chunk_full(self, chunk: int, word: int) -> bool:
         if chunk == self._last_chunk:
@@ -285,6 +283,3 @@ class SparseBitmap:
                 low = word & -word
                 yield base + low.bit_length() - 1
                 word ^= low
-
-    def __len__(self) -> int:
-        return self._used
