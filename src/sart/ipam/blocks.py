@@ -7,7 +7,7 @@ block is the whole CIDR.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import attrs
 from netaddr import IPAddress, IPNetwork
@@ -152,6 +152,26 @@ class BlockPool:
             pool._taken.allocate_at(index)
             pool._blocks[index] = Pool.restore(block)
         return pool
+
+    def rebuild_from(
+        self, claims: Iterable[tuple[str, IPNetwork | str]]
+    ) -> dict[IPNetwork, tuple[str, ...]]:
+        """Take the blocks the cluster shows (one AddressBlock per node), as (owner, block)
+        pairs, into a block pool with no block yet. Returns the blocks claimed by more than
+        one owner, with every owner; such a block is allocated and no owner is picked. A
+        block that does not fit this pool raises OutOfRange before anything changes. The
+        addresses inside each block are rebuilt with that block's Pool.rebuild_from."""
+        if self._blocks:
+            raise AllocationConflict("rebuild_from needs a block pool with no block allocated")
+        owners: dict[int, list[str]] = {}
+        for owner, block in claims:
+            owners.setdefault(self._index(block), []).append(owner)
+        conflicts = {}
+        for index, names in sorted(owners.items()):
+            if len(names) > 1:
+                conflicts[self._cidr(index)] = tuple(names)
+            self.allocate_block(self._cidr(index))
+        return conflicts
 
     def __iter__(self) -> Iterator[Pool]:
         """Allocated blocks, lowest first."""

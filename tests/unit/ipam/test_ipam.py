@@ -222,3 +222,16 @@ def test_block_pool_snapshot_restores_blocks_and_their_addresses() -> None:
     twice = attrs.evolve(blocks.snapshot(), blocks=blocks.snapshot().blocks * 2)
     with pytest.raises(AllocationConflict, match="twice"):
         BlockPool.restore(twice)
+
+
+def test_block_pool_rebuild_reports_blocks_claimed_twice() -> None:
+    blocks = BlockPool("10.2.0.0/16", 24)
+    conflicts = blocks.rebuild_from(
+        [("node-a", "10.2.0.0/24"), ("node-b", "10.2.1.0/24"), ("node-c", "10.2.1.0/24")]
+    )
+    assert conflicts == {IPNetwork("10.2.1.0/24"): ("node-b", "node-c")}
+    assert blocks.allocate_block().cidr == IPNetwork("10.2.2.0/24")
+    fresh = BlockPool("10.2.0.0/16", 24)
+    with pytest.raises(OutOfRange):
+        fresh.rebuild_from([("node-a", "10.2.0.0/24"), ("node-b", "10.2.1.0/25")])
+    assert len(fresh) == 0
