@@ -1,0 +1,470 @@
+"""The BGP session state machine of RFC 4271 section 8, sans-IO.
+
+`step(state, event, now)` returns the next state and the actions the caller must carry out
+(connect, drop the connection, send a message, hand an UPDATE to the RIB). Timers are
+deadlines kept in the state; the caller asks `next_deadline` and feeds `expired(state, now)`
+events back in. Nothing here sleeps, reads a clock or touches a socket.
+
+The handlers are listed in TRANSITIONS, one per (state, event) pair the RFC names, so the
+table can be read beside section 8.2.2. A pair that is not listed is the RFC's "any other
+event" of that state (`_other`).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+
+import attrs
+
+from sart.bgp.codes import CeaseSubcode, ErrorCode, ErrorHandling, FsmSubcode
+from sart.bgp.errors import BgpDecodeError
+from sart.bgp.messages import Keepalive, Message, Notification, Open, RouteRefresh, Update
+from sart.bgp.negotiation import Negotiated, negotiate
+
+LARGE_HOLD_TIME = 240.0  # RFC 4271 8.2.2: "a large value" while waiting for the OPEN
+
+
+class State(enum.Enum):
+    IDLE = "Idle"
+    CONNECT = "Connect"
+    ACTIVE = "Active"
+    OPEN_SENT = "OpenSent"
+    OPEN_CONFIRM = "OpenConfirm"
+    ESTABLISHED = "Established"
+
+
+# --- events (RFC 4271 8.1; the numbers are the RFC's) ---------------------------------------
+
+
+@attrs.frozen
+class ManualStart:  # 1 and 4 (passive)
+    passive: bool = False
+
+
+@attrs.frozen
+class ManualStop:  # 2
+    subcode: int = CeaseSubcode.ADMINISTRATIVE_SHUTDOWN
+    reason: str = ""  # sent as an RFC 9003 shutdown communication
+
+
+@attrs.frozen
+class AutomaticStart:  # 3 and 5 (passive): the adapter's restart after a session went down
+    passive: bool = False
+
+
+@attrs.frozen
+class ConnectRetryTimerExpires:  # 9
+    pass
+
+
+@attrs.frozen
+class HoldTimerExpires:  # 10
+    pass
+
+
+@attrs.frozen
+class KeepaliveTimerExpires:  # 11
+    pass
+
+
+@attrs.frozen
+class DelayOpenTimerExpires:  # 12
+    pass
+
+
+@attrs.frozen
+class TcpConnected:  # 16 Tcp_CR_Acked (ours) and 17 TcpConnectionConfirmed (theirs)
+    pass
+
+
+@attrs.frozen
+class TcpConnectionFails:  # 18: the peer closed, or the connection broke
+    pass
+
+
+@attrs.frozen
+class BgpOpen:  # 19 (and 20 with DelayOpen running)
+    message: Open
+
+
+@attrs.frozen
+class MessageError:  # 21 BGPHeaderErr, 22 BGPOpenMsgErr, 28 UpdateMsgErr
+    error: BgpDecodeError = attrs.field(eq=False)
+
+
+@attrs.frozen
+class NotifMsg:  # 24 NotifMsgVerErr and 25 NotifMsg
+    message: Notification
+
+
+@attrs.frozen
+class KeepAliveMsg:  # 26
+    pass
+
+
+@attrs.frozen
+class UpdateMsg:  # 27 (and ROUTE-REFRESH, which RFC 4271 does not know)
+    message: Update | RouteRefresh
+
+
+Event = (
+    ManualStart
+    | ManualStop
+    | AutomaticStart
+    | ConnectRetryTimerExpires
+    | HoldTimerExpires
+    | KeepaliveTimerExpires
+    | DelayOpenTimerExpires
+    | TcpConnected
+    | TcpConnectionFails
+    | BgpOpen
+    | MessageError
+    | NotifMsg
+    | KeepAliveMsg
+    | UpdateMsg
+)
+
+
+def event_for(message: Message) -> Event:
+    """The event a decoded message from the peer is."""
+    if isinstance(message, Open):
+        return BgpOpen(message)
+    if isinstance(message, Notification):
+        return NotifMsg(message)
+    if isinstance(message, Keepalive):
+        return KeepAliveMsg()
+    return UpdateMsg(message)
+
+
+# --- actions ---------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class ConnectTcp:
+    pass
+
+
+@attrs.frozen
+class DropTcp:
+    pass
+
+
+@attrs.frozen
+class SendMessage:
+    message: Message
+
+
+@attrs.frozen
+class Deliver:
+    """An UPDATE (or ROUTE-REFRESH) for the RIB; for an RFC 7606 error, the recovered one."""
+
+    message: Update | RouteRefresh
+
+
+@attrs.frozen
+class SessionUp:
+    negotiated: Negotiated
+
+
+@attrs.frozen
+class SessionDown:
+    reason: str
+
+
+Action = ConnectTcp | DropTcp | SendMessage | Deliver | SessionUp | SessionDown
+
+
+# --- state -----------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Config:
+    """What we are and expect: our OPEN (hold time included), the peer's AS (None: any)."""
+
+    local: Open
+    peer_asn: int | None = None
+    connect_retry_time: float = 30.0  # RFC 4271 10 suggests 120 s; sart retries sooner
+    delay_open_time: float = 0.0  # 0: no DelayOpen (RFC 4271 8.1.1, optional)
+    send_notification_without_open: bool = True  # RFC 4271 8.1.1, optional
+
+
+@attrs.frozen(kw_only=True)
+class FsmState:
+    state: State = State.IDLE
+    passive: bool = False
+    connect_retry_counter: int = 0
+    connect_retry_at: float | None = None
+    hold_at: float | None = None
+    keepalive_at: float | None = None
+    delay_open_at: float | None = None
+    negotiated: Negotiated | None = None
+
+    def deadlines(self) -> dict[str, float]:
+        return {
+            name: at
+            for name, at in (
+                ("connect_retry", self.connect_retry_at),
+                ("hold", self.hold_at),
+                ("keepalive", self.keepalive_at),
+                ("delay_open", self.delay_open_at),
+            )
+            if at is not None
+        }
+
+
+def next_deadline(state: FsmState) -> float | None:
+    """When the caller must call `expired` next, or None when no timer runs."""
+    return min(state.deadlines().values(), default=None)
+
+
+_TIMER_EVENTS: dict[str, Event] = {
+    "connect_retry": ConnectRetryTimerExpires(),
+    "hold": HoldTimerExpires(),
+    "keepalive": KeepaliveTimerExpires(),
+    "delay_open": DelayOpenTimerExpires(),
+}
+
+
+def expired(state: FsmState, now: float) -> list[Event]:
+    """The timer events due at `now`, earliest first."""
+    due = sorted((at, name) for name, at in state.deadlines().items() if at <= now)
+    return [_TIMER_EVENTS[name] for _, name in due]
+
+
+Result = tuple[FsmState, tuple[Action, ...]]
+Handler = Callable[[FsmState, Event, Config, float], Result]
+
+
+def _idle(counter: int, *actions: Action) -> Result:
+    """Every timer stopped, resources released, back to Idle."""
+    return FsmState(connect_retry_counter=counter), actions
+
+
+def _notify_and_close(
+    s: FsmState, notification: Notification, reason: str, *, counter_reset: bool = False
+) -> Result:
+    down = (SessionDown(reason),) if s.state is State.ESTABLISHED else ()
+    counter = 0 if counter_reset else s.connect_retry_counter + 1
+    return _idle(counter, SendMessage(notification), DropTcp(), *down)
+
+
+def _close(s: FsmState, reason: str) -> Result:
+    down = (SessionDown(reason),) if s.state is State.ESTABLISHED else ()
+    return _idle(s.connect_retry_counter + 1, DropTcp(), *down)
+
+
+def _start(s: FsmState, event: Event, config: Config, now: float) -> Result:
+    assert isinstance(event, ManualStart | AutomaticStart)
+    retry = now + config.connect_retry_time
+    if event.passive:
+        return attrs.evolve(s, state=State.ACTIVE, passive=True, connect_retry_at=retry), ()
+    return attrs.evolve(s, state=State.CONNECT, passive=False, connect_retry_at=retry), (
+        ConnectTcp(),
+    )
+
+
+def _stop(s: FsmState, event: Event, config: Config, now: float) -> Result:
+    assert isinstance(event, ManualStop)
+    if s.state in (State.CONNECT, State.ACTIVE):
+        return _idle(0, DropTcp())
+    data = b""
+    if event.reason:
+        text = event.reason.encode()[:255]
+        data = bytes((len(text),)) + text
+    notification = Notification(ErrorCode.CEASE, event.subcode, data)
+    return _notify_and_close(s, notification, "stopped by the operator", counter_reset=True)
+
+
+def _retry(s: FsmState, event: Event, config: Config, now: float) -> Result:
+    """ConnectRetryTimer expired in Connect or Active: try again (RFC 4271 8.2.2)."""
+    drop = (DropTcp(),) if s.state is State.CONNECT else ()
+    if s.passive:
+        return attrs.evolve(s, connect_retry_at=now + config.connect_retry_time), ()
+    return attrs.evolve(
+        s, state=State.CONNECT, connect_retry_at=now + config.connect_retry_time, delay_open_at=None
+    ), (*drop, ConnectTcp())
+
+
+def _send_open(s: FsmState, config: Config, now: float) -> Result:
+    return attrs.evolve(
+        s,
+        state=State.OPEN_SENT,
+        connect_retry_at=None,
+        delay_open_at=None,
+        hold_at=now + LARGE_HOLD_TIME,
+    ), (SendMessage(config.local),)
+
+
+def _connected(s: FsmState, event: Event, config: Config, now: float) -> Result:
+    if config.delay_open_time > 0:
+        return attrs.evolve(
+            s, connect_retry_at=None, delay_open_at=now + config.delay_open_time
+        ), ()
+    return _send_open(s, config, now)
+
+
+def _delay_open_expired(s: FsmState, event: Event, config: Config, now: float) -> Result:
+    return _send_open(s, config, now)
+
+
+def _connection_fails_before_open(s: FsmState, event: Event, config: Config, now: float) -> Result:
+    if s.delay_open_at is not None or s.state is State.OPEN_SENT:
+        # RFC 4271 8.2.2: back to Active, listening, with ConnectRetryTimer running again.
+        return attrs.evolve(
+            s,
+            state=State.ACTIVE,
+            delay_open_at=None,
+            hold_at=None,
+            connect_retry_at=now + config.connect_retry_time,
+        ), (DropTcp(),)
+    return _idle(s.connect_retry_counter + 1, DropTcp())
+
+
+def _timers_after_open(s: FsmState, negotiated: Negotiated, now: float) -> FsmState:
+    hold = negotiated.hold_time
+    return attrs.evolve(
+        s,
+        state=State.OPEN_CONFIRM,
+        negotiated=negotiated,
+        connect_retry_at=None,
+        delay_open_at=None,
+        hold_at=now + hold if hold else None,
+        keepalive_at=now + negotiated.keepalive_time if hold else None,
+    )
+
+
+def _open_received(s: FsmState, event: Event, config: Config, now: float) -> Result:
+    assert isinstance(event, BgpOpen)
+    if s.state in (State.CONNECT, State.ACTIVE) and s.delay_open_at is None:
+        return _close(s, "OPEN received before ours was due")
+    try:
+        negotiated = negotiate(config.local, event.message, peer_asn=config.peer_asn)
+    except BgpDecodeError as error:
+        return _notify_and_close(s, error.to_notification(), f"OPEN refused: {error.reason}")
+    sent_open = (SendMessage(config.local),) if s.state is not State.OPEN_SENT else ()
+    return _timers_after_open(s, negotiated, now), (*sent_open, SendMessage(Keepalive()))
+
+
+def _message_error(s: FsmState, event: Event, config: Config, now: float) -> Result:
+    assert isinstance(event, MessageError)
+    error = event.error
+    if s.state is State.ESTABLISHED and error.handling is not ErrorHandling.SESSION_RESET:
+        # RFC 7606: the session stays; act on the recovered UPDATE.
+        assert error.recovered is not None
+        return _hold_restarted(s, now), (Deliver(error.recovered),)
+    if s.state in (State.CONNECT, State.ACTIVE) and not config.send_notification_without_open:
+        return _close(s, f"malformed message: {error}")
+    return _notify_and_close(s, error.to_notification(), f"malformed message: {error}")
+
+
+def _notification_received(s: FsmState, event: Event, config: Config, now: float) -> Result:
+    assert isinstance(event, NotifMsg)
+    # Never answered with a NOTIFICATION of our own (RFC 4271 6).
+    return _close(s, f"peer sent NOTIFICATION {event.message.description}")
+
+
+def _connection_lost(s: FsmState, event: Event, config: Config, now: float) -> Result:
+    return _close(s, "connection closed")
+
+
+def _hold_expired(s: FsmState, event: Event, config: Config, now: float) -> Result:
+    notification = Notification(ErrorCode.HOLD_TIMER_EXPIRED, 0)
+    return _notify_and_close(s, notification, "hold timer expired")
+
+
+def _send_keepalive(s: FsmState, event: Event, config: Config, now: float) -> Result:
+    assert s.negotiated is not None
+    return attrs.evolve(s, keepalive_at=now + s.negotiated.keepalive_time), (
+        SendMessage(Keepalive()),
+    )
+
+
+def _hold_restarted(s: FsmState, now: float) -> FsmState:
+    assert s.negotiated is not None
+    hold = s.negotiated.hold_time
+    return attrs.evolve(s, hold_at=now + hold if hold else None)
+
+
+def _keepalive_confirms(s: FsmState, event: Event, config: Config, now: float) -> Result:
+    assert s.negotiated is not None
+    established = attrs.evolve(_hold_restarted(s, now), state=State.ESTABLISHED)
+    return established, (SessionUp(s.negotiated),)
+
+
+def _keepalive_received(s: FsmState, event: Event, config: Config, now: float) -> Result:
+    return _hold_restarted(s, now), ()
+
+
+def _update_received(s: FsmState, event: Event, config: Config, now: float) -> Result:
+    assert isinstance(event, UpdateMsg)
+    return _hold_restarted(s, now), (Deliver(event.message),)
+
+
+def _ignore(s: FsmState, event: Event, config: Config, now: float) -> Result:
+    return s, ()
+
+
+_FSM_SUBCODES = {
+    State.OPEN_SENT: FsmSubcode.UNEXPECTED_MESSAGE_IN_OPEN_SENT,
+    State.OPEN_CONFIRM: FsmSubcode.UNEXPECTED_MESSAGE_IN_OPEN_CONFIRM,
+    State.ESTABLISHED: FsmSubcode.UNEXPECTED_MESSAGE_IN_ESTABLISHED,
+}
+
+
+def _other(s: FsmState, event: Event, config: Config, now: float) -> Result:
+    """The RFC's "any other event" of each state."""
+    if s.state is State.IDLE:
+        return s, ()  # RFC 4271 8.2.2: ignored in Idle
+    if s.state in (State.CONNECT, State.ACTIVE):
+        return _close(s, f"{type(event).__name__} in {s.state.value}")
+    notification = Notification(ErrorCode.FSM, _FSM_SUBCODES[s.state])
+    return _notify_and_close(s, notification, f"{type(event).__name__} in {s.state.value}")
+
+
+_BEFORE_OPEN = (State.CONNECT, State.ACTIVE)
+_AFTER_CONNECT = (
+    State.CONNECT,
+    State.ACTIVE,
+    State.OPEN_SENT,
+    State.OPEN_CONFIRM,
+    State.ESTABLISHED,
+)
+_AFTER_OPEN = (State.OPEN_SENT, State.OPEN_CONFIRM, State.ESTABLISHED)
+
+TRANSITIONS: dict[tuple[State, type[Event]], Handler] = {
+    (State.IDLE, ManualStart): _start,
+    (State.IDLE, AutomaticStart): _start,
+    **{(state, ManualStop): _stop for state in _AFTER_CONNECT},
+    **{(state, ManualStart): _ignore for state in _AFTER_CONNECT},
+    **{(state, AutomaticStart): _ignore for state in _AFTER_CONNECT},
+    **{(state, ConnectRetryTimerExpires): _retry for state in _BEFORE_OPEN},
+    **{(state, TcpConnected): _connected for state in _BEFORE_OPEN},
+    **{(state, DelayOpenTimerExpires): _delay_open_expired for state in _BEFORE_OPEN},
+    **{(state, TcpConnectionFails): _connection_fails_before_open for state in _BEFORE_OPEN},
+    (State.OPEN_SENT, TcpConnectionFails): _connection_fails_before_open,
+    **{(state, BgpOpen): _open_received for state in (*_BEFORE_OPEN, State.OPEN_SENT)},
+    **{(state, MessageError): _message_error for state in _AFTER_CONNECT},
+    **{(state, NotifMsg): _notification_received for state in _AFTER_CONNECT},
+    **{(state, HoldTimerExpires): _hold_expired for state in _AFTER_OPEN},
+    (State.OPEN_CONFIRM, TcpConnectionFails): _connection_lost,
+    (State.ESTABLISHED, TcpConnectionFails): _connection_lost,
+    (State.OPEN_CONFIRM, KeepaliveTimerExpires): _send_keepalive,
+    (State.ESTABLISHED, KeepaliveTimerExpires): _send_keepalive,
+    (State.OPEN_CONFIRM, KeepAliveMsg): _keepalive_confirms,
+    (State.ESTABLISHED, KeepAliveMsg): _keepalive_received,
+    (State.ESTABLISHED, UpdateMsg): _update_received,
+}
+
+
+def step(s: FsmState, event: Event, config: Config, now: float) -> Result:
+    """The state after `event` at time `now`, and what the caller must do."""
+    handler = TRANSITIONS.get((s.state, type(event)), _other)
+    return handler(s, event, config, now)
+
+
+def message_sent(s: FsmState, now: float) -> FsmState:
+    """Sending a KEEPALIVE or UPDATE restarts the KeepaliveTimer (RFC 4271 10)."""
+    if s.keepalive_at is None or s.negotiated is None:
+        return s
+    return attrs.evolve(s, keepalive_at=now + s.negotiated.keepalive_time)
