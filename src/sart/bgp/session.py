@@ -1,0 +1,125 @@
+"""One BGP session, sans-IO: bytes and time in, bytes and actions out.
+
+Session ties the stream splitter, the codec and the state machine together (the shape of
+h11's Connection): the adapter feeds what it reads with `receive_data`, writes what
+`data_to_send` returns, calls `handle_timer` at `next_deadline`, and carries out the actions
+that need the outside world (ConnectTcp, DropTcp) or the RIB (Deliver, SessionUp,
+SessionDown). Messages the state machine sends are encoded here.
+"""
+
+from __future__ import annotations
+
+from sart.bgp.context import DEFAULT_CONTEXT, SessionContext
+from sart.bgp.errors import BgpDecodeError
+from sart.bgp.fsm import (
+    Action,
+    Config,
+    Event,
+    FsmState,
+    ManualStart,
+    ManualStop,
+    MessageError,
+    SendMessage,
+    SessionUp,
+    State,
+    TcpConnected,
+    TcpConnectionFails,
+    event_for,
+    expired,
+    message_sent,
+    next_deadline,
+    step,
+)
+from sart.bgp.messages import Keepalive, Message, Update
+from sart.bgp.wire import decode_message, encode_message
+from sart.bgp.wire.framing import MessageSplitter
+from sart.errors import BgpUsageError
+
+
+class Session:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._fsm = FsmState()
+        self._splitter = MessageSplitter()
+        self._outgoing = bytearray()
+
+    @property
+    def state(self) -> State:
+        return self._fsm.state
+
+    @property
+    def fsm(self) -> FsmState:
+        return self._fsm
+
+    @property
+    def _receive_context(self) -> SessionContext:
+        negotiated = self._fsm.negotiated
+        return DEFAULT_CONTEXT if negotiated is None else negotiated.receive
+
+    def _feed(self, event: Event, now: float) -> list[Action]:
+        self._fsm, actions = step(self._fsm, event, self.config, now)
+        rest: list[Action] = []
+        for action in actions:
+            if isinstance(action, SendMessage):
+                self._write(action.message, now)
+            else:
+                if isinstance(action, SessionUp):
+                    self._splitter.max_length = action.negotiated.receive.max_message_length
+                rest.append(action)
+        return rest
+
+    def _write(self, message: Message, now: float) -> None:
+        negotiated = self._fsm.negotiated
+        ctx = DEFAULT_CONTEXT if negotiated is None else negotiated.send
+        self._outgoing += encode_message(message, ctx)
+        if isinstance(message, Keepalive | Update):
+            self._fsm = message_sent(self._fsm, now)
+
+    def start(self, now: float, *, passive: bool = False) -> list[Action]:
+        return self._feed(ManualStart(passive=passive), now)
+
+    def stop(self, now: float, reason: str = "") -> list[Action]:
+        return self._feed(ManualStop(reason=reason), now)
+
+    def connection_made(self, now: float) -> list[Action]:
+        self._splitter = MessageSplitter()
+        return self._feed(TcpConnected(), now)
+
+    def connection_lost(self, now: float) -> list[Action]:
+        """The peer closed the connection (EOF) or it broke: an FSM event, once."""
+        return self._feed(TcpConnectionFails(), now)
+
+    def receive_data(self, data: bytes, now: float) -> list[Action]:
+        """Everything `data` completes, message by message, through the state machine."""
+        self._splitter.feed(data)
+        actions: list[Action] = []
+        while self.state is not State.IDLE:
+            try:
+                raw = self._splitter.next_message()
+                if raw is None:
+                    break
+                event: Event = event_for(decode_message(raw, self._receive_context))
+            except BgpDecodeError as error:
+                event = MessageError(error)
+            actions += self._feed(event, now)
+        return actions
+
+    def send(self, message: Update, now: float) -> None:
+        """Queue an UPDATE for the peer; only in Established."""
+        if self.state is not State.ESTABLISHED:
+            raise BgpUsageError(f"cannot send an UPDATE in {self.state.value}")
+        self._write(message, now)
+
+    def data_to_send(self) -> bytes:
+        data = bytes(self._outgoing)
+        self._outgoing.clear()
+        return data
+
+    def next_deadline(self) -> float | None:
+        return next_deadline(self._fsm)
+
+    def handle_timer(self, now: float) -> list[Action]:
+        actions: list[Action] = []
+        for event in expired(self._fsm, now):
+            actions += self._feed(event, now)
+        return actions
