@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("SART_SHARED_DIR", REPO.parent / "shared"))
+SHARED = Path(os.environ.get("SART_SHARED_DIR") or REPO.parent / "shared")
 BGP_TESTDATA = SHARED / "testdata" / "bgp"
 
 

@@ -272,3 +272,8 @@ def test_messages_over_4096_octets_need_extended_messages() -> None:
 def test_encoding_what_the_wire_cannot_carry_is_a_usage_error(update: Update, match: str) -> None:
     with pytest.raises(BgpUsageError, match=match):
         encode_message(update, FOUR)
+
+
+def test_an_attribute_type_twice_is_refused_by_the_encoder() -> None:
+    with pytest.raises(BgpUsageError, match="at most once"):
+        encode_message(Update(attributes=(Origin(0), Origin(1))), FOUR)

@@ -25,6 +25,7 @@ from sart.bgp.messages import (
 )
 from sart.bgp.wire.attributes import decode_attributes, encode_attribute, to_two_octet
 from sart.bgp.wire.nlri import decode_prefixes, encode_prefixes
+from sart.errors import BgpUsageError
 
 
 def decode_update(data: bytes, ctx: SessionContext) -> Update:
@@ -148,6 +149,10 @@ def encode_update(update: Update, ctx: SessionContext) -> bytes:
     attributes: tuple[PathAttribute, ...] = update.attributes
     if not ctx.four_octet_as:
         attributes = to_two_octet(attributes)
+    codes = {attribute.type_code for attribute in attributes}
+    if len(codes) != len(attributes):
+        # RFC 4271 5 / RFC 7606 3(g): a peer would drop the repeat or reset the session.
+        raise BgpUsageError("an UPDATE carries each attribute type at most once")
     encoded = b"".join([encode_attribute(attribute, ctx) for attribute in attributes])
     nlri = encode_prefixes(update.nlri, update.nlri_path_ids, 4, add_path)
     return b"".join(
