@@ -1,0 +1,182 @@
+"""Adj-RIB-Out: what a path looks like when sent to a given peer (RFC 4271 5 and 9.1.3), and
+packing routes that share attributes into as few UPDATEs as fit (RFC 4271 9.2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from functools import partial
+
+import attrs
+from netaddr import IPAddress, IPNetwork
+
+from sart.bgp.codes import AsPathSegmentType, WellKnownCommunity
+from sart.bgp.context import SessionContext
+from sart.bgp.messages import (
+    As4Aggregator,
+    As4Path,
+    AsPath,
+    AsPathSegment,
+    ClusterList,
+    Communities,
+    LocalPref,
+    MpReachNlri,
+    MpUnreachNlri,
+    MultiExitDisc,
+    NextHop,
+    OriginatorId,
+    PathAttribute,
+    UnknownAttribute,
+    Update,
+)
+from sart.bgp.rib import DEFAULT_LOCAL_PREF, Path, Source
+from sart.bgp.wire import encode_message
+
+# Attributes that only describe the route inside one AS, or that the encoder derives.
+_NOT_TO_EXTERNAL = (LocalPref, OriginatorId, ClusterList)
+_NEVER_COPIED = (NextHop, MpReachNlri, MpUnreachNlri, As4Path, As4Aggregator)
+
+
+@attrs.frozen(kw_only=True)
+class Peer:
+    """What export needs to know of the peer a route goes to, and of ourselves."""
+
+    asn: int
+    internal: bool
+    local_asn: int
+    local_address: IPAddress  # our address on the session: the next hop we set
+    address: IPAddress | None = None
+
+
+def _communities(path: Path) -> tuple[int, ...]:
+    found = next((a for a in path.attributes if isinstance(a, Communities)), None)
+    return found.values if found is not None else ()
+
+
+def export(path: Path, peer: Peer) -> tuple[PathAttribute, ...] | None:
+    """The attributes `path` is advertised to `peer` with, or None when it must not be:
+    back to where it came from, iBGP to iBGP (no route reflection), NO_ADVERTISE, NO_EXPORT
+    to an external peer, or a path that already holds the peer's AS (its loop detection would
+    drop it anyway). On eBGP our AS is prepended, the next hop is ours, and LOCAL_PREF, MED
+    (RFC 4271 5.1.4) and the reflection attributes stay home."""
+    source: Source = path.source
+    if source.address is not None and source.address == peer.address:
+        return None
+    if source.internal and peer.internal:
+        return None
+    communities = _communities(path)
+    if WellKnownCommunity.NO_ADVERTISE in communities:
+        return None
+    if not peer.internal and WellKnownCommunity.NO_EXPORT in communities:
+        return None
+    path_asns = list(path.as_path.asns())
+    if not peer.internal and peer.asn in path_asns:
+        return None
+    out: list[PathAttribute] = []
+    for attribute in path.attributes:
+        if isinstance(attribute, _NEVER_COPIED):
+            continue
+        if isinstance(attribute, UnknownAttribute):
+            propagated = attribute.propagated()
+            if propagated is not None:
+                out.append(propagated)
+            continue
+        if isinstance(attribute, AsPath):
+            if not peer.internal:
+                out.append(_prepend(path.as_path, peer.local_asn))
+            else:
+                out.append(path.as_path)
+            continue
+        if not peer.internal and isinstance(attribute, _NOT_TO_EXTERNAL):
+            continue
+        if not peer.internal and isinstance(attribute, MultiExitDisc) and not source.local:
+            continue
+        out.append(attribute)
+    if not any(isinstance(a, AsPath) for a in out):
+        out.append(_prepend(AsPath(), peer.local_asn) if not peer.internal else AsPath())
+    if peer.internal and not any(isinstance(a, LocalPref) for a in out):
+        out.append(LocalPref(DEFAULT_LOCAL_PREF))
+    return tuple(out)
+
+
+def _prepend(path: AsPath, asn: int) -> AsPath:
+    """Our AS in front (RFC 4271 5.1.2 b): into the leading AS_SEQUENCE if it has room."""
+    segments = path.segments
+    if (
+        segments
+        and segments[0].type == AsPathSegmentType.AS_SEQUENCE
+        and len(segments[0].asns) < 255
+    ):
+        first = AsPathSegment(AsPathSegmentType.AS_SEQUENCE, (asn, *segments[0].asns))
+        return AsPath((first, *segments[1:]))
+    return AsPath((AsPathSegment(AsPathSegmentType.AS_SEQUENCE, (asn,)), *segments))
+
+
+def pack_updates(
+    routes: Iterable[tuple[IPNetwork, tuple[PathAttribute, ...], IPAddress]],
+    ctx: SessionContext,
+) -> list[Update]:
+    """UPDATEs announcing (prefix, attributes, next hop) routes, those that share attributes
+    and next hop together, each as full as the session's message size allows. IPv4 routes
+    with an IPv4 next hop use the NLRI field; the rest MP_REACH_NLRI."""
+    groups: dict[tuple[tuple[PathAttribute, ...], IPAddress, int], list[IPNetwork]] = {}
+    for prefix, attributes, next_hop in routes:
+        groups.setdefault((attributes, next_hop, prefix.version), []).append(prefix)
+    updates: list[Update] = []
+    for (attributes, next_hop, version), prefixes in groups.items():
+        updates += _fill(prefixes, partial(_announce, attributes, next_hop, version), ctx)
+    return updates
+
+
+def withdraw_updates(prefixes: Iterable[IPNetwork], ctx: SessionContext) -> list[Update]:
+    """UPDATEs withdrawing the prefixes, as few as fit."""
+    by_version: dict[int, list[IPNetwork]] = {}
+    for prefix in prefixes:
+        by_version.setdefault(prefix.version, []).append(prefix)
+    updates: list[Update] = []
+    for version, group in by_version.items():
+        updates += _fill(group, partial(_withdraw, version), ctx)
+    return updates
+
+
+def _announce(
+    attributes: tuple[PathAttribute, ...],
+    next_hop: IPAddress,
+    version: int,
+    prefixes: tuple[IPNetwork, ...],
+) -> Update:
+    if version == 4 and next_hop.version == 4:
+        return Update(attributes=(*attributes, NextHop(next_hop)), nlri=prefixes)
+    afi = 1 if version == 4 else 2
+    return Update(attributes=(MpReachNlri(afi, 1, (next_hop,), prefixes), *attributes))
+
+
+def _withdraw(version: int, prefixes: tuple[IPNetwork, ...]) -> Update:
+    if version == 4:
+        return Update(withdrawn=prefixes)
+    return Update(attributes=(MpUnreachNlri(2, 1, prefixes),))
+
+
+def _fill(
+    prefixes: list[IPNetwork],
+    build: Callable[[tuple[IPNetwork, ...]], Update],
+    ctx: SessionContext,
+) -> list[Update]:
+    """Cut prefixes into UPDATEs that fit: the fixed part is measured once, each prefix costs
+    its own octets. One octet is kept spare for the Extended Length header an MP attribute
+    takes once it passes 255 octets."""
+    limit = ctx.max_message_length - 1
+    empty = len(encode_message(build(()), ctx))
+    updates = []
+    chunk: list[IPNetwork] = []
+    size = empty
+    for prefix in prefixes:
+        cost = 1 + (prefix.prefixlen + 7) // 8
+        if chunk and size + cost > limit:
+            updates.append(build(tuple(chunk)))
+            chunk, size = [], empty
+        chunk.append(prefix)
+        size += cost
+    if chunk:
+        updates.append(build(tuple(chunk)))
+    return updates
