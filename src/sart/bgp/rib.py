@@ -29,6 +29,8 @@ from sart.bgp.messages import (
 )
 
 DEFAULT_LOCAL_PREF = 100  # RFC 4271 5.1.5 leaves it to configuration; 100 is common practice
+# Attributes that only mean something inside one AS, dropped when received over eBGP.
+_INTERNAL_ONLY = (LocalPref, OriginatorId, ClusterList)
 
 
 @attrs.frozen(order=False)
@@ -162,7 +164,10 @@ _Key = tuple[IPNetwork, int]
 class Rib:
     """Adj-RIBs-In (per source) and the Loc-RIB."""
 
-    def __init__(self, *, multipath: bool = False, relax_as: bool = False) -> None:
+    def __init__(
+        self, *, local_asn: int | None = None, multipath: bool = False, relax_as: bool = False
+    ) -> None:
+        self.local_asn = local_asn  # paths holding it are loops and never selected
         self.multipath = multipath
         self.relax_as = relax_as
         self._paths: dict[Source, dict[_Key, Path]] = {}
@@ -231,8 +236,13 @@ class Rib:
         )
         new: list[Path] = []
         shared = tuple(
-            a for a in update.attributes if not isinstance(a, MpReachNlri | MpUnreachNlri)
+            a
+            for a in update.attributes
+            if not isinstance(a, MpReachNlri | MpUnreachNlri)
+            # RFC 4271 5.1.5, RFC 7606 7.5, 7.9, 7.10: these mean nothing from another AS.
+            and not (not source.internal and isinstance(a, _INTERNAL_ONLY))
         )
+        looped = self.local_asn is not None and self.local_asn in effective_as_path(shared).asns()
         next_hop = next((a.address for a in update.attributes if isinstance(a, NextHop)), None)
         for prefix, path_id in _with_ids(update.nlri, update.nlri_path_ids):
             new.append(Path(prefix, source, next_hop, shared, path_id))
@@ -243,6 +253,11 @@ class Rib:
                 hop = attribute.next_hops[0] if attribute.next_hops else None
                 for prefix, path_id in _with_ids(attribute.nlri, attribute.path_ids):
                     new.append(Path(prefix, source, hop, shared, path_id))
+        if looped:
+            # RFC 4271 9.1.2: a path through our own AS is unusable; it replaces (withdraws)
+            # what the source had for those prefixes.
+            gone += [(path.prefix, path.path_id) for path in new]
+            new = []
         return self.withdraw(source, gone) + self.announce(new)
 
     def drop_source(self, source: Source) -> list[Change]:

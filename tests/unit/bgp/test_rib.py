@@ -116,3 +116,38 @@ def test_mp_families_go_in_and_out() -> None:
     assert rib.lookup(prefix)[0].next_hop == IPAddress("2001:db8::1")
     rib.apply_update(peer, Update(attributes=(MpUnreachNlri(2, 1, (prefix,)),)))
     assert rib.lookup(prefix) == ()
+
+
+def test_a_path_through_our_own_as_is_a_loop_and_withdraws() -> None:
+    rib = Rib(local_asn=65000)
+    peer = _source(1, 65001)
+    good = Update(
+        attributes=(Origin(0), AsPath.from_asns(65001), NextHop(IPAddress("10.0.0.1"))),
+        nlri=(PREFIX,),
+    )
+    rib.apply_update(peer, good)
+    looped = Update(
+        attributes=(Origin(0), AsPath.from_asns(65001, 65000), NextHop(IPAddress("10.0.0.1"))),
+        nlri=(PREFIX,),
+    )
+    (change,) = rib.apply_update(peer, looped)
+    assert change.after == ()
+
+
+def test_local_pref_from_an_external_peer_is_ignored() -> None:
+    rib = Rib()
+    update = Update(
+        attributes=(
+            Origin(0),
+            AsPath.from_asns(65001),
+            NextHop(IPAddress("10.0.0.1")),
+            LocalPref(1000),
+        ),
+        nlri=(PREFIX,),
+    )
+    rib.apply_update(_source(1, 65001), update)
+    rib.apply_update(_source(2, 65000, internal=True), update)
+    paths = {p.source.internal: p for p in rib.paths_from(_source(1, 65001))}
+    assert paths[False].local_pref == 100
+    (internal,) = rib.paths_from(_source(2, 65000, internal=True))
+    assert internal.local_pref == 1000
