@@ -16,6 +16,7 @@ import enum
 from collections.abc import Callable
 
 import attrs
+from netaddr import IPAddress
 
 from sart.bgp.codes import CeaseSubcode, ErrorCode, ErrorHandling, FsmSubcode
 from sart.bgp.errors import BgpDecodeError
@@ -468,3 +469,10 @@ def message_sent(s: FsmState, now: float) -> FsmState:
     if s.keepalive_at is None or s.negotiated is None:
         return s
     return attrs.evolve(s, keepalive_at=now + s.negotiated.keepalive_time)
+
+
+def keep_our_connection(local_id: IPAddress, remote_id: IPAddress) -> bool:
+    """Connection collision (RFC 4271 6.8): with two connections to one peer, the one the
+    speaker with the higher BGP identifier opened survives. True: keep the connection we
+    opened and close the peer's (with a Cease / Connection Collision Resolution)."""
+    return int(local_id) > int(remote_id)

@@ -173,6 +173,7 @@ class Rib:
         self._paths: dict[Source, dict[_Key, Path]] = {}
         self._by_prefix: dict[IPNetwork, dict[tuple[Source, int], Path]] = {}
         self._loc: dict[IPNetwork, tuple[Path, ...]] = {}
+        self._stale: dict[Source, set[_Key]] = {}
 
     def _select(self, prefix: IPNetwork) -> Change | None:
         candidates = self._by_prefix.get(prefix, {})
@@ -218,6 +219,9 @@ class Rib:
         """Add or replace paths (a path replaces the one with its source, prefix and id)."""
         touched = []
         for path in paths:
+            stale = self._stale.get(path.source)
+            if stale:
+                stale.discard((path.prefix, path.path_id))
             self._put(path)
             touched.append(path.prefix)
         return self._reselect(touched)
@@ -260,6 +264,16 @@ class Rib:
             new = []
         return self.withdraw(source, gone) + self.announce(new)
 
+    def mark_stale(self, source: Source) -> None:
+        """Graceful restart, receiving side (RFC 4724 4.2): the peer restarts, its paths stay
+        in use but are stale until it announces them again."""
+        self._stale[source] = set(self._paths.get(source, {}))
+
+    def sweep_stale(self, source: Source) -> list[Change]:
+        """The peer sent End-of-RIB (or its restart time ran out): the paths it did not
+        announce again are gone."""
+        return self.withdraw(source, sorted(self._stale.pop(source, set()), key=_order))
+
     def drop_source(self, source: Source) -> list[Change]:
         """Every path of a source, gone (its session went down)."""
         keys = list(self._paths.get(source, {}))
@@ -278,6 +292,11 @@ class Rib:
 
     def __len__(self) -> int:
         return len(self._loc)
+
+
+def _order(key: _Key) -> tuple[int, int, int, int]:
+    prefix, path_id = key
+    return prefix.version, prefix.value, prefix.prefixlen, path_id
 
 
 def _with_ids(

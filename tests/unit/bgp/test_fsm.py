@@ -32,6 +32,7 @@ from sart.bgp.fsm import (
     UpdateMsg,
     event_for,
     expired,
+    keep_our_connection,
     message_sent,
     next_deadline,
     step,
@@ -209,3 +210,8 @@ def test_manual_stop_sends_cease_with_the_reason() -> None:
     assert isinstance(notification, SendMessage) and isinstance(notification.message, Notification)
     assert notification.message.shutdown_message == "maintenance"
     assert s == FsmState()
+
+
+def test_collision_keeps_the_connection_of_the_higher_identifier() -> None:
+    assert keep_our_connection(IPAddress("10.0.0.2"), IPAddress("10.0.0.1"))
+    assert not keep_our_connection(IPAddress("10.0.0.1"), IPAddress("10.0.0.2"))

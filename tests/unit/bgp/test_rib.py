@@ -151,3 +151,17 @@ def test_local_pref_from_an_external_peer_is_ignored() -> None:
     assert paths[False].local_pref == 100
     (internal,) = rib.paths_from(_source(2, 65000, internal=True))
     assert internal.local_pref == 1000
+
+
+def test_graceful_restart_keeps_stale_paths_until_end_of_rib() -> None:
+    rib = Rib()
+    peer = _source(1, 65001)
+    other = IPNetwork("198.51.100.0/24")
+    attributes = (Origin(0), AsPath.from_asns(65001), NextHop(IPAddress("10.0.0.1")))
+    rib.apply_update(peer, Update(attributes=attributes, nlri=(PREFIX, other)))
+    rib.mark_stale(peer)
+    assert rib.lookup(PREFIX) and rib.lookup(other)  # still in use while the peer restarts
+    rib.apply_update(peer, Update(attributes=attributes, nlri=(PREFIX,)))  # announced again
+    (change,) = rib.sweep_stale(peer)  # End-of-RIB
+    assert change.prefix == other and change.after == ()
+    assert rib.lookup(PREFIX)
