@@ -18,23 +18,16 @@ from sart.bgp.messages import (
     AsPath,
     AsPathSegment,
     PathAttribute,
+    find,
 )
-
-_CONFEDERATION = (AsPathSegmentType.AS_CONFED_SEQUENCE, AsPathSegmentType.AS_CONFED_SET)
-
-
-def _first(attributes: Iterable[PathAttribute], kind: type) -> object | None:
-    return next((a for a in attributes if type(a) is kind), None)
 
 
 def effective_aggregator(attributes: Iterable[PathAttribute]) -> Aggregator | None:
     """The aggregating AS and address (RFC 6793 4.2.3): AS4_AGGREGATOR replaces an AGGREGATOR
     that holds AS_TRANS; beside a real 2-octet AGGREGATOR it is ignored."""
     attributes = tuple(attributes)
-    aggregator = _first(attributes, Aggregator)
-    as4 = _first(attributes, As4Aggregator)
-    assert aggregator is None or isinstance(aggregator, Aggregator)
-    assert as4 is None or isinstance(as4, As4Aggregator)
+    aggregator = find(attributes, Aggregator)
+    as4 = find(attributes, As4Aggregator)
     if as4 is None or (aggregator is not None and aggregator.asn != AS_TRANS):
         return aggregator
     flags = aggregator.flags if aggregator is not None else as4.flags
@@ -47,17 +40,15 @@ def effective_as_path(attributes: Iterable[PathAttribute]) -> AsPath:
     AS_PATH, or when a real 2-octet AGGREGATOR says the route was aggregated by an OLD
     speaker that dropped it."""
     attributes = tuple(attributes)
-    path = _first(attributes, AsPath)
-    as4_path = _first(attributes, As4Path)
-    assert path is None or isinstance(path, AsPath)
-    assert as4_path is None or isinstance(as4_path, As4Path)
+    path = find(attributes, AsPath)
+    as4_path = find(attributes, As4Path)
     if path is None:
         path = AsPath()
     if as4_path is None:
         return path
-    aggregator = _first(attributes, Aggregator)
-    has_as4_aggregator = _first(attributes, As4Aggregator) is not None
-    if has_as4_aggregator and isinstance(aggregator, Aggregator) and aggregator.asn != AS_TRANS:
+    aggregator = find(attributes, Aggregator)
+    has_as4_aggregator = find(attributes, As4Aggregator) is not None
+    if has_as4_aggregator and aggregator is not None and aggregator.asn != AS_TRANS:
         return path
     keep = path.length - as4_path.length
     if keep < 0:
@@ -72,7 +63,7 @@ def _leading(segments: tuple[AsPathSegment, ...], count: int) -> tuple[AsPathSeg
     meets is one of those."""
     taken: list[AsPathSegment] = []
     for segment in segments:
-        if segment.type in _CONFEDERATION:
+        if segment.is_confederation:
             taken.append(segment)
             continue
         if count <= 0:

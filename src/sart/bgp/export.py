@@ -28,6 +28,7 @@ from sart.bgp.messages import (
     PathAttribute,
     UnknownAttribute,
     Update,
+    find,
 )
 from sart.bgp.rib import DEFAULT_LOCAL_PREF, Path, Source
 from sart.bgp.wire import encode_message
@@ -49,7 +50,7 @@ class Peer:
 
 
 def _communities(path: Path) -> tuple[int, ...]:
-    found = next((a for a in path.attributes if isinstance(a, Communities)), None)
+    found = find(path.attributes, Communities)
     return found.values if found is not None else ()
 
 

@@ -11,7 +11,7 @@ keeps the common case free of a wrapper object per prefix.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import ClassVar, Self, TypeVar
 
 import attrs
@@ -240,13 +240,15 @@ class AsPathSegment:
     type: int  # AsPathSegmentType
     asns: tuple[int, ...]
 
+    @property
+    def is_confederation(self) -> bool:
+        """AS_CONFED_SEQUENCE or AS_CONFED_SET (RFC 5065 3)."""
+        return self.type in (AsPathSegmentType.AS_CONFED_SEQUENCE, AsPathSegmentType.AS_CONFED_SET)
+
     def __str__(self) -> str:
         text = " ".join(str(asn) for asn in self.asns)
         brackets = _BRACKETS.get(self.type)
         return text if brackets is None else f"{brackets[0]}{text}{brackets[1]}"
-
-
-_CONFEDERATION = (AsPathSegmentType.AS_CONFED_SEQUENCE, AsPathSegmentType.AS_CONFED_SET)
 
 
 @attrs.frozen
@@ -480,6 +482,15 @@ PathAttribute = (
 )
 
 _Attr = TypeVar("_Attr", bound=PathAttribute)
+_Found = TypeVar("_Found")
+
+
+def find(items: Iterable[object], kind: type[_Found]) -> _Found | None:
+    """The first item of exactly this class (a subclass does not count), or None."""
+    for item in items:
+        if type(item) is kind:
+            return item
+    return None
 
 
 # --- Messages (RFC 4271 4) ------------------------------------------------------------------
@@ -510,10 +521,7 @@ class Open:
 
     def capability(self, kind: type[_Cap]) -> _Cap | None:
         """The first capability of this kind, or None."""
-        for capability in self.capabilities:
-            if type(capability) is kind:
-                return capability
-        return None
+        return find(self.capabilities, kind)
 
 
 _Cap = TypeVar("_Cap", bound=Capability)
@@ -554,10 +562,7 @@ class Update:
 
     def get(self, kind: type[_Attr]) -> _Attr | None:
         """The attribute of this kind, or None."""
-        for attribute in self.attributes:
-            if type(attribute) is kind:
-                return attribute
-        return None
+        return find(self.attributes, kind)
 
 
 @attrs.frozen
@@ -644,6 +649,7 @@ __all__ = [
     "UnknownAttribute",
     "UnknownCapability",
     "Update",
+    "find",
     "format_community",
     "parse_community",
 ]

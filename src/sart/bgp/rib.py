@@ -26,6 +26,7 @@ from sart.bgp.messages import (
     OriginatorId,
     PathAttribute,
     Update,
+    find,
 )
 
 DEFAULT_LOCAL_PREF = 100  # RFC 4271 5.1.5 leaves it to configuration; 100 is common practice
@@ -56,13 +57,10 @@ class Path:
     attributes: tuple[PathAttribute, ...]
     path_id: int = 0
 
-    def _get(self, kind: type) -> object | None:
-        return next((a for a in self.attributes if type(a) is kind), None)
-
     @property
     def local_pref(self) -> int:
-        value = self._get(LocalPref)
-        return value.value if isinstance(value, LocalPref) else DEFAULT_LOCAL_PREF
+        value = find(self.attributes, LocalPref)
+        return DEFAULT_LOCAL_PREF if value is None else value.value
 
     @property
     def as_path(self) -> AsPath:
@@ -70,13 +68,13 @@ class Path:
 
     @property
     def origin(self) -> int:
-        value = self._get(Origin)
-        return value.value if isinstance(value, Origin) else 2
+        value = find(self.attributes, Origin)
+        return 2 if value is None else value.value
 
     @property
     def med(self) -> int:
-        value = self._get(MultiExitDisc)
-        return value.value if isinstance(value, MultiExitDisc) else 0  # RFC 4271 9.1.2.2 c
+        value = find(self.attributes, MultiExitDisc)
+        return 0 if value is None else value.value  # RFC 4271 9.1.2.2 c
 
     @property
     def neighbor_as(self) -> int | None:
@@ -86,16 +84,14 @@ class Path:
     @property
     def router_id(self) -> int:
         """The originator id if reflected, else the peer's BGP identifier (RFC 4456 9)."""
-        originator = self._get(OriginatorId)
-        address = (
-            originator.address if isinstance(originator, OriginatorId) else self.source.router_id
-        )
+        originator = find(self.attributes, OriginatorId)
+        address = self.source.router_id if originator is None else originator.address
         return int(address)
 
     @property
     def cluster_list_length(self) -> int:
-        clusters = self._get(ClusterList)
-        return len(clusters.ids) if isinstance(clusters, ClusterList) else 0
+        clusters = find(self.attributes, ClusterList)
+        return 0 if clusters is None else len(clusters.ids)
 
 
 def _rank(path: Path) -> tuple[int, ...]:

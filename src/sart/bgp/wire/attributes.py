@@ -53,6 +53,7 @@ from sart.bgp.messages import (
     OriginatorId,
     PathAttribute,
     UnknownAttribute,
+    find,
 )
 from sart.bgp.wire.nlri import decode_prefixes, encode_prefixes
 from sart.errors import BgpUsageError
@@ -670,8 +671,8 @@ def to_two_octet(attributes: tuple[PathAttribute, ...]) -> tuple[PathAttribute, 
     """The attributes as an RFC 6793 4.2.2 speaker sends them to a 2-octet peer: ASNs that do
     not fit become AS_TRANS in AS_PATH and AGGREGATOR, and the real values travel in AS4_PATH
     and AS4_AGGREGATOR. Attributes that fit already come back as they are."""
-    path = next((a for a in attributes if type(a) is AsPath), None)
-    aggregator = next((a for a in attributes if type(a) is Aggregator), None)
+    path = find(attributes, AsPath)
+    aggregator = find(attributes, Aggregator)
     path_fits = path is None or all(asn <= 0xFFFF for asn in path.asns())
     aggregator_fits = aggregator is None or aggregator.asn <= 0xFFFF
     if path_fits and aggregator_fits:
@@ -682,12 +683,12 @@ def to_two_octet(attributes: tuple[PathAttribute, ...]) -> tuple[PathAttribute, 
             assert path is not None
             result.append(_with_as_trans(path))
             segments = _without_confederations(path.segments)
-            if segments and not any(type(a) is As4Path for a in attributes):
+            if segments and find(attributes, As4Path) is None:
                 result.append(As4Path(segments))
         elif attribute is aggregator and not aggregator_fits:
             assert aggregator is not None
             result.append(attrs.evolve(aggregator, asn=AS_TRANS))
-            if not any(type(a) is As4Aggregator for a in attributes):
+            if find(attributes, As4Aggregator) is None:
                 result.append(As4Aggregator(aggregator.asn, aggregator.address))
         else:
             result.append(attribute)
@@ -704,6 +705,4 @@ def _with_as_trans(path: AsPath) -> AsPath:
 
 def _without_confederations(segments: tuple[AsPathSegment, ...]) -> tuple[AsPathSegment, ...]:
     # RFC 6793 3: AS4_PATH never carries confederation segments.
-    return tuple(
-        s for s in segments if s.type in (AsPathSegmentType.AS_SEQUENCE, AsPathSegmentType.AS_SET)
-    )
+    return tuple(s for s in segments if not s.is_confederation)
