@@ -14,7 +14,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "sart"
 # Packages and modules where I/O lives (the ones STYLE.md marks as adapters).
-ADAPTERS = ("cli", "api", "k8s/runtime", "bgp/speaker.py")
+ADAPTERS = ("cli", "api", "k8s/runtime", "bgp/speaker.py", "testing")
 IO_MODULES = {"asyncio", "socket", "time", "selectors", "grpclib", "kubernetes_asyncio"}
 FORBIDDEN_BY_PACKAGE = {
     "bgp": {"sart.k8s", "sart.ipam", "sart.cli", "sart.api"},
