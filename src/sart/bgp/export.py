@@ -181,3 +181,66 @@ def _fill(
     if chunk:
         updates.append(build(tuple(chunk)))
     return updates
+
+
+Route = tuple[tuple[PathAttribute, ...], IPAddress]  # attributes and next hop, as sent
+
+
+class AdjRibOut:
+    """What one peer has been sent (RFC 4271 3.2), and the UPDATEs that bring it in line
+    with the Loc-RIB. Only the best path of a prefix is advertised (no add-path sending).
+
+    `next_hops` holds our own address per IP version on this session: the next hop of
+    everything sent over eBGP and of our own paths without one, and of iBGP routes that we
+    originate. Routes learned over eBGP keep their next hop towards iBGP peers (RFC 4271
+    5.1.3). A prefix of a family not negotiated, or with no usable next hop, is not sent."""
+
+    def __init__(
+        self,
+        peer: Peer,
+        ctx: SessionContext,
+        families: frozenset[int],
+        next_hops: dict[int, IPAddress],
+    ) -> None:
+        self.peer = peer
+        self.ctx = ctx
+        self.versions = families  # IP versions negotiated: 4, 6
+        self.next_hops = next_hops
+        self.sent: dict[IPNetwork, Route] = {}
+
+    def _route(self, path: Path | None) -> Route | None:
+        if path is None or path.prefix.version not in self.versions:
+            return None
+        attributes = export(path, self.peer)
+        if attributes is None:
+            return None
+        next_hop = self._next_hop(path)
+        return None if next_hop is None else (attributes, next_hop)
+
+    def _next_hop(self, path: Path) -> IPAddress | None:
+        own = self.next_hops.get(path.prefix.version)
+        keep = path.next_hop if path.source.local or self.peer.internal else None
+        if keep is not None and keep.version == path.prefix.version:
+            return keep
+        return own
+
+    def sync(self, entries: Iterable[tuple[IPNetwork, Path | None]]) -> list[Update]:
+        """The UPDATEs (withdrawals first) that make the peer hold, for each prefix, what
+        `entries` says is now best (None: no route)."""
+        announce: list[tuple[IPNetwork, tuple[PathAttribute, ...], IPAddress]] = []
+        withdraw: list[IPNetwork] = []
+        for prefix, best in entries:
+            want = self._route(best)
+            have = self.sent.get(prefix)
+            if want == have:
+                continue
+            if want is None:
+                del self.sent[prefix]
+                withdraw.append(prefix)
+            else:
+                self.sent[prefix] = want
+                announce.append((prefix, *want))
+        return withdraw_updates(withdraw, self.ctx) + pack_updates(announce, self.ctx)
+
+    def __len__(self) -> int:
+        return len(self.sent)

@@ -171,6 +171,9 @@ class SessionUp:
 @attrs.frozen
 class SessionDown:
     reason: str
+    # The TCP connection failed with no NOTIFICATION either way: what lets a graceful-restart
+    # receiver keep the peer's routes (RFC 4724 4.2).
+    connection_lost: bool = False
 
 
 Action = ConnectTcp | DropTcp | SendMessage | Deliver | SessionUp | SessionDown
@@ -250,8 +253,8 @@ def _notify_and_close(
     return _idle(counter, SendMessage(notification), DropTcp(), *down)
 
 
-def _close(s: FsmState, reason: str) -> Result:
-    down = (SessionDown(reason),) if s.state is State.ESTABLISHED else ()
+def _close(s: FsmState, reason: str, *, connection_lost: bool = False) -> Result:
+    down = (SessionDown(reason, connection_lost),) if s.state is State.ESTABLISHED else ()
     return _idle(s.connect_retry_counter + 1, DropTcp(), *down)
 
 
@@ -366,7 +369,7 @@ def _notification_received(s: FsmState, event: Event, config: Config, now: float
 
 
 def _connection_lost(s: FsmState, event: Event, config: Config, now: float) -> Result:
-    return _close(s, "connection closed")
+    return _close(s, "connection closed", connection_lost=True)
 
 
 def _hold_expired(s: FsmState, event: Event, config: Config, now: float) -> Result:

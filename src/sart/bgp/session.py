@@ -9,6 +9,7 @@ SessionDown). Messages the state machine sends are encoded here.
 
 from __future__ import annotations
 
+from sart.bgp.codes import CeaseSubcode
 from sart.bgp.context import DEFAULT_CONTEXT, SessionContext
 from sart.bgp.errors import BgpDecodeError
 from sart.bgp.fsm import (
@@ -42,6 +43,8 @@ class Session:
         self._fsm = FsmState()
         self._splitter = MessageSplitter()
         self._outgoing = bytearray()
+        self.messages_in = 0  # every message read off the wire, malformed ones included
+        self.messages_out = 0
 
     @property
     def state(self) -> State:
@@ -72,14 +75,22 @@ class Session:
         negotiated = self._fsm.negotiated
         ctx = DEFAULT_CONTEXT if negotiated is None else negotiated.send
         self._outgoing += encode_message(message, ctx)
+        self.messages_out += 1
         if isinstance(message, Keepalive | Update):
             self._fsm = message_sent(self._fsm, now)
 
     def start(self, now: float, *, passive: bool = False) -> list[Action]:
         return self._feed(ManualStart(passive=passive), now)
 
-    def stop(self, now: float, reason: str = "") -> list[Action]:
-        return self._feed(ManualStop(reason=reason), now)
+    def stop(
+        self,
+        now: float,
+        reason: str = "",
+        subcode: int = CeaseSubcode.ADMINISTRATIVE_SHUTDOWN,
+    ) -> list[Action]:
+        """Close with a Cease NOTIFICATION of this subcode (RFC 4486), `reason` as its RFC 9003
+        shutdown communication."""
+        return self._feed(ManualStop(subcode=subcode, reason=reason), now)
 
     def connection_made(self, now: float) -> list[Action]:
         self._splitter = MessageSplitter()
@@ -98,6 +109,7 @@ class Session:
                 raw = self._splitter.next_message()
                 if raw is None:
                     break
+                self.messages_in += 1
                 event: Event = event_for(decode_message(raw, self._receive_context))
             except BgpDecodeError as error:
                 event = MessageError(error)

@@ -111,5 +111,5 @@ def test_peer_eof_is_one_event() -> None:
     pair.establish()
     actions = pair.a.connection_lost(3)
     assert pair.a.state is State.IDLE
-    assert actions == [DropTcp(), SessionDown("connection closed")]
+    assert actions == [DropTcp(), SessionDown("connection closed", connection_lost=True)]
     assert pair.a.receive_data(b"", 3) == []

@@ -1,0 +1,788 @@
+"""The asyncio BGP speaker: sockets and timers around the sans-IO core.
+
+Everything that decides lives elsewhere: `Session` (codec + RFC 4271 state machine) per TCP
+connection, `Rib` for the decision process, `AdjRibOut` for what each peer is sent. This module
+only moves bytes, arms the deadline each session asks for, opens connections with backoff,
+applies the connection collision rule (RFC 4271 6.8) between the two connections a peer may
+have, and keeps a graceful-restart peer's routes while it comes back (RFC 4724 4.2).
+
+Flow control: each connection reads one chunk, runs it through the codec and the RIB, and only
+then reads again, so a fast peer is slowed by TCP rather than buffered in memory. What a peer
+must be sent is a set of prefixes marked dirty; its own writer turns them into UPDATEs from the
+Loc-RIB as its socket drains, so a slow peer delays only itself and costs a set, not a queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+import struct
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import attrs
+from netaddr import IPAddress, IPNetwork
+
+from sart.bgp.codes import CeaseSubcode
+from sart.bgp.config import NeighborConfig, PathAttributesConfig, SpeakerConfig
+from sart.bgp.export import AdjRibOut, Peer
+from sart.bgp.fsm import (
+    Action,
+    Config,
+    Deliver,
+    DropTcp,
+    SessionDown,
+    SessionUp,
+    State,
+    keep_our_connection,
+)
+from sart.bgp.messages import (
+    AsPath,
+    Communities,
+    EnhancedRouteRefreshCapability,
+    ExtendedMessageCapability,
+    Family,
+    FourOctetAsCapability,
+    GracefulRestartCapability,
+    LocalPref,
+    MpReachNlri,
+    MultiExitDisc,
+    MultiprotocolCapability,
+    Open,
+    Origin,
+    PathAttribute,
+    RouteRefresh,
+    RouteRefreshCapability,
+    Update,
+)
+from sart.bgp.negotiation import Negotiated
+from sart.bgp.rib import Change, Path, Rib, Source
+from sart.bgp.session import Session
+from sart.errors import BgpUsageError
+
+log = logging.getLogger("sart.bgp")
+
+READ_SIZE = 65536
+WRITE_BATCH = 2048  # prefixes turned into UPDATEs between two waits for the socket to drain
+BACKOFF_MAX = 60.0
+TCP_MD5SIG = 14  # linux/tcp.h
+_MD5SIG_MAXKEYLEN = 80
+
+
+def _now() -> float:
+    return time.monotonic()
+
+
+@attrs.define
+class NeighborStats:
+    messages_in: int = 0  # of the sessions that ended; add the live ones' (Neighbor.messages)
+    messages_out: int = 0
+    updates_in: int = 0
+    updates_out: int = 0
+    prefixes_received: int = 0  # NLRI announced to us, over the session's life
+    established_at: float | None = None  # monotonic
+    established_count: int = 0
+    last_error: str = ""
+
+
+@attrs.frozen
+class PeerStateChanged:
+    address: IPAddress
+    state: State
+    reason: str = ""
+
+
+@attrs.frozen
+class BestPathChanged:
+    change: Change
+
+
+SpeakerEvent = PeerStateChanged | BestPathChanged
+
+
+class _Connection:
+    """One TCP connection to a neighbor and the Session over it."""
+
+    def __init__(
+        self,
+        session: Session,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        outgoing: bool,
+    ) -> None:
+        self.session = session
+        self.reader = reader
+        self.writer = writer
+        self.outgoing = outgoing
+        local = writer.get_extra_info("sockname")
+        self.local_address = IPAddress(local[0].split("%")[0])
+        self.closed = False
+
+    def flush(self) -> int:
+        data = self.session.data_to_send()
+        if data and not self.closed:
+            self.writer.write(data)
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.flush_final()
+            self.writer.close()
+
+    def flush_final(self) -> None:
+        data = self.session.data_to_send()
+        if data and not self.writer.is_closing():
+            self.writer.write(data)
+
+
+class Neighbor:
+    """A configured peer: its connections, its routes' source, what it was sent."""
+
+    def __init__(self, config: NeighborConfig, speaker: Speaker) -> None:
+        self.config = config
+        self._speaker = speaker
+        self.connections: list[_Connection] = []
+        self.established: _Connection | None = None
+        self.negotiated: Negotiated | None = None
+        self.source: Source | None = None
+        self.adj_out: AdjRibOut | None = None
+        self.pending: dict[IPNetwork, None] = {}
+        self.wake = asyncio.Event()
+        self.stats = NeighborStats()
+        self.stale_source: Source | None = None  # a restarting peer's routes, kept
+        self.end_of_rib_due: set[Family] = set()  # families the restarted peer still owes
+        self.connecting = False
+        self._stale_timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    @property
+    def address(self) -> IPAddress:
+        return self.config.address
+
+    @property
+    def internal(self) -> bool:
+        return self.config.asn == self._speaker.config.asn
+
+    @property
+    def state(self) -> State:
+        """The most advanced state of its connections; without one, Connect while we dial,
+        Active while we wait for the peer, Idle when down by configuration."""
+        if self.connections:
+            order = list(State)
+            return max((c.session.state for c in self.connections), key=order.index)
+        if self.config.admin_down or self._stopping:
+            return State.IDLE
+        return State.CONNECT if self.connecting else State.ACTIVE
+
+    def messages(self) -> tuple[int, int]:
+        """Messages received and sent, over every session with this neighbor."""
+        live = [c.session for c in self.connections]
+        return (
+            self.stats.messages_in + sum(s.messages_in for s in live),
+            self.stats.messages_out + sum(s.messages_out for s in live),
+        )
+
+    def spawn(self, coroutine: Any) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def start(self) -> None:
+        self._stopping = False
+        if not self.config.passive and not self.config.admin_down:
+            self.spawn(self._speaker._connect_loop(self))
+
+    async def stop(self, reason: str, subcode: int = CeaseSubcode.ADMINISTRATIVE_SHUTDOWN) -> None:
+        self._stopping = True
+        for connection in list(self.connections):
+            self._speaker._close(self, connection, reason, subcode)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._stale_timer is not None:
+            self._stale_timer.cancel()
+            self._stale_timer = None
+        if self.stale_source is not None:
+            self._speaker._propagate(self._speaker.rib.drop_source(self.stale_source))
+            self.stale_source = None
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def arm_stale_timer(self, delay: float, callback: Any) -> None:
+        if self._stale_timer is not None:
+            self._stale_timer.cancel()
+        self._stale_timer = asyncio.get_running_loop().call_later(delay, callback)
+
+    def cancel_stale_timer(self) -> None:
+        if self._stale_timer is not None:
+            self._stale_timer.cancel()
+            self._stale_timer = None
+
+
+def _set_md5(sock: Any, address: IPAddress, password: str | None) -> None:
+    """TCP-MD5 signatures (RFC 2385) with `address` (Linux TCP_MD5SIG; an empty key removes)."""
+    key = (password or "").encode()
+    if address.version == 4:
+        sockaddr = struct.pack("=H2s4s", socket.AF_INET, b"\0\0", address.packed)
+    else:
+        sockaddr = struct.pack("=H2sI16sI", socket.AF_INET6, b"\0\0", 0, address.packed, 0)
+    sockaddr = sockaddr.ljust(128, b"\0")
+    value = sockaddr + struct.pack("=BBHI", 0, 0, len(key), 0) + key.ljust(_MD5SIG_MAXKEYLEN, b"\0")
+    sock.setsockopt(socket.IPPROTO_TCP, TCP_MD5SIG, value)
+
+
+def _set_ttl(sock: socket.socket, version: int, ttl: int) -> None:
+    if version == 4:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+    else:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl)
+
+
+def _peer_address(writer: asyncio.StreamWriter) -> IPAddress:
+    host = writer.get_extra_info("peername")[0].split("%")[0]
+    address = IPAddress(host)
+    if address.version == 6 and address.is_ipv4_mapped():
+        address = address.ipv4()
+    return address
+
+
+class Speaker:
+    """A BGP speaker: `await start()`, then announce/withdraw local paths, add/remove
+    neighbors, read the RIB; `await stop()` closes every session with a Cease."""
+
+    def __init__(self, config: SpeakerConfig) -> None:
+        self.config = config
+        self.rib = Rib(
+            local_asn=config.asn, multipath=config.multi_path, relax_as=config.multi_path_relax
+        )
+        self.local_source = Source(None, config.asn, config.router_id)
+        self.neighbors: dict[IPAddress, Neighbor] = {}
+        self._servers: list[asyncio.Server] = []
+        self._subscribers: list[asyncio.Queue[SpeakerEvent]] = []
+        self.ports: list[int] = []  # the ports listened on (useful with port 0)
+        self.started_at = _now()
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for address in self.config.listen_addresses:
+            await self._listen(address)
+        for neighbor_config in self.config.neighbors:
+            self.add_neighbor(neighbor_config)
+        for path in self.config.paths:
+            self.announce(path.prefixes, path.attributes)
+        log.info(
+            "speaker started",
+            extra={
+                "asn": self.config.asn,
+                "router_id": str(self.config.router_id),
+                "ports": self.ports,
+            },
+        )
+
+    async def stop(self, reason: str = "speaker shutting down") -> None:
+        for server in self._servers:
+            server.close()
+        await asyncio.gather(*(n.stop(reason) for n in self.neighbors.values()))
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+        log.info("speaker stopped", extra={"reason": reason})
+
+    async def _listen(self, address: IPAddress) -> None:
+        family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            port = self.ports[0] if self.ports and self.config.port == 0 else self.config.port
+            sock.bind((str(address), port))
+            sock.listen(128)
+            sock.setblocking(False)
+        except OSError as error:
+            sock.close()
+            if address.version == 6 and self._servers:
+                log.warning("not listening on %s: %s", address, error)
+                return
+            raise
+        for neighbor in self.config.neighbors:
+            if neighbor.password and neighbor.address.version == address.version:
+                _set_md5(sock, neighbor.address, neighbor.password)
+        server = await asyncio.start_server(self._accept, sock=sock)
+        self._servers.append(server)
+        if not self.ports:
+            self.ports.append(sock.getsockname()[1])
+
+    # --- neighbors ----------------------------------------------------------------------------
+
+    def add_neighbor(self, config: NeighborConfig) -> Neighbor:
+        if config.address in self.neighbors:
+            raise BgpUsageError(f"neighbor {config.address} already exists")
+        neighbor = Neighbor(config, self)
+        self.neighbors[config.address] = neighbor
+        if config.password:
+            for server in self._servers:
+                for sock in server.sockets:
+                    if sock.family == (
+                        socket.AF_INET if config.address.version == 4 else socket.AF_INET6
+                    ):
+                        _set_md5(sock, config.address, config.password)
+        neighbor.start()
+        self._publish(PeerStateChanged(config.address, neighbor.state, "configured"))
+        return neighbor
+
+    async def remove_neighbor(self, address: IPAddress) -> None:
+        neighbor = self._neighbor(address)
+        await neighbor.stop("peer deconfigured", CeaseSubcode.PEER_DECONFIGURED)
+        del self.neighbors[address]
+
+    async def set_admin_down(self, address: IPAddress, down: bool) -> None:
+        neighbor = self._neighbor(address)
+        neighbor.config = attrs.evolve(neighbor.config, admin_down=down)
+        if down:
+            await neighbor.stop("administratively down")
+        else:
+            neighbor.start()
+
+    def _neighbor(self, address: IPAddress) -> Neighbor:
+        neighbor = self.neighbors.get(address)
+        if neighbor is None:
+            raise BgpUsageError(f"no neighbor {address}")
+        return neighbor
+
+    def _fsm_config(self, neighbor: NeighborConfig) -> Config:
+        hold = neighbor.hold_time if neighbor.hold_time is not None else self.config.hold_time
+        families = neighbor.families
+        capabilities: list[Any] = [MultiprotocolCapability(f.afi, f.safi) for f in families]
+        capabilities += [
+            RouteRefreshCapability(),
+            EnhancedRouteRefreshCapability(),
+            FourOctetAsCapability(self.config.asn),
+            ExtendedMessageCapability(),
+            # Receiving side only: no families, we keep no forwarding state (RFC 4724 3).
+            GracefulRestartCapability(0, min(self.config.graceful_restart_time, 4095)),
+        ]
+        local = Open(
+            my_as=self.config.asn,
+            hold_time=hold,
+            bgp_id=self.config.router_id,
+            capabilities=tuple(capabilities),
+        )
+        return Config(
+            local=local, peer_asn=neighbor.asn, connect_retry_time=self.config.connect_retry_time
+        )
+
+    # --- local paths --------------------------------------------------------------------------
+
+    def announce(
+        self, prefixes: Iterable[IPNetwork], attributes: PathAttributesConfig | None = None
+    ) -> list[Change]:
+        """Originate paths to these prefixes (replacing our earlier ones)."""
+        config = attributes or PathAttributesConfig()
+        shared: list[PathAttribute] = [Origin(config.origin), AsPath()]
+        if config.med is not None:
+            shared.append(MultiExitDisc(config.med))
+        if config.local_pref is not None:
+            shared.append(LocalPref(config.local_pref))
+        if config.communities:
+            shared.append(Communities(tuple(sorted(set(config.communities)))))
+        paths = [
+            Path(IPNetwork(p).cidr, self.local_source, config.next_hop, tuple(shared))
+            for p in prefixes
+        ]
+        changes = self.rib.announce(paths)
+        self._propagate(changes)
+        return changes
+
+    def withdraw(self, prefixes: Iterable[IPNetwork]) -> list[Change]:
+        changes = self.rib.withdraw(self.local_source, [(IPNetwork(p).cidr, 0) for p in prefixes])
+        self._propagate(changes)
+        return changes
+
+    def local_paths(self) -> Iterator[Path]:
+        return self.rib.paths_from(self.local_source)
+
+    # --- events -------------------------------------------------------------------------------
+
+    def subscribe(self, maxsize: int = 10000) -> asyncio.Queue[SpeakerEvent]:
+        """A queue of PeerStateChanged / BestPathChanged; a subscriber that falls `maxsize`
+        behind loses the oldest events, never blocks the speaker."""
+        queue: asyncio.Queue[SpeakerEvent] = asyncio.Queue(maxsize)
+        self._subscribers.append(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[SpeakerEvent]) -> None:
+        with contextlib.suppress(ValueError):
+            self._subscribers.remove(queue)
+
+    def _publish(self, event: SpeakerEvent) -> None:
+        for queue in self._subscribers:
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(event)
+
+    def _propagate(self, changes: list[Change]) -> None:
+        """Loc-RIB changes: every established peer's writer learns which prefixes to redo."""
+        if not changes:
+            return
+        for neighbor in self.neighbors.values():
+            if neighbor.adj_out is not None:
+                neighbor.pending.update(dict.fromkeys(c.prefix for c in changes))
+                neighbor.wake.set()
+        if self._subscribers:
+            for change in changes:
+                self._publish(BestPathChanged(change))
+
+    # --- connections --------------------------------------------------------------------------
+
+    async def _connect_loop(self, neighbor: Neighbor) -> None:
+        """Open connections to the neighbor while none is up, backing off exponentially
+        (with jitter) after each failure; back to the base delay after a session was up."""
+        failures = 0
+        config = neighbor.config
+        while not neighbor.stopping:
+            if neighbor.connections:
+                await asyncio.sleep(self.config.connect_retry_time)
+                continue
+            session = Session(self._fsm_config(config))
+            session.start(_now())
+            neighbor.connecting = True
+            try:
+                reader, writer = await asyncio.wait_for(
+                    self._open(config), timeout=self.config.connect_retry_time
+                )
+            except (OSError, TimeoutError) as error:
+                neighbor.connecting = False
+                session.connection_lost(_now())
+                failures += 1
+                neighbor.stats.last_error = f"connect: {error or 'timed out'}"
+                delay = min(self.config.connect_retry_time * 2 ** (failures - 1), BACKOFF_MAX)
+                await asyncio.sleep(delay * random.uniform(0.75, 1.0))
+                continue
+            neighbor.connecting = False
+            was_up = neighbor.stats.established_count
+            await self._run(neighbor, _Connection(session, reader, writer, outgoing=True))
+            if neighbor.stats.established_count > was_up:
+                failures = 0
+            else:
+                failures += 1
+            delay = min(self.config.connect_retry_time * 2 ** max(failures - 1, 0), BACKOFF_MAX)
+            await asyncio.sleep(delay * random.uniform(0.75, 1.0))
+
+    async def _open(
+        self, config: NeighborConfig
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        version = config.address.version
+        sock = socket.socket(socket.AF_INET if version == 4 else socket.AF_INET6)
+        try:
+            sock.setblocking(False)
+            if config.password:
+                _set_md5(sock, config.address, config.password)
+            _set_ttl(sock, version, self._ttl(config))
+            if config.local_address is not None:
+                sock.bind((str(config.local_address), 0))
+            await asyncio.get_running_loop().sock_connect(sock, (str(config.address), config.port))
+        except BaseException:
+            sock.close()
+            raise
+        return await asyncio.open_connection(sock=sock, limit=READ_SIZE * 4)
+
+    def _ttl(self, config: NeighborConfig) -> int:
+        if config.ttl is not None:
+            return config.ttl
+        return 255 if config.asn == self.config.asn else 1
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        address = _peer_address(writer)
+        neighbor = self.neighbors.get(address)
+        if neighbor is None or neighbor.config.admin_down or neighbor.stopping:
+            why = "not a configured neighbor" if neighbor is None else "administratively down"
+            log.warning("connection from %s refused: %s", address, why)
+            writer.close()
+            return
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            _set_ttl(sock, neighbor.address.version, self._ttl(neighbor.config))
+        session = Session(self._fsm_config(neighbor.config))
+        session.start(_now(), passive=True)
+        await self._run(neighbor, _Connection(session, reader, writer, outgoing=False))
+
+    async def _run(self, neighbor: Neighbor, connection: _Connection) -> None:
+        """Drive one connection until its session is back in Idle."""
+        neighbor.connections.append(connection)
+        session = connection.session
+        try:
+            self._act(neighbor, connection, session.connection_made(_now()))
+            connection.flush()
+            while session.state is not State.IDLE and not connection.closed:
+                deadline = session.next_deadline()
+                timeout = None if deadline is None else max(deadline - _now(), 0.0)
+                try:
+                    data = await asyncio.wait_for(connection.reader.read(READ_SIZE), timeout)
+                except TimeoutError:
+                    actions = session.handle_timer(_now())
+                except OSError as error:
+                    neighbor.stats.last_error = str(error)
+                    actions = session.connection_lost(_now())
+                else:
+                    now = _now()
+                    actions = (
+                        session.receive_data(data, now) if data else session.connection_lost(now)
+                    )
+                    actions += session.handle_timer(now)
+                self._act(neighbor, connection, actions)
+                if session.state is State.OPEN_CONFIRM:
+                    self._resolve_collision(neighbor, connection)
+                connection.flush()
+        finally:
+            if session.state is not State.IDLE:
+                # Cancelled (the speaker stops) or the socket failed: the session ends here.
+                self._act(neighbor, connection, session.connection_lost(_now()))
+            connection.close()
+            neighbor.connections.remove(connection)
+            neighbor.stats.messages_in += session.messages_in
+            neighbor.stats.messages_out += session.messages_out
+            self._publish(PeerStateChanged(neighbor.address, neighbor.state))
+
+    def _close(
+        self, neighbor: Neighbor, connection: _Connection, reason: str, subcode: int
+    ) -> None:
+        self._act(neighbor, connection, connection.session.stop(_now(), reason, subcode))
+        connection.close()
+
+    def _resolve_collision(self, neighbor: Neighbor, connection: _Connection) -> None:
+        """RFC 4271 6.8, once this connection knows the peer's BGP identifier."""
+        negotiated = connection.session.fsm.negotiated
+        assert negotiated is not None
+        for other in neighbor.connections:
+            if other is connection or other.closed:
+                continue
+            if other.session.state is State.ESTABLISHED:
+                if negotiated.peer_graceful_restart is not None:
+                    # The peer restarted and is back before we noticed: the old session
+                    # ends as if its TCP connection failed, and its routes go stale.
+                    self._act(neighbor, other, other.session.connection_lost(_now()))
+                    other.close()
+                    continue
+                loser = connection
+            elif other.session.state is State.OPEN_CONFIRM:
+                ours_survives = keep_our_connection(self.config.router_id, negotiated.peer_id)
+                loser = other if ours_survives != other.outgoing else connection
+            else:
+                continue
+            self._close(
+                neighbor,
+                loser,
+                "connection collision",
+                CeaseSubcode.CONNECTION_COLLISION_RESOLUTION,
+            )
+            if loser is connection:
+                return
+
+    def _act(self, neighbor: Neighbor, connection: _Connection, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Deliver):
+                self._deliver(neighbor, connection, action.message)
+            elif isinstance(action, SessionUp):
+                self._session_up(neighbor, connection, action.negotiated)
+            elif isinstance(action, SessionDown):
+                self._session_down(neighbor, connection, action)
+            elif isinstance(action, DropTcp):
+                connection.close()
+
+    def _session_up(
+        self, neighbor: Neighbor, connection: _Connection, negotiated: Negotiated
+    ) -> None:
+        if (
+            neighbor.config.router_id is not None
+            and negotiated.peer_id != neighbor.config.router_id
+        ):
+            log.warning(
+                "neighbor %s identifies as %s, configured router_id %s",
+                neighbor.address,
+                negotiated.peer_id,
+                neighbor.config.router_id,
+            )
+        source = Source(
+            neighbor.address, negotiated.peer_asn, negotiated.peer_id, neighbor.internal
+        )
+        if neighbor.stale_source is not None and neighbor.stale_source != source:
+            self._propagate(self.rib.drop_source(neighbor.stale_source))
+            neighbor.stale_source = None
+        neighbor.cancel_stale_timer()
+        if neighbor.stale_source is not None:
+            # The restarted peer has until its End-of-RIBs (or our restart time) to resend.
+            neighbor.end_of_rib_due = set(negotiated.families)
+            neighbor.arm_stale_timer(
+                self.config.graceful_restart_time, lambda: self._sweep(neighbor)
+            )
+        neighbor.established = connection
+        neighbor.negotiated = negotiated
+        neighbor.source = source
+        versions = frozenset(4 if f.afi == 1 else 6 for f in negotiated.families if f.safi == 1)
+        next_hops = {connection.local_address.version: connection.local_address}
+        next_hops.update((address.version, address) for address in neighbor.config.next_hops)
+        peer = Peer(
+            asn=negotiated.peer_asn,
+            internal=neighbor.internal,
+            local_asn=self.config.asn,
+            local_address=connection.local_address,
+            address=neighbor.address,
+        )
+        neighbor.adj_out = AdjRibOut(peer, negotiated.send, versions, next_hops)
+        neighbor.pending = dict.fromkeys(prefix for prefix, _ in self.rib)
+        neighbor.stats.established_at = _now()
+        neighbor.stats.established_count += 1
+        neighbor.stats.prefixes_received = 0
+        neighbor.spawn(self._write_loop(neighbor, connection, negotiated.families))
+        log.info(
+            "session up",
+            extra={
+                "neighbor": str(neighbor.address),
+                "asn": negotiated.peer_asn,
+                "router_id": str(negotiated.peer_id),
+                "hold_time": negotiated.hold_time,
+                "families": sorted(str(f) for f in negotiated.families),
+            },
+        )
+        self._publish(PeerStateChanged(neighbor.address, State.ESTABLISHED))
+
+    def _session_down(self, neighbor: Neighbor, connection: _Connection, down: SessionDown) -> None:
+        if neighbor.established is not connection:
+            return
+        neighbor.established = None
+        neighbor.adj_out = None
+        neighbor.pending = {}
+        neighbor.wake.set()  # the writer sees the session gone and ends
+        neighbor.stats.last_error = down.reason
+        neighbor.stats.established_at = None
+        source = neighbor.source
+        negotiated = neighbor.negotiated
+        neighbor.source = None
+        assert source is not None and negotiated is not None
+        restart = negotiated.peer_graceful_restart
+        if (
+            down.connection_lost
+            and neighbor.config.graceful_restart
+            and restart is not None
+            and restart.families
+            and not neighbor.stopping
+        ):
+            self.rib.mark_stale(source)
+            neighbor.stale_source = source
+            wait = min(restart.restart_time, self.config.graceful_restart_time)
+            neighbor.arm_stale_timer(wait, lambda: self._sweep(neighbor))
+            log.info(
+                "session down, routes kept for graceful restart",
+                extra={"neighbor": str(neighbor.address), "reason": down.reason, "for": wait},
+            )
+        else:
+            self._propagate(self.rib.drop_source(source))
+            log.info(
+                "session down", extra={"neighbor": str(neighbor.address), "reason": down.reason}
+            )
+        self._publish(PeerStateChanged(neighbor.address, connection.session.state, down.reason))
+
+    def _sweep(self, neighbor: Neighbor) -> None:
+        """The restart time ran out, or the stale-path time after the peer came back."""
+        source = neighbor.stale_source
+        neighbor.stale_source = None
+        neighbor.cancel_stale_timer()
+        if source is None:
+            return
+        if neighbor.source == source:
+            changes = self.rib.sweep_stale(source)
+        else:
+            changes = self.rib.drop_source(source)
+        self._propagate(changes)
+
+    def _deliver(
+        self, neighbor: Neighbor, connection: _Connection, message: Update | RouteRefresh
+    ) -> None:
+        if neighbor.established is not connection or neighbor.source is None:
+            return
+        if isinstance(message, RouteRefresh):
+            # Send everything again (RFC 2918 3).
+            assert neighbor.adj_out is not None
+            neighbor.adj_out.sent.clear()
+            neighbor.pending = dict.fromkeys(prefix for prefix, _ in self.rib)
+            neighbor.wake.set()
+            return
+        stats = neighbor.stats
+        stats.updates_in += 1
+        family = message.end_of_rib_family
+        if family is not None:
+            log.info(
+                "end of RIB received",
+                extra={
+                    "neighbor": str(neighbor.address),
+                    "family": str(family),
+                    "prefixes": stats.prefixes_received,
+                },
+            )
+            neighbor.end_of_rib_due.discard(family)
+            if neighbor.stale_source == neighbor.source and not neighbor.end_of_rib_due:
+                self._sweep(neighbor)
+            return
+        stats.prefixes_received += len(message.nlri) + sum(
+            len(a.nlri) for a in message.attributes if isinstance(a, MpReachNlri)
+        )
+        self._propagate(self.rib.apply_update(neighbor.source, message))
+
+    async def _write_loop(
+        self, neighbor: Neighbor, connection: _Connection, families: frozenset[Family]
+    ) -> None:
+        """Turn the neighbor's dirty prefixes into UPDATEs as its socket drains; End-of-RIB
+        for every family once the initial table is out (RFC 4724 2)."""
+        session = connection.session
+        end_of_rib_sent = False
+        while neighbor.established is connection and not connection.closed:
+            adj_out = neighbor.adj_out
+            assert adj_out is not None
+            while neighbor.pending and neighbor.established is connection:
+                batch = []
+                for prefix in neighbor.pending:
+                    batch.append(prefix)
+                    if len(batch) >= WRITE_BATCH:
+                        break
+                for prefix in batch:
+                    del neighbor.pending[prefix]
+                entries = []
+                for prefix in batch:
+                    best = self.rib.lookup(prefix)
+                    entries.append((prefix, best[0] if best else None))
+                updates = adj_out.sync(entries)
+                if session.state is not State.ESTABLISHED:
+                    return
+                for update in updates:
+                    session.send(update, _now())
+                neighbor.stats.updates_out += len(updates)
+                connection.flush()
+                try:
+                    await connection.writer.drain()
+                except OSError:
+                    return  # the reader sees the connection fail and ends the session
+            if not end_of_rib_sent and session.state is State.ESTABLISHED:
+                for family in sorted(families, key=lambda f: (f.afi, f.safi)):
+                    session.send(Update.end_of_rib(family), _now())
+                connection.flush()
+                end_of_rib_sent = True
+            neighbor.wake.clear()
+            if not neighbor.pending:
+                await neighbor.wake.wait()
+
+    # --- reading state ------------------------------------------------------------------------
+
+    def uptime(self, neighbor: Neighbor) -> float | None:
+        at = neighbor.stats.established_at
+        return None if at is None else _now() - at

@@ -1,0 +1,106 @@
+"""`sartd`: the daemons. `sartd bgp` runs the BGP speaker (the agent and the controller join
+it as subcommands)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sart.bgp.config import load_config
+from sart.bgp.speaker import Speaker
+from sart.cli.logs import configure_logging
+from sart.errors import ConfigError
+
+log = logging.getLogger("sart.sartd")
+
+LEVELS = ("debug", "info", "warning", "error")
+
+
+@click.group()
+@click.version_option(package_name="sart")
+def main() -> None:
+    """sartd: the sart daemons."""
+
+
+def _config_error(message: str) -> None:
+    click.echo(f"sartd: {message}", err=True)
+    sys.exit(2)
+
+
+@main.command()
+@click.option(
+    "-f",
+    "--file",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML configuration (the original sart's format, extended).",
+)
+@click.option("--as", "asn", type=int, help="Our AS number (overrides the file).")
+@click.option("--router-id", help="Our BGP identifier, an IPv4 address (overrides the file).")
+@click.option("--port", type=click.IntRange(0, 65535), help="TCP port to listen on (default 179).")
+@click.option(
+    "--format",
+    "log_format",
+    type=click.Choice(["plain", "json"]),
+    default="plain",
+    show_default=True,
+    help="Log format.",
+)
+@click.option(
+    "--level", type=click.Choice(LEVELS), default="info", show_default=True, help="Log level."
+)
+def bgp(
+    config_file: Path | None,
+    asn: int | None,
+    router_id: str | None,
+    port: int | None,
+    log_format: str,
+    level: str,
+) -> None:
+    """Run the BGP speaker."""
+    overrides: dict[str, Any] = {}
+    if asn is not None:
+        overrides["asn"] = asn
+    if router_id is not None:
+        overrides["router_id"] = router_id
+    if port is not None:
+        overrides["port"] = port
+    text = ""
+    where = "config"
+    if config_file is not None:
+        where = str(config_file)
+        try:
+            text = config_file.read_text()
+        except OSError as error:
+            _config_error(f"cannot read {config_file}: {error.strerror}")
+    try:
+        config = load_config(text, where=where, overrides=overrides)
+    except ConfigError as error:
+        _config_error(str(error))
+    configure_logging(log_format, level)
+    asyncio.run(_serve(Speaker(config)))
+
+
+async def _serve(speaker: Speaker) -> None:
+    # A full table is millions of long-lived objects: the cyclic collector would keep walking
+    # them for nothing (a third of decode time in benchmarks/codec.py).
+    gc.set_threshold(200_000, 50, 1000)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await speaker.start()
+    except OSError as error:
+        log.error("cannot start: %s", error)
+        sys.exit(1)
+    gc.freeze()
+    await stop.wait()
+    await speaker.stop("speaker shutting down")
