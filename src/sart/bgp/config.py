@@ -150,7 +150,7 @@ def _structure_network(value: object, _: type) -> IPNetwork:
         network = IPNetwork(value)
     except (AddrFormatError, ValueError, TypeError):
         raise ValueError(f"{value!r} is not a prefix") from None
-    if network.cidr != network:
+    if network.ip != network.network:
         raise ValueError(f"{value!r} has host bits set (did you mean {network.cidr}?)")
     return network
 

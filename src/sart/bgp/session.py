@@ -31,7 +31,7 @@ from sart.bgp.fsm import (
     next_deadline,
     step,
 )
-from sart.bgp.messages import Keepalive, Message, Update
+from sart.bgp.messages import Keepalive, Message, Notification, Update
 from sart.bgp.wire import decode_message, encode_message
 from sart.bgp.wire.framing import MessageSplitter
 from sart.errors import BgpUsageError
@@ -45,6 +45,8 @@ class Session:
         self._outgoing = bytearray()
         self.messages_in = 0  # every message read off the wire, malformed ones included
         self.messages_out = 0
+        self.notification_sent: Notification | None = None  # the last, for "last error"
+        self.notification_received: Notification | None = None
 
     @property
     def state(self) -> State:
@@ -76,6 +78,8 @@ class Session:
         ctx = DEFAULT_CONTEXT if negotiated is None else negotiated.send
         self._outgoing += encode_message(message, ctx)
         self.messages_out += 1
+        if isinstance(message, Notification):
+            self.notification_sent = message
         if isinstance(message, Keepalive | Update):
             self._fsm = message_sent(self._fsm, now)
 
@@ -110,7 +114,10 @@ class Session:
                 if raw is None:
                     break
                 self.messages_in += 1
-                event: Event = event_for(decode_message(raw, self._receive_context))
+                message = decode_message(raw, self._receive_context)
+                if isinstance(message, Notification):
+                    self.notification_received = message
+                event: Event = event_for(message)
             except BgpDecodeError as error:
                 event = MessageError(error)
             actions += self._feed(event, now)

@@ -550,6 +550,11 @@ class Speaker:
                 self._act(neighbor, connection, session.connection_lost(_now()))
             connection.close()
             neighbor.connections.remove(connection)
+            received, sent = session.notification_received, session.notification_sent
+            if received is not None:
+                neighbor.stats.last_error = f"peer sent NOTIFICATION {received.description}"
+            elif sent is not None:
+                neighbor.stats.last_error = f"sent NOTIFICATION {sent.description}"
             neighbor.stats.messages_in += session.messages_in
             neighbor.stats.messages_out += session.messages_out
             self._publish(PeerStateChanged(neighbor.address, neighbor.state))

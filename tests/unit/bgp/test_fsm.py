@@ -197,7 +197,10 @@ def test_a_notification_is_never_answered_with_one() -> None:
 
 def test_peer_closing_the_connection_is_an_event_not_an_error() -> None:
     s, actions = _run(_established(), TcpConnectionFails())
-    assert (s.state, actions) == (State.IDLE, [DropTcp(), SessionDown("connection closed", connection_lost=True)])
+    assert (s.state, actions) == (
+        State.IDLE,
+        [DropTcp(), SessionDown("connection closed", connection_lost=True)],
+    )
     s, _ = _run(FsmState(), ManualStart(), TcpConnected())
     s, actions = _run(s, TcpConnectionFails(), now=3)
     assert (s.state, actions) == (State.ACTIVE, [DropTcp()])
