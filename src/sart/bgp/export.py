@@ -30,7 +30,7 @@ from sart.bgp.messages import (
     Update,
     find,
 )
-from sart.bgp.rib import DEFAULT_LOCAL_PREF, Path, Source
+from sart.bgp.rib import DEFAULT_LOCAL_PREF, Path, Source, prefix_key
 from sart.bgp.wire import encode_message
 
 # Attributes that only describe the route inside one AS, or that the encoder derives.
@@ -206,7 +206,7 @@ class AdjRibOut:
         self.ctx = ctx
         self.versions = families  # IP versions negotiated: 4, 6
         self.next_hops = next_hops
-        self.sent: dict[IPNetwork, Route] = {}
+        self.sent: dict[int, Route] = {}  # by rib.prefix_key
 
     def _route(self, path: Path | None) -> Route | None:
         if path is None or path.prefix.version not in self.versions:
@@ -230,15 +230,16 @@ class AdjRibOut:
         announce: list[tuple[IPNetwork, tuple[PathAttribute, ...], IPAddress]] = []
         withdraw: list[IPNetwork] = []
         for prefix, best in entries:
+            key = prefix_key(prefix)
             want = self._route(best)
-            have = self.sent.get(prefix)
+            have = self.sent.get(key)
             if want == have:
                 continue
             if want is None:
-                del self.sent[prefix]
+                del self.sent[key]
                 withdraw.append(prefix)
             else:
-                self.sent[prefix] = want
+                self.sent[key] = want
                 announce.append((prefix, *want))
         return withdraw_updates(withdraw, self.ctx) + pack_updates(announce, self.ctx)
 

@@ -34,7 +34,7 @@ DEFAULT_LOCAL_PREF = 100  # RFC 4271 5.1.5 leaves it to configuration; 100 is co
 _INTERNAL_ONLY = (LocalPref, OriginatorId, ClusterList)
 
 
-@attrs.frozen(order=False)
+@attrs.frozen(order=False, cache_hash=True)
 class Source:
     """Where a path comes from: a peer (address, AS, BGP identifier, iBGP or not), or this
     speaker itself (`LOCAL`)."""
@@ -154,11 +154,22 @@ class Change:
     after: tuple[Path, ...]
 
 
-_Key = tuple[IPNetwork, int]
+def prefix_key(prefix: IPNetwork) -> int:
+    """A prefix as one int, the RIB's dictionary key: netaddr's own hash and equality cost a
+    microsecond each, and a full table does millions of lookups."""
+    key: int = (prefix.value << 8 | prefix.prefixlen) << 1 | (prefix.version == 6)
+    return key
+
+
+def _path_key(prefix: IPNetwork, path_id: int) -> int:
+    return prefix_key(prefix) << 32 | path_id
 
 
 class Rib:
-    """Adj-RIBs-In (per source) and the Loc-RIB."""
+    """Adj-RIBs-In (per source) and the Loc-RIB.
+
+    Memory matters at a million routes: a source's paths sit in one dict under an int key,
+    the candidates for a prefix in a short list, the Loc-RIB entry in a tuple."""
 
     def __init__(
         self, *, local_asn: int | None = None, multipath: bool = False, relax_as: bool = False
@@ -166,66 +177,92 @@ class Rib:
         self.local_asn = local_asn  # paths holding it are loops and never selected
         self.multipath = multipath
         self.relax_as = relax_as
-        self._paths: dict[Source, dict[_Key, Path]] = {}
-        self._by_prefix: dict[IPNetwork, dict[tuple[Source, int], Path]] = {}
-        self._loc: dict[IPNetwork, tuple[Path, ...]] = {}
-        self._stale: dict[Source, set[_Key]] = {}
+        self._paths: dict[Source, dict[int, Path]] = {}
+        self._candidates: dict[int, list[Path]] = {}
+        self._loc: dict[int, tuple[Path, ...]] = {}
+        self._stale: dict[Source, set[int]] = {}
 
-    def _select(self, prefix: IPNetwork) -> Change | None:
-        candidates = self._by_prefix.get(prefix, {})
-        best = best_path(candidates.values())
-        if best is None:
-            after: tuple[Path, ...] = ()
-        elif self.multipath:
-            after = multipath(candidates.values(), best, relax_as=self.relax_as)
+    def _select(self, key: int, prefix: IPNetwork) -> Change | None:
+        candidates = self._candidates.get(key, ())
+        after: tuple[Path, ...]
+        if len(candidates) == 1:
+            after = (candidates[0],)
+        elif not candidates:
+            after = ()
         else:
-            after = (best,)
-        before = self._loc.get(prefix, ())
+            best = best_path(candidates)
+            assert best is not None
+            if self.multipath:
+                after = multipath(candidates, best, relax_as=self.relax_as)
+            else:
+                after = (best,)
+        before = self._loc.get(key, ())
         if after == before:
             return None
         if after:
-            self._loc[prefix] = after
+            self._loc[key] = after
         else:
-            del self._loc[prefix]
+            del self._loc[key]
         return Change(prefix, before, after)
 
-    def _put(self, path: Path) -> None:
-        self._paths.setdefault(path.source, {})[(path.prefix, path.path_id)] = path
-        self._by_prefix.setdefault(path.prefix, {})[(path.source, path.path_id)] = path
+    def _put(self, path: Path) -> int:
+        key = prefix_key(path.prefix)
+        own = self._paths.get(path.source)
+        if own is None:
+            own = self._paths[path.source] = {}
+        own[key << 32 | path.path_id] = path
+        candidates = self._candidates.get(key)
+        if candidates is None:
+            self._candidates[key] = [path]
+        else:
+            for index, old in enumerate(candidates):
+                if old.source == path.source and old.path_id == path.path_id:
+                    candidates[index] = path
+                    break
+            else:
+                candidates.append(path)
+        return key
 
-    def _drop(self, source: Source, prefix: IPNetwork, path_id: int) -> bool:
-        own = self._paths.get(source, {})
-        if own.pop((prefix, path_id), None) is None:
-            return False
-        others = self._by_prefix[prefix]
-        del others[(source, path_id)]
-        if not others:
-            del self._by_prefix[prefix]
-        return True
+    def _drop(self, source: Source, prefix: IPNetwork, path_id: int) -> int | None:
+        key = prefix_key(prefix)
+        own = self._paths.get(source)
+        if own is None or own.pop(key << 32 | path_id, None) is None:
+            return None
+        candidates = self._candidates[key]
+        candidates[:] = [p for p in candidates if p.source != source or p.path_id != path_id]
+        if not candidates:
+            del self._candidates[key]
+        return key
 
-    def _reselect(self, prefixes: Iterable[IPNetwork]) -> list[Change]:
+    def _reselect(self, touched: dict[int, IPNetwork]) -> list[Change]:
         changes = []
-        for prefix in dict.fromkeys(prefixes):
-            change = self._select(prefix)
+        for key, prefix in touched.items():
+            change = self._select(key, prefix)
             if change is not None:
                 changes.append(change)
         return changes
 
     def announce(self, paths: Iterable[Path]) -> list[Change]:
         """Add or replace paths (a path replaces the one with its source, prefix and id)."""
-        touched = []
+        touched: dict[int, IPNetwork] = {}
+        stale_sets = self._stale
         for path in paths:
-            stale = self._stale.get(path.source)
-            if stale:
-                stale.discard((path.prefix, path.path_id))
-            self._put(path)
-            touched.append(path.prefix)
+            key = self._put(path)
+            if stale_sets:
+                stale = stale_sets.get(path.source)
+                if stale:
+                    stale.discard(key << 32 | path.path_id)
+            touched[key] = path.prefix
         return self._reselect(touched)
 
     def withdraw(self, source: Source, prefixes: Iterable[tuple[IPNetwork, int]]) -> list[Change]:
         """Remove the source's paths to these (prefix, path id) pairs; unknown ones are
         ignored, as RFC 4271 9 asks of withdrawals of routes never announced."""
-        touched = [prefix for prefix, path_id in prefixes if self._drop(source, prefix, path_id)]
+        touched: dict[int, IPNetwork] = {}
+        for prefix, path_id in prefixes:
+            key = self._drop(source, prefix, path_id)
+            if key is not None:
+                touched[key] = prefix
         return self._reselect(touched)
 
     def apply_update(self, source: Source, update: Update) -> list[Change]:
@@ -268,12 +305,16 @@ class Rib:
     def sweep_stale(self, source: Source) -> list[Change]:
         """The peer sent End-of-RIB (or its restart time ran out): the paths it did not
         announce again are gone."""
-        return self.withdraw(source, sorted(self._stale.pop(source, set()), key=_order))
+        stale = self._stale.pop(source, set())
+        own = self._paths.get(source, {})
+        gone = sorted((own[k] for k in stale if k in own), key=_order)
+        return self.withdraw(source, [(path.prefix, path.path_id) for path in gone])
 
     def drop_source(self, source: Source) -> list[Change]:
         """Every path of a source, gone (its session went down)."""
-        keys = list(self._paths.get(source, {}))
-        return self.withdraw(source, keys)
+        self._stale.pop(source, None)
+        own = self._paths.get(source, {})
+        return self.withdraw(source, [(path.prefix, path.path_id) for path in own.values()])
 
     def paths_from(self, source: Source) -> Iterator[Path]:
         """A source's Adj-RIB-In."""
@@ -281,18 +322,18 @@ class Rib:
 
     def lookup(self, prefix: IPNetwork) -> tuple[Path, ...]:
         """The Loc-RIB entry: best path first, then its multipath peers."""
-        return self._loc.get(prefix, ())
+        return self._loc.get(prefix_key(prefix), ())
 
     def __iter__(self) -> Iterator[tuple[IPNetwork, tuple[Path, ...]]]:
-        return iter(self._loc.items())
+        return ((paths[0].prefix, paths) for paths in self._loc.values())
 
     def __len__(self) -> int:
         return len(self._loc)
 
 
-def _order(key: _Key) -> tuple[int, int, int, int]:
-    prefix, path_id = key
-    return prefix.version, prefix.value, prefix.prefixlen, path_id
+def _order(path: Path) -> tuple[int, int, int, int]:
+    prefix = path.prefix
+    return prefix.version, prefix.value, prefix.prefixlen, path.path_id
 
 
 def _with_ids(

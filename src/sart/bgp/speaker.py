@@ -60,7 +60,7 @@ from sart.bgp.messages import (
     Update,
 )
 from sart.bgp.negotiation import Negotiated
-from sart.bgp.rib import Change, Path, Rib, Source
+from sart.bgp.rib import Change, Path, Rib, Source, prefix_key
 from sart.bgp.session import Session
 from sart.errors import BgpUsageError
 
@@ -152,7 +152,7 @@ class Neighbor:
         self.negotiated: Negotiated | None = None
         self.source: Source | None = None
         self.adj_out: AdjRibOut | None = None
-        self.pending: dict[IPNetwork, None] = {}
+        self.pending: dict[int, IPNetwork] = {}  # prefixes to redo, by rib.prefix_key
         self.wake = asyncio.Event()
         self.stats = NeighborStats()
         self.stale_source: Source | None = None  # a restarting peer's routes, kept
@@ -436,8 +436,18 @@ class Speaker:
         if not changes:
             return
         for neighbor in self.neighbors.values():
-            if neighbor.adj_out is not None:
-                neighbor.pending.update(dict.fromkeys(c.prefix for c in changes))
+            adj_out = neighbor.adj_out
+            if adj_out is None:
+                continue
+            pending, sent, source = neighbor.pending, adj_out.sent, neighbor.source
+            for change in changes:
+                key = prefix_key(change.prefix)
+                # A peer's own routes never go back to it: skip them unless it holds
+                # something of ours for that prefix that must now be withdrawn.
+                if change.after and change.after[0].source is source and key not in sent:
+                    continue
+                pending[key] = change.prefix
+            if pending:
                 neighbor.wake.set()
         if self._subscribers:
             for change in changes:
@@ -645,7 +655,7 @@ class Speaker:
             address=neighbor.address,
         )
         neighbor.adj_out = AdjRibOut(peer, negotiated.send, versions, next_hops)
-        neighbor.pending = dict.fromkeys(prefix for prefix, _ in self.rib)
+        neighbor.pending = {prefix_key(prefix): prefix for prefix, _ in self.rib}
         neighbor.stats.established_at = _now()
         neighbor.stats.established_count += 1
         neighbor.stats.prefixes_received = 0
@@ -720,7 +730,7 @@ class Speaker:
             # Send everything again (RFC 2918 3).
             assert neighbor.adj_out is not None
             neighbor.adj_out.sent.clear()
-            neighbor.pending = dict.fromkeys(prefix for prefix, _ in self.rib)
+            neighbor.pending = {prefix_key(prefix): prefix for prefix, _ in self.rib}
             neighbor.wake.set()
             return
         stats = neighbor.stats
@@ -755,13 +765,12 @@ class Speaker:
             adj_out = neighbor.adj_out
             assert adj_out is not None
             while neighbor.pending and neighbor.established is connection:
-                batch = []
-                for prefix in neighbor.pending:
-                    batch.append(prefix)
-                    if len(batch) >= WRITE_BATCH:
+                keys = []
+                for key in neighbor.pending:
+                    keys.append(key)
+                    if len(keys) >= WRITE_BATCH:
                         break
-                for prefix in batch:
-                    del neighbor.pending[prefix]
+                batch = [neighbor.pending.pop(key) for key in keys]
                 entries = []
                 for prefix in batch:
                     best = self.rib.lookup(prefix)
