@@ -104,3 +104,7 @@ async def _serve(speaker: Speaker) -> None:
     gc.freeze()
     await stop.wait()
     await speaker.stop("speaker shutting down")
+
+
+if __name__ == "__main__":
+    main()
