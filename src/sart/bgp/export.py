@@ -183,7 +183,7 @@ def _fill(
     return updates
 
 
-Route = tuple[tuple[PathAttribute, ...], IPAddress]  # attributes and next hop, as sent
+Route = tuple[IPNetwork, tuple[PathAttribute, ...], IPAddress]  # as sent: with its next hop
 
 
 class AdjRibOut:
@@ -215,7 +215,7 @@ class AdjRibOut:
         if attributes is None:
             return None
         next_hop = self._next_hop(path)
-        return None if next_hop is None else (attributes, next_hop)
+        return None if next_hop is None else (path.prefix, attributes, next_hop)
 
     def _next_hop(self, path: Path) -> IPAddress | None:
         own = self.next_hops.get(path.prefix.version)
@@ -240,7 +240,7 @@ class AdjRibOut:
                 withdraw.append(prefix)
             else:
                 self.sent[key] = want
-                announce.append((prefix, *want))
+                announce.append(want)
         return withdraw_updates(withdraw, self.ctx) + pack_updates(announce, self.ctx)
 
     def __len__(self) -> int:

@@ -56,6 +56,8 @@ class Path:
     next_hop: IPAddress | None
     attributes: tuple[PathAttribute, ...]
     path_id: int = 0
+    # When it was learned (the caller's clock): shown as its age, never compared.
+    learned: float = attrs.field(default=0.0, eq=False)
 
     @property
     def local_pref(self) -> int:
@@ -265,7 +267,7 @@ class Rib:
                 touched[key] = prefix
         return self._reselect(touched)
 
-    def apply_update(self, source: Source, update: Update) -> list[Change]:
+    def apply_update(self, source: Source, update: Update, now: float = 0.0) -> list[Change]:
         """An UPDATE from a peer: withdrawals first, then the announced routes, every family
         (RFC 4271 9, RFC 4760)."""
         gone: list[tuple[IPNetwork, int]] = list(
@@ -282,14 +284,14 @@ class Rib:
         looped = self.local_asn is not None and self.local_asn in effective_as_path(shared).asns()
         next_hop = next((a.address for a in update.attributes if isinstance(a, NextHop)), None)
         for prefix, path_id in _with_ids(update.nlri, update.nlri_path_ids):
-            new.append(Path(prefix, source, next_hop, shared, path_id))
+            new.append(Path(prefix, source, next_hop, shared, path_id, now))
         for attribute in update.attributes:
             if isinstance(attribute, MpUnreachNlri):
                 gone += _with_ids(attribute.withdrawn, attribute.path_ids)
             elif isinstance(attribute, MpReachNlri):
                 hop = attribute.next_hops[0] if attribute.next_hops else None
                 for prefix, path_id in _with_ids(attribute.nlri, attribute.path_ids):
-                    new.append(Path(prefix, source, hop, shared, path_id))
+                    new.append(Path(prefix, source, hop, shared, path_id, now))
         if looped:
             # RFC 4271 9.1.2: a path through our own AS is unusable; it replaces (withdraws)
             # what the source had for those prefixes.
@@ -323,6 +325,44 @@ class Rib:
     def lookup(self, prefix: IPNetwork) -> tuple[Path, ...]:
         """The Loc-RIB entry: best path first, then its multipath peers."""
         return self._loc.get(prefix_key(prefix), ())
+
+    def longest_match(self, address: IPAddress) -> tuple[Path, ...]:
+        """The Loc-RIB entry of the most specific prefix covering `address`, () for none."""
+        width = 32 if address.version == 4 else 128
+        value = int(address)
+        for length in range(width, -1, -1):
+            network = IPNetwork(
+                (value >> (width - length) << (width - length), length), address.version
+            )
+            paths = self._loc.get(prefix_key(network))
+            if paths:
+                return paths
+        return ()
+
+    def candidates(self, prefix: IPNetwork) -> tuple[Path, ...]:
+        """Every path to `prefix`, from every source (selected or not)."""
+        return tuple(self._candidates.get(prefix_key(prefix), ()))
+
+    def is_stale(self, path: Path) -> bool:
+        """Kept for a restarting peer and not announced again yet (graceful restart)."""
+        stale = self._stale.get(path.source)
+        if not stale:
+            return False
+        return (prefix_key(path.prefix) << 32 | path.path_id) in stale
+
+    def count(self, source: Source) -> int:
+        """How many paths the source has (its Adj-RIB-In size)."""
+        return len(self._paths.get(source, {}))
+
+    def count_version(self, version: int) -> int:
+        """Loc-RIB prefixes of one IP version (4 or 6)."""
+        six = sum(key & 1 for key in self._loc)
+        return six if version == 6 else len(self._loc) - six
+
+    def reselect_all(self) -> list[Change]:
+        """Run the decision process again for every prefix (multipath settings changed)."""
+        touched = {key: paths[0].prefix for key, paths in self._candidates.items() if paths}
+        return self._reselect(touched)
 
     def __iter__(self) -> Iterator[tuple[IPNetwork, tuple[Path, ...]]]:
         return ((paths[0].prefix, paths) for paths in self._loc.values())

@@ -269,6 +269,7 @@ class Speaker:
         self._servers: list[asyncio.Server] = []
         self._subscribers: list[asyncio.Queue[SpeakerEvent]] = []
         self.ports: list[int] = []  # the ports listened on (useful with port 0)
+        self.transitions: dict[tuple[IPAddress, State], int] = {}  # for metrics
         self.started_at = _now()
 
     # --- life cycle ---------------------------------------------------------------------------
@@ -396,8 +397,9 @@ class Speaker:
             shared.append(LocalPref(config.local_pref))
         if config.communities:
             shared.append(Communities(tuple(sorted(set(config.communities)))))
+        now = _now()
         paths = [
-            Path(IPNetwork(p).cidr, self.local_source, config.next_hop, tuple(shared))
+            Path(IPNetwork(p).cidr, self.local_source, config.next_hop, tuple(shared), 0, now)
             for p in prefixes
         ]
         changes = self.rib.announce(paths)
@@ -411,6 +413,30 @@ class Speaker:
 
     def local_paths(self) -> Iterator[Path]:
         return self.rib.paths_from(self.local_source)
+
+    # --- global settings ----------------------------------------------------------------------
+
+    def set_identity(self, *, asn: int | None = None, router_id: IPAddress | None = None) -> None:
+        """Change our AS or BGP identifier: only while no neighbor is configured (every
+        session would have to restart). Our own paths move to the new identity."""
+        if self.neighbors:
+            raise BgpUsageError("the AS and router id can only change while no neighbor exists")
+        self.config = attrs.evolve(
+            self.config,
+            asn=self.config.asn if asn is None else asn,
+            router_id=self.config.router_id if router_id is None else router_id,
+        )
+        old = self.local_source
+        self.local_source = Source(None, self.config.asn, self.config.router_id)
+        self.rib.local_asn = self.config.asn
+        moved = [attrs.evolve(path, source=self.local_source) for path in self.rib.paths_from(old)]
+        self.rib.drop_source(old)
+        self.rib.announce(moved)
+
+    def set_multipath(self, enable: bool, relax_as: bool = False) -> None:
+        self.config = attrs.evolve(self.config, multi_path=enable, multi_path_relax=relax_as)
+        self.rib.multipath, self.rib.relax_as = enable, relax_as
+        self._propagate(self.rib.reselect_all())
 
     # --- events -------------------------------------------------------------------------------
 
@@ -426,6 +452,9 @@ class Speaker:
             self._subscribers.remove(queue)
 
     def _publish(self, event: SpeakerEvent) -> None:
+        if isinstance(event, PeerStateChanged):
+            key = (event.address, event.state)
+            self.transitions[key] = self.transitions.get(key, 0) + 1
         for queue in self._subscribers:
             if queue.full():
                 queue.get_nowait()
@@ -752,7 +781,7 @@ class Speaker:
         stats.prefixes_received += len(message.nlri) + sum(
             len(a.nlri) for a in message.attributes if isinstance(a, MpReachNlri)
         )
-        self._propagate(self.rib.apply_update(neighbor.source, message))
+        self._propagate(self.rib.apply_update(neighbor.source, message, _now()))
 
     async def _write_loop(
         self, neighbor: Neighbor, connection: _Connection, families: frozenset[Family]

@@ -12,8 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import click
+from grpclib.server import Server
+from prometheus_client import CollectorRegistry, start_http_server
 
+from sart.api.bgp_service import BgpService
+from sart.api.client import parse_endpoint
 from sart.bgp.config import load_config
+from sart.bgp.metrics import SpeakerCollector
 from sart.bgp.speaker import Speaker
 from sart.cli.logs import configure_logging
 from sart.errors import ConfigError
@@ -46,6 +51,18 @@ def _config_error(message: str) -> None:
 @click.option("--router-id", help="Our BGP identifier, an IPv4 address (overrides the file).")
 @click.option("--port", type=click.IntRange(0, 65535), help="TCP port to listen on (default 179).")
 @click.option(
+    "--api-address",
+    default="localhost:5000",
+    show_default=True,
+    help="Where the gRPC API (sart.v1) listens.",
+)
+@click.option(
+    "--metrics-address",
+    default="0.0.0.0:9469",
+    show_default=True,
+    help="Where Prometheus metrics are served; empty to turn them off.",
+)
+@click.option(
     "--format",
     "log_format",
     type=click.Choice(["plain", "json"]),
@@ -61,6 +78,8 @@ def bgp(
     asn: int | None,
     router_id: str | None,
     port: int | None,
+    api_address: str,
+    metrics_address: str,
     log_format: str,
     level: str,
 ) -> None:
@@ -84,11 +103,16 @@ def bgp(
         config = load_config(text, where=where, overrides=overrides)
     except ConfigError as error:
         _config_error(str(error))
+    try:
+        api = parse_endpoint(api_address)
+        metrics = parse_endpoint(metrics_address) if metrics_address else None
+    except ValueError as error:
+        _config_error(str(error))
     configure_logging(log_format, level)
-    asyncio.run(_serve(Speaker(config)))
+    asyncio.run(_serve(Speaker(config), api, metrics))
 
 
-async def _serve(speaker: Speaker) -> None:
+async def _serve(speaker: Speaker, api: tuple[str, int], metrics: tuple[str, int] | None) -> None:
     # A full table is millions of long-lived objects: the cyclic collector would keep walking
     # them for nothing (a third of decode time in benchmarks/codec.py).
     gc.set_threshold(200_000, 50, 1000)
@@ -96,14 +120,24 @@ async def _serve(speaker: Speaker) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    server = Server([BgpService(speaker)])
     try:
         await speaker.start()
+        await server.start(*api)
+        if metrics is not None:
+            registry = CollectorRegistry()
+            registry.register(SpeakerCollector(speaker))
+            start_http_server(metrics[1], metrics[0], registry=registry)
     except OSError as error:
         log.error("cannot start: %s", error)
         sys.exit(1)
+    where = f"{metrics[0]}:{metrics[1]}" if metrics else "off"
+    log.info("API listening", extra={"api": f"{api[0]}:{api[1]}", "metrics": where})
     gc.freeze()
     await stop.wait()
+    server.close()
     await speaker.stop("speaker shutting down")
+    await server.wait_closed()
 
 
 if __name__ == "__main__":
