@@ -16,6 +16,7 @@ from sart.bgp.errors import BgpDecodeError
 from sart.bgp.messages import Family
 from sart.bgp.wire import decode_message
 from sart.bgp.wire.framing import MessageSplitter
+from sart.cli.bgp_commands import global_, neighbor
 
 _HEX_TEXT = set(string.hexdigits + string.whitespace + ":")
 
@@ -196,3 +197,7 @@ def _print_plain(entry: dict[str, Any]) -> None:
     if error["recovered"] is not None:
         recovered = format_message(error["recovered"]).replace("\n", "\n  ")
         click.echo(f"  act on: {recovered}")
+
+
+bgp.add_command(global_)
+bgp.add_command(neighbor)
