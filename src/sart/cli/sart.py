@@ -201,3 +201,6 @@ def _print_plain(entry: dict[str, Any]) -> None:
 
 bgp.add_command(global_)
 bgp.add_command(neighbor)
+
+if __name__ == "__main__":
+    main()
