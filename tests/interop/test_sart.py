@@ -7,6 +7,7 @@ The sart side is the library's `Speaker` on a thread that entered its namespace
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -287,3 +288,50 @@ def test_sartd_executable_announces_its_configured_paths(
     peer.wait_not_established(link.a.ipv4)
     error = peer.last_error(link.a.ipv4)
     assert error is not None and (error.code, error.subcode) == (6, 2)  # Cease / Admin Shutdown
+
+
+def test_cli_against_frr(lab: Lab, tmp_path: Path) -> None:
+    """Issue 6's proof: a path added with `sart` reaches FRR; FRR's route shows in
+    `sart bgp global rib get`; the neighbor's Adj-RIBs read back through the API."""
+    sart_ns, frr_ns = lab.namespace("sartd"), lab.namespace("frr")
+    link = lab.link(sart_ns, frr_ns)
+    frr = lab.start(
+        Frr(
+            frr_ns,
+            BgpConfig(
+                router_id=link.b.ipv4,
+                local_as=PEER_AS,
+                neighbors=(neighbor(link.a.ipv4, SART_AS),),
+                routes=("10.40.0.0/24",),
+            ),
+        )
+    )
+    command = [sys.executable, "-m", "sart.cli.sartd", "bgp", "--as", str(SART_AS),
+               "--router-id", link.a.ipv4, "--metrics-address", ""]  # fmt: skip
+    daemon = sart_ns.popen(command)
+
+    def sart(*args: str) -> str:
+        return sart_ns.run([sys.executable, "-m", "sart.cli.sart", *args]).stdout
+
+    try:
+        eventually(lambda: sart_ns.run([sys.executable, "-m", "sart.cli.sart", "bgp", "global",
+                                        "get"], check=False).returncode == 0)  # fmt: skip
+        sart("bgp", "neighbor", "add", link.b.ipv4, str(PEER_AS), "--hold-time", "9")
+        sart("bgp", "global", "rib", "add", "10.41.0.0/24", "--community", f"{SART_AS}:41")
+        assert frr.wait_route("10.41.0.0/24") == [link.a.ipv4]
+        eventually(lambda: "10.40.0.0/24" in sart("bgp", "global", "rib", "get"))
+        row = next(
+            line for line in sart("bgp", "global", "rib", "get").splitlines() if "10.40.0.0" in line
+        )
+        assert row.split()[:4] == ["*>", "10.40.0.0/24", link.b.ipv4, str(PEER_AS)]
+        received = json.loads(sart("bgp", "neighbor", "rib", link.b.ipv4, "in", "--format", "json"))
+        assert [p["prefix"] for p in received] == ["10.40.0.0/24"]
+        sent = json.loads(sart("bgp", "neighbor", "rib", link.b.ipv4, "out", "--format", "json"))
+        assert [(p["prefix"], p["as_path"]) for p in sent] == [("10.41.0.0/24", str(SART_AS))]
+        state = json.loads(sart("bgp", "neighbor", "get", link.b.ipv4, "--format", "json"))
+        assert state["state"] == "SESSION_STATE_ESTABLISHED" and state["prefixes_received"] == "1"
+        sart("bgp", "global", "rib", "del", "10.41.0.0/24")
+        frr.wait_no_route("10.41.0.0/24")
+    finally:
+        daemon.terminate()
+        daemon.wait(15)
