@@ -18,3 +18,10 @@ def test_codec_feed_round_trips_and_exabgp_agrees() -> None:
     assert codec.sart_decode_count(stream) == prefixes
     assert b"".join(codec.sart_encode(codec.sart_decode(stream))) == stream
     assert decode_all(messages, make_negotiated(four_octet_as=True)) == prefixes
+
+
+def test_api_benchmark_runs_against_a_real_daemon() -> None:
+    import api
+
+    results = api.run(300, [300, 100])
+    assert [batch for batch, _, _ in results] == [300, 100]
