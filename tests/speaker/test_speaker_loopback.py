@@ -237,3 +237,24 @@ async def test_a_peer_that_stops_reading_stalls_only_itself(pair: tuple[Speaker,
     await eventually(lambda: len(b.rib) == len(prefixes), timeout=60)
     # the slow peer's socket is full: it still has prefixes owed, the fast one got them all
     assert a.neighbors[IPAddress("127.0.0.13")].pending
+
+
+async def test_ttl_is_one_for_ebgp_and_255_for_ibgp_or_as_configured(
+    pair: tuple[Speaker, Speaker],
+) -> None:
+    a, b = pair
+    _peer(a, b)
+    await eventually(_established(a, b))
+
+    def ttl(speaker: Speaker, address: IPAddress) -> int:
+        connection = speaker.neighbors[address].established
+        assert connection is not None
+        sock = connection.writer.get_extra_info("socket")
+        return int(sock.getsockopt(socket.IPPROTO_IP, socket.IP_TTL))
+
+    assert ttl(a, B) == ttl(b, A) == 1  # directly connected eBGP (GTSM-like default)
+    await a.remove_neighbor(B)
+    await b.remove_neighbor(A)
+    _peer(a, b, ttl=64)
+    await eventually(_established(a, b))
+    assert ttl(a, B) == ttl(b, A) == 64
