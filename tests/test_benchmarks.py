@@ -8,6 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
+import api_paths
 import codec
 from _exabgp import decode_all, make_negotiated
 
@@ -21,7 +22,5 @@ def test_codec_feed_round_trips_and_exabgp_agrees() -> None:
 
 
 def test_api_benchmark_runs_against_a_real_daemon() -> None:
-    import api
-
-    results = api.run(300, [300, 100])
+    results = api_paths.run(300, [300, 100])
     assert [batch for batch, _, _ in results] == [300, 100]

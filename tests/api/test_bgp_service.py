@@ -14,10 +14,11 @@ from grpclib.exceptions import GRPCError
 from grpclib.testing import ChannelFor
 from netaddr import IPAddress, IPNetwork
 
+from loopback import speaker_config
 from sart.api._gen.sart.v1 import bgp_pb2 as pb
 from sart.api._gen.sart.v1.bgp_grpc import BgpApiStub
 from sart.api.bgp_service import BgpService
-from sart.bgp.config import NeighborConfig, SpeakerConfig
+from sart.bgp.config import NeighborConfig
 from sart.bgp.fsm import State
 from sart.bgp.speaker import Speaker
 
@@ -25,19 +26,9 @@ pytestmark = pytest.mark.asyncio
 A, B = IPAddress("127.0.0.21"), IPAddress("127.0.0.22")
 
 
-def config(address: IPAddress, asn: int) -> SpeakerConfig:
-    return SpeakerConfig(
-        asn=asn,
-        router_id=IPAddress(f"10.0.0.{address.words[-1]}"),
-        port=0,
-        listen_addresses=(address,),
-        connect_retry_time=0.5,
-    )
-
-
 @pytest_asyncio.fixture
 async def speaker() -> AsyncIterator[Speaker]:
-    made = Speaker(config(A, 65001))
+    made = Speaker(speaker_config(A, 65001))
     await made.start()
     yield made
     await made.stop()
@@ -70,7 +61,7 @@ async def snapshot(api: BgpApiStub) -> tuple[Any, ...]:
 async def test_health_info_and_paths(api: BgpApiStub) -> None:
     await api.Health(pb.HealthRequest())
     info = await api.GetBgpInfo(pb.GetBgpInfoRequest())
-    assert (info.asn, info.router_id, info.neighbors) == (65001, "10.0.0.21", 0)
+    assert (info.asn, info.router_id, info.neighbors) == (65001, "10.255.0.21", 0)
     attributes = pb.PathAttributes(
         origin=pb.ORIGIN_INCOMPLETE, med=7, local_pref=200, communities=["65001:5", "no-export"]
     )
@@ -234,7 +225,7 @@ async def test_events_stream_and_neighbor_ribs(speaker: Speaker, api: BgpApiStub
         await api.AddPaths(pb.AddPathsRequest(prefixes=["10.5.0.0/24"]))
         event = await asyncio.wait_for(stream.recv_message(), 5)
         assert event is not None and event.best_path_changed.prefix == "10.5.0.0/24"
-        other = Speaker(config(B, 65002))
+        other = Speaker(speaker_config(B, 65002))
         await other.start()
         try:
             await api.AddNeighbor(
@@ -271,7 +262,7 @@ async def test_events_stream_and_neighbor_ribs(speaker: Speaker, api: BgpApiStub
             state = (await api.GetNeighbor(pb.GetNeighborRequest(address=str(B)))).neighbor
             assert state.state == pb.SESSION_STATE_ESTABLISHED
             assert (state.prefixes_received, state.prefixes_sent) == (1, 1)
-            assert state.peer_router_id == "10.0.0.22" and state.messages_received >= 3
+            assert state.peer_router_id == "10.255.0.22" and state.messages_received >= 3
             assert speaker.neighbors[B].state is State.ESTABLISHED
         finally:
             await other.stop()

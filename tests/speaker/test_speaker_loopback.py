@@ -13,7 +13,8 @@ import pytest
 import pytest_asyncio
 from netaddr import IPAddress, IPNetwork
 
-from sart.bgp.config import NeighborConfig, PathAttributesConfig, SpeakerConfig
+from loopback import speaker_config
+from sart.bgp.config import NeighborConfig, PathAttributesConfig
 from sart.bgp.fsm import Config, State
 from sart.bgp.messages import (
     IPV4_UNICAST,
@@ -40,17 +41,6 @@ async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.02)
-
-
-def speaker_config(address: IPAddress, asn: int, **kwargs: object) -> SpeakerConfig:
-    return SpeakerConfig(
-        asn=asn,
-        router_id=IPAddress(f"10.255.0.{address.words[-1]}"),
-        port=0,
-        listen_addresses=(address,),
-        connect_retry_time=0.5,
-        **kwargs,  # type: ignore[arg-type]
-    )
 
 
 def neighbor(

@@ -4,7 +4,7 @@ Starts sartd on free ports, then adds the paths with SpeakerClient.add_paths in 
 (one call of everything, and batches of 10,000 and 1,000), each into an empty speaker, and
 deletes them again. Prints wall time and paths/s per batch size.
 
-    python benchmarks/api.py [--paths 100000]
+    python benchmarks/api_paths.py [--paths 100000]
 """
 
 from __future__ import annotations

@@ -1,0 +1,19 @@
+"""Speakers on loopback for tests: 127.0.0.0/8 is all local on Linux, so each speaker gets an
+address of its own and its router id follows from it (127.0.0.21 -> 10.255.0.21)."""
+
+from __future__ import annotations
+
+from netaddr import IPAddress
+
+from sart.bgp.config import SpeakerConfig
+
+
+def speaker_config(address: IPAddress, asn: int, **kwargs: object) -> SpeakerConfig:
+    return SpeakerConfig(
+        asn=asn,
+        router_id=IPAddress(f"10.255.0.{address.words[-1]}"),
+        port=0,
+        listen_addresses=(address,),
+        connect_retry_time=0.5,
+        **kwargs,  # type: ignore[arg-type]
+    )
