@@ -1,0 +1,1 @@
+"""Reconcilers: observed state in, desired state out; no client, no clock."""

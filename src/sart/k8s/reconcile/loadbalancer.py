@@ -1,0 +1,273 @@
+"""LoadBalancer addresses for Services: observed Service in, desired addresses out (pure).
+
+`LoadBalancerAllocator` holds the address pools (sart.ipam) and which Service owns which
+addresses, in memory; `reconcile` takes one observed Service and returns its `ServicePlan`:
+the ingress addresses it must show, whether it carries our finalizer, and the events to record.
+It allocates and releases as a side effect on the allocator, never on the cluster: the
+runtime applies the plan. Start-up rebuilds the allocator from the Services' status
+(`adopt`), so nothing is double-allocated across restarts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import attrs
+from netaddr import AddrFormatError, IPAddress, IPNetwork
+
+from sart.errors import IpamError, PoolExhausted
+from sart.ipam.allocator import Allocator, Request
+from sart.ipam.pool import Pool
+
+ADDRESS_POOL_ANNOTATIONS = ("sart.terassyi.net/addresspool", "sart.terassyi.net/address-pool")
+LOAD_BALANCER_IPS_ANNOTATION = "sart.terassyi.net/loadBalancerIPs"
+LOAD_BALANCER_CLASS = "sart.terassyi.net/loadbalancer"
+FINALIZER = "sart.terassyi.net/finalizer"
+
+
+@attrs.frozen(kw_only=True)
+class ServiceView:
+    """What the reconciler reads of a Service."""
+
+    namespace: str
+    name: str
+    type: str = "ClusterIP"
+    load_balancer_class: str | None = None
+    load_balancer_ip: str = ""  # spec.loadBalancerIP (deprecated upstream, still honoured)
+    annotations: Mapping[str, str] = attrs.field(factory=dict)
+    labels: Mapping[str, str] = attrs.field(factory=dict)
+    ip_families: tuple[str, ...] = ("IPv4",)
+    ingress: tuple[str, ...] = ()  # status.loadBalancer.ingress[].ip
+    finalizers: tuple[str, ...] = ()
+    deleting: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@attrs.frozen(kw_only=True)
+class PoolView:
+    """An AddressPool of type service, as the allocator needs it."""
+
+    name: str
+    cidr: IPNetwork
+    auto_assign: bool = False
+    namespaces: tuple[str, ...] = ()  # empty: every namespace
+    service_selector: Mapping[str, str] = attrs.field(factory=dict)  # empty: every Service
+
+    def admits(self, service: ServiceView) -> bool:
+        if self.namespaces and service.namespace not in self.namespaces:
+            return False
+        return all(service.labels.get(k) == v for k, v in self.service_selector.items())
+
+
+@attrs.frozen
+class Event:
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+
+
+@attrs.frozen(kw_only=True)
+class ServicePlan:
+    addresses: tuple[IPAddress, ...]  # status.loadBalancer.ingress, in this order
+    finalizer: bool  # whether the Service must carry FINALIZER
+    events: tuple[Event, ...] = ()
+    pending: bool = False  # wants addresses it could not get: retry when some are released
+
+    @property
+    def ingress(self) -> tuple[str, ...]:
+        return tuple(str(a) for a in self.addresses)
+
+
+def is_ours(service: ServiceView) -> bool:
+    return service.type == "LoadBalancer" and service.load_balancer_class in (
+        None,
+        LOAD_BALANCER_CLASS,
+    )
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+class RequestError(Exception):
+    """The Service asks for something that cannot be (a bad address, an unknown pool)."""
+
+
+class LoadBalancerAllocator:
+    def __init__(self) -> None:
+        self.allocator = Allocator()
+        self.pools: dict[str, PoolView] = {}
+        self.owned: dict[str, tuple[IPAddress, ...]] = {}  # Service key -> its addresses
+        self.pending: set[str] = set()
+
+    # --- pools ----------------------------------------------------------------------------
+
+    def set_pools(self, pools: Iterable[PoolView]) -> list[str]:
+        """Make the pools these; returns problems (overlap, second auto-assign, a removed pool
+        still in use, which stays until its addresses are released)."""
+        problems: list[str] = []
+        wanted = {p.name: p for p in pools}
+        for name in list(self.pools):
+            if name not in wanted or wanted[name].cidr != self.pools[name].cidr:
+                try:
+                    self.allocator.remove_pool(name)
+                    del self.pools[name]
+                except IpamError as error:
+                    problems.append(str(error))
+        for name, view in sorted(wanted.items()):
+            if name in self.pools:
+                self.pools[name] = view
+                if view.auto_assign and self.allocator.auto_assign is None:
+                    self.allocator.auto_assign = name
+                elif not view.auto_assign and self.allocator.auto_assign == name:
+                    self.allocator.auto_assign = None
+                continue
+            try:
+                self.allocator.add_pool(name, Pool(view.cidr), auto_assign=view.auto_assign)
+                self.pools[name] = view
+            except IpamError as error:
+                problems.append(str(error))
+        return problems
+
+    # --- requests -------------------------------------------------------------------------
+
+    def request_of(self, service: ServiceView) -> Request:
+        addresses_text = service.annotations.get(LOAD_BALANCER_IPS_ANNOTATION, "")
+        if not addresses_text and service.load_balancer_ip:
+            addresses_text = service.load_balancer_ip
+        if addresses_text:
+            addresses = []
+            for text in _split(addresses_text):
+                try:
+                    addresses.append(IPAddress(text))
+                except (AddrFormatError, ValueError):
+                    raise RequestError(
+                        f"{LOAD_BALANCER_IPS_ANNOTATION}: {text!r} is not an IP address"
+                    ) from None
+            return Request(addresses=tuple(addresses))
+        names = next(
+            (
+                _split(service.annotations[a])
+                for a in ADDRESS_POOL_ANNOTATIONS
+                if a in service.annotations
+            ),
+            (),
+        )
+        for name in names:
+            pool = self.pools.get(name)
+            if pool is None:
+                known = ", ".join(sorted(self.pools)) or "none"
+                raise RequestError(f"no AddressPool {name!r} of type service (pools: {known})")
+            if not pool.admits(service):
+                raise RequestError(f"AddressPool {name!r} does not serve {service.key}")
+        if names:
+            return Request(pools=names)
+        auto = self.allocator.auto_assign
+        if auto is None:
+            raise RequestError("no AddressPool with autoAssign: name one in the annotation")
+        if not self.pools[auto].admits(service):
+            raise RequestError(f"the autoAssign pool {auto!r} does not serve {service.key}")
+        return Request(pools=(auto,))
+
+    def _satisfies(self, addresses: tuple[IPAddress, ...], request: Request) -> bool:
+        if request.addresses:
+            return sorted(addresses) == sorted(request.addresses)
+        try:
+            return sorted(self.allocator.pool_of(a) for a in addresses) == sorted(request.pools)
+        except IpamError:
+            return False
+
+    # --- the reconcile --------------------------------------------------------------------
+
+    def release(self, key: str) -> tuple[IPAddress, ...]:
+        addresses = self.owned.pop(key, ())
+        self.pending.discard(key)
+        if addresses:
+            self.allocator.release(addresses)
+        return addresses
+
+    def reconcile(self, service: ServiceView) -> ServicePlan:
+        key = service.key
+        if service.deleting or not is_ours(service):
+            released = self.release(key)
+            events: tuple[Event, ...] = ()
+            if released and not service.deleting:
+                why = f"released {', '.join(map(str, released))}: no longer a sart LoadBalancer"
+                events = (Event("Normal", "AddressReleased", why),)
+            return ServicePlan(addresses=(), finalizer=False, events=events)
+        try:
+            request = self.request_of(service)
+        except RequestError as error:
+            kept = self.owned.get(key, ())
+            return ServicePlan(
+                addresses=kept,
+                finalizer=bool(kept),
+                events=(Event("Warning", "InvalidRequest", str(error)),),
+            )
+        current = self.owned.get(key, ())
+        if current and self._satisfies(current, request):
+            return ServicePlan(addresses=current, finalizer=True)
+        if current:
+            self.allocator.release(current)
+        try:
+            addresses = self.allocator.allocate(request)
+        except IpamError as error:
+            if current:
+                self.allocator.allocate(Request(addresses=current))  # nothing is lost
+            self.pending.add(key)
+            if isinstance(error, PoolExhausted):
+                reason, message = "PoolExhausted", f"AddressPool {self._full(request)} is full"
+            else:
+                reason, message = "AllocationFailed", str(error)
+            return ServicePlan(
+                addresses=current,
+                finalizer=bool(current),
+                events=(Event("Warning", reason, message),),
+                pending=True,
+            )
+        self.owned[key] = addresses
+        self.pending.discard(key)
+        pools = sorted({self.allocator.pool_of(a) for a in addresses})
+        message = f"allocated {', '.join(map(str, addresses))} from {', '.join(pools)}"
+        return ServicePlan(
+            addresses=addresses,
+            finalizer=True,
+            events=(Event("Normal", "AddressAllocated", message),),
+        )
+
+    def _full(self, request: Request) -> str:
+        full = [n for n in request.pools if self.allocator.pool(n).free == 0]
+        return ", ".join(full or request.pools)
+
+    def adopt(self, services: Iterable[ServiceView]) -> list[str]:
+        """Start-up: take over what the Services' status says they have. Returns conflicts
+        (an address claimed twice, or outside every pool); those Services are reconciled
+        afresh."""
+        conflicts: list[str] = []
+        holder: dict[IPAddress, str] = {}
+        for service in sorted(services, key=lambda s: s.key):
+            if not is_ours(service) or service.deleting or not service.ingress:
+                continue
+            try:
+                addresses = tuple(IPAddress(ip) for ip in service.ingress)
+            except (AddrFormatError, ValueError):
+                conflicts.append(f"{service.key}: status has a malformed address")
+                continue
+            clash = [a for a in addresses if a in holder]
+            if clash:
+                conflicts.append(
+                    f"{service.key} and {holder[clash[0]]} both claim {clash[0]}: "
+                    f"{holder[clash[0]]} keeps it"
+                )
+                continue
+            try:
+                self.allocator.allocate(Request(addresses=addresses))
+            except IpamError as error:
+                conflicts.append(f"{service.key}: {error}")
+                continue
+            self.owned[service.key] = addresses
+            holder.update(dict.fromkeys(addresses, service.key))
+        return conflicts

@@ -1,0 +1,121 @@
+"""The LoadBalancer reconciler on plain values: no cluster, no client."""
+
+from __future__ import annotations
+
+import attrs
+from netaddr import IPAddress, IPNetwork
+
+from sart.k8s.reconcile.loadbalancer import (
+    FINALIZER,
+    LoadBalancerAllocator,
+    PoolView,
+    ServiceView,
+)
+
+DEFAULT = PoolView(name="default-lb-pool", cidr=IPNetwork("10.0.1.0/30"), auto_assign=True)
+OTHER = PoolView(name="other", cidr=IPNetwork("10.0.2.0/24"))
+V6 = PoolView(name="v6", cidr=IPNetwork("2001:db8::/120"))
+TEAM = PoolView(name="team", cidr=IPNetwork("10.0.3.0/24"), namespaces=("team-a",))
+
+
+def allocator(*pools: PoolView) -> LoadBalancerAllocator:
+    made = LoadBalancerAllocator()
+    assert made.set_pools(pools or (DEFAULT, OTHER, V6, TEAM)) == []
+    return made
+
+
+def lb(name: str = "web", **kwargs: object) -> ServiceView:
+    fields: dict[str, object] = {"type": "LoadBalancer", **kwargs}
+    return ServiceView(namespace="default", name=name, **fields)  # type: ignore[arg-type]
+
+
+def test_default_pool_lowest_free_first_and_stable() -> None:
+    lba = allocator()
+    plan = lba.reconcile(lb())
+    assert plan.ingress == ("10.0.1.1",) and plan.finalizer  # network address skipped
+    assert plan.events[0].message == "allocated 10.0.1.1 from default-lb-pool"
+    again = lba.reconcile(lb(ingress=("10.0.1.1",), finalizers=(FINALIZER,)))
+    assert again.ingress == ("10.0.1.1",) and not again.events
+
+
+def test_named_pools_give_one_address_each_and_specific_addresses() -> None:
+    lba = allocator()
+    plan = lba.reconcile(lb(annotations={"sart.terassyi.net/addresspool": "other,v6"}))
+    assert plan.ingress == ("10.0.2.1", "2001:db8::")  # IPv6 pools have no broadcast to skip
+    alias = lba.reconcile(lb("alias", annotations={"sart.terassyi.net/address-pool": "other"}))
+    assert alias.ingress == ("10.0.2.2",)
+    fixed = lba.reconcile(
+        lb("fixed", annotations={"sart.terassyi.net/loadBalancerIPs": "10.0.2.9"})
+    )
+    assert fixed.ingress == ("10.0.2.9",)
+    legacy = lba.reconcile(lb("legacy", load_balancer_ip="10.0.2.10"))
+    assert legacy.ingress == ("10.0.2.10",)
+    taken = lba.reconcile(lb("late", annotations={"sart.terassyi.net/loadBalancerIPs": "10.0.2.9"}))
+    assert taken.ingress == () and taken.pending
+    assert taken.events[0].type == "Warning" and "10.0.2.9" in taken.events[0].message
+
+
+def test_exhaustion_then_release_serves_the_pending_one() -> None:
+    lba = allocator()
+    first, second = lba.reconcile(lb("a")), lba.reconcile(lb("b"))
+    assert (first.ingress, second.ingress) == (("10.0.1.1",), ("10.0.1.2",))  # /30: two usable
+    full = lba.reconcile(lb("c"))
+    assert full.pending and full.events[0].reason == "PoolExhausted"
+    assert "default-lb-pool" in full.events[0].message
+    gone = lba.reconcile(lb("a", deleting=True))
+    assert gone.ingress == () and not gone.finalizer
+    assert lba.pending == {"default/c"}
+    assert lba.reconcile(lb("c")).ingress == ("10.0.1.1",)
+
+
+def test_type_change_other_class_and_annotation_change() -> None:
+    lba = allocator()
+    lba.reconcile(lb())
+    plan = lba.reconcile(attrs.evolve(lb(), type="ClusterIP"))
+    assert plan.ingress == () and not plan.finalizer and plan.events[0].reason == "AddressReleased"
+    assert lba.reconcile(lb("x", load_balancer_class="other.io/lb")).ingress == ()
+    moved = lba.reconcile(lb(annotations={"sart.terassyi.net/addresspool": "other"}))
+    assert moved.ingress == ("10.0.2.1",)
+    back = lba.reconcile(lb())
+    assert back.ingress == ("10.0.1.1",) and lba.allocator.pool("other").used == 0
+
+
+def test_bad_requests_keep_what_the_service_has() -> None:
+    lba = allocator()
+    lba.reconcile(lb())
+    for wanted, text in (
+        ({"sart.terassyi.net/addresspool": "nope"}, "no AddressPool 'nope'"),
+        ({"sart.terassyi.net/loadBalancerIPs": "10.0.2.x"}, "'10.0.2.x' is not an IP address"),
+        ({"sart.terassyi.net/addresspool": "team"}, "does not serve default/web"),
+    ):
+        plan = lba.reconcile(lb(annotations=wanted))
+        assert plan.ingress == ("10.0.1.1",) and text in plan.events[0].message
+
+
+def test_namespace_limited_pool() -> None:
+    lba = allocator()
+    service = ServiceView(
+        namespace="team-a",
+        name="api",
+        type="LoadBalancer",
+        annotations={"sart.terassyi.net/addresspool": "team"},
+    )
+    assert lba.reconcile(service).ingress == ("10.0.3.1",)
+
+
+def test_adopt_rebuilds_and_reports_conflicts() -> None:
+    lba = allocator()
+    conflicts = lba.adopt(
+        [
+            lb("a", ingress=("10.0.1.2",)),
+            lb("b", ingress=("10.0.1.2",)),
+            lb("c", ingress=("192.0.2.1",)),
+            lb("d", type="ClusterIP", ingress=("10.0.1.1",)),
+        ]
+    )
+    assert conflicts == [
+        "default/b and default/a both claim 10.0.1.2: default/a keeps it",
+        "default/c: 192.0.2.1 is in no pool",
+    ]
+    assert lba.owned == {"default/a": (IPAddress("10.0.1.2"),)}
+    assert lba.reconcile(lb("b")).ingress == ("10.0.1.1",)  # afresh, not the contested one
