@@ -20,6 +20,8 @@ from sart.api.client import parse_endpoint
 from sart.bgp.config import load_config
 from sart.bgp.metrics import SpeakerCollector
 from sart.bgp.speaker import Speaker
+from sart.cli.controller import options as controller_options
+from sart.cli.controller import run as run_controller
 from sart.cli.logs import configure_logging
 from sart.errors import ConfigError
 
@@ -138,6 +140,13 @@ async def _serve(speaker: Speaker, api: tuple[str, int], metrics: tuple[str, int
     server.close()
     await speaker.stop("speaker shutting down")
     await server.wait_closed()
+
+
+@main.command("controller")
+@controller_options
+def controller(**kwargs: str | bool | None) -> None:
+    """Run the LoadBalancer controller (the same as sart-controller)."""
+    run_controller(**kwargs)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

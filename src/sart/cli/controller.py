@@ -1,0 +1,96 @@
+"""`sart-controller` (also `sartd controller`): the LoadBalancer controller."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+
+import click
+from kubernetes_asyncio import config as kube_config
+from kubernetes_asyncio.client import ApiClient, CoordinationV1Api
+
+from sart.cli.logs import configure_logging
+from sart.k8s.runtime.controller import LoadBalancerController
+from sart.k8s.runtime.leader import LeaderElection
+
+log = logging.getLogger("sart.controller")
+
+
+async def _run(
+    kubeconfig: str | None, lease_namespace: str, lease_name: str, identity: str, elect: bool
+) -> None:
+    if kubeconfig:
+        await kube_config.load_kube_config(config_file=kubeconfig)
+    else:
+        kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with ApiClient() as api:
+        controller = LoadBalancerController(api)
+        leader = LeaderElection(
+            CoordinationV1Api(api), name=lease_name, namespace=lease_namespace, identity=identity
+        )
+        work = asyncio.create_task(leader.hold(controller.run) if elect else controller.run())
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        work.cancel()
+        await asyncio.gather(work, return_exceptions=True)
+        if elect:
+            await leader.release()
+        log.info("controller stopped")
+
+
+def options(function: click.decorators.FC) -> click.decorators.FC:
+    decorators = [
+        click.option("--kubeconfig", envvar="KUBECONFIG", help="Default: in-cluster config."),
+        click.option("--lease-namespace", default="kube-system", show_default=True),
+        click.option("--lease-name", default="sart-controller", show_default=True),
+        click.option("--identity", default=socket.gethostname(), show_default="the host name"),
+        click.option("--leader-elect/--no-leader-elect", default=True, show_default=True),
+        click.option(
+            "--format",
+            "log_format",
+            type=click.Choice(["plain", "json"]),
+            default="plain",
+            show_default=True,
+        ),
+        click.option(
+            "--level",
+            type=click.Choice(["debug", "info", "warning", "error"]),
+            default="info",
+            show_default=True,
+        ),
+    ]
+    for decorator in reversed(decorators):
+        function = decorator(function)
+    return function
+
+
+def run(
+    kubeconfig: str | None,
+    lease_namespace: str,
+    lease_name: str,
+    identity: str,
+    leader_elect: bool,
+    log_format: str,
+    level: str,
+) -> None:
+    configure_logging(log_format, level)
+    identity = f"{identity}-{os.getpid()}"
+    asyncio.run(_run(kubeconfig, lease_namespace, lease_name, identity, leader_elect))
+
+
+@click.command()
+@options
+def main(**kwargs: str | bool | None) -> None:
+    """Give Services of type LoadBalancer addresses from AddressPools."""
+    run(**kwargs)  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Adapters between the reconcilers and a real apiserver (kubernetes-asyncio)."""

@@ -1,0 +1,302 @@
+"""The LoadBalancer controller: watches Services and AddressPools, runs the pure reconciler
+(`sart.k8s.reconcile.loadbalancer`) and writes what it decided.
+
+Only what is ours is written: a Service's status.loadBalancer, our finalizer (only on Services
+we allocated for), Events, AddressPool status. Decisions are made one Service at a time, in
+order, in memory (so two Services never get one address); the writes run concurrently with no
+client-side rate limit, at most one in flight per Service. Desired and observed status are
+compared the way the apiserver stores them (it fills in `ipMode: VIP`), so nothing is written
+twice. A conflict (409) is retried at once on fresh state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from typing import Any
+
+from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi
+from kubernetes_asyncio.client.exceptions import ApiException
+from netaddr import AddrFormatError, IPNetwork
+
+from sart.k8s.reconcile.loadbalancer import (
+    FINALIZER,
+    Event,
+    LoadBalancerAllocator,
+    PoolView,
+    ServicePlan,
+    ServiceView,
+    is_ours,
+)
+from sart.k8s.runtime.watch import watch_objects
+
+log = logging.getLogger("sart.k8s")
+
+GROUP, VERSION = "sart.terassyi.net", "v1alpha2"
+COMPONENT = "sart-controller"
+WRITERS = 64  # concurrent writes to the apiserver
+# JSON merge patches (the client's stubs do not list the keyword its methods accept).
+MERGE: dict[str, Any] = {"_content_type": "application/merge-patch+json"}
+
+
+def service_view(service: Any) -> ServiceView:
+    meta, spec, status = service.metadata, service.spec, service.status
+    ingress = ()
+    if status is not None and status.load_balancer is not None and status.load_balancer.ingress:
+        ingress = tuple(i.ip for i in status.load_balancer.ingress if i.ip)
+    return ServiceView(
+        namespace=meta.namespace,
+        name=meta.name,
+        type=spec.type or "ClusterIP",
+        load_balancer_class=spec.load_balancer_class,
+        load_balancer_ip=spec.load_balancer_ip or "",
+        annotations=dict(meta.annotations or {}),
+        labels=dict(meta.labels or {}),
+        ip_families=tuple(spec.ip_families or ("IPv4",)),
+        ingress=ingress,
+        finalizers=tuple(meta.finalizers or ()),
+        deleting=meta.deletion_timestamp is not None,
+    )
+
+
+def pool_view(pool: dict[str, Any]) -> PoolView | None:
+    """A service AddressPool as the allocator sees it; None for pod pools or bad ones."""
+    spec = pool.get("spec", {})
+    if spec.get("type", "service") != "service":
+        return None
+    try:
+        cidr = IPNetwork(spec["cidr"])
+    except (KeyError, AddrFormatError, ValueError, TypeError):
+        return None
+    return PoolView(
+        name=pool["metadata"]["name"],
+        cidr=cidr,
+        auto_assign=bool(spec.get("autoAssign", False)),
+        namespaces=tuple(spec.get("namespaces", ()) or ()),
+        service_selector=dict(spec.get("serviceSelector", {}) or {}),
+    )
+
+
+def _ingress_body(plan: ServicePlan) -> dict[str, Any]:
+    ingress = [{"ip": ip, "ipMode": "VIP"} for ip in plan.ingress]
+    return {"status": {"loadBalancer": {"ingress": ingress or None}}}
+
+
+class LoadBalancerController:
+    def __init__(self, api: ApiClient) -> None:
+        self.core = CoreV1Api(api)
+        self.custom = CustomObjectsApi(api)
+        self.allocator = LoadBalancerAllocator()
+        self.services: dict[str, Any] = {}
+        self.pools: dict[str, dict[str, Any]] = {}
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._queued: set[str] = set()
+        self._writing: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()
+        self._writers = asyncio.Semaphore(WRITERS)
+        self._synced = {"services": False, "pools": False}
+        self._started = asyncio.Event()
+        self._pool_counts: dict[str, tuple[int, int]] = {}
+
+    # --- events from the watches ----------------------------------------------------------
+
+    def _on_service(self, kind: str, service: Any) -> None:
+        if kind == "SYNCED":
+            self._synced["services"] = True
+            self._maybe_start()
+            return
+        key = f"{service.metadata.namespace}/{service.metadata.name}"
+        if kind == "DELETED":
+            self.services.pop(key, None)
+        else:
+            self.services[key] = service
+        if self._started.is_set():
+            self.enqueue(key)
+
+    def _on_pool(self, kind: str, pool: Any) -> None:
+        if kind == "SYNCED":
+            self._synced["pools"] = True
+            self._apply_pools()
+            self._maybe_start()
+            return
+        name = pool["metadata"]["name"]
+        if kind == "DELETED":
+            self.pools.pop(name, None)
+        else:
+            self.pools[name] = pool
+        if self._started.is_set():
+            self._apply_pools()
+            for key, service in self.services.items():
+                if service.spec.type == "LoadBalancer":
+                    self.enqueue(key)
+
+    def _apply_pools(self) -> None:
+        views = [v for v in (pool_view(p) for p in self.pools.values()) if v is not None]
+        for problem in self.allocator.set_pools(views):
+            log.warning("address pool not used", extra={"problem": problem})
+
+    def _maybe_start(self) -> None:
+        if self._started.is_set() or not all(self._synced.values()):
+            return
+        views = [service_view(s) for s in self.services.values()]
+        for conflict in self.allocator.adopt(views):
+            log.warning("allocation conflict at start-up", extra={"conflict": conflict})
+        log.info(
+            "controller synced",
+            extra={"services": len(views), "adopted": len(self.allocator.owned)},
+        )
+        self._started.set()
+        for key in self.services:
+            self.enqueue(key)
+
+    def enqueue(self, key: str) -> None:
+        if key not in self._queued:
+            self._queued.add(key)
+            self._queue.put_nowait(key)
+
+    # --- the loop -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(
+                watch_objects(
+                    self.custom.list_cluster_custom_object,
+                    self._on_pool,
+                    "addresspools",
+                    group=GROUP,
+                    version=VERSION,
+                    plural="addresspools",
+                )
+            )
+            tasks.create_task(
+                watch_objects(
+                    self.core.list_service_for_all_namespaces, self._on_service, "services"
+                )
+            )
+            tasks.create_task(self._work())
+            tasks.create_task(self._pool_status_loop())
+
+    async def _work(self) -> None:
+        await self._started.wait()
+        while True:
+            key = await self._queue.get()
+            self._queued.discard(key)
+            if key in self._writing:
+                self._again.add(key)  # reconcile once its write is done
+                continue
+            service = self.services.get(key)
+            if service is None:
+                released = self.allocator.release(key)
+                if released:
+                    self._wake_pending()
+                continue
+            view = service_view(service)
+            before = set(self.allocator.owned)
+            plan = self.allocator.reconcile(view)
+            if key in before and key not in self.allocator.owned:
+                self._wake_pending()
+            if self._needs_write(view, plan):
+                self._writing[key] = asyncio.create_task(self._write(key, view, plan))
+
+    def _wake_pending(self) -> None:
+        for key in sorted(self.allocator.pending):
+            self.enqueue(key)
+
+    def _needs_write(self, view: ServiceView, plan: ServicePlan) -> bool:
+        has_finalizer = FINALIZER in view.finalizers
+        return bool(
+            plan.events
+            or plan.finalizer != has_finalizer
+            or ((is_ours(view) or view.ingress) and view.ingress != plan.ingress)
+        )
+
+    async def _write(self, key: str, view: ServiceView, plan: ServicePlan) -> None:
+        try:
+            async with self._writers:
+                await self._apply(view, plan)
+        except ApiException as error:
+            if error.status == 404:
+                pass  # gone meanwhile: the watch tells us
+            else:
+                log.warning(
+                    "write failed, retrying",
+                    extra={"service": key, "status": error.status, "reason": error.reason},
+                )
+                self._again.add(key)
+        finally:
+            del self._writing[key]
+            if key in self._again:
+                self._again.discard(key)
+                self.enqueue(key)
+
+    async def _apply(self, view: ServiceView, plan: ServicePlan) -> None:
+        name, namespace = view.name, view.namespace
+        has_finalizer = FINALIZER in view.finalizers
+        if plan.finalizer and not has_finalizer:
+            finalizers = [*view.finalizers, FINALIZER]
+            await self.core.patch_namespaced_service(
+                name, namespace, {"metadata": {"finalizers": finalizers}}, **MERGE
+            )
+        if view.ingress != plan.ingress and not view.deleting:
+            await self.core.patch_namespaced_service_status(
+                name, namespace, _ingress_body(plan), **MERGE
+            )
+        for event in plan.events:
+            await self._record(view, event)
+        if not plan.finalizer and has_finalizer:
+            finalizers = [f for f in view.finalizers if f != FINALIZER]
+            service = self.services.get(view.key)
+            version = service.metadata.resource_version if service is not None else None
+            body = {"metadata": {"finalizers": finalizers or None, "resourceVersion": version}}
+            try:
+                await self.core.patch_namespaced_service(name, namespace, body, **MERGE)
+            except ApiException as error:
+                if error.status != 409:
+                    raise
+                self._again.add(view.key)  # changed meanwhile: decide again on fresh state
+
+    async def _record(self, view: ServiceView, event: Event) -> None:
+        now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        service = self.services.get(view.key)
+        body: Any = {
+            "metadata": {"generateName": f"{view.name}."},
+            "involvedObject": {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "namespace": view.namespace,
+                "name": view.name,
+                "uid": service.metadata.uid if service is not None else None,
+            },
+            "type": event.type,
+            "reason": event.reason,
+            "message": event.message,
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        log.info(event.message, extra={"service": view.key, "reason": event.reason})
+        await self.core.create_namespaced_event(view.namespace, body)
+
+    async def _pool_status_loop(self) -> None:
+        """AddressPool status: allocated and free counts, written when they change."""
+        await self._started.wait()
+        while True:
+            for name in list(self.allocator.pools):
+                pool = self.allocator.allocator.pool(name)
+                counts = (pool.used, pool.free)
+                if self._pool_counts.get(name) == counts:
+                    continue
+                body = {"status": {"allocated": counts[0], "free": counts[1]}}
+                try:
+                    await self.custom.patch_cluster_custom_object_status(
+                        GROUP, VERSION, "addresspools", name, body, **MERGE
+                    )  # fmt: skip
+                    self._pool_counts[name] = counts
+                except ApiException as error:
+                    log.debug(
+                        "pool status not written", extra={"pool": name, "status": error.status}
+                    )
+            await asyncio.sleep(1.0)
