@@ -1,0 +1,275 @@
+"""The LoadBalancer controller against the real apiserver: the CRDs from manifests/, real
+Services, the controller's own runtime in this process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import yaml
+from kubernetes_asyncio.client import (
+    ApiextensionsV1Api,
+    CoordinationV1Api,
+    CoreV1Api,
+    CustomObjectsApi,
+)
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from sart.k8s.reconcile.loadbalancer import FINALIZER
+from sart.k8s.runtime.controller import GROUP, VERSION, LoadBalancerController
+from sart.k8s.runtime.leader import LeaderElection
+from sart.testing.controlplane import unique_name
+
+pytestmark = [pytest.mark.k8s, pytest.mark.asyncio]
+CRDS = Path(
+    os.environ.get("SART_CRD_DIR", Path(__file__).resolve().parents[2] / "manifests" / "crd")
+)
+MERGE = {"_content_type": "application/merge-patch+json"}
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def apply_crds(k8s: Any) -> None:
+    api = ApiextensionsV1Api(k8s)
+    for path in sorted(CRDS.glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            if not document or document.get("kind") != "CustomResourceDefinition":
+                continue
+            name = document["metadata"]["name"]
+            try:
+                current = await api.read_custom_resource_definition(name)
+                document["metadata"]["resourceVersion"] = current.metadata.resource_version
+                await api.replace_custom_resource_definition(name, document)
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+                await api.create_custom_resource_definition(document)
+
+    async def established() -> bool:
+        crd = await api.read_custom_resource_definition(f"addresspools.{GROUP}")
+        conditions = crd.status.conditions or []
+        return any(c.type == "Established" and c.status == "True" for c in conditions)
+
+    await eventually(established)
+
+
+class Cluster:
+    def __init__(self, k8s: Any, namespace: str) -> None:
+        self.k8s = k8s
+        self.namespace = namespace
+        self.core = CoreV1Api(k8s)
+        self.custom = CustomObjectsApi(k8s)
+        self.pools: list[str] = []
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> LoadBalancerController:
+        controller = LoadBalancerController(self.k8s)
+        self.task = asyncio.create_task(controller.run())
+        return controller
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+            self.task = None
+
+    async def pool(self, cidr: str, *, auto: bool = False, **spec: Any) -> str:
+        name = unique_name("pool")
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "AddressPool",
+            "metadata": {"name": name},
+            "spec": {"cidr": cidr, "type": "service", "autoAssign": auto, **spec},
+        }
+        await self.custom.create_cluster_custom_object(GROUP, VERSION, "addresspools", body)
+        self.pools.append(name)
+        return name
+
+    async def service(
+        self, name: str, *, annotations: dict[str, str] | None = None, **spec: Any
+    ) -> None:
+        body = {
+            "metadata": {"name": name, "annotations": annotations or {}},
+            "spec": {
+                "type": "LoadBalancer",
+                "ports": [{"port": 80, "targetPort": 8080}],
+                "selector": {"app": name},
+                **spec,
+            },
+        }
+        await self.core.create_namespaced_service(self.namespace, body)
+
+    async def ingress(self, name: str) -> tuple[str, ...]:
+        service = await self.core.read_namespaced_service(name, self.namespace)
+        balancer = service.status.load_balancer
+        return tuple(i.ip for i in (balancer.ingress or [])) if balancer else ()
+
+    async def wait_ingress(
+        self, name: str, expected: tuple[str, ...] | None = None
+    ) -> tuple[str, ...]:
+        async def check() -> tuple[str, ...] | None:
+            got = await self.ingress(name)
+            if expected is None:
+                return got or None
+            return got if got == expected else None
+
+        result: tuple[str, ...] = await eventually(check)
+        return result
+
+    async def events(self, name: str) -> list[tuple[str, str, str]]:
+        listing = await self.core.list_namespaced_event(
+            self.namespace, field_selector=f"involvedObject.name={name}"
+        )
+        return [(e.type, e.reason, e.message) for e in listing.items]
+
+    async def finalizers(self, name: str) -> list[str]:
+        service = await self.core.read_namespaced_service(name, self.namespace)
+        return list(service.metadata.finalizers or [])
+
+    async def cleanup(self) -> None:
+        services = await self.core.list_namespaced_service(self.namespace)
+        for service in services.items:
+            await self.core.delete_namespaced_service(service.metadata.name, self.namespace)
+
+        async def gone() -> bool:
+            left = await self.core.list_namespaced_service(self.namespace)
+            return not left.items
+
+        if self.task is None:
+            self.start()
+        await eventually(gone)
+        await self.stop()
+        for name in self.pools:
+            await self.custom.delete_cluster_custom_object(GROUP, VERSION, "addresspools", name)
+
+
+@pytest_asyncio.fixture
+async def cluster(k8s: Any, namespace: str) -> AsyncIterator[Cluster]:
+    await apply_crds(k8s)
+    made = Cluster(k8s, namespace)
+    yield made
+    await made.cleanup()
+
+
+async def test_default_named_and_specific_addresses(cluster: Cluster) -> None:
+    await cluster.pool("10.100.1.0/24", auto=True)
+    other = await cluster.pool("10.100.2.0/24")
+    v6 = await cluster.pool("fd00:100::/120")
+    cluster.start()
+    await cluster.service("web")
+    assert await cluster.wait_ingress("web") == ("10.100.1.1",)
+    assert FINALIZER in await cluster.finalizers("web")
+    events = await eventually(lambda: cluster.events("web"))
+    assert ("Normal", "AddressAllocated", f"allocated 10.100.1.1 from {cluster.pools[0]}") in events
+    await cluster.service(
+        "dual",
+        annotations={"sart.terassyi.net/addresspool": f"{other},{v6}"},
+        ipFamilyPolicy="PreferDualStack",
+    )
+    assert await cluster.wait_ingress("dual") == ("10.100.2.1", "fd00:100::")
+    await cluster.service("fixed", annotations={"sart.terassyi.net/loadBalancerIPs": "10.100.2.50"})
+    assert await cluster.wait_ingress("fixed") == ("10.100.2.50",)
+    await cluster.service("legacy", loadBalancerIP="10.100.1.77")
+    assert await cluster.wait_ingress("legacy") == ("10.100.1.77",)
+    await cluster.service("taken", annotations={"sart.terassyi.net/loadBalancerIPs": "10.100.2.50"})
+    warnings = await eventually(
+        lambda: _warnings(cluster, "taken"),
+    )
+    assert "10.100.2.50" in warnings[0][2] and await cluster.ingress("taken") == ()
+    await cluster.service("other-class", loadBalancerClass="example.com/lb")
+    await asyncio.sleep(0.5)
+    assert await cluster.ingress("other-class") == ()
+    assert FINALIZER not in await cluster.finalizers("other-class")
+
+
+async def _warnings(cluster: Cluster, name: str) -> list[tuple[str, str, str]]:
+    return [e for e in await cluster.events(name) if e[0] == "Warning"]
+
+
+async def test_exhaustion_release_type_and_annotation_changes(cluster: Cluster) -> None:
+    small = await cluster.pool("10.100.3.0/30", auto=True)  # two usable addresses
+    spare = await cluster.pool("10.100.4.0/24")
+    cluster.start()
+    await cluster.service("a")
+    await cluster.wait_ingress("a", ("10.100.3.1",))
+    await cluster.service("b")
+    await cluster.wait_ingress("b", ("10.100.3.2",))
+    await cluster.service("c")
+    warnings = await eventually(lambda: _warnings(cluster, "c"))
+    assert warnings[0][1:] == ("PoolExhausted", f"AddressPool {small} is full")
+    await cluster.core.delete_namespaced_service("a", cluster.namespace)
+    assert await cluster.wait_ingress("c") == ("10.100.3.1",)  # served once one is free
+    await cluster.core.patch_namespaced_service(
+        "b", cluster.namespace, {"spec": {"type": "ClusterIP"}}, **MERGE
+    )
+
+    async def released() -> bool:
+        return await cluster.ingress("b") == () and FINALIZER not in await cluster.finalizers("b")
+
+    await eventually(released)
+    await cluster.core.patch_namespaced_service(
+        "c",
+        cluster.namespace,
+        {"metadata": {"annotations": {"sart.terassyi.net/addresspool": spare}}},
+        **MERGE,
+    )
+    assert await cluster.wait_ingress("c", ("10.100.4.1",)) == ("10.100.4.1",)
+
+
+async def test_restart_keeps_addresses_and_200_services_get_distinct_ones(
+    cluster: Cluster, k8s_report: Callable[[str], None]
+) -> None:
+    await cluster.pool("10.101.0.0/16", auto=True)
+    cluster.start()
+    started = time.monotonic()
+    await asyncio.gather(*(cluster.service(f"s{i}") for i in range(200)))
+
+    async def all_served() -> list[str] | None:
+        listing = await cluster.core.list_namespaced_service(cluster.namespace)
+        ips = [
+            i.ip
+            for s in listing.items
+            if s.status.load_balancer and s.status.load_balancer.ingress
+            for i in s.status.load_balancer.ingress
+        ]
+        return ips if len(ips) == 200 else None
+
+    ips = await eventually(all_served, timeout=60)
+    k8s_report(
+        f"200 Services created at once: all have addresses {time.monotonic() - started:.2f} s later"
+    )
+    assert len(set(ips)) == 200
+    before = {s: await cluster.ingress(s) for s in ("s0", "s7", "s199")}
+    await cluster.stop()
+    cluster.start()  # a fresh controller adopts what the status says
+    await cluster.service("late")
+    late = await cluster.wait_ingress("late")
+    assert late[0] not in ips
+    assert {s: await cluster.ingress(s) for s in before} == before
+
+
+async def test_only_one_of_two_controllers_leads(k8s: Any, namespace: str) -> None:
+    api = CoordinationV1Api(k8s)
+    first = LeaderElection(api, name="sart-controller", namespace=namespace, identity="one")
+    second = LeaderElection(api, name="sart-controller", namespace=namespace, identity="two")
+    results = await asyncio.gather(first.try_acquire(), second.try_acquire())
+    assert sorted(results) == [False, True]
+    leader, standby = (first, second) if results[0] else (second, first)
+    assert await leader.try_acquire()  # renews
+    assert not await standby.try_acquire()
+    await leader.release()
+    assert await standby.try_acquire()  # takes over at once after a clean release
