@@ -12,19 +12,17 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-import yaml
 from kubernetes_asyncio.client import (
-    ApiextensionsV1Api,
     CoordinationV1Api,
     CoreV1Api,
     CustomObjectsApi,
 )
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from sart.k8s.reconcile.loadbalancer import FINALIZER
 from sart.k8s.runtime.controller import GROUP, VERSION, LoadBalancerController
 from sart.k8s.runtime.leader import LeaderElection
 from sart.testing.controlplane import unique_name
+from sart.testing.crds import apply_crds
 
 pytestmark = [pytest.mark.k8s, pytest.mark.asyncio]
 CRDS = Path(
@@ -41,30 +39,6 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0)
             return result
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.05)
-
-
-async def apply_crds(k8s: Any) -> None:
-    api = ApiextensionsV1Api(k8s)
-    for path in sorted(CRDS.glob("*.yaml")):
-        for document in yaml.safe_load_all(path.read_text()):
-            if not document or document.get("kind") != "CustomResourceDefinition":
-                continue
-            name = document["metadata"]["name"]
-            try:
-                current = await api.read_custom_resource_definition(name)
-                document["metadata"]["resourceVersion"] = current.metadata.resource_version
-                await api.replace_custom_resource_definition(name, document)
-            except ApiException as error:
-                if error.status != 404:
-                    raise
-                await api.create_custom_resource_definition(document)
-
-    async def established() -> bool:
-        crd = await api.read_custom_resource_definition(f"addresspools.{GROUP}")
-        conditions = crd.status.conditions or []
-        return any(c.type == "Established" and c.status == "True" for c in conditions)
-
-    await eventually(established)
 
 
 class Cluster:
