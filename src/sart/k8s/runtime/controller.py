@@ -16,6 +16,7 @@ import datetime
 import logging
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi
 from kubernetes_asyncio.client.exceptions import ApiException
 from netaddr import AddrFormatError, IPNetwork
@@ -36,6 +37,7 @@ log = logging.getLogger("sart.k8s")
 GROUP, VERSION = "sart.terassyi.net", "v1alpha2"
 COMPONENT = "sart-controller"
 WRITERS = 64  # concurrent writes to the apiserver
+RETRY_DELAY = 0.5
 # JSON merge patches (the client's stubs do not list the keyword its methods accept).
 MERGE: dict[str, Any] = {"_content_type": "application/merge-patch+json"}
 
@@ -158,6 +160,14 @@ class LoadBalancerController:
     # --- the loop -------------------------------------------------------------------------
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            for task in list(self._writing.values()):
+                task.cancel()
+            await asyncio.gather(*self._writing.values(), return_exceptions=True)
+
+    async def _run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(
                 watch_objects(
@@ -216,14 +226,19 @@ class LoadBalancerController:
             async with self._writers:
                 await self._apply(view, plan)
         except ApiException as error:
-            if error.status == 404:
-                pass  # gone meanwhile: the watch tells us
-            else:
+            if error.status != 404:  # 404: gone meanwhile, the watch tells us
                 log.warning(
                     "write failed, retrying",
                     extra={"service": key, "status": error.status, "reason": error.reason},
                 )
+                await asyncio.sleep(RETRY_DELAY)
                 self._again.add(key)
+        except (aiohttp.ClientError, OSError) as error:
+            log.warning(
+                "apiserver unreachable, retrying", extra={"service": key, "error": str(error)}
+            )
+            await asyncio.sleep(RETRY_DELAY)
+            self._again.add(key)
         finally:
             del self._writing[key]
             if key in self._again:
