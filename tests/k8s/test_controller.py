@@ -21,7 +21,7 @@ from kubernetes_asyncio.client import (
 from sart.k8s.reconcile.loadbalancer import FINALIZER
 from sart.k8s.runtime.controller import GROUP, VERSION, LoadBalancerController
 from sart.k8s.runtime.leader import LeaderElection
-from sart.testing.controlplane import unique_name
+from sart.testing.controlplane import create_node, create_ready_pod, unique_name
 from sart.testing.crds import apply_crds
 
 pytestmark = [pytest.mark.k8s, pytest.mark.asyncio]
@@ -247,3 +247,73 @@ async def test_only_one_of_two_controllers_leads(k8s: Any, namespace: str) -> No
     assert not await standby.try_acquire()
     await leader.release()
     assert await standby.try_acquire()  # takes over at once after a clean release
+
+
+async def test_advertisements_follow_nodes_and_endpoints(cluster: Cluster) -> None:
+    """Cluster policy: every node with a NodeBGP announces; Local: the nodes with ready
+    endpoints, through a rolling update (old pod terminating before the new one is ready)."""
+    nodes = [unique_name(f"node-{letter}") for letter in "abc"]
+    for index, node in enumerate(nodes):
+        await create_node(cluster.k8s, node, addresses=[f"10.250.0.{index + 1}"])
+    for node in nodes[:2]:  # node c runs no speaker
+        await cluster.custom.create_cluster_custom_object(
+            GROUP, VERSION, "nodebgps",
+            {"apiVersion": f"{GROUP}/{VERSION}", "kind": "NodeBGP", "metadata": {"name": node},
+             "spec": {"asn": 65000, "routerId": "10.250.0.1"}},
+        )  # fmt: skip
+    await cluster.pool("10.102.0.0/24", auto=True)
+    cluster.start()
+
+    async def announced(service: str) -> dict[str, list[str]]:
+        listing = await cluster.custom.list_namespaced_custom_object(
+            GROUP, VERSION, cluster.namespace, "bgpadvertisements",
+            label_selector=f"sart.terassyi.net/service={service}",
+        )  # fmt: skip
+        return {i["spec"]["cidr"]: i["spec"]["nodes"] for i in listing["items"]}
+
+    async def until(service: str, expected: dict[str, list[str]]) -> None:
+        async def check() -> bool:
+            return await announced(service) == expected
+
+        await eventually(check)
+
+    await cluster.service("everywhere")
+    await cluster.wait_ingress("everywhere", ("10.102.0.1",))
+    await until("everywhere", {"10.102.0.1/32": sorted(nodes[:2])})
+
+    await create_ready_pod(cluster.k8s, cluster.namespace, "old", node=nodes[0],
+                           ips=["10.244.0.10"], labels={"app": "local"})  # fmt: skip
+    await cluster.service("local", externalTrafficPolicy="Local")
+    await cluster.wait_ingress("local", ("10.102.0.2",))
+    await until("local", {"10.102.0.2/32": [nodes[0]]})
+    # the new pod starts on node b, not ready yet; the old one is told to go (terminating)
+    await cluster.core.create_namespaced_pod(
+        cluster.namespace,
+        {"metadata": {"name": "new", "labels": {"app": "local"}},
+         "spec": {"nodeName": nodes[1], "containers": [{"name": "app", "image": "x.invalid/a"}]}},
+    )  # fmt: skip
+    await cluster.core.delete_namespaced_pod("old", cluster.namespace, grace_period_seconds=300)
+    await asyncio.sleep(1.0)  # the endpointslice controller marks it terminating
+    assert await announced("local") == {"10.102.0.2/32": [nodes[0]]}  # still served from a
+    await create_ready_pod_status(cluster, "new", "10.244.0.11")
+    await until("local", {"10.102.0.2/32": [nodes[1]]})  # moved once b is ready
+    await cluster.core.delete_namespaced_service("everywhere", cluster.namespace)
+    await until("everywhere", {})  # owned by the Service: gone with it
+    for node in nodes[:2]:
+        await cluster.custom.delete_cluster_custom_object(GROUP, VERSION, "nodebgps", node)
+    for node in nodes:
+        await cluster.core.delete_node(node)
+
+
+async def create_ready_pod_status(cluster: Cluster, name: str, ip: str) -> None:
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    status = {
+        "phase": "Running",
+        "podIP": ip,
+        "podIPs": [{"ip": ip}],
+        "conditions": [
+            {"type": kind, "status": "True", "lastTransitionTime": now}
+            for kind in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
+        ],
+    }
+    await cluster.core.patch_namespaced_pod_status(name, cluster.namespace, {"status": status})

@@ -7,9 +7,12 @@ from netaddr import IPAddress, IPNetwork
 
 from sart.k8s.reconcile.loadbalancer import (
     FINALIZER,
+    EndpointView,
     LoadBalancerAllocator,
     PoolView,
     ServiceView,
+    advertisements,
+    announcing_nodes,
 )
 
 DEFAULT = PoolView(name="default-lb-pool", cidr=IPNetwork("10.0.1.0/30"), auto_assign=True)
@@ -119,3 +122,34 @@ def test_adopt_rebuilds_and_reports_conflicts() -> None:
     ]
     assert lba.owned == {"default/a": (IPAddress("10.0.1.2"),)}
     assert lba.reconcile(lb("b")).ingress == ("10.0.1.1",)  # afresh, not the contested one
+
+
+def test_announcing_nodes_cluster_and_local_with_terminating_fallback() -> None:
+    speakers = ["a", "b", "c"]
+    ready_b = EndpointView("b", ready=True, serving=True, terminating=False)
+    leaving_a = EndpointView("a", ready=False, serving=True, terminating=True)
+    starting_c = EndpointView("c", ready=False, serving=False, terminating=False)
+    gone_x = EndpointView("x", ready=True, serving=True, terminating=False)  # no speaker there
+    assert announcing_nodes("Cluster", speakers, []) == ("a", "b", "c")
+    assert announcing_nodes("Local", speakers, [ready_b, leaving_a, gone_x]) == ("b",)
+    # mid rolling update: nothing ready, the terminating pod still serves: keep announcing it
+    assert announcing_nodes("Local", speakers, [leaving_a, starting_c]) == ("a",)
+    assert announcing_nodes("Local", speakers, [starting_c]) == ()
+
+
+def test_advertisements_are_named_by_service_and_address() -> None:
+    specs = advertisements(lb(), [IPAddress("10.0.1.1"), IPAddress("2001:db8::1")], ("a",))
+    assert specs == {
+        "web-10-0-1-1": {
+            "cidr": "10.0.1.1/32",
+            "type": "service",
+            "protocol": "ipv4",
+            "nodes": ["a"],
+        },
+        "web-20010db8000000000000000000000001": {
+            "cidr": "2001:db8::1/128",
+            "type": "service",
+            "protocol": "ipv6",
+            "nodes": ["a"],
+        },
+    }

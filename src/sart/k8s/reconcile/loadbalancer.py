@@ -40,6 +40,8 @@ class ServiceView:
     ingress: tuple[str, ...] = ()  # status.loadBalancer.ingress[].ip
     finalizers: tuple[str, ...] = ()
     deleting: bool = False
+    uid: str = ""
+    external_traffic_policy: str = "Cluster"
 
     @property
     def key(self) -> str:
@@ -271,3 +273,58 @@ class LoadBalancerAllocator:
             self.owned[service.key] = addresses
             holder.update(dict.fromkeys(addresses, service.key))
         return conflicts
+
+
+# --- where each address is announced from ------------------------------------------------------
+
+
+@attrs.frozen
+class EndpointView:
+    """One endpoint of an EndpointSlice, as the announcement decision needs it."""
+
+    node: str
+    ready: bool
+    serving: bool
+    terminating: bool
+
+
+def announcing_nodes(
+    policy: str, bgp_nodes: Iterable[str], endpoints: Iterable[EndpointView]
+) -> tuple[str, ...]:
+    """The nodes whose speakers announce a Service's addresses.
+
+    Cluster policy: every node with a NodeBGP (kube-proxy forwards from any of them). Local
+    policy: the nodes with a ready endpoint; while none is ready (a rolling update between the
+    old pods terminating and the new ones becoming ready), the nodes whose terminating
+    endpoints still serve, as kube-proxy itself falls back to them: never from no node while
+    something can serve, never from a node with nothing left."""
+    speakers = set(bgp_nodes)
+    if policy != "Local":
+        return tuple(sorted(speakers))
+    points = list(endpoints)
+    ready = {e.node for e in points if e.ready and e.node}
+    if not ready:
+        ready = {e.node for e in points if e.serving and e.terminating and e.node}
+    return tuple(sorted(ready & speakers))
+
+
+def advertisement_name(service: str, address: IPAddress) -> str:
+    """DNS-safe and stable: the Service name and the address's digits."""
+    if address.version == 4:
+        return f"{service}-{str(address).replace('.', '-')}"
+    return f"{service}-{int(address):032x}"
+
+
+def advertisements(
+    service: ServiceView, addresses: Iterable[IPAddress], nodes: tuple[str, ...]
+) -> dict[str, dict[str, object]]:
+    """The BGPAdvertisement specs a Service wants, by object name."""
+    return {
+        advertisement_name(service.name, address): {
+            "cidr": f"{address}/{32 if address.version == 4 else 128}",
+            "type": "service",
+            "protocol": f"ipv{address.version}",
+            "nodes": list(nodes),
+        }
+        for address in addresses
+    }

@@ -17,17 +17,20 @@ import logging
 from typing import Any
 
 import aiohttp
-from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi
+from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi, DiscoveryV1Api
 from kubernetes_asyncio.client.exceptions import ApiException
 from netaddr import AddrFormatError, IPNetwork
 
 from sart.k8s.reconcile.loadbalancer import (
     FINALIZER,
+    EndpointView,
     Event,
     LoadBalancerAllocator,
     PoolView,
     ServicePlan,
     ServiceView,
+    advertisements,
+    announcing_nodes,
     is_ours,
 )
 from sart.k8s.runtime.watch import watch_objects
@@ -36,6 +39,8 @@ log = logging.getLogger("sart.k8s")
 
 GROUP, VERSION = "sart.terassyi.net", "v1alpha2"
 COMPONENT = "sart-controller"
+SERVICE_LABEL = "sart.terassyi.net/service"  # on our BGPAdvertisements: the Service's name
+SLICE_SERVICE_LABEL = "kubernetes.io/service-name"
 WRITERS = 64  # concurrent writes to the apiserver
 RETRY_DELAY = 0.5
 # JSON merge patches (the client's stubs do not list the keyword its methods accept).
@@ -59,7 +64,24 @@ def service_view(service: Any) -> ServiceView:
         ingress=ingress,
         finalizers=tuple(meta.finalizers or ()),
         deleting=meta.deletion_timestamp is not None,
+        uid=meta.uid or "",
+        external_traffic_policy=spec.external_traffic_policy or "Cluster",
     )
+
+
+def endpoint_views(endpoint_slice: Any) -> list[EndpointView]:
+    views = []
+    for endpoint in endpoint_slice.endpoints or ():
+        conditions = endpoint.conditions
+        views.append(
+            EndpointView(
+                node=endpoint.node_name or "",
+                ready=bool(conditions and conditions.ready),
+                serving=bool(conditions and conditions.serving),
+                terminating=bool(conditions and conditions.terminating),
+            )
+        )
+    return views
 
 
 def pool_view(pool: dict[str, Any]) -> PoolView | None:
@@ -89,7 +111,11 @@ class LoadBalancerController:
     def __init__(self, api: ApiClient) -> None:
         self.core = CoreV1Api(api)
         self.custom = CustomObjectsApi(api)
+        self.discovery = DiscoveryV1Api(api)
         self.allocator = LoadBalancerAllocator()
+        self.bgp_nodes: set[str] = set()  # nodes with a NodeBGP: where speakers run
+        self.slices: dict[str, dict[str, list[EndpointView]]] = {}  # Service key -> slices
+        self.announced: dict[str, dict[str, dict[str, Any]]] = {}  # Service key -> name -> spec
         self.services: dict[str, Any] = {}
         self.pools: dict[str, dict[str, Any]] = {}
         self._queue: asyncio.Queue[str] = asyncio.Queue()
@@ -97,7 +123,7 @@ class LoadBalancerController:
         self._writing: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
         self._writers = asyncio.Semaphore(WRITERS)
-        self._synced = {"services": False, "pools": False}
+        self._synced = {"services": False, "pools": False, "advertisements": False}
         self._started = asyncio.Event()
         self._pool_counts: dict[str, tuple[int, int]] = {}
 
@@ -129,9 +155,66 @@ class LoadBalancerController:
             self.pools[name] = pool
         if self._started.is_set():
             self._apply_pools()
-            for key, service in self.services.items():
-                if service.spec.type == "LoadBalancer":
-                    self.enqueue(key)
+            self._enqueue_balancers()
+
+    def _enqueue_balancers(self) -> None:
+        for key, service in self.services.items():
+            if service.spec.type == "LoadBalancer":
+                self.enqueue(key)
+
+    def _on_node_bgp(self, kind: str, node_bgp: Any) -> None:
+        if kind == "SYNCED":
+            return
+        name = node_bgp["metadata"]["name"]
+        if kind == "DELETED":
+            self.bgp_nodes.discard(name)
+        else:
+            self.bgp_nodes.add(name)
+        if self._started.is_set():
+            self._enqueue_balancers()
+
+    def _on_slice(self, kind: str, endpoint_slice: Any) -> None:
+        if kind == "SYNCED":
+            return
+        meta = endpoint_slice.metadata
+        service = (meta.labels or {}).get(SLICE_SERVICE_LABEL)
+        if not service:
+            return
+        key = f"{meta.namespace}/{service}"
+        slices = self.slices.setdefault(key, {})
+        if kind == "DELETED":
+            slices.pop(meta.name, None)
+        else:
+            slices[meta.name] = endpoint_views(endpoint_slice)
+        if self._started.is_set():
+            self.enqueue(key)
+
+    def _on_advertisement(self, kind: str, advertisement: Any) -> None:
+        if kind == "SYNCED":
+            self._synced["advertisements"] = True
+            self._maybe_start()
+            return
+        meta = advertisement["metadata"]
+        service = (meta.get("labels") or {}).get(SERVICE_LABEL)
+        if not service:
+            return
+        key = f"{meta['namespace']}/{service}"
+        mine = self.announced.setdefault(key, {})
+        if kind == "DELETED":
+            mine.pop(meta["name"], None)
+        else:
+            mine[meta["name"]] = advertisement.get("spec", {})
+        if self._started.is_set():
+            self.enqueue(key)
+
+    def _desired_advertisements(
+        self, view: ServiceView, plan: ServicePlan
+    ) -> dict[str, dict[str, Any]]:
+        if not plan.addresses or view.deleting or not is_ours(view):
+            return {}
+        endpoints = [e for views in self.slices.get(view.key, {}).values() for e in views]
+        nodes = announcing_nodes(view.external_traffic_policy, self.bgp_nodes, endpoints)
+        return advertisements(view, plan.addresses, nodes)
 
     def _apply_pools(self) -> None:
         views = [v for v in (pool_view(p) for p in self.pools.values()) if v is not None]
@@ -184,6 +267,34 @@ class LoadBalancerController:
                     self.core.list_service_for_all_namespaces, self._on_service, "services"
                 )
             )
+            tasks.create_task(
+                watch_objects(
+                    self.custom.list_cluster_custom_object,
+                    self._on_node_bgp,
+                    "nodebgps",
+                    group=GROUP,
+                    version=VERSION,
+                    plural="nodebgps",
+                )
+            )
+            tasks.create_task(
+                watch_objects(
+                    self.custom.list_cluster_custom_object,
+                    self._on_advertisement,
+                    "bgpadvertisements",
+                    group=GROUP,
+                    version=VERSION,
+                    plural="bgpadvertisements",
+                    label_selector=SERVICE_LABEL,
+                )
+            )
+            tasks.create_task(
+                watch_objects(
+                    self.discovery.list_endpoint_slice_for_all_namespaces,
+                    self._on_slice,
+                    "endpointslices",
+                )
+            )
             tasks.create_task(self._work())
             tasks.create_task(self._pool_status_loop())
 
@@ -206,8 +317,9 @@ class LoadBalancerController:
             plan = self.allocator.reconcile(view)
             if key in before and key not in self.allocator.owned:
                 self._wake_pending()
-            if self._needs_write(view, plan):
-                self._writing[key] = asyncio.create_task(self._write(key, view, plan))
+            wanted = self._desired_advertisements(view, plan)
+            if self._needs_write(view, plan) or wanted != self.announced.get(key, {}):
+                self._writing[key] = asyncio.create_task(self._write(key, view, plan, wanted))
 
     def _wake_pending(self) -> None:
         for key in sorted(self.allocator.pending):
@@ -221,10 +333,13 @@ class LoadBalancerController:
             or ((is_ours(view) or view.ingress) and view.ingress != plan.ingress)
         )
 
-    async def _write(self, key: str, view: ServiceView, plan: ServicePlan) -> None:
+    async def _write(
+        self, key: str, view: ServiceView, plan: ServicePlan, wanted: dict[str, dict[str, Any]]
+    ) -> None:
         try:
             async with self._writers:
                 await self._apply(view, plan)
+                await self._announce(view, wanted)
         except ApiException as error:
             if error.status != 404:  # 404: gone meanwhile, the watch tells us
                 log.warning(
@@ -270,6 +385,54 @@ class LoadBalancerController:
                 if error.status != 409:
                     raise
                 self._again.add(view.key)  # changed meanwhile: decide again on fresh state
+
+    async def _announce(self, view: ServiceView, wanted: dict[str, dict[str, Any]]) -> None:
+        """Make the Service's BGPAdvertisements these (owned by it, so they go with it)."""
+        have = dict(self.announced.get(view.key, {}))
+        plural = "bgpadvertisements"
+        for name, spec in wanted.items():
+            if name not in have:
+                body = {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": "BGPAdvertisement",
+                    "metadata": {
+                        "name": name,
+                        "labels": {SERVICE_LABEL: view.name},
+                        "ownerReferences": [
+                            {
+                                "apiVersion": "v1",
+                                "kind": "Service",
+                                "name": view.name,
+                                "uid": view.uid,
+                                "controller": True,
+                                "blockOwnerDeletion": True,
+                            }
+                        ],
+                    },
+                    "spec": spec,
+                }
+                try:
+                    await self.custom.create_namespaced_custom_object(
+                        GROUP, VERSION, view.namespace, plural, body
+                    )
+                except ApiException as error:
+                    if error.status != 409:
+                        raise
+                    await self.custom.patch_namespaced_custom_object(
+                        GROUP, VERSION, view.namespace, plural, name, {"spec": spec}, **MERGE
+                    )
+            elif have[name] != spec:
+                await self.custom.patch_namespaced_custom_object(
+                    GROUP, VERSION, view.namespace, plural, name, {"spec": spec}, **MERGE
+                )
+        for name in set(have) - set(wanted):
+            try:
+                await self.custom.delete_namespaced_custom_object(
+                    GROUP, VERSION, view.namespace, plural, name
+                )
+            except ApiException as error:
+                if error.status != 404:
+                    raise
 
     async def _record(self, view: ServiceView, event: Event) -> None:
         now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
