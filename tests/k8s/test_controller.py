@@ -4,7 +4,10 @@ Services, the controller's own runtime in this process."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -317,3 +320,25 @@ async def create_ready_pod_status(cluster: Cluster, name: str, ip: str) -> None:
         ],
     }
     await cluster.core.patch_namespaced_pod_status(name, cluster.namespace, {"status": status})
+
+
+async def test_sart_lb_list(cluster: Cluster, control_plane: Any) -> None:
+    pool = await cluster.pool("10.103.0.0/30", auto=True)
+    cluster.start()
+    await cluster.service("one")
+    await cluster.wait_ingress("one", ("10.103.0.1",))
+    await cluster.service("two")
+    await cluster.wait_ingress("two", ("10.103.0.2",))
+    await cluster.service("three")
+    await eventually(lambda: _warnings(cluster, "three"))
+    command = [sys.executable, "-m", "sart.cli.sart", "lb", "list", "--kubeconfig",
+               str(control_plane.kubeconfig), "--format", "json"]  # fmt: skip
+    result = await asyncio.to_thread(
+        subprocess.run, command, capture_output=True, text=True, check=True
+    )
+    rows = [r for r in json.loads(result.stdout) if r["namespace"] == cluster.namespace]
+    assert [(r["address"], r["in_use"], r["service"], r["pool"]) for r in rows] == [
+        ("10.103.0.1", True, "one", pool),
+        ("10.103.0.2", True, "two", pool),
+        ("<pending>", False, "three", ""),
+    ]
