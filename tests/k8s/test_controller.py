@@ -342,3 +342,15 @@ async def test_sart_lb_list(cluster: Cluster, control_plane: Any) -> None:
         ("10.103.0.2", True, "two", pool),
         ("<pending>", False, "three", ""),
     ]
+
+
+async def test_services_with_one_sharing_key_share_an_address(cluster: Cluster) -> None:
+    await cluster.pool("10.104.0.0/24", auto=True)
+    cluster.start()
+    shared = {"sart.terassyi.net/allow-shared-ip": "web"}
+    await cluster.service("http", annotations=shared, ports=[{"port": 80}])
+    await cluster.service("https", annotations=shared, ports=[{"port": 443}])
+    await cluster.service("clash", annotations=shared, ports=[{"port": 80}])
+    assert await cluster.wait_ingress("http") == ("10.104.0.1",)
+    assert await cluster.wait_ingress("https") == ("10.104.0.1",)
+    assert await cluster.wait_ingress("clash") == ("10.104.0.2",)

@@ -153,3 +153,54 @@ def test_advertisements_are_named_by_service_and_address() -> None:
             "nodes": ["a"],
         },
     }
+
+
+def _sharing(name: str, port: int, **kwargs: object) -> ServiceView:
+    annotations = {"sart.terassyi.net/allow-shared-ip": "team-key"}
+    return lb(name, annotations=annotations, ports=(("TCP", port),), **kwargs)
+
+
+def test_shared_addresses_by_key_when_ports_do_not_clash() -> None:
+    lba = allocator()
+    first = lba.reconcile(_sharing("http", 80))
+    second = lba.reconcile(_sharing("https", 443))
+    assert first.ingress == second.ingress == ("10.0.1.1",)
+    assert "(shared: 10.0.1.1)" in second.events[0].message
+    clash = lba.reconcile(_sharing("other-http", 80))  # port 80 taken on 10.0.1.1
+    assert clash.ingress == ("10.0.1.2",)
+    stranger = lba.reconcile(lb("plain"))  # no key: never shares; the /30 is full now
+    assert stranger.pending
+    lba.reconcile(_sharing("http", 80, deleting=True))
+    assert lba.allocator.pool("default-lb-pool").used == 2  # https still holds 10.0.1.1
+    lba.reconcile(_sharing("https", 443, deleting=True))
+    assert lba.allocator.pool("default-lb-pool").used == 1  # the last holder freed it
+
+
+def test_local_policy_shares_only_with_the_same_selector() -> None:
+    lba = allocator()
+    one = lba.reconcile(_sharing("a", 80, external_traffic_policy="Local", selector={"app": "x"}))
+    same = lba.reconcile(_sharing("b", 81, external_traffic_policy="Local", selector={"app": "x"}))
+    other = lba.reconcile(_sharing("c", 82, external_traffic_policy="Local", selector={"app": "y"}))
+    assert one.ingress == same.ingress != other.ingress
+
+
+def test_specific_shared_address_and_adopt_keeps_sharers() -> None:
+    lba = allocator()
+    wanted = {"sart.terassyi.net/loadBalancerIPs": "10.0.2.5"}
+    first = lba.reconcile(_sharing("a", 80))
+    assert first.ingress == ("10.0.1.1",)
+    fixed = {**wanted, "sart.terassyi.net/allow-shared-ip": "team-key"}
+    assert lba.reconcile(lb("p", annotations=fixed, ports=(("TCP", 1),))).ingress == ("10.0.2.5",)
+    assert lba.reconcile(lb("q", annotations=fixed, ports=(("TCP", 2),))).ingress == ("10.0.2.5",)
+    refused = lba.reconcile(lb("r", annotations=wanted))  # no key: 10.0.2.5 is in use
+    assert refused.pending and "in use by default/p, default/q" in refused.events[0].message
+    fresh = allocator()
+    conflicts = fresh.adopt(
+        [
+            _sharing("a", 80, ingress=("10.0.1.1",)),
+            _sharing("b", 443, ingress=("10.0.1.1",)),
+            _sharing("c", 80, ingress=("10.0.1.1",)),  # clashes with a on port 80
+        ]
+    )
+    assert conflicts == ["default/c and default/a both claim 10.0.1.1: default/a keeps it"]
+    assert fresh.holders[IPAddress("10.0.1.1")] == {"default/a", "default/b"}

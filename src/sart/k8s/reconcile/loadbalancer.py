@@ -15,12 +15,13 @@ from collections.abc import Iterable, Mapping
 import attrs
 from netaddr import AddrFormatError, IPAddress, IPNetwork
 
-from sart.errors import IpamError, PoolExhausted
+from sart.errors import AddressInUse, IpamError, PoolExhausted
 from sart.ipam.allocator import Allocator, Request
 from sart.ipam.pool import Pool
 
 ADDRESS_POOL_ANNOTATIONS = ("sart.terassyi.net/addresspool", "sart.terassyi.net/address-pool")
 LOAD_BALANCER_IPS_ANNOTATION = "sart.terassyi.net/loadBalancerIPs"
+ALLOW_SHARED_IP_ANNOTATION = "sart.terassyi.net/allow-shared-ip"
 LOAD_BALANCER_CLASS = "sart.terassyi.net/loadbalancer"
 FINALIZER = "sart.terassyi.net/finalizer"
 
@@ -42,6 +43,8 @@ class ServiceView:
     deleting: bool = False
     uid: str = ""
     external_traffic_policy: str = "Cluster"
+    ports: tuple[tuple[str, int], ...] = ()  # (protocol, port)
+    selector: Mapping[str, str] = attrs.field(factory=dict)
 
     @property
     def key(self) -> str:
@@ -62,6 +65,34 @@ class PoolView:
         if self.namespaces and service.namespace not in self.namespaces:
             return False
         return all(service.labels.get(k) == v for k, v in self.service_selector.items())
+
+
+@attrs.frozen
+class Share:
+    """How a Service may share its addresses (as MetalLB and Cilium allow): with Services of
+    the same sharing key whose ports do not clash, under the same traffic policy, and for
+    Local policy with the same selector (so the same nodes serve them)."""
+
+    key: str
+    ports: frozenset[tuple[str, int]]
+    policy: str
+    selector: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def of(cls, service: ServiceView) -> Share | None:
+        key = service.annotations.get(ALLOW_SHARED_IP_ANNOTATION, "").strip()
+        if not key:
+            return None
+        selector = tuple(sorted(service.selector.items()))
+        return cls(key, frozenset(service.ports), service.external_traffic_policy, selector)
+
+    def compatible(self, other: Share) -> bool:
+        return (
+            self.key == other.key
+            and not self.ports & other.ports
+            and self.policy == other.policy
+            and (self.policy != "Local" or self.selector == other.selector)
+        )
 
 
 @attrs.frozen
@@ -103,6 +134,8 @@ class LoadBalancerAllocator:
         self.allocator = Allocator()
         self.pools: dict[str, PoolView] = {}
         self.owned: dict[str, tuple[IPAddress, ...]] = {}  # Service key -> its addresses
+        self.holders: dict[IPAddress, set[str]] = {}  # address -> the Services holding it
+        self.shares: dict[str, Share] = {}  # Service key -> how it may share
         self.pending: set[str] = set()
 
     # --- pools ----------------------------------------------------------------------------
@@ -184,12 +217,71 @@ class LoadBalancerAllocator:
 
     # --- the reconcile --------------------------------------------------------------------
 
+    def _hold(self, key: str, addresses: tuple[IPAddress, ...], share: Share | None) -> None:
+        self.owned[key] = addresses
+        for address in addresses:
+            self.holders.setdefault(address, set()).add(key)
+        if share is not None:
+            self.shares[key] = share
+
+    def _drop(self, key: str) -> tuple[tuple[IPAddress, ...], list[IPAddress]]:
+        """Stop holding the key's addresses; those nobody else shares go back to their pools.
+        Returns (held, freed)."""
+        held = self.owned.pop(key, ())
+        self.shares.pop(key, None)
+        freed = []
+        for address in held:
+            holders = self.holders.get(address, set())
+            holders.discard(key)
+            if not holders:
+                self.holders.pop(address, None)
+                freed.append(address)
+        if freed:
+            self.allocator.release(tuple(freed))
+        return held, freed
+
+    def _shareable(self, address: IPAddress, share: Share | None) -> bool:
+        holders = self.holders.get(address, set())
+        return (
+            share is not None
+            and all(share.compatible(self.shares[h]) for h in holders if h in self.shares)
+            and all(h in self.shares for h in holders)
+        )
+
+    def _acquire(self, request: Request, share: Share | None) -> tuple[IPAddress, ...]:
+        """The addresses for a request: shared with compatible Services where the sharing
+        key allows, allocated otherwise; all or nothing (IpamError)."""
+        if request.addresses:
+            fresh = []
+            for address in request.addresses:
+                if address in self.holders:
+                    if not self._shareable(address, share):
+                        users = ", ".join(sorted(self.holders[address]))
+                        raise AddressInUse(f"{address} is in use by {users}")
+                else:
+                    fresh.append(address)
+            if fresh:
+                self.allocator.allocate(Request(addresses=tuple(fresh)))
+            return request.addresses
+        chosen: dict[int, IPAddress] = {}
+        if share is not None:
+            for index, name in enumerate(request.pools):
+                for address in sorted(self.holders):
+                    taken = address in chosen.values()
+                    in_pool = self.allocator.pool_of(address) == name
+                    if not taken and in_pool and self._shareable(address, share):
+                        chosen[index] = address
+                        break
+        rest = tuple(n for i, n in enumerate(request.pools) if i not in chosen)
+        fresh_addresses = iter(self.allocator.allocate(Request(pools=rest)) if rest else ())
+        return tuple(
+            chosen[i] if i in chosen else next(fresh_addresses) for i in range(len(request.pools))
+        )
+
     def release(self, key: str) -> tuple[IPAddress, ...]:
-        addresses = self.owned.pop(key, ())
         self.pending.discard(key)
-        if addresses:
-            self.allocator.release(addresses)
-        return addresses
+        held, _ = self._drop(key)
+        return held
 
     def reconcile(self, service: ServiceView) -> ServicePlan:
         key = service.key
@@ -209,31 +301,39 @@ class LoadBalancerAllocator:
                 finalizer=bool(kept),
                 events=(Event("Warning", "InvalidRequest", str(error)),),
             )
+        share = Share.of(service)
         current = self.owned.get(key, ())
-        if current and self._satisfies(current, request):
+        previous = self.shares.get(key)
+        if current and self._satisfies(current, request) and previous == share:
             return ServicePlan(addresses=current, finalizer=True)
-        if current:
-            self.allocator.release(current)
+        held, freed = self._drop(key)
         try:
-            addresses = self.allocator.allocate(request)
+            addresses = self._acquire(request, share)
         except IpamError as error:
-            if current:
-                self.allocator.allocate(Request(addresses=current))  # nothing is lost
+            if held:  # nothing is lost: take back what it had
+                if freed:
+                    self.allocator.allocate(Request(addresses=tuple(freed)))
+                self._hold(key, held, previous)
             self.pending.add(key)
             if isinstance(error, PoolExhausted):
                 reason, message = "PoolExhausted", f"AddressPool {self._full(request)} is full"
             else:
                 reason, message = "AllocationFailed", str(error)
             return ServicePlan(
-                addresses=current,
-                finalizer=bool(current),
+                addresses=held,
+                finalizer=bool(held),
                 events=(Event("Warning", reason, message),),
                 pending=True,
             )
-        self.owned[key] = addresses
+        self._hold(key, addresses, share)
         self.pending.discard(key)
+        if addresses == held:
+            return ServicePlan(addresses=addresses, finalizer=True)
         pools = sorted({self.allocator.pool_of(a) for a in addresses})
+        shared = [a for a in addresses if len(self.holders[a]) > 1]
         message = f"allocated {', '.join(map(str, addresses))} from {', '.join(pools)}"
+        if shared:
+            message += f" (shared: {', '.join(map(str, shared))})"
         return ServicePlan(
             addresses=addresses,
             finalizer=True,
@@ -246,10 +346,9 @@ class LoadBalancerAllocator:
 
     def adopt(self, services: Iterable[ServiceView]) -> list[str]:
         """Start-up: take over what the Services' status says they have. Returns conflicts
-        (an address claimed twice, or outside every pool); those Services are reconciled
-        afresh."""
+        (an address claimed twice without a compatible sharing key, or outside every pool);
+        those Services are reconciled afresh."""
         conflicts: list[str] = []
-        holder: dict[IPAddress, str] = {}
         for service in sorted(services, key=lambda s: s.key):
             if not is_ours(service) or service.deleting or not service.ingress:
                 continue
@@ -258,20 +357,20 @@ class LoadBalancerAllocator:
             except (AddrFormatError, ValueError):
                 conflicts.append(f"{service.key}: status has a malformed address")
                 continue
-            clash = [a for a in addresses if a in holder]
+            share = Share.of(service)
+            clash = [a for a in addresses if a in self.holders and not self._shareable(a, share)]
             if clash:
+                first = sorted(self.holders[clash[0]])[0]
                 conflicts.append(
-                    f"{service.key} and {holder[clash[0]]} both claim {clash[0]}: "
-                    f"{holder[clash[0]]} keeps it"
+                    f"{service.key} and {first} both claim {clash[0]}: {first} keeps it"
                 )
                 continue
             try:
-                self.allocator.allocate(Request(addresses=addresses))
+                self._acquire(Request(addresses=addresses), share)
             except IpamError as error:
                 conflicts.append(f"{service.key}: {error}")
                 continue
-            self.owned[service.key] = addresses
-            holder.update(dict.fromkeys(addresses, service.key))
+            self._hold(service.key, addresses, share)
         return conflicts
 
 

@@ -66,6 +66,8 @@ def service_view(service: Any) -> ServiceView:
         deleting=meta.deletion_timestamp is not None,
         uid=meta.uid or "",
         external_traffic_policy=spec.external_traffic_policy or "Cluster",
+        ports=tuple((p.protocol or "TCP", p.port) for p in spec.ports or ()),
+        selector=dict(spec.selector or {}),
     )
 
 
