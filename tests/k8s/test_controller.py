@@ -25,6 +25,7 @@ from kubernetes_asyncio.client import (
     RbacAuthorizationV1Api,
 )
 from kubernetes_asyncio.client.exceptions import ApiException
+from prometheus_client import generate_latest
 
 from sart.k8s.reconcile.loadbalancer import FINALIZER
 from sart.k8s.runtime.controller import GROUP, VERSION, LoadBalancerController
@@ -177,6 +178,10 @@ async def test_default_named_and_specific_addresses(cluster: Cluster) -> None:
     assert FINALIZER not in await cluster.finalizers("other-class")
 
 
+async def _has(controller: LoadBalancerController, line: str) -> bool:
+    return line in generate_latest(controller.metrics.registry).decode()
+
+
 async def _warnings(cluster: Cluster, name: str) -> list[tuple[str, str, str]]:
     return [e for e in await cluster.events(name) if e[0] == "Warning"]
 
@@ -184,7 +189,7 @@ async def _warnings(cluster: Cluster, name: str) -> list[tuple[str, str, str]]:
 async def test_exhaustion_release_type_and_annotation_changes(cluster: Cluster) -> None:
     small = await cluster.pool("10.100.3.0/30", auto=True)  # two usable addresses
     spare = await cluster.pool("10.100.4.0/24")
-    cluster.start()
+    controller = cluster.start()
     await cluster.service("a")
     await cluster.wait_ingress("a", ("10.100.3.1",))
     await cluster.service("b")
@@ -192,6 +197,12 @@ async def test_exhaustion_release_type_and_annotation_changes(cluster: Cluster) 
     await cluster.service("c")
     warnings = await eventually(lambda: _warnings(cluster, "c"))
     assert warnings[0][1:] == ("PoolExhausted", f"AddressPool {small} is full")
+    metrics = generate_latest(controller.metrics.registry).decode()
+    assert "sart_controller_pending_services 1.0" in metrics
+    assert f'sart_controller_reconciliation_total{{instance="{cluster.namespace}/c"' in metrics
+    await eventually(
+        lambda: _has(controller, f'sart_controller_pool_free_addresses{{pool="{small}"}} 0.0')
+    )
     await cluster.core.delete_namespaced_service("a", cluster.namespace)
     assert await cluster.wait_ingress("c") == ("10.100.3.1",)  # served once one is free
     await cluster.core.patch_namespaced_service(

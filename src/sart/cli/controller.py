@@ -11,16 +11,24 @@ import socket
 import click
 from kubernetes_asyncio import config as kube_config
 from kubernetes_asyncio.client import ApiClient, CoordinationV1Api
+from prometheus_client import start_http_server
 
+from sart.api.client import parse_endpoint
 from sart.cli.logs import configure_logging
 from sart.k8s.runtime.controller import LoadBalancerController
 from sart.k8s.runtime.leader import LeaderElection
+from sart.k8s.runtime.metrics import ControllerMetrics
 
 log = logging.getLogger("sart.controller")
 
 
 async def _run(
-    kubeconfig: str | None, lease_namespace: str, lease_name: str, identity: str, elect: bool
+    kubeconfig: str | None,
+    lease_namespace: str,
+    lease_name: str,
+    identity: str,
+    elect: bool,
+    metrics_address: str,
 ) -> None:
     if kubeconfig:
         await kube_config.load_kube_config(config_file=kubeconfig)
@@ -31,7 +39,11 @@ async def _run(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     async with ApiClient() as api:
-        controller = LoadBalancerController(api)
+        metrics = ControllerMetrics()
+        if metrics_address:
+            host, port = parse_endpoint(metrics_address)
+            start_http_server(port, host, registry=metrics.registry)
+        controller = LoadBalancerController(api, metrics)
         leader = LeaderElection(
             CoordinationV1Api(api), name=lease_name, namespace=lease_namespace, identity=identity
         )
@@ -52,6 +64,12 @@ def options(function: click.decorators.FC) -> click.decorators.FC:
         click.option("--lease-name", default="sart-controller", show_default=True),
         click.option("--identity", default=socket.gethostname(), show_default="the host name"),
         click.option("--leader-elect/--no-leader-elect", default=True, show_default=True),
+        click.option(
+            "--metrics-address",
+            default="0.0.0.0:9470",
+            show_default=True,
+            help="Prometheus metrics; empty to turn them off.",
+        ),
         click.option(
             "--format",
             "log_format",
@@ -77,12 +95,15 @@ def run(
     lease_name: str,
     identity: str,
     leader_elect: bool,
+    metrics_address: str,
     log_format: str,
     level: str,
 ) -> None:
     configure_logging(log_format, level)
     identity = f"{identity}-{os.getpid()}"
-    asyncio.run(_run(kubeconfig, lease_namespace, lease_name, identity, leader_elect))
+    asyncio.run(
+        _run(kubeconfig, lease_namespace, lease_name, identity, leader_elect, metrics_address)
+    )
 
 
 @click.command()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import time
 from typing import Any
 
 import aiohttp
@@ -33,6 +34,7 @@ from sart.k8s.reconcile.loadbalancer import (
     announcing_nodes,
     is_ours,
 )
+from sart.k8s.runtime.metrics import ControllerMetrics
 from sart.k8s.runtime.watch import watch_objects
 
 log = logging.getLogger("sart.k8s")
@@ -110,7 +112,8 @@ def _ingress_body(plan: ServicePlan) -> dict[str, Any]:
 
 
 class LoadBalancerController:
-    def __init__(self, api: ApiClient) -> None:
+    def __init__(self, api: ApiClient, metrics: ControllerMetrics | None = None) -> None:
+        self.metrics = metrics or ControllerMetrics()
         self.core = CoreV1Api(api)
         self.custom = CustomObjectsApi(api)
         self.discovery = DiscoveryV1Api(api)
@@ -316,7 +319,11 @@ class LoadBalancerController:
                 continue
             view = service_view(service)
             before = set(self.allocator.owned)
+            began = time.perf_counter()
             plan = self.allocator.reconcile(view)
+            self.metrics.duration.observe(time.perf_counter() - began)
+            self.metrics.reconciliations.labels("Service", key).inc()
+            self.metrics.pending.set(len(self.allocator.pending))
             if key in before and key not in self.allocator.owned:
                 self._wake_pending()
             wanted = self._desired_advertisements(view, plan)
@@ -344,6 +351,7 @@ class LoadBalancerController:
                 await self._announce(view, wanted)
         except ApiException as error:
             if error.status != 404:  # 404: gone meanwhile, the watch tells us
+                self.metrics.failures.labels("Service", key, str(error.status)).inc()
                 log.warning(
                     "write failed, retrying",
                     extra={"service": key, "status": error.status, "reason": error.reason},
@@ -351,6 +359,7 @@ class LoadBalancerController:
                 await asyncio.sleep(RETRY_DELAY)
                 self._again.add(key)
         except (aiohttp.ClientError, OSError) as error:
+            self.metrics.failures.labels("Service", key, type(error).__name__).inc()
             log.warning(
                 "apiserver unreachable, retrying", extra={"service": key, "error": str(error)}
             )
@@ -467,6 +476,8 @@ class LoadBalancerController:
             for name in list(self.allocator.pools):
                 pool = self.allocator.allocator.pool(name)
                 counts = (pool.used, pool.free)
+                self.metrics.allocated.labels(name).set(pool.used)
+                self.metrics.free.labels(name).set(pool.free)
                 if self._pool_counts.get(name) == counts:
                     continue
                 body = {"status": {"allocated": counts[0], "free": counts[1]}}

@@ -1,0 +1,46 @@
+"""The controller's Prometheus metrics: the original sart's sart_controller_* set
+(reconciliations, errors, reconcile duration) plus pool usage and pending Services."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class ControllerMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.reconciliations = Counter(
+            "sart_controller_reconciliation",
+            "Total count of reconciliations",
+            ["resource", "instance"],
+            registry=self.registry,
+        )
+        self.failures = Counter(
+            "sart_controller_reconciliation_errors",
+            "Reconciliation errors",
+            ["resource", "instance", "error"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "sart_controller_reconcile_duration_seconds",
+            "The duration of reconcile to complete in seconds",
+            buckets=(0.01, 0.1, 0.25, 0.5, 1.0, 5.0, 15.0, 60.0),
+            registry=self.registry,
+        )
+        self.allocated = Gauge(
+            "sart_controller_pool_allocated_addresses",
+            "Addresses allocated from an AddressPool",
+            ["pool"],
+            registry=self.registry,
+        )
+        self.free = Gauge(
+            "sart_controller_pool_free_addresses",
+            "Addresses still free in an AddressPool",
+            ["pool"],
+            registry=self.registry,
+        )
+        self.pending = Gauge(
+            "sart_controller_pending_services",
+            "LoadBalancer Services waiting for an address",
+            registry=self.registry,
+        )
