@@ -480,7 +480,7 @@ class LoadBalancerController:
                 self.metrics.free.labels(name).set(pool.free)
                 if self._pool_counts.get(name) == counts:
                     continue
-                body = {"status": {"allocated": counts[0], "free": counts[1]}}
+                body = {"status": {"allocatedAddresses": counts[0], "freeAddresses": counts[1]}}
                 try:
                     await self.custom.patch_cluster_custom_object_status(
                         GROUP, VERSION, "addresspools", name, body, **MERGE
