@@ -277,8 +277,8 @@ async def test_advertisements_follow_nodes_and_endpoints(cluster: Cluster) -> No
         await cluster.custom.create_cluster_custom_object(
             GROUP, VERSION, "nodebgps",
             {"apiVersion": f"{GROUP}/{VERSION}", "kind": "NodeBGP", "metadata": {"name": node},
-             "spec": {"asn": 65000, "routerId": "10.250.0.1", "speaker": {"path": "127.0.0.1:5000"}},
-             },
+             "spec": {"asn": 65000, "routerId": "10.250.0.1",
+                      "speaker": {"path": "127.0.0.1:5000"}}},
         )  # fmt: skip
     await cluster.pool("10.102.0.0/24", auto=True)
     cluster.start()
