@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import socket
+from pathlib import Path
 
 import click
 from kubernetes_asyncio import config as kube_config
@@ -18,6 +19,7 @@ from sart.cli.logs import configure_logging
 from sart.k8s.runtime.controller import LoadBalancerController
 from sart.k8s.runtime.leader import LeaderElection
 from sart.k8s.runtime.metrics import ControllerMetrics
+from sart.k8s.runtime.webhook import serve as serve_webhook
 
 log = logging.getLogger("sart.controller")
 
@@ -29,6 +31,7 @@ async def _run(
     identity: str,
     elect: bool,
     metrics_address: str,
+    webhook: tuple[str, Path, Path] | None,
 ) -> None:
     if kubeconfig:
         await kube_config.load_kube_config(config_file=kubeconfig)
@@ -44,6 +47,10 @@ async def _run(
             host, port = parse_endpoint(metrics_address)
             start_http_server(port, host, registry=metrics.registry)
         controller = LoadBalancerController(api, metrics)
+        if webhook is not None:
+            address, cert, key = webhook
+            host, port = parse_endpoint(address)
+            await serve_webhook(api, host, port, cert, key)
         leader = LeaderElection(
             CoordinationV1Api(api), name=lease_name, namespace=lease_namespace, identity=identity
         )
@@ -64,6 +71,18 @@ def options(function: click.decorators.FC) -> click.decorators.FC:
         click.option("--lease-name", default="sart-controller", show_default=True),
         click.option("--identity", default=socket.gethostname(), show_default="the host name"),
         click.option("--leader-elect/--no-leader-elect", default=True, show_default=True),
+        click.option(
+            "--webhook-address",
+            default="0.0.0.0:9443",
+            show_default=True,
+            help="Where the validating webhook listens (with --webhook-cert and --webhook-key).",
+        ),
+        click.option(
+            "--webhook-cert",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="TLS certificate of the webhook; no webhook without it.",
+        ),
+        click.option("--webhook-key", type=click.Path(exists=True, dir_okay=False, path_type=Path)),
         click.option(
             "--metrics-address",
             default="0.0.0.0:9470",
@@ -96,14 +115,25 @@ def run(
     identity: str,
     leader_elect: bool,
     metrics_address: str,
+    webhook_address: str,
+    webhook_cert: Path | None,
+    webhook_key: Path | None,
     log_format: str,
     level: str,
 ) -> None:
     configure_logging(log_format, level)
     identity = f"{identity}-{os.getpid()}"
+    if (webhook_cert is None) != (webhook_key is None):
+        raise click.UsageError("--webhook-cert and --webhook-key go together")
+    webhook = None
+    if webhook_cert is not None and webhook_key is not None:
+        webhook = (webhook_address, webhook_cert, webhook_key)
     asyncio.run(
-        _run(kubeconfig, lease_namespace, lease_name, identity, leader_elect, metrics_address)
-    )
+        _run(
+            kubeconfig, lease_namespace, lease_name, identity, leader_elect, metrics_address,
+            webhook,
+        )
+    )  # fmt: skip
 
 
 @click.command()
