@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-import yaml
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from netaddr import IPAddress, IPNetwork
@@ -20,6 +19,7 @@ from sart.k8s import models
 from sart.k8s.convert import InvalidObject, structure, structure_object, unstructure
 from sart.k8s.crd import crds
 from sart.testing.controlplane import ControlPlane, unique_name, wait_until
+from sart_samples import one_per_kind, without_nulls
 
 pytestmark = pytest.mark.k8s
 
@@ -161,145 +161,6 @@ def _message(error: ApiException) -> str:
     return str(json.loads(error.body)["message"])
 
 
-def _without_nulls(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_without_nulls(v) for v in value]
-    return value
-
-
-# One manifest per kind from the original sart (its samples and docs), as they are.
-ORIGINAL_SAMPLES = """
-apiVersion: sart.terassyi.net/v1alpha2
-kind: AddressPool
-metadata:
-  name: non-default-lb-pool
-spec:
-  cidr: 10.0.100.0/24
-  type: service
-  allocType: bit
-  blockSize: 24
-  autoAssign: false
----
-apiVersion: sart.terassyi.net/v1alpha2
-kind: AddressPool
-metadata:
-  name: default-pod-pool
-spec:
-  cidr: 10.1.0.0/24
-  type: pod
-  allocType: bit
-  blockSize: 29
-  autoAssign: true
----
-apiVersion: sart.terassyi.net/v1alpha2
-kind: AddressBlock
-metadata:
-  name: non-default-lb-pool
-spec:
-  autoAssign: false
-  cidr: 10.0.100.0/24
-  nodeRef: null
-  poolRef: non-default-lb-pool
-  type: service
----
-apiVersion: sart.terassyi.net/v1alpha2
-kind: ClusterBGP
-metadata:
-  name: clusterbgp-sample-a
-spec:
-  nodeSelector:
-    bgp: a
-  asnSelector:
-    from: label
-  routerIdSelector:
-    from: internalAddress
-  speaker:
-    path: 127.0.0.1:5000
-    multipath: true
-  peers:
-    - peerTemplateRef: bgppeertemplate-sample
-      nodeBGPSelector:
-        bgp: a
----
-apiVersion: sart.terassyi.net/v1alpha2
-kind: NodeBGP
-metadata:
-  labels:
-    bgp: a
-  name: sart-worker
-spec:
-  asn: 65000
-  peers:
-  - name: bgppeertemplate-sample-sart-worker-65000-9.9.9.9
-    spec:
-      addr: 9.9.9.9
-      asn: 65000
-      capabilities: null
-      clusterBGPRef: null
-      groups:
-      - to-router0
-      holdTime: null
-      keepaliveTime: null
-      nodeBGPRef: ""
-      speaker:
-        multipath: null
-        path: ""
-        timeout: null
-  routerId: 172.18.0.2
-  speaker:
-    path: 127.0.0.1:5000
----
-apiVersion: sart.terassyi.net/v1alpha2
-kind: BGPPeer
-metadata:
-  labels:
-    bgp: b
-    bgppeer.sart.terassyi.net/node: sart-control-plane
-  name: bgppeer-sart-cp-spine0
-spec:
-  addr: 9.9.9.9
-  asn: 65001
-  groups:
-    - to-spine0
-  nodeBGPRef: sart-control-plane
-  speaker:
-    path: 127.0.0.1:5000
----
-apiVersion: sart.terassyi.net/v1alpha2
-kind: BGPPeerTemplate
-metadata:
-  name: bgppeertemplate-spine0
-spec:
-  asn: 65001
-  addr: 9.9.9.9
-  groups:
-    - to-spine0
----
-apiVersion: sart.terassyi.net/v1alpha2
-kind: BGPAdvertisement
-metadata:
-  labels:
-    kubernetes.io/service-name: app-svc-cluster
-  name: app-svc-cluster-hv4l5-10.0.1.0
-  namespace: test
-spec:
-  attrs: null
-  cidr: 10.0.1.0/32
-  protocol: ipv4
-  type: service
----
-apiVersion: sart.terassyi.net/v1alpha2
-kind: BlockRequest
-metadata:
-  name: default-pod-pool-sart-worker
-spec:
-  pool: default-pod-pool
-  node: sart-worker
-"""
-
-
 @pytest.mark.asyncio
 async def test_crds_apply_idempotently_and_are_established(
     k8s: Any, control_plane: ControlPlane
@@ -319,13 +180,13 @@ async def test_crds_apply_idempotently_and_are_established(
 
 @pytest.mark.asyncio
 async def test_the_original_manifests_are_accepted_and_read_back(objects: Objects) -> None:
-    samples = list(yaml.safe_load_all(ORIGINAL_SAMPLES))
+    samples = one_per_kind()
     assert {s["kind"] for s in samples} == {k.DEFINITION.kind for k in models.KINDS}
     for sample in samples:
         made = await objects.create(objects.named(sample))
-        assert _without_nulls(made["spec"]) == {
-            **_without_nulls(made["spec"]),
-            **_without_nulls(sample["spec"]),
+        assert without_nulls(made["spec"]) == {
+            **without_nulls(made["spec"]),
+            **without_nulls(sample["spec"]),
         }, sample["kind"]
         value = structure_object(made)
         assert value == structure_object({**sample, "metadata": made["metadata"]})
