@@ -15,6 +15,7 @@ import asyncio
 import datetime
 import logging
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import aiohttp
@@ -255,42 +256,32 @@ class LoadBalancerController:
                 task.cancel()
             await asyncio.gather(*self._writing.values(), return_exceptions=True)
 
+    def _watch_ours(
+        self, plural: str, handle: Callable[[str, Any], None], **kwargs: Any
+    ) -> Coroutine[Any, Any, None]:
+        """List-then-watch one of our kinds (cluster-wide)."""
+        return watch_objects(
+            self.custom.list_cluster_custom_object,
+            handle,
+            plural,
+            group=GROUP,
+            version=VERSION,
+            plural=plural,
+            **kwargs,
+        )
+
     async def _run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._watch_ours("addresspools", self._on_pool))
+            tasks.create_task(self._watch_ours("nodebgps", self._on_node_bgp))
             tasks.create_task(
-                watch_objects(
-                    self.custom.list_cluster_custom_object,
-                    self._on_pool,
-                    "addresspools",
-                    group=GROUP,
-                    version=VERSION,
-                    plural="addresspools",
+                self._watch_ours(
+                    "bgpadvertisements", self._on_advertisement, label_selector=SERVICE_LABEL
                 )
             )
             tasks.create_task(
                 watch_objects(
                     self.core.list_service_for_all_namespaces, self._on_service, "services"
-                )
-            )
-            tasks.create_task(
-                watch_objects(
-                    self.custom.list_cluster_custom_object,
-                    self._on_node_bgp,
-                    "nodebgps",
-                    group=GROUP,
-                    version=VERSION,
-                    plural="nodebgps",
-                )
-            )
-            tasks.create_task(
-                watch_objects(
-                    self.custom.list_cluster_custom_object,
-                    self._on_advertisement,
-                    "bgpadvertisements",
-                    group=GROUP,
-                    version=VERSION,
-                    plural="bgpadvertisements",
-                    label_selector=SERVICE_LABEL,
                 )
             )
             tasks.create_task(
