@@ -16,6 +16,7 @@ from prometheus_client import start_http_server
 
 from sart.api.client import parse_endpoint
 from sart.cli.logs import configure_logging
+from sart.k8s.runtime.blocks import BlockController
 from sart.k8s.runtime.controller import LoadBalancerController
 from sart.k8s.runtime.leader import LeaderElection
 from sart.k8s.runtime.metrics import ControllerMetrics
@@ -47,6 +48,13 @@ async def _run(
             host, port = parse_endpoint(metrics_address)
             start_http_server(port, host, registry=metrics.registry)
         controller = LoadBalancerController(api, metrics)
+        blocks = BlockController(api, advertise_namespace=lease_namespace)
+
+        async def both() -> None:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(controller.run())
+                tasks.create_task(blocks.run())
+
         if webhook is not None:
             address, cert, key = webhook
             host, port = parse_endpoint(address)
@@ -54,7 +62,7 @@ async def _run(
         leader = LeaderElection(
             CoordinationV1Api(api), name=lease_name, namespace=lease_namespace, identity=identity
         )
-        work = asyncio.create_task(leader.hold(controller.run) if elect else controller.run())
+        work = asyncio.create_task(leader.hold(both) if elect else both())
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
         work.cancel()

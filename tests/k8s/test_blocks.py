@@ -1,0 +1,115 @@
+"""Pod blocks against the real apiserver: BlockRequests become AddressBlocks announced from
+their node; a restarted controller keeps them; a freed block serves a waiting request."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from kubernetes_asyncio.client import CustomObjectsApi
+
+from sart.k8s.runtime.blocks import BLOCK_LABEL, BlockController
+from sart.testing.controlplane import unique_name
+from sart.testing.crds import apply_crds
+
+pytestmark = [pytest.mark.k8s, pytest.mark.asyncio]
+GROUP, VERSION = "sart.terassyi.net", "v1alpha2"
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (result := await check()):
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+    return result
+
+
+class Blocks:
+    def __init__(self, k8s: Any, namespace: str) -> None:
+        self.k8s, self.namespace = k8s, namespace
+        self.custom = CustomObjectsApi(k8s)
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        controller = BlockController(self.k8s, advertise_namespace=self.namespace)
+        self.task = asyncio.create_task(controller.run())
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    async def create(self, plural: str, kind: str, name: str, spec: dict[str, Any]) -> None:
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "metadata": {"name": name},
+                "spec": spec}  # fmt: skip
+        await self.custom.create_cluster_custom_object(GROUP, VERSION, plural, body)
+
+    async def blocks(self, pool: str) -> dict[str, tuple[str, str]]:
+        listing = await self.custom.list_cluster_custom_object(GROUP, VERSION, "addressblocks")
+        return {
+            b["metadata"]["name"]: (b["spec"]["cidr"], b["spec"]["nodeRef"])
+            for b in listing["items"]
+            if b["spec"]["poolRef"] == pool
+        }
+
+    async def announced(self, block: str) -> list[str] | None:
+        listing = await self.custom.list_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "bgpadvertisements",
+            label_selector=f"{BLOCK_LABEL}={block}",
+        )  # fmt: skip
+        items = listing["items"]
+        return [*items[0]["spec"]["nodes"], items[0]["spec"]["cidr"]] if items else None
+
+
+@pytest_asyncio.fixture
+async def blocks(k8s: Any, namespace: str) -> AsyncIterator[Blocks]:
+    await apply_crds(k8s)
+    made = Blocks(k8s, namespace)
+    yield made
+    await made.stop()
+
+
+async def test_block_requests_become_announced_blocks(blocks: Blocks) -> None:
+    pool = unique_name("pods")
+    await blocks.create("addresspools", "AddressPool", pool,
+                        {"cidr": "10.246.0.0/26", "type": "pod", "blockSize": 28})  # fmt: skip
+    blocks.start()
+    for node in ("node-a", "node-b", "node-a", "node-c"):
+        await blocks.create("blockrequests", "BlockRequest", unique_name("req"),
+                            {"pool": pool, "node": node})  # fmt: skip
+
+    async def four() -> dict[str, tuple[str, str]] | None:
+        found = await blocks.blocks(pool)
+        return found if len(found) == 4 else None
+
+    made = await eventually(four)
+    assert sorted(cidr for cidr, _ in made.values()) == [
+        "10.246.0.0/28", "10.246.0.16/28", "10.246.0.32/28", "10.246.0.48/28",
+    ]  # fmt: skip
+    assert sorted(node for _, node in made.values()) == ["node-a", "node-a", "node-b", "node-c"]
+    first = next(name for name, value in made.items() if value[0] == "10.246.0.0/28")
+    node = made[first][1]
+    assert await eventually(lambda: blocks.announced(first)) == [node, "10.246.0.0/28"]
+    listing = await blocks.custom.list_cluster_custom_object(GROUP, VERSION, "blockrequests")
+    assert not [r for r in listing["items"] if r["spec"]["pool"] == pool]  # all served
+
+    await blocks.stop()
+    blocks.start()  # a fresh controller adopts the four blocks
+    await blocks.create(
+        "blockrequests", "BlockRequest", "waiting", {"pool": pool, "node": "node-d"}
+    )
+    await asyncio.sleep(1.0)
+    assert len(await blocks.blocks(pool)) == 4  # the pool is full: the request waits
+    await blocks.custom.delete_cluster_custom_object(GROUP, VERSION, "addressblocks", first)
+
+    async def reused() -> bool:
+        return ("10.246.0.0/28", "node-d") in (await blocks.blocks(pool)).values()
+
+    await eventually(reused)
+    for name in await blocks.blocks(pool):
+        await blocks.custom.delete_cluster_custom_object(GROUP, VERSION, "addressblocks", name)
+    await blocks.custom.delete_cluster_custom_object(GROUP, VERSION, "addresspools", pool)
