@@ -427,3 +427,48 @@ async def test_controller_runs_with_exactly_the_shipped_rbac(cluster: Cluster) -
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_two_controllers_racing_act_once(cluster: Cluster) -> None:
+    """Two full controllers behind one Lease: only the leader writes, so every Service gets one
+    address and one event; when the leader stops, the other takes over."""
+    await cluster.pool("10.106.0.0/24", auto=True)
+    elections = [
+        LeaderElection(
+            CoordinationV1Api(cluster.k8s),
+            name="race",
+            namespace=cluster.namespace,
+            identity=identity,
+            duration=3.0,
+            renew=0.5,
+        )
+        for identity in ("one", "two")
+    ]
+    tasks = [
+        asyncio.create_task(election.hold(LoadBalancerController(cluster.k8s).run))
+        for election in elections
+    ]
+    try:
+        for index in range(10):
+            await cluster.service(f"r{index}")
+        ips = [await cluster.wait_ingress(f"r{index}") for index in range(10)]
+        assert len({ip for (ip,) in ips}) == 10
+        await asyncio.sleep(0.5)
+        for index in range(10):
+            allocated = [e for e in await cluster.events(f"r{index}") if e[1] == "AddressAllocated"]
+            assert len(allocated) == 1
+        lease = await CoordinationV1Api(cluster.k8s).read_namespaced_lease(
+            "race", cluster.namespace
+        )
+        leader = [e.identity for e in elections].index(lease.spec.holder_identity)
+        tasks[leader].cancel()  # the leader dies without releasing the Lease
+        await cluster.service("after")
+        assert await cluster.wait_ingress("after")  # the standby took over after 3 s
+        lease = await CoordinationV1Api(cluster.k8s).read_namespaced_lease(
+            "race", cluster.namespace
+        )
+        assert lease.spec.holder_identity == elections[1 - leader].identity
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
