@@ -139,9 +139,21 @@ class Cluster:
             await self.custom.delete_cluster_custom_object(GROUP, VERSION, "addresspools", name)
 
 
+async def no_foreign_balancers(k8s: Any, namespace: str) -> bool:
+    """The controller serves every namespace: LoadBalancer Services other tests left behind
+    (namespaces still being deleted) would take addresses from this test's pools."""
+    services = await CoreV1Api(k8s).list_service_for_all_namespaces()
+    return not [
+        s
+        for s in services.items
+        if s.spec.type == "LoadBalancer" and s.metadata.namespace != namespace
+    ]
+
+
 @pytest_asyncio.fixture
 async def cluster(k8s: Any, namespace: str) -> AsyncIterator[Cluster]:
     await apply_crds(k8s)
+    await eventually(lambda: no_foreign_balancers(k8s, namespace), timeout=60)
     made = Cluster(k8s, namespace)
     yield made
     await made.cleanup()

@@ -70,8 +70,9 @@ async def test_rules_across_objects_and_scope(k8s: Any, registered: Any, namespa
         with pytest.raises(ApiException) as refused:
             await create_pool(custom, second, "10.121.0.0/24", autoAssign=True)
         assert refused.value.status == 422
-        assert f"AddressPool {first} is already the autoAssign pool of type service" in str(
-            refused.value.body
+        assert (
+            f"AddressPool {first} is already the autoAssign pool of type service for IPv4"
+            in str(refused.value.body)
         )
         with pytest.raises(ApiException) as overlapping:
             await create_pool(custom, third, "10.120.0.128/25")
@@ -84,7 +85,7 @@ async def test_rules_across_objects_and_scope(k8s: Any, registered: Any, namespa
             await create_pool(custom, third, "10.123.0.0/24")
         service = {
             "metadata": {"name": "unaffected"},
-            "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]},
+            "spec": {"type": "ClusterIP", "ports": [{"port": 80}]},
         }
         await CoreV1Api(k8s).create_namespaced_service(namespace, service)
     finally:

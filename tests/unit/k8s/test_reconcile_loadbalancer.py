@@ -204,3 +204,21 @@ def test_specific_shared_address_and_adopt_keeps_sharers() -> None:
     )
     assert conflicts == ["default/c and default/a both claim 10.0.1.1: default/a keeps it"]
     assert fresh.holders[IPAddress("10.0.1.1")] == {"default/a", "default/b"}
+
+
+def test_dual_stack_services_get_one_address_per_family_from_the_autoassign_pools() -> None:
+    auto6 = PoolView(name="auto6", cidr=IPNetwork("2001:db8:1::/120"), auto_assign=True)
+    lba = allocator(DEFAULT, OTHER, auto6)
+    dual = lba.reconcile(lb("dual", ip_families=("IPv4", "IPv6")))
+    assert dual.ingress == ("10.0.1.1", "2001:db8:1::")
+    six = lba.reconcile(lb("six", ip_families=("IPv6",)))
+    assert six.ingress == ("2001:db8:1::1",)
+    second = PoolView(name="second", cidr=IPNetwork("10.0.9.0/24"), auto_assign=True)
+    problems = LoadBalancerAllocator().set_pools([DEFAULT, second])
+    assert problems == [
+        "AddressPool second is a second autoAssign pool for IPv4 (after default-lb-pool):"
+        " not used for autoAssign"
+    ]
+    only_v4 = allocator(DEFAULT)
+    plan = only_v4.reconcile(lb("v6", ip_families=("IPv6",)))
+    assert "no AddressPool with autoAssign for IPv6" in plan.events[0].message

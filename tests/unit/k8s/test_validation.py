@@ -17,9 +17,9 @@ def peer(name: str, node: str, addr: str) -> dict[str, Any]:
 
 def test_address_pools() -> None:
     existing = [pool("lb", "10.0.0.0/24", auto=True), pool("pods", "10.1.0.0/16", "pod", True)]
-    assert validate_address_pool(pool("v6", "2001:db8::/64", auto=False), existing) == []
+    assert validate_address_pool(pool("v6", "2001:db8::/64", auto=True), existing) == []
     assert validate_address_pool(pool("b", "10.2.0.0/24", auto=True), existing) == [
-        "AddressPool lb is already the autoAssign pool of type service"
+        "AddressPool lb is already the autoAssign pool of type service for IPv4"
     ]
     assert validate_address_pool(pool("c", "10.0.0.128/25"), existing) == [
         "cidr 10.0.0.128/25 overlaps AddressPool lb (10.0.0.0/24)"

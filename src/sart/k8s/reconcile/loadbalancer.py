@@ -133,6 +133,7 @@ class LoadBalancerAllocator:
     def __init__(self) -> None:
         self.allocator = Allocator()
         self.pools: dict[str, PoolView] = {}
+        self.auto: dict[int, str] = {}  # IP version -> the autoAssign pool of that family
         self.owned: dict[str, tuple[IPAddress, ...]] = {}  # Service key -> its addresses
         self.holders: dict[IPAddress, set[str]] = {}  # address -> the Services holding it
         self.shares: dict[str, Share] = {}  # Service key -> how it may share
@@ -141,8 +142,8 @@ class LoadBalancerAllocator:
     # --- pools ----------------------------------------------------------------------------
 
     def set_pools(self, pools: Iterable[PoolView]) -> list[str]:
-        """Make the pools these; returns problems (overlap, second auto-assign, a removed pool
-        still in use, which stays until its addresses are released)."""
+        """Make the pools these; returns problems (overlap, a second autoAssign pool of one IP
+        family, a removed pool still in use, which stays until its addresses are released)."""
         problems: list[str] = []
         wanted = {p.name: p for p in pools}
         for name in list(self.pools):
@@ -155,16 +156,23 @@ class LoadBalancerAllocator:
         for name, view in sorted(wanted.items()):
             if name in self.pools:
                 self.pools[name] = view
-                if view.auto_assign and self.allocator.auto_assign is None:
-                    self.allocator.auto_assign = name
-                elif not view.auto_assign and self.allocator.auto_assign == name:
-                    self.allocator.auto_assign = None
                 continue
             try:
-                self.allocator.add_pool(name, Pool(view.cidr), auto_assign=view.auto_assign)
+                self.allocator.add_pool(name, Pool(view.cidr))
                 self.pools[name] = view
             except IpamError as error:
                 problems.append(str(error))
+        self.auto = {}
+        for name, view in sorted(self.pools.items()):
+            if view.auto_assign:
+                version = view.cidr.version
+                if version in self.auto:
+                    problems.append(
+                        f"AddressPool {name} is a second autoAssign pool for IPv{version}"
+                        f" (after {self.auto[version]}): not used for autoAssign"
+                    )
+                else:
+                    self.auto[version] = name
         return problems
 
     # --- requests -------------------------------------------------------------------------
@@ -200,12 +208,19 @@ class LoadBalancerAllocator:
                 raise RequestError(f"AddressPool {name!r} does not serve {service.key}")
         if names:
             return Request(pools=names)
-        auto = self.allocator.auto_assign
-        if auto is None:
-            raise RequestError("no AddressPool with autoAssign: name one in the annotation")
-        if not self.pools[auto].admits(service):
-            raise RequestError(f"the autoAssign pool {auto!r} does not serve {service.key}")
-        return Request(pools=(auto,))
+        # One address per IP family of the Service (dual-stack: one of each).
+        chosen = []
+        for family in service.ip_families or ("IPv4",):
+            version = 6 if family == "IPv6" else 4
+            auto = self.auto.get(version)
+            if auto is None:
+                raise RequestError(
+                    f"no AddressPool with autoAssign for IPv{version}: name one in the annotation"
+                )
+            if not self.pools[auto].admits(service):
+                raise RequestError(f"the autoAssign pool {auto!r} does not serve {service.key}")
+            chosen.append(auto)
+        return Request(pools=tuple(chosen))
 
     def _satisfies(self, addresses: tuple[IPAddress, ...], request: Request) -> bool:
         if request.addresses:

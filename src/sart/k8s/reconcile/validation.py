@@ -1,6 +1,7 @@
 """Rules that span objects, which a CRD schema cannot say (the validating webhook's logic):
-at most one autoAssign AddressPool per type, no overlapping AddressPools of a type, no two
-BGPPeers for one node and address. Pure: the object and its siblings in, problems out."""
+at most one autoAssign AddressPool per type and IP family (one of each for dual-stack), no
+overlapping AddressPools of a type, no two BGPPeers for one node and address. Pure: the object
+and its siblings in, problems out."""
 
 from __future__ import annotations
 
@@ -38,11 +39,13 @@ def validate_address_pool(pool: Object, others: Iterable[Object]) -> list[str]:
         other_spec = other.get("spec", {})
         if other_spec.get("type", "service") != kind:
             continue
-        if spec.get("autoAssign") and other_spec.get("autoAssign"):
-            problems.append(
-                f"AddressPool {_name(other)} is already the autoAssign pool of type {kind}"
-            )
         theirs = _cidr(other)
+        same_family = cidr is None or theirs is None or cidr.version == theirs.version
+        if spec.get("autoAssign") and other_spec.get("autoAssign") and same_family:
+            family = f" for IPv{cidr.version}" if cidr is not None else ""
+            problems.append(
+                f"AddressPool {_name(other)} is already the autoAssign pool of type {kind}{family}"
+            )
         if cidr is not None and theirs is not None and _overlap(cidr, theirs):
             problems.append(f"cidr {cidr} overlaps AddressPool {_name(other)} ({theirs})")
     return problems

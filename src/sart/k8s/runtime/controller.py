@@ -458,7 +458,12 @@ class LoadBalancerController:
             "count": 1,
         }
         log.info(event.message, extra={"service": view.key, "reason": event.reason})
-        await self.core.create_namespaced_event(view.namespace, body)
+        try:
+            await self.core.create_namespaced_event(view.namespace, body)
+        except ApiException as error:
+            # Events are best effort (a namespace being deleted refuses them): never a reason
+            # to write the Service again.
+            log.warning("event not recorded", extra={"service": view.key, "status": error.status})
 
     async def _pool_status_loop(self) -> None:
         """AddressPool status: allocated and free counts, written when they change."""
