@@ -484,3 +484,21 @@ async def test_two_controllers_racing_act_once(cluster: Cluster) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_pool_limited_to_namespaces_and_labels(cluster: Cluster) -> None:
+    await cluster.pool("10.107.0.0/24", auto=True)
+    team = await cluster.pool(
+        "10.107.1.0/24", namespaces=[cluster.namespace], serviceSelector={"tier": "web"}
+    )
+    cluster.start()
+    chosen = {"sart.terassyi.net/addresspool": team}
+    await cluster.service("unlabelled", annotations=chosen)
+    warnings = await eventually(lambda: _warnings(cluster, "unlabelled"))
+    assert f"AddressPool '{team}' does not serve {cluster.namespace}/unlabelled" in warnings[0][2]
+    body = {
+        "metadata": {"name": "labelled", "annotations": chosen, "labels": {"tier": "web"}},
+        "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]},
+    }
+    await cluster.core.create_namespaced_service(cluster.namespace, body)
+    assert await cluster.wait_ingress("labelled") == ("10.107.1.1",)
