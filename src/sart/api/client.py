@@ -56,12 +56,24 @@ def parse_endpoint(endpoint: str) -> tuple[str, int]:
     return host, int(port)
 
 
+UNIX_PREFIX = "unix:"
+
+
+def unix_socket_path(endpoint: str) -> str | None:
+    """The socket path of a 'unix:/run/sart/bgp.sock' endpoint, None for HOST:PORT. A unix
+    socket reaches the speaker across network namespaces and only from this host."""
+    return endpoint[len(UNIX_PREFIX) :] if endpoint.startswith(UNIX_PREFIX) else None
+
+
 class SpeakerClient:
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, *, timeout: float = 10.0) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
-        host, port = parse_endpoint(endpoint)
-        self._channel = Channel(host, port)
+        path = unix_socket_path(endpoint)
+        if path is not None:
+            self._channel = Channel(path=path)
+        else:
+            self._channel = Channel(*parse_endpoint(endpoint))
         self._stub = BgpApiStub(self._channel)
 
     async def __aenter__(self) -> Self:

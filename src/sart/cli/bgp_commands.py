@@ -25,6 +25,7 @@ from sart.api.client import (
     SpeakerClient,
     SpeakerUnreachable,
     parse_endpoint,
+    unix_socket_path,
 )
 
 P = ParamSpec("P")
@@ -51,7 +52,7 @@ def api_command(function: Callable[..., Awaitable[None]]) -> Callable[..., None]
         default=DEFAULT_ENDPOINT,
         show_default=True,
         envvar="SART_ENDPOINT",
-        help="The speaker's API (HOST:PORT); also $SART_ENDPOINT.",
+        help="The speaker's API (HOST:PORT or unix:PATH); also $SART_ENDPOINT.",
     )
     @click.option(
         "--format",
@@ -64,7 +65,8 @@ def api_command(function: Callable[..., Awaitable[None]]) -> Callable[..., None]
     @functools.wraps(function)
     def command(endpoint: str, output: str, **kwargs: Any) -> None:
         try:
-            parse_endpoint(endpoint)
+            if unix_socket_path(endpoint) is None:
+                parse_endpoint(endpoint)
         except ValueError as error:
             raise click.BadParameter(str(error), param_hint="--endpoint") from None
 

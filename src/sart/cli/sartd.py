@@ -16,7 +16,7 @@ from grpclib.server import Server
 from prometheus_client import CollectorRegistry, start_http_server
 
 from sart.api.bgp_service import BgpService
-from sart.api.client import parse_endpoint
+from sart.api.client import parse_endpoint, unix_socket_path
 from sart.bgp.config import load_config
 from sart.bgp.metrics import SpeakerCollector
 from sart.bgp.speaker import Speaker
@@ -56,7 +56,7 @@ def _config_error(message: str) -> None:
     "--api-address",
     default="localhost:5000",
     show_default=True,
-    help="Where the gRPC API (sart.v1) listens.",
+    help="Where the gRPC API (sart.v1) listens: HOST:PORT or unix:PATH.",
 )
 @click.option(
     "--metrics-address",
@@ -106,15 +106,16 @@ def bgp(
     except ConfigError as error:
         _config_error(str(error))
     try:
-        api = parse_endpoint(api_address)
+        if unix_socket_path(api_address) is None:
+            parse_endpoint(api_address)
         metrics = parse_endpoint(metrics_address) if metrics_address else None
     except ValueError as error:
         _config_error(str(error))
     configure_logging(log_format, level)
-    asyncio.run(_serve(Speaker(config), api, metrics))
+    asyncio.run(_serve(Speaker(config), api_address, metrics))
 
 
-async def _serve(speaker: Speaker, api: tuple[str, int], metrics: tuple[str, int] | None) -> None:
+async def _serve(speaker: Speaker, api: str, metrics: tuple[str, int] | None) -> None:
     # A full table is millions of long-lived objects: the cyclic collector would keep walking
     # them for nothing (a third of decode time in benchmarks/codec.py).
     gc.set_threshold(200_000, 50, 1000)
@@ -125,7 +126,11 @@ async def _serve(speaker: Speaker, api: tuple[str, int], metrics: tuple[str, int
     server = Server([BgpService(speaker)])
     try:
         await speaker.start()
-        await server.start(*api)
+        path = unix_socket_path(api)
+        if path is not None:
+            await server.start(path=path)
+        else:
+            await server.start(*parse_endpoint(api))
         if metrics is not None:
             registry = CollectorRegistry()
             registry.register(SpeakerCollector(speaker))
@@ -134,7 +139,7 @@ async def _serve(speaker: Speaker, api: tuple[str, int], metrics: tuple[str, int
         log.error("cannot start: %s", error)
         sys.exit(1)
     where = f"{metrics[0]}:{metrics[1]}" if metrics else "off"
-    log.info("API listening", extra={"api": f"{api[0]}:{api[1]}", "metrics": where})
+    log.info("API listening", extra={"api": api, "metrics": where})
     gc.freeze()
     await stop.wait()
     server.close()
