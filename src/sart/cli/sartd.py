@@ -13,6 +13,8 @@ from typing import Any
 
 import click
 from grpclib.server import Server
+from kubernetes_asyncio import config as kube_config
+from kubernetes_asyncio.client import ApiClient
 from prometheus_client import CollectorRegistry, start_http_server
 
 from sart.api.bgp_service import BgpService
@@ -24,6 +26,7 @@ from sart.cli.controller import options as controller_options
 from sart.cli.controller import run as run_controller
 from sart.cli.logs import configure_logging
 from sart.errors import ConfigError
+from sart.k8s.runtime.agent import NodeAgent
 
 log = logging.getLogger("sart.sartd")
 
@@ -152,6 +155,47 @@ async def _serve(speaker: Speaker, api: str, metrics: tuple[str, int] | None) ->
 def controller(**kwargs: str | bool | None) -> None:
     """Run the LoadBalancer controller (the same as sart-controller)."""
     run_controller(**kwargs)  # type: ignore[arg-type]
+
+
+@main.command("agent")
+@click.option("--kubeconfig", envvar="KUBECONFIG", help="Default: in-cluster config.")
+@click.option(
+    "--node", envvar="NODE_NAME", required=True, help="This node's name (also $NODE_NAME)."
+)
+@click.option(
+    "--endpoint",
+    default="localhost:5000",
+    show_default=True,
+    help="The local speaker's API: HOST:PORT or unix:PATH.",
+)
+@click.option(
+    "--format",
+    "log_format",
+    type=click.Choice(["plain", "json"]),
+    default="plain",
+    show_default=True,
+)
+@click.option("--level", type=click.Choice(LEVELS), default="info", show_default=True)
+def agent(kubeconfig: str | None, node: str, endpoint: str, log_format: str, level: str) -> None:
+    """Run the node agent: keep the local speaker's peers and paths as the cluster says."""
+    configure_logging(log_format, level)
+    asyncio.run(_agent(kubeconfig, node, endpoint))
+
+
+async def _agent(kubeconfig: str | None, node: str, endpoint: str) -> None:
+    if kubeconfig:
+        await kube_config.load_kube_config(config_file=kubeconfig)
+    else:
+        kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with ApiClient() as api:
+        work = asyncio.create_task(NodeAgent(api, node, endpoint).run())
+        await asyncio.wait({work, asyncio.create_task(stop.wait())}, return_when="FIRST_COMPLETED")
+        work.cancel()
+        await asyncio.gather(work, return_exceptions=True)
 
 
 if __name__ == "__main__":
