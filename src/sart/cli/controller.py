@@ -10,12 +10,11 @@ import socket
 from pathlib import Path
 
 import click
-from kubernetes_asyncio import config as kube_config
 from kubernetes_asyncio.client import ApiClient, CoordinationV1Api
 from prometheus_client import start_http_server
 
 from sart.api.client import parse_endpoint
-from sart.cli.logs import configure_logging
+from sart.cli.logs import configure_logging, load_kube_config, log_options
 from sart.k8s.runtime.blocks import BlockController
 from sart.k8s.runtime.controller import LoadBalancerController
 from sart.k8s.runtime.leader import LeaderElection
@@ -34,10 +33,7 @@ async def _run(
     metrics_address: str,
     webhook: tuple[str, Path, Path] | None,
 ) -> None:
-    if kubeconfig:
-        await kube_config.load_kube_config(config_file=kubeconfig)
-    else:
-        kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
+    await load_kube_config(kubeconfig)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -97,23 +93,10 @@ def options(function: click.decorators.FC) -> click.decorators.FC:
             show_default=True,
             help="Prometheus metrics; empty to turn them off.",
         ),
-        click.option(
-            "--format",
-            "log_format",
-            type=click.Choice(["plain", "json"]),
-            default="plain",
-            show_default=True,
-        ),
-        click.option(
-            "--level",
-            type=click.Choice(["debug", "info", "warning", "error"]),
-            default="info",
-            show_default=True,
-        ),
     ]
     for decorator in reversed(decorators):
         function = decorator(function)
-    return function
+    return log_options(function)
 
 
 def run(

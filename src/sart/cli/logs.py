@@ -8,7 +8,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
@@ -49,3 +52,32 @@ def configure_logging(output_format: str, level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+LEVELS = ("debug", "info", "warning", "error")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def log_options(function: F) -> F:
+    """--format plain|json and --level, as every daemon takes them."""
+    function = click.option(
+        "--level", type=click.Choice(LEVELS), default="info", show_default=True, help="Log level."
+    )(function)
+    return click.option(
+        "--format",
+        "log_format",
+        type=click.Choice(["plain", "json"]),
+        default="plain",
+        show_default=True,
+        help="Log format: plain for people, json lines for collectors.",
+    )(function)
+
+
+async def load_kube_config(kubeconfig: str | None) -> None:
+    """The kubeconfig file if given, else the in-cluster service account."""
+    from kubernetes_asyncio import config  # noqa: PLC0415  (only the daemons that talk to k8s)
+
+    if kubeconfig:
+        await config.load_kube_config(config_file=kubeconfig)
+    else:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]

@@ -13,7 +13,6 @@ from typing import Any
 
 import click
 from grpclib.server import Server
-from kubernetes_asyncio import config as kube_config
 from kubernetes_asyncio.client import ApiClient
 from prometheus_client import CollectorRegistry, start_http_server
 
@@ -24,13 +23,11 @@ from sart.bgp.metrics import SpeakerCollector
 from sart.bgp.speaker import Speaker
 from sart.cli.controller import options as controller_options
 from sart.cli.controller import run as run_controller
-from sart.cli.logs import configure_logging
+from sart.cli.logs import configure_logging, load_kube_config, log_options
 from sart.errors import ConfigError
 from sart.k8s.runtime.agent import NodeAgent
 
 log = logging.getLogger("sart.sartd")
-
-LEVELS = ("debug", "info", "warning", "error")
 
 
 @click.group()
@@ -67,17 +64,7 @@ def _config_error(message: str) -> None:
     show_default=True,
     help="Where Prometheus metrics are served; empty to turn them off.",
 )
-@click.option(
-    "--format",
-    "log_format",
-    type=click.Choice(["plain", "json"]),
-    default="plain",
-    show_default=True,
-    help="Log format.",
-)
-@click.option(
-    "--level", type=click.Choice(LEVELS), default="info", show_default=True, help="Log level."
-)
+@log_options
 def bgp(
     config_file: Path | None,
     asn: int | None,
@@ -168,14 +155,7 @@ def controller(**kwargs: str | bool | None) -> None:
     show_default=True,
     help="The local speaker's API: HOST:PORT or unix:PATH.",
 )
-@click.option(
-    "--format",
-    "log_format",
-    type=click.Choice(["plain", "json"]),
-    default="plain",
-    show_default=True,
-)
-@click.option("--level", type=click.Choice(LEVELS), default="info", show_default=True)
+@log_options
 def agent(kubeconfig: str | None, node: str, endpoint: str, log_format: str, level: str) -> None:
     """Run the node agent: keep the local speaker's peers and paths as the cluster says."""
     configure_logging(log_format, level)
@@ -183,10 +163,7 @@ def agent(kubeconfig: str | None, node: str, endpoint: str, log_format: str, lev
 
 
 async def _agent(kubeconfig: str | None, node: str, endpoint: str) -> None:
-    if kubeconfig:
-        await kube_config.load_kube_config(config_file=kubeconfig)
-    else:
-        kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
+    await load_kube_config(kubeconfig)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
