@@ -46,6 +46,7 @@ SERVICE_LABEL = "sart.terassyi.net/service"  # on our BGPAdvertisements: the Ser
 SLICE_SERVICE_LABEL = "kubernetes.io/service-name"
 WRITERS = 64  # concurrent writes to the apiserver
 RETRY_DELAY = 0.5
+RETRY_MAX = 60.0
 # JSON merge patches (the client's stubs do not list the keyword its methods accept).
 MERGE: dict[str, Any] = {"_content_type": "application/merge-patch+json"}
 
@@ -132,6 +133,7 @@ class LoadBalancerController:
         self._synced = {"services": False, "pools": False, "advertisements": False}
         self._started = asyncio.Event()
         self._pool_counts: dict[str, tuple[int, int]] = {}
+        self._failures: dict[str, int] = {}  # Service key -> writes failed in a row
 
     # --- events from the watches ----------------------------------------------------------
 
@@ -337,30 +339,43 @@ class LoadBalancerController:
         self, key: str, view: ServiceView, plan: ServicePlan, wanted: dict[str, dict[str, Any]]
     ) -> None:
         try:
-            async with self._writers:
-                await self._apply(view, plan)
-                await self._announce(view, wanted)
-        except ApiException as error:
-            if error.status != 404:  # 404: gone meanwhile, the watch tells us
-                self.metrics.failures.labels("Service", key, str(error.status)).inc()
-                log.warning(
-                    "write failed, retrying",
-                    extra={"service": key, "status": error.status, "reason": error.reason},
-                )
-                await asyncio.sleep(RETRY_DELAY)
+            failed = await self._try_write(key, view, plan, wanted)
+            if failed is not None:
+                # Back off exponentially per Service: a write that keeps failing (RBAC, a
+                # namespace being deleted) must not load the apiserver.
+                self.metrics.failures.labels("Service", key, failed).inc()
+                count = self._failures[key] = self._failures.get(key, 0) + 1
+                await asyncio.sleep(min(RETRY_DELAY * 2 ** (count - 1), RETRY_MAX))
                 self._again.add(key)
-        except (aiohttp.ClientError, OSError) as error:
-            self.metrics.failures.labels("Service", key, type(error).__name__).inc()
-            log.warning(
-                "apiserver unreachable, retrying", extra={"service": key, "error": str(error)}
-            )
-            await asyncio.sleep(RETRY_DELAY)
-            self._again.add(key)
         finally:
             del self._writing[key]
             if key in self._again:
                 self._again.discard(key)
                 self.enqueue(key)
+
+    async def _try_write(
+        self, key: str, view: ServiceView, plan: ServicePlan, wanted: dict[str, dict[str, Any]]
+    ) -> str | None:
+        """Apply the plan; None when done (or the Service is gone), else why it failed."""
+        try:
+            async with self._writers:
+                await self._apply(view, plan)
+                await self._announce(view, wanted)
+        except ApiException as error:
+            if error.status == 404:
+                return None  # gone meanwhile: the watch tells us
+            log.warning(
+                "write failed, retrying",
+                extra={"service": key, "status": error.status, "reason": error.reason},
+            )
+            return str(error.status)
+        except (aiohttp.ClientError, OSError) as error:
+            log.warning(
+                "apiserver unreachable, retrying", extra={"service": key, "error": str(error)}
+            )
+            return type(error).__name__
+        self._failures.pop(key, None)
+        return None
 
     async def _apply(self, view: ServiceView, plan: ServicePlan) -> None:
         name, namespace = view.name, view.namespace
