@@ -222,3 +222,18 @@ def test_dual_stack_services_get_one_address_per_family_from_the_autoassign_pool
     only_v4 = allocator(DEFAULT)
     plan = only_v4.reconcile(lb("v6", ip_families=("IPv6",)))
     assert "no AddressPool with autoAssign for IPv6" in plan.events[0].message
+
+
+def test_a_failed_request_keeps_a_shared_address_only_while_it_may_share() -> None:
+    """Found by the state machine: a Service that drops its sharing key and asks for a taken
+    address must not keep the address it shared, or a restart would see a conflict."""
+    lba = allocator()
+    lba.reconcile(lb("p", annotations={"sart.terassyi.net/loadBalancerIPs": "10.0.2.5"}))
+    assert lba.reconcile(_sharing("a", 80)).ingress == ("10.0.1.1",)
+    assert lba.reconcile(_sharing("b", 81)).ingress == ("10.0.1.1",)
+    taken = {"sart.terassyi.net/loadBalancerIPs": "10.0.2.5"}
+    plan = lba.reconcile(lb("a", annotations=taken, ports=(("TCP", 80),)))
+    assert plan.pending and plan.ingress == ()  # may not share any more: let go
+    assert lba.holders[IPAddress("10.0.1.1")] == {"default/b"}
+    kept = lba.reconcile(lb("b", annotations=taken, ports=(("TCP", 81),)))
+    assert kept.pending and kept.ingress == ("10.0.1.1",)  # now its sole holder: keeps it

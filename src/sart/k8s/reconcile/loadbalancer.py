@@ -263,6 +263,10 @@ class LoadBalancerAllocator:
             and all(h in self.shares for h in holders)
         )
 
+    def _keepable(self, address: IPAddress, share: Share | None) -> bool:
+        """Whether a Service with this sharing may hold `address` beside its other holders."""
+        return not self.holders.get(address) or self._shareable(address, share)
+
     def _acquire(self, request: Request, share: Share | None) -> tuple[IPAddress, ...]:
         """The addresses for a request: shared with compatible Services where the sharing
         key allows, allocated otherwise; all or nothing (IpamError)."""
@@ -325,10 +329,15 @@ class LoadBalancerAllocator:
         try:
             addresses = self._acquire(request, share)
         except IpamError as error:
-            if held:  # nothing is lost: take back what it had
+            # Nothing is lost: it takes back what it had, as far as its spec still allows (an
+            # address it shared stays only if it may still share it), so that adopting the
+            # Services' status after a restart gives back exactly this.
+            kept = held if all(self._keepable(a, share) for a in held) else ()
+            if kept:
                 if freed:
                     self.allocator.allocate(Request(addresses=tuple(freed)))
-                self._hold(key, held, previous)
+                self._hold(key, kept, share)
+            held = kept
             self.pending.add(key)
             if isinstance(error, PoolExhausted):
                 reason, message = "PoolExhausted", f"AddressPool {self._full(request)} is full"
