@@ -123,22 +123,17 @@ class _Connection:
         self.local_address = IPAddress(local[0].split("%")[0])
         self.closed = False
 
-    def flush(self) -> int:
+    def flush(self) -> None:
+        """Hand what the session has to send to the socket (a last NOTIFICATION included)."""
         data = self.session.data_to_send()
-        if data and not self.closed:
+        if data and not self.writer.is_closing():
             self.writer.write(data)
-        return len(data)
 
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self.flush_final()
+            self.flush()
             self.writer.close()
-
-    def flush_final(self) -> None:
-        data = self.session.data_to_send()
-        if data and not self.writer.is_closing():
-            self.writer.write(data)
 
 
 class Neighbor:
