@@ -20,7 +20,8 @@ from typing import Any
 from kubernetes_asyncio.client import CoreV1Api, CustomObjectsApi
 from kubernetes_asyncio.watch import Watch
 
-from sart.k8s.runtime.controller import GROUP, VERSION, LoadBalancerController
+from sart.k8s.models import GROUP, VERSION
+from sart.k8s.runtime.controller import LoadBalancerController
 from sart.testing.controlplane import ControlPlane, create_namespace, find_binaries
 from sart.testing.crds import apply_crds
 

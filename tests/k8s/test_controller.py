@@ -27,8 +27,9 @@ from kubernetes_asyncio.client import (
 from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client import generate_latest
 
+from sart.k8s.models import GROUP, VERSION
 from sart.k8s.reconcile.loadbalancer import FINALIZER
-from sart.k8s.runtime.controller import GROUP, VERSION, LoadBalancerController
+from sart.k8s.runtime.controller import LoadBalancerController
 from sart.k8s.runtime.leader import LeaderElection
 from sart.testing.controlplane import create_node, create_ready_pod, unique_name
 from sart.testing.crds import apply_crds

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from kubernetes_asyncio.client import CoreV1Api, CustomObjectsApi
 
+from sart.k8s.models import GROUP, VERSION
 from sart.k8s.runtime.agent import NodeAgent
 from sart.k8s.runtime.controller import LoadBalancerController
 from sart.testing.controlplane import create_node, unique_name
@@ -25,7 +26,6 @@ from sart.testing.crds import apply_crds
 from sart.testing.peers import BgpConfig, Frr, Lab, neighbor
 
 pytestmark = [pytest.mark.k8s, pytest.mark.e2e, pytest.mark.asyncio]
-GROUP, VERSION = "sart.terassyi.net", "v1alpha2"
 ROUTER_AS, NODE_AS = 65000, 65001
 
 

@@ -12,12 +12,12 @@ import pytest
 import pytest_asyncio
 from kubernetes_asyncio.client import CustomObjectsApi
 
+from sart.k8s.models import GROUP, VERSION
 from sart.k8s.runtime.blocks import BLOCK_LABEL, BlockController
 from sart.testing.controlplane import unique_name
 from sart.testing.crds import apply_crds
 
 pytestmark = [pytest.mark.k8s, pytest.mark.asyncio]
-GROUP, VERSION = "sart.terassyi.net", "v1alpha2"
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:

@@ -13,12 +13,12 @@ import pytest_asyncio
 from kubernetes_asyncio.client import AdmissionregistrationV1Api, CoreV1Api, CustomObjectsApi
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from sart.k8s.models import GROUP, VERSION
 from sart.k8s.runtime import webhook
 from sart.testing.controlplane import ControlPlane, unique_name
 from sart.testing.crds import apply_crds
 
 pytestmark = [pytest.mark.k8s, pytest.mark.asyncio]
-GROUP, VERSION = "sart.terassyi.net", "v1alpha2"
 
 
 def free_port() -> int:

@@ -12,8 +12,9 @@ from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi
 from kubernetes_asyncio.client.exceptions import ApiException
 from netaddr import IPAddress, IPNetwork
 
+from sart.k8s.models import GROUP, VERSION
 from sart.k8s.reconcile.loadbalancer import is_ours
-from sart.k8s.runtime.controller import GROUP, SERVICE_LABEL, VERSION, service_view
+from sart.k8s.runtime.controller import SERVICE_LABEL, service_view
 
 
 async def _rows(kubeconfig: str | None) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ from typing import Any
 
 from kubernetes_asyncio.client import CoreV1Api, CustomObjectsApi
 
-from sart.k8s.runtime.controller import GROUP, VERSION
+from sart.k8s.models import GROUP, VERSION
 from sart.testing.controlplane import ControlPlane, create_namespace, create_node, find_binaries
 from sart.testing.crds import apply_crds
 from sart.testing.netns import Namespace

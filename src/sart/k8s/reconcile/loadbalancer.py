@@ -18,10 +18,12 @@ from netaddr import AddrFormatError, IPAddress, IPNetwork
 from sart.errors import AddressInUse, IpamError, PoolExhausted
 from sart.ipam.allocator import Allocator, Request
 from sart.ipam.pool import Pool
+from sart.k8s.models import (
+    ADDRESS_POOL_ANNOTATIONS,
+    ALLOW_SHARED_IP_ANNOTATION,
+    LOAD_BALANCER_IPS_ANNOTATION,
+)
 
-ADDRESS_POOL_ANNOTATIONS = ("sart.terassyi.net/addresspool", "sart.terassyi.net/address-pool")
-LOAD_BALANCER_IPS_ANNOTATION = "sart.terassyi.net/loadBalancerIPs"
-ALLOW_SHARED_IP_ANNOTATION = "sart.terassyi.net/allow-shared-ip"
 LOAD_BALANCER_CLASS = "sart.terassyi.net/loadbalancer"
 FINALIZER = "sart.terassyi.net/finalizer"
 

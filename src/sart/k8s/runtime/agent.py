@@ -12,10 +12,9 @@ from kubernetes_asyncio.client import ApiClient, CustomObjectsApi
 
 from sart.api.client import ApiError, SpeakerClient
 from sart.k8s.reconcile.agent import plan, wanted_paths, wanted_peers
-from sart.k8s.runtime.watch import watch_objects
+from sart.k8s.runtime.watch import watch_kind
 
 log = logging.getLogger("sart.agent")
-GROUP, VERSION = "sart.terassyi.net", "v1alpha2"
 RESYNC = 30.0  # also compare with the speaker now and then: it may have restarted
 
 
@@ -49,16 +48,7 @@ class NodeAgent:
                 ("bgppeers", self.peers),
                 ("bgpadvertisements", self.advertisements),
             ):
-                tasks.create_task(
-                    watch_objects(
-                        self.custom.list_cluster_custom_object,
-                        self._handler(store),
-                        plural,
-                        group=GROUP,
-                        version=VERSION,
-                        plural=plural,
-                    )
-                )
+                tasks.create_task(watch_kind(self.custom, plural, self._handler(store)))
             tasks.create_task(self._work())
 
     async def _work(self) -> None:

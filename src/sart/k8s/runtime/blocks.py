@@ -12,11 +12,11 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from netaddr import AddrFormatError, IPNetwork
 
 from sart.errors import IpamError
+from sart.k8s.models import GROUP, VERSION
 from sart.k8s.reconcile.blocks import BlockView, PodBlockAllocator, PodPoolView
-from sart.k8s.runtime.watch import watch_objects
+from sart.k8s.runtime.watch import watch_kind
 
 log = logging.getLogger("sart.k8s")
-GROUP, VERSION = "sart.terassyi.net", "v1alpha2"
 BLOCK_LABEL = "sart.terassyi.net/addressblock"  # on a pod block's BGPAdvertisement
 
 
@@ -97,16 +97,7 @@ class BlockController:
                 ("addressblocks", self.blocks),
                 ("blockrequests", self.requests),
             ):
-                tasks.create_task(
-                    watch_objects(
-                        self.custom.list_cluster_custom_object,
-                        self._handler(store, plural),
-                        plural,
-                        group=GROUP,
-                        version=VERSION,
-                        plural=plural,
-                    )
-                )
+                tasks.create_task(watch_kind(self.custom, plural, self._handler(store, plural)))
             tasks.create_task(self._work())
 
     async def _work(self) -> None:

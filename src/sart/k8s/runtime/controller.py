@@ -15,7 +15,6 @@ import asyncio
 import datetime
 import logging
 import time
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 import aiohttp
@@ -23,6 +22,7 @@ from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi, Di
 from kubernetes_asyncio.client.exceptions import ApiException
 from netaddr import AddrFormatError, IPNetwork
 
+from sart.k8s.models import GROUP, VERSION
 from sart.k8s.reconcile.loadbalancer import (
     FINALIZER,
     EndpointView,
@@ -36,11 +36,10 @@ from sart.k8s.reconcile.loadbalancer import (
     is_ours,
 )
 from sart.k8s.runtime.metrics import ControllerMetrics
-from sart.k8s.runtime.watch import watch_objects
+from sart.k8s.runtime.watch import watch_kind, watch_objects
 
 log = logging.getLogger("sart.k8s")
 
-GROUP, VERSION = "sart.terassyi.net", "v1alpha2"
 COMPONENT = "sart-controller"
 SERVICE_LABEL = "sart.terassyi.net/service"  # on our BGPAdvertisements: the Service's name
 SLICE_SERVICE_LABEL = "kubernetes.io/service-name"
@@ -258,27 +257,16 @@ class LoadBalancerController:
                 task.cancel()
             await asyncio.gather(*self._writing.values(), return_exceptions=True)
 
-    def _watch_ours(
-        self, plural: str, handle: Callable[[str, Any], None], **kwargs: Any
-    ) -> Coroutine[Any, Any, None]:
-        """List-then-watch one of our kinds (cluster-wide)."""
-        return watch_objects(
-            self.custom.list_cluster_custom_object,
-            handle,
-            plural,
-            group=GROUP,
-            version=VERSION,
-            plural=plural,
-            **kwargs,
-        )
-
     async def _run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self._watch_ours("addresspools", self._on_pool))
-            tasks.create_task(self._watch_ours("nodebgps", self._on_node_bgp))
+            tasks.create_task(watch_kind(self.custom, "addresspools", self._on_pool))
+            tasks.create_task(watch_kind(self.custom, "nodebgps", self._on_node_bgp))
             tasks.create_task(
-                self._watch_ours(
-                    "bgpadvertisements", self._on_advertisement, label_selector=SERVICE_LABEL
+                watch_kind(
+                    self.custom,
+                    "bgpadvertisements",
+                    self._on_advertisement,
+                    label_selector=SERVICE_LABEL,
                 )
             )
             tasks.create_task(

@@ -14,8 +14,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from kubernetes_asyncio.client import CustomObjectsApi
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.watch import Watch
+
+from sart.k8s.models import GROUP, VERSION
 
 log = logging.getLogger("sart.k8s")
 
@@ -79,3 +82,16 @@ async def watch_objects(
             log.warning("watch broke", extra={"what": what, "error": str(error)})
             await asyncio.sleep(delay)
             delay = min(delay * 2, BACKOFF_MAX)
+
+
+async def watch_kind(custom: CustomObjectsApi, plural: str, handle: Handler, **kwargs: Any) -> None:
+    """`watch_objects` for one of our kinds, cluster-wide (namespaced kinds: every namespace)."""
+    await watch_objects(
+        custom.list_cluster_custom_object,
+        handle,
+        plural,
+        group=GROUP,
+        version=VERSION,
+        plural=plural,
+        **kwargs,
+    )

@@ -13,10 +13,10 @@ from typing import Any
 from aiohttp import web
 from kubernetes_asyncio.client import ApiClient, CustomObjectsApi
 
+from sart.k8s.models import GROUP, VERSION
 from sart.k8s.reconcile.validation import validate_address_pool, validate_bgp_peer
 
 log = logging.getLogger("sart.k8s")
-GROUP, VERSION = "sart.terassyi.net", "v1alpha2"
 PATH = "/validate"
 RULES = {"addresspools": validate_address_pool, "bgppeers": validate_bgp_peer}
 
