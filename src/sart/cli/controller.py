@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import socket
 from pathlib import Path
 
@@ -14,7 +13,8 @@ from kubernetes_asyncio.client import ApiClient, CoordinationV1Api
 from prometheus_client import start_http_server
 
 from sart.api.client import parse_endpoint
-from sart.cli.logs import configure_logging, load_kube_config, log_options
+from sart.cli.daemon import load_kube_config, run_until_stopped
+from sart.cli.logs import configure_logging, log_options
 from sart.k8s.runtime.blocks import BlockController
 from sart.k8s.runtime.controller import LoadBalancerController
 from sart.k8s.runtime.leader import LeaderElection
@@ -34,10 +34,6 @@ async def _run(
     webhook: tuple[str, Path, Path] | None,
 ) -> None:
     await load_kube_config(kubeconfig)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     async with ApiClient() as api:
         metrics = ControllerMetrics()
         if metrics_address:
@@ -58,11 +54,7 @@ async def _run(
         leader = LeaderElection(
             CoordinationV1Api(api), name=lease_name, namespace=lease_namespace, identity=identity
         )
-        work = asyncio.create_task(leader.hold(both) if elect else both())
-        stopped = asyncio.create_task(stop.wait())
-        await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        work.cancel()
-        await asyncio.gather(work, return_exceptions=True)
+        await run_until_stopped(leader.hold(both) if elect else both())
         if elect:
             await leader.release()
         log.info("controller stopped")

@@ -71,13 +71,3 @@ def log_options(function: F) -> F:
         show_default=True,
         help="Log format: plain for people, json lines for collectors.",
     )(function)
-
-
-async def load_kube_config(kubeconfig: str | None) -> None:
-    """The kubeconfig file if given, else the in-cluster service account."""
-    from kubernetes_asyncio import config  # noqa: PLC0415  (only the daemons that talk to k8s)
-
-    if kubeconfig:
-        await config.load_kube_config(config_file=kubeconfig)
-    else:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,8 @@ from sart.bgp.metrics import SpeakerCollector
 from sart.bgp.speaker import Speaker
 from sart.cli.controller import options as controller_options
 from sart.cli.controller import run as run_controller
-from sart.cli.logs import configure_logging, load_kube_config, log_options
+from sart.cli.daemon import load_kube_config, run_until_stopped, stop_on_signals
+from sart.cli.logs import configure_logging, log_options
 from sart.errors import ConfigError
 from sart.k8s.runtime.agent import NodeAgent
 
@@ -109,10 +109,7 @@ async def _serve(speaker: Speaker, api: str, metrics: tuple[str, int] | None) ->
     # A full table is millions of long-lived objects: the cyclic collector would keep walking
     # them for nothing (a third of decode time in benchmarks/codec.py).
     gc.set_threshold(200_000, 50, 1000)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_on_signals()
     server = Server([BgpService(speaker)])
     try:
         await speaker.start()
@@ -164,15 +161,8 @@ def agent(kubeconfig: str | None, node: str, endpoint: str, log_format: str, lev
 
 async def _agent(kubeconfig: str | None, node: str, endpoint: str) -> None:
     await load_kube_config(kubeconfig)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     async with ApiClient() as api:
-        work = asyncio.create_task(NodeAgent(api, node, endpoint).run())
-        await asyncio.wait({work, asyncio.create_task(stop.wait())}, return_when="FIRST_COMPLETED")
-        work.cancel()
-        await asyncio.gather(work, return_exceptions=True)
+        await run_until_stopped(NodeAgent(api, node, endpoint).run())
 
 
 if __name__ == "__main__":
