@@ -4,7 +4,7 @@ calls, loopback TCP between speakers for the RIBs."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -21,6 +21,7 @@ from sart.api.bgp_service import BgpService
 from sart.bgp.config import NeighborConfig
 from sart.bgp.fsm import State
 from sart.bgp.speaker import Speaker
+from waiting import until
 
 pytestmark = pytest.mark.asyncio
 A, B = IPAddress("127.0.0.21"), IPAddress("127.0.0.22")
@@ -40,11 +41,8 @@ async def api(speaker: Speaker) -> AsyncIterator[BgpApiStub]:
         yield BgpApiStub(channel)
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
+async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
+    return await until(check, timeout, 0.05)
 
 
 async def snapshot(api: BgpApiStub) -> tuple[Any, ...]:

@@ -9,7 +9,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from sart.k8s.runtime.controller import LoadBalancerController
 from sart.k8s.runtime.leader import LeaderElection
 from sart.testing.controlplane import create_node, create_ready_pod, unique_name
 from sart.testing.crds import apply_crds
+from waiting import until
 
 pytestmark = [pytest.mark.k8s, pytest.mark.asyncio]
 MERGE = {"_content_type": "application/merge-patch+json"}
@@ -40,14 +41,8 @@ DEPLOY = Path(__file__).resolve().parents[2] / "manifests" / "deploy" / "control
 DEPLOY = Path(__file__).resolve().parents[2] / "manifests" / "deploy" / "controller.yaml"
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
+async def eventually(check: Callable[[], Any], timeout: float = 20.0) -> Any:
+    return await until(check, timeout, 0.05)
 
 
 class Cluster:

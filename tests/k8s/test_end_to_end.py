@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +23,14 @@ from sart.k8s.runtime.controller import LoadBalancerController
 from sart.testing.controlplane import create_node, unique_name
 from sart.testing.crds import apply_crds
 from sart.testing.peers import BgpConfig, Frr, Lab, neighbor
+from waiting import until
 
 pytestmark = [pytest.mark.k8s, pytest.mark.e2e, pytest.mark.asyncio]
 ROUTER_AS, NODE_AS = 65000, 65001
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := await check()):
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.1)
-    return result
+async def eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    return await until(check, timeout, 0.1)
 
 
 async def test_service_address_reaches_the_router(k8s: Any, namespace: str, tmp_path: Path) -> None:

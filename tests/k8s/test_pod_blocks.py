@@ -4,8 +4,7 @@ their node; a restarted controller keeps them; a freed block serves a waiting re
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -16,16 +15,13 @@ from sart.k8s.models import GROUP, VERSION
 from sart.k8s.runtime.blocks import BLOCK_LABEL, BlockController
 from sart.testing.controlplane import unique_name
 from sart.testing.crds import apply_crds
+from waiting import until
 
 pytestmark = [pytest.mark.k8s, pytest.mark.asyncio]
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := await check()):
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
-    return result
+async def eventually(check: Callable[[], Any], timeout: float = 20.0) -> Any:
+    return await until(check, timeout, 0.05)
 
 
 class Blocks:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -30,17 +31,14 @@ from sart.bgp.messages import (
 )
 from sart.bgp.session import Session
 from sart.bgp.speaker import Speaker
+from waiting import until
 
 A, B = IPAddress("127.0.0.11"), IPAddress("127.0.0.12")
 pytestmark = pytest.mark.asyncio
 
 
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
+async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
+    return await until(check, timeout, 0.02)
 
 
 def neighbor(
