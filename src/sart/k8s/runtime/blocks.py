@@ -9,40 +9,33 @@ from typing import Any
 
 from kubernetes_asyncio.client import ApiClient, CustomObjectsApi
 from kubernetes_asyncio.client.exceptions import ApiException
-from netaddr import AddrFormatError, IPNetwork
 
 from sart.errors import IpamError
-from sart.k8s.models import GROUP, VERSION
+from sart.k8s.models import GROUP, VERSION, AddressBlock, AddressPool, AddressType
 from sart.k8s.reconcile.blocks import BlockView, PodBlockAllocator, PodPoolView
-from sart.k8s.runtime.watch import watch_kind
+from sart.k8s.runtime.watch import read_object, watch_kind
 
 log = logging.getLogger("sart.k8s")
 BLOCK_LABEL = "sart.terassyi.net/addressblock"  # on a pod block's BGPAdvertisement
 
 
 def pod_pool_view(pool: dict[str, Any]) -> PodPoolView | None:
-    spec = pool.get("spec", {})
-    if spec.get("type") != "pod":
+    model = read_object(AddressPool, pool)
+    if model is None or model.spec.type is not AddressType.POD:
         return None
-    try:
-        cidr = IPNetwork(spec["cidr"])
-    except (KeyError, AddrFormatError, ValueError, TypeError):
-        return None
-    width = 32 if cidr.version == 4 else 128
-    size = int(spec.get("blockSize") or width)
-    return PodPoolView(name=pool["metadata"]["name"], cidr=cidr, block_size=size)
+    cidr = model.spec.cidr
+    size = model.spec.block_size or (32 if cidr.version == 4 else 128)
+    return PodPoolView(name=model.metadata.name, cidr=cidr, block_size=size)
 
 
 def block_view(block: dict[str, Any]) -> BlockView | None:
-    spec = block.get("spec", {})
-    if spec.get("type") != "pod" or not spec.get("nodeRef"):
+    model = read_object(AddressBlock, block)
+    if model is None or model.spec.type is not AddressType.POD:
         return None
-    return BlockView(
-        name=block["metadata"]["name"],
-        pool=spec["poolRef"],
-        cidr=IPNetwork(spec["cidr"]),
-        node=spec["nodeRef"],
-    )
+    spec, node = model.spec, model.spec.node_ref
+    if not node:
+        return None
+    return BlockView(name=model.metadata.name, pool=spec.pool_ref, cidr=spec.cidr, node=node)
 
 
 class BlockController:

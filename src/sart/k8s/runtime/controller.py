@@ -20,9 +20,8 @@ from typing import Any
 import aiohttp
 from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi, DiscoveryV1Api
 from kubernetes_asyncio.client.exceptions import ApiException
-from netaddr import AddrFormatError, IPNetwork
 
-from sart.k8s.models import GROUP, VERSION
+from sart.k8s.models import GROUP, VERSION, AddressPool, AddressType
 from sart.k8s.reconcile.loadbalancer import (
     FINALIZER,
     EndpointView,
@@ -36,7 +35,7 @@ from sart.k8s.reconcile.loadbalancer import (
     is_ours,
 )
 from sart.k8s.runtime.metrics import ControllerMetrics
-from sart.k8s.runtime.watch import watch_kind, watch_objects
+from sart.k8s.runtime.watch import read_object, watch_kind, watch_objects
 
 log = logging.getLogger("sart.k8s")
 
@@ -91,19 +90,16 @@ def endpoint_views(endpoint_slice: Any) -> list[EndpointView]:
 
 def pool_view(pool: dict[str, Any]) -> PoolView | None:
     """A service AddressPool as the allocator sees it; None for pod pools or bad ones."""
-    spec = pool.get("spec", {})
-    if spec.get("type", "service") != "service":
+    model = read_object(AddressPool, pool)
+    if model is None or model.spec.type is not AddressType.SERVICE:
         return None
-    try:
-        cidr = IPNetwork(spec["cidr"])
-    except (KeyError, AddrFormatError, ValueError, TypeError):
-        return None
+    spec = model.spec
     return PoolView(
-        name=pool["metadata"]["name"],
-        cidr=cidr,
-        auto_assign=bool(spec.get("autoAssign", False)),
-        namespaces=tuple(spec.get("namespaces", ()) or ()),
-        service_selector=dict(spec.get("serviceSelector", {}) or {}),
+        name=model.metadata.name,
+        cidr=spec.cidr,
+        auto_assign=spec.auto_assign,
+        namespaces=spec.namespaces or (),
+        service_selector=dict(spec.service_selector or {}),
     )
 
 

@@ -12,18 +12,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from kubernetes_asyncio.client import CustomObjectsApi
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.watch import Watch
 
+from sart.k8s.convert import InvalidObject, structure
 from sart.k8s.models import GROUP, VERSION
 
 log = logging.getLogger("sart.k8s")
 
 Handler = Callable[[str, Any], None]
 BACKOFF_MAX = 30.0
+T = TypeVar("T")
 
 
 def _version(listing: Any) -> str:
@@ -95,3 +97,13 @@ async def watch_kind(custom: CustomObjectsApi, plural: str, handle: Handler, **k
         plural=plural,
         **kwargs,
     )
+
+
+def read_object(kind: type[T], obj: dict[str, Any]) -> T | None:
+    """An object from the apiserver as its model (sart.k8s.models), or None, logged, when it
+    does not fit (the CRD schema keeps that rare)."""
+    try:
+        return structure(kind, obj)
+    except InvalidObject as error:
+        log.warning("object ignored", extra={"error": str(error), "problems": error.messages})
+        return None
