@@ -9,6 +9,11 @@ apiserver answers ``/readyz`` and the controller-manager has created ServiceAcco
 then the directory. A small reaper process watches the owner through a pipe, so a test run that
 is killed outright (SIGKILL, a crash) still leaves nothing behind.
 
+For fault tests, components can be stopped and started again while the directory (etcd data,
+certificates, kubeconfig) and the ports stay: a client keeps its kubeconfig and reconnects to the
+same address (``stop_components``, ``start_components``, ``restart``), or frozen in place with
+SIGSTOP/SIGCONT (``pause``, ``resume``).
+
 There is no kubelet, scheduler or node-lifecycle controller: ``create_node`` and
 ``create_ready_pod`` make Node and Pod objects that look like a running cluster's, and the real
 endpointslice controller turns Services over such pods into EndpointSlices.
@@ -48,6 +53,7 @@ if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
 
 __all__ = [
+    "COMPONENTS",
     "CONTROLLERS",
     "ControlPlane",
     "ControlPlaneError",
@@ -67,6 +73,8 @@ T = TypeVar("T")
 BIN_DIR_ENV: Final = "SART_K8S_BIN_DIR"
 """Directory holding etcd, kube-apiserver and kube-controller-manager; skips the build script."""
 BINARIES: Final = ("etcd", "kube-apiserver", "kube-controller-manager")
+COMPONENTS: Final = BINARIES
+"""The components in start order (each needs the one before it); they stop the other way."""
 BUILD_SCRIPT: Final = Path(__file__).resolve().parents[3] / "scripts" / "k8s-control-plane"
 
 CONTROLLERS: Final = (
@@ -260,10 +268,12 @@ def _started(pid: int) -> str:
 
 
 def _kill_groups(groups: Sequence[int], timeout: float) -> None:
-    """SIGTERM every process group, wait for the leaders, SIGKILL what is still there."""
+    """SIGTERM every process group, wait for the leaders, SIGKILL what is still there. SIGCONT
+    follows the SIGTERM so that a paused (SIGSTOPped) group gets to handle it."""
     for group in groups:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(group, signal.SIGTERM)
+            os.killpg(group, signal.SIGCONT)
     deadline = time.monotonic() + timeout
     while any(_alive(g) for g in groups) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -302,6 +312,15 @@ def _tail(path: Path, lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _read_from(path: Path, offset: int) -> str:
+    try:
+        with path.open("rb") as file:
+            file.seek(offset)
+            return file.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def _tmp_parent() -> str | None:
     """tmpfs when there is one: etcd is much faster without a disk under it."""
     shm = Path("/dev/shm")
@@ -313,6 +332,13 @@ class ControlPlane:
 
     Use as a context manager, or call ``start()`` and ``stop()``. ``stop()`` is idempotent and
     also runs at interpreter exit; a reaper process cleans up if the owner is killed outright.
+
+    Between the two, single components can be stopped and started again (``stop_components``,
+    ``start_components``, ``restart``) with the command lines of the first start: same ports,
+    same etcd data, same certificates, so the kubeconfig stays valid. ``pause``/``resume`` freeze
+    a component's process group (SIGSTOP/SIGCONT): its sockets stay open but nothing answers.
+    These calls block (up to seconds while a component gets ready): from a coroutine, run them
+    with ``await asyncio.to_thread(plane.restart, "kube-apiserver")``.
     """
 
     def __init__(
@@ -329,6 +355,8 @@ class ControlPlane:
         self.attempts = attempts
         self._directory: Path | None = None
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._commands: dict[str, tuple[str, ...]] = {}
+        self._paused: set[str] = set()
         self._reaper: subprocess.Popen[bytes] | None = None
         self._https = _LOCAL
         self.server = ""
@@ -360,8 +388,25 @@ class ControlPlane:
         return self.directory / "logs"
 
     @property
+    def commands(self) -> dict[str, tuple[str, ...]]:
+        """The command line (argv) of each component, as started and restarted."""
+        return dict(self._commands)
+
+    @property
+    def stopped(self) -> tuple[str, ...]:
+        """The components stopped with ``stop_components`` and not started again."""
+        return tuple(
+            name for name in COMPONENTS if name in self._commands and name not in self._processes
+        )
+
+    @property
+    def paused(self) -> tuple[str, ...]:
+        """The components paused with ``pause`` and not resumed."""
+        return tuple(name for name in COMPONENTS if name in self._paused)
+
+    @property
     def pids(self) -> dict[str, int]:
-        """Process ids by component, the reaper included."""
+        """Process ids of the running components, and of the reaper."""
         pids = {name: process.pid for name, process in self._processes.items()}
         if self._reaper is not None:
             pids["reaper"] = self._reaper.pid
@@ -388,7 +433,7 @@ class ControlPlane:
     def start(self) -> StartTimes:
         """Start the three processes and wait until they serve; returns how long each took.
         On any failure (or Ctrl-C) everything started so far is stopped before raising."""
-        if self._processes:
+        if self._directory is not None:
             raise ControlPlaneError("the control plane is already running")
         bin_dir = self.bin_dir
         for attempt in range(1, self.attempts + 1):
@@ -423,73 +468,175 @@ class ControlPlane:
         self.etcd_url = f"http://127.0.0.1:{etcd_client}"
         self.server = f"https://127.0.0.1:{apiserver_port}"
         self.kubeconfig.write_text(yaml.safe_dump(_kubeconfig(self.server, directory)))
+        self._commands = self._command_lines(bin_dir, directory, etcd_peer, apiserver_port)
         certificates = time.monotonic() - began
 
-        began = time.monotonic()
-        peer = f"http://127.0.0.1:{etcd_peer}"
-        self._spawn(
-            "etcd",
-            bin_dir / "etcd",
-            "--name=default",
-            f"--data-dir={directory / 'etcd'}",
-            f"--listen-client-urls={self.etcd_url}",
-            f"--advertise-client-urls={self.etcd_url}",
-            f"--listen-peer-urls={peer}",
-            f"--initial-advertise-peer-urls={peer}",
-            f"--initial-cluster=default={peer}",
-            "--unsafe-no-fsync=true",
-            "--log-level=warn",
-        )
-        self._wait("etcd", self._etcd_healthy)
-        etcd = time.monotonic() - began
-
-        began = time.monotonic()
-        self._spawn(
-            "kube-apiserver",
-            bin_dir / "kube-apiserver",
-            f"--etcd-servers={self.etcd_url}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={apiserver_port}",
-            "--advertise-address=127.0.0.1",
-            f"--cert-dir={directory}",
-            f"--tls-cert-file={directory / 'apiserver.crt'}",
-            f"--tls-private-key-file={directory / 'apiserver.key'}",
-            f"--client-ca-file={directory / 'ca.crt'}",
-            "--authorization-mode=RBAC",
-            f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
-            "--allow-privileged=true",
-            f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
-            f"--service-account-key-file={directory / 'sa.pub'}",
-            f"--service-account-signing-key-file={directory / 'sa.key'}",
-            "--endpoint-reconciler-type=none",
-            "--enable-priority-and-fairness=false",
-            "--profiling=false",
-        )
-        self._wait("kube-apiserver", lambda: self._get("/readyz") is not None)
-        apiserver = time.monotonic() - began
-
-        began = time.monotonic()
-        self._spawn(
-            "kube-controller-manager",
-            bin_dir / "kube-controller-manager",
-            f"--kubeconfig={self.kubeconfig}",
-            "--leader-elect=false",
-            "--secure-port=0",
-            f"--controllers={','.join(self.controllers)}",
-            f"--service-account-private-key-file={directory / 'sa.key'}",
-            f"--root-ca-file={directory / 'ca.crt'}",
-        )
-        if "serviceaccount-controller" in self.controllers:
-            # Proves the controllers are syncing (and pods in `default` can be admitted).
-            path = "/api/v1/namespaces/default/serviceaccounts/default"
-            self._wait("kube-controller-manager", lambda: self._get(path) is not None)
-        controller_manager = time.monotonic() - began
+        took: dict[str, float] = {}
+        for name in COMPONENTS:
+            began = time.monotonic()
+            self._spawn(name)
+            self._wait(name, self._readiness(name))
+            took[name] = time.monotonic() - began
         return StartTimes(
             certificates=certificates,
-            etcd=etcd,
-            apiserver=apiserver,
-            controller_manager=controller_manager,
+            etcd=took["etcd"],
+            apiserver=took["kube-apiserver"],
+            controller_manager=took["kube-controller-manager"],
         )
+
+    def _command_lines(
+        self, bin_dir: Path, directory: Path, etcd_peer: int, apiserver_port: int
+    ) -> dict[str, tuple[str, ...]]:
+        """Each component's argv; kept, so that a restart runs exactly the same command."""
+        peer = f"http://127.0.0.1:{etcd_peer}"
+        return {
+            "etcd": (
+                str(bin_dir / "etcd"),
+                "--name=default",
+                f"--data-dir={directory / 'etcd'}",
+                f"--listen-client-urls={self.etcd_url}",
+                f"--advertise-client-urls={self.etcd_url}",
+                f"--listen-peer-urls={peer}",
+                f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster=default={peer}",
+                "--unsafe-no-fsync=true",
+                "--log-level=warn",
+            ),
+            "kube-apiserver": (
+                str(bin_dir / "kube-apiserver"),
+                f"--etcd-servers={self.etcd_url}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={apiserver_port}",
+                "--advertise-address=127.0.0.1",
+                f"--cert-dir={directory}",
+                f"--tls-cert-file={directory / 'apiserver.crt'}",
+                f"--tls-private-key-file={directory / 'apiserver.key'}",
+                f"--client-ca-file={directory / 'ca.crt'}",
+                "--authorization-mode=RBAC",
+                f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+                "--allow-privileged=true",
+                f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+                f"--service-account-key-file={directory / 'sa.pub'}",
+                f"--service-account-signing-key-file={directory / 'sa.key'}",
+                "--endpoint-reconciler-type=none",
+                "--enable-priority-and-fairness=false",
+                "--profiling=false",
+            ),
+            "kube-controller-manager": (
+                str(bin_dir / "kube-controller-manager"),
+                f"--kubeconfig={self.kubeconfig}",
+                "--leader-elect=false",
+                "--secure-port=0",
+                f"--controllers={','.join(self.controllers)}",
+                f"--service-account-private-key-file={directory / 'sa.key'}",
+                f"--root-ca-file={directory / 'ca.crt'}",
+            ),
+        }
+
+    def _readiness(self, name: str) -> Callable[[], bool]:
+        """When a component counts as started: etcd answers /health, the apiserver /readyz,
+        the controller-manager has made ServiceAccount default/default (proof that its
+        controllers sync, and that pods in `default` can be admitted; on a restart it exists
+        already, so there only the process has to be up)."""
+        if name == "etcd":
+            return self._etcd_healthy
+        if name == "kube-apiserver":
+            return lambda: self._get("/readyz") is not None
+        if "serviceaccount-controller" in self.controllers:
+            path = "/api/v1/namespaces/default/serviceaccounts/default"
+            return lambda: self._get(path) is not None
+        return lambda: True
+
+    # Faults ----------------------------------------------------------------------------------
+
+    def stop_components(self, *names: str) -> None:
+        """Stop these components (all when none is named) in stop order: SIGTERM to the
+        process group, SIGKILL after 10 s. The directory, ports and kubeconfig stay, for
+        ``start_components``. Stopping a stopped component does nothing."""
+        self._check_running()
+        for name in reversed(self._in_order(names)):
+            process = self._processes.pop(name, None)
+            self._paused.discard(name)
+            if process is None:
+                continue
+            if process.poll() is None:  # not reaped yet, so its pid (and group) is still ours
+                _kill_groups([process.pid], timeout=STOP_TIMEOUT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=STOP_TIMEOUT)
+
+    def start_components(self, *names: str) -> dict[str, float]:
+        """Start stopped components again (all stopped ones when none is named), in start
+        order, with their first command lines, and wait for each as ``start()`` does. Returns
+        the seconds each took. If another process took a port in the meantime (the ports were
+        picked from the ephemeral range), the component is started again until ``timeout``."""
+        self._check_running()
+        order = self._in_order(names) if names else list(self.stopped)
+        running = [name for name in order if name in self._processes]
+        if running:
+            raise ControlPlaneError(f"already running: {', '.join(running)}")
+        took: dict[str, float] = {}
+        for name in order:
+            began = time.monotonic()
+            self._launch_again(name)
+            took[name] = time.monotonic() - began
+        return took
+
+    def restart(self, *names: str, down_for: float = 0.0) -> dict[str, float]:
+        """Stop these components (all when none is named), keep them down ``down_for``
+        seconds, start them again and wait until they serve; returns the start seconds."""
+        self.stop_components(*names)
+        if down_for > 0:
+            time.sleep(down_for)  # the outage itself, not a wait for something to happen
+        return self.start_components(*self._in_order(names))
+
+    def pause(self, name: str) -> None:
+        """Freeze a component's process group (SIGSTOP): connections stay open, nothing is
+        answered, clients time out rather than see an error."""
+        os.killpg(self._process(name).pid, signal.SIGSTOP)
+        self._paused.add(name)
+
+    def resume(self, name: str) -> None:
+        """Let a paused component run again (SIGCONT)."""
+        os.killpg(self._process(name).pid, signal.SIGCONT)
+        self._paused.discard(name)
+
+    def _check_running(self) -> None:
+        if self._directory is None:
+            raise ControlPlaneError("the control plane is not running")
+
+    def _in_order(self, names: Sequence[str]) -> list[str]:
+        unknown = sorted(set(names) - set(COMPONENTS))
+        if unknown:
+            raise ValueError(
+                f"no component {', '.join(unknown)} (there are {', '.join(COMPONENTS)})"
+            )
+        return [name for name in COMPONENTS if not names or name in names]
+
+    def _process(self, name: str) -> subprocess.Popen[bytes]:
+        self._in_order([name])
+        process = self._processes.get(name)
+        if process is None or process.poll() is not None:
+            raise ControlPlaneError(f"{name} is not running")
+        return process
+
+    def _launch_again(self, name: str) -> None:
+        log = self.logs / f"{name}.log"
+        deadline = time.monotonic() + self.timeout
+        while True:
+            offset = log.stat().st_size if log.exists() else 0
+            self._spawn(name)
+            try:
+                self._wait(name, self._readiness(name))
+            except ControlPlaneError:
+                lost_port = "address already in use" in _read_from(log, offset)
+                if not (lost_port and self._processes[name].poll() is not None):
+                    raise
+                del self._processes[name]
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(POLL_INTERVAL)  # the port's new owner may let go of it
+            else:
+                return
 
     def _start_reaper(self, directory: Path) -> None:
         self._reaper = subprocess.Popen(
@@ -510,17 +657,20 @@ class ControlPlane:
             self._reaper.stdin.write(f"{line}\n".encode())
             self._reaper.stdin.flush()
 
-    def _spawn(self, name: str, binary: Path, *args: str) -> None:
-        log = (self.logs / f"{name}.log").open("wb")
+    def _spawn(self, name: str) -> None:
+        # Appended: the log of a restarted component follows that of its earlier runs.
+        log = (self.logs / f"{name}.log").open("ab")
         with log:
             process = subprocess.Popen(
-                [str(binary), *args],
+                self._commands[name],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: killpg reaches any children
             )
         self._processes[name] = process
+        # The reaper remembers each pid with its start time, so the pids of stopped components
+        # that it still lists can never hit a process that reused them.
         self._tell_reaper(str(process.pid))
 
     def _wait(self, name: str, ready: Callable[[], bool]) -> None:
@@ -560,13 +710,16 @@ class ControlPlane:
         """Stop the processes (controller-manager, apiserver, etcd: the reverse of the start
         order) and remove the directory. Safe to call twice, or after a failed start."""
         atexit.unregister(self.stop)
-        for process in reversed(self._processes.values()):
+        running = [self._processes[name] for name in COMPONENTS if name in self._processes]
+        for process in reversed(running):
             if process.poll() is None:  # not reaped yet, so its pid (and group) is still ours
                 _kill_groups([process.pid], timeout=STOP_TIMEOUT)
         for process in self._processes.values():
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=STOP_TIMEOUT)
         self._processes.clear()
+        self._commands.clear()
+        self._paused.clear()
         if self._directory is not None:
             shutil.rmtree(self._directory, ignore_errors=True)
             self._directory = None
