@@ -159,7 +159,7 @@ async def test_default_named_and_specific_addresses(cluster: Cluster) -> None:
     await cluster.pool("10.100.1.0/24", auto=True)
     other = await cluster.pool("10.100.2.0/24")
     v6 = await cluster.pool("fd00:100::/120")
-    cluster.start()
+    controller = cluster.start()
     await cluster.service("web")
     assert await cluster.wait_ingress("web") == ("10.100.1.1",)
     assert FINALIZER in await cluster.finalizers("web")
@@ -181,7 +181,7 @@ async def test_default_named_and_specific_addresses(cluster: Cluster) -> None:
     )
     assert "10.100.2.50" in warnings[0][2] and await cluster.ingress("taken") == ()
     await cluster.service("other-class", loadBalancerClass="example.com/lb")
-    await asyncio.sleep(0.5)
+    await eventually(lambda: controller.idle(f"{cluster.namespace}/other-class"))
     assert await cluster.ingress("other-class") == ()
     assert FINALIZER not in await cluster.finalizers("other-class")
 
@@ -289,7 +289,7 @@ async def test_advertisements_follow_nodes_and_endpoints(cluster: Cluster) -> No
                       "speaker": {"path": "127.0.0.1:5000"}}},
         )  # fmt: skip
     await cluster.pool("10.102.0.0/24", auto=True)
-    cluster.start()
+    controller = cluster.start()
 
     async def announced(service: str) -> dict[str, list[str]]:
         listing = await cluster.custom.list_namespaced_custom_object(
@@ -320,7 +320,13 @@ async def test_advertisements_follow_nodes_and_endpoints(cluster: Cluster) -> No
          "spec": {"nodeName": nodes[1], "containers": [{"name": "app", "image": "x.invalid/a"}]}},
     )  # fmt: skip
     await cluster.core.delete_namespaced_pod("old", cluster.namespace, grace_period_seconds=300)
-    await asyncio.sleep(1.0)  # the endpointslice controller marks it terminating
+    key = f"{cluster.namespace}/local"
+
+    def seen_terminating() -> bool:  # the endpointslice controller marked it, and we saw it
+        views = [v for slices in controller.slices.get(key, {}).values() for v in slices]
+        return any(v.terminating for v in views) and controller.idle(key)
+
+    await eventually(seen_terminating)
     assert await announced("local") == {"10.102.0.2/32": [nodes[0]]}  # still served from a
     await create_ready_pod_status(cluster, "new", "10.244.0.11")
     await until("local", {"10.102.0.2/32": [nodes[1]]})  # moved once b is ready
@@ -452,16 +458,20 @@ async def test_two_controllers_racing_act_once(cluster: Cluster) -> None:
         )
         for identity in ("one", "two")
     ]
+    controllers = [LoadBalancerController(cluster.k8s, fence=e.fence) for e in elections]
     tasks = [
-        asyncio.create_task(election.hold(LoadBalancerController(cluster.k8s).run))
-        for election in elections
+        asyncio.create_task(election.hold(controller.run))
+        for election, controller in zip(elections, controllers, strict=True)
     ]
     try:
         for index in range(10):
             await cluster.service(f"r{index}")
         ips = [await cluster.wait_ingress(f"r{index}") for index in range(10)]
         assert len({ip for (ip,) in ips}) == 10
-        await asyncio.sleep(0.5)
+        for index in range(10):  # both have decided and written all they wanted
+            key = f"{cluster.namespace}/r{index}"
+            for controller in controllers:
+                await eventually(lambda c=controller, k=key: c.idle(k))
         for index in range(10):
             allocated = [e for e in await cluster.events(f"r{index}") if e[1] == "AddressAllocated"]
             assert len(allocated) == 1
@@ -491,7 +501,14 @@ async def test_pool_limited_to_namespaces_and_labels(cluster: Cluster) -> None:
     chosen = {"sart.terassyi.net/addresspool": team}
     await cluster.service("unlabelled", annotations=chosen)
     warnings = await eventually(lambda: _warnings(cluster, "unlabelled"))
-    assert f"AddressPool '{team}' does not serve {cluster.namespace}/unlabelled" in warnings[0][2]
+    assert f"AddressPool '{team}' serves only Services labelled tier=web" in warnings[0][2]
+    # Naming an address of the pool is no way around its rules (nor is spec.loadBalancerIP).
+    await cluster.service("named", annotations={"sart.terassyi.net/loadBalancerIPs": "10.107.1.7"})
+    await cluster.service("legacy", loadBalancerIP="10.107.1.8")
+    for name in ("named", "legacy"):
+        warnings = await eventually(lambda name=name: _warnings(cluster, name))
+        assert "serves only Services labelled tier=web" in warnings[0][2]
+        assert await cluster.ingress(name) == ()
     body = {
         "metadata": {"name": "labelled", "annotations": chosen, "labels": {"tier": "web"}},
         "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]},

@@ -29,10 +29,13 @@ class Blocks:
         self.k8s, self.namespace = k8s, namespace
         self.custom = CustomObjectsApi(k8s)
         self.task: asyncio.Task[None] | None = None
+        self.controller: BlockController | None = None
 
-    def start(self) -> None:
+    def start(self) -> BlockController:
         controller = BlockController(self.k8s, advertise_namespace=self.namespace)
         self.task = asyncio.create_task(controller.run())
+        self.controller = controller
+        return controller
 
     async def stop(self) -> None:
         if self.task is not None:
@@ -90,15 +93,19 @@ async def test_block_requests_become_announced_blocks(blocks: Blocks) -> None:
     first = next(name for name, value in made.items() if value[0] == "10.246.0.0/28")
     node = made[first][1]
     assert await eventually(lambda: blocks.announced(first)) == [node, "10.246.0.0/28"]
-    listing = await blocks.custom.list_cluster_custom_object(GROUP, VERSION, "blockrequests")
-    assert not [r for r in listing["items"] if r["spec"]["pool"] == pool]  # all served
+
+    async def all_served() -> bool:  # the request is deleted after its block is announced
+        listing = await blocks.custom.list_cluster_custom_object(GROUP, VERSION, "blockrequests")
+        return not [r for r in listing["items"] if r["spec"]["pool"] == pool]
+
+    await eventually(all_served)
 
     await blocks.stop()
-    blocks.start()  # a fresh controller adopts the four blocks
+    controller = blocks.start()  # a fresh controller adopts the four blocks
     await blocks.create(
         "blockrequests", "BlockRequest", "waiting", {"pool": pool, "node": "node-d"}
     )
-    await asyncio.sleep(1.0)
+    await eventually(lambda: "waiting" in controller.waiting)  # tried, and found no block
     assert len(await blocks.blocks(pool)) == 4  # the pool is full: the request waits
     await blocks.custom.delete_cluster_custom_object(GROUP, VERSION, "addressblocks", first)
 

@@ -13,7 +13,7 @@ from kubernetes_asyncio.client import ApiClient, CoordinationV1Api
 from prometheus_client import start_http_server
 
 from sart.api.client import parse_endpoint
-from sart.cli.daemon import load_kube_config, run_until_stopped
+from sart.cli.daemon import load_kube_config, run_daemon, run_until_stopped
 from sart.cli.logs import configure_logging, log_options
 from sart.k8s.runtime.blocks import BlockController
 from sart.k8s.runtime.controller import LoadBalancerController
@@ -39,8 +39,16 @@ async def _run(
         if metrics_address:
             host, port = parse_endpoint(metrics_address)
             start_http_server(port, host, registry=metrics.registry)
-        controller = LoadBalancerController(api, metrics)
-        blocks = BlockController(api, advertise_namespace=lease_namespace)
+        leader = LeaderElection(
+            CoordinationV1Api(api),
+            name=lease_name,
+            namespace=lease_namespace,
+            identity=identity,
+            on_change=lambda leading: metrics.leader.set(1 if leading else 0),
+        )
+        fence = leader.fence if elect else (lambda: None)
+        controller = LoadBalancerController(api, metrics, fence=fence)
+        blocks = BlockController(api, advertise_namespace=lease_namespace, fence=fence)
 
         async def both() -> None:
             async with asyncio.TaskGroup() as tasks:
@@ -51,12 +59,11 @@ async def _run(
             address, cert, key = webhook
             host, port = parse_endpoint(address)
             await serve_webhook(api, host, port, cert, key)
-        leader = LeaderElection(
-            CoordinationV1Api(api), name=lease_name, namespace=lease_namespace, identity=identity
-        )
-        await run_until_stopped(leader.hold(both) if elect else both())
-        if elect:
-            await leader.release()
+        try:
+            await run_until_stopped(leader.hold(both) if elect else both())
+        finally:
+            if elect:
+                await leader.release()
         log.info("controller stopped")
 
 
@@ -111,11 +118,12 @@ def run(
     webhook = None
     if webhook_cert is not None and webhook_key is not None:
         webhook = (webhook_address, webhook_cert, webhook_key)
-    asyncio.run(
+    run_daemon(
         _run(
             kubeconfig, lease_namespace, lease_name, identity, leader_elect, metrics_address,
             webhook,
-        )
+        ),
+        "sart-controller",
     )  # fmt: skip
 
 

@@ -3,7 +3,6 @@ it as subcommands)."""
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 import sys
@@ -22,7 +21,7 @@ from sart.bgp.metrics import SpeakerCollector
 from sart.bgp.speaker import Speaker
 from sart.cli.controller import options as controller_options
 from sart.cli.controller import run as run_controller
-from sart.cli.daemon import load_kube_config, run_until_stopped, stop_on_signals
+from sart.cli.daemon import load_kube_config, run_daemon, run_until_stopped, stop_on_signals
 from sart.cli.logs import configure_logging, log_options
 from sart.errors import ConfigError
 from sart.k8s.runtime.agent import NodeAgent
@@ -102,7 +101,7 @@ def bgp(
     except ValueError as error:
         _config_error(str(error))
     configure_logging(log_format, level)
-    asyncio.run(_serve(Speaker(config), api_address, metrics))
+    run_daemon(_serve(Speaker(config), api_address, metrics), "sartd bgp")
 
 
 async def _serve(speaker: Speaker, api: str, metrics: tuple[str, int] | None) -> None:
@@ -156,13 +155,14 @@ def controller(**kwargs: str | bool | None) -> None:
 def agent(kubeconfig: str | None, node: str, endpoint: str, log_format: str, level: str) -> None:
     """Run the node agent: keep the local speaker's peers and paths as the cluster says."""
     configure_logging(log_format, level)
-    asyncio.run(_agent(kubeconfig, node, endpoint))
+    run_daemon(_agent(kubeconfig, node, endpoint), "sartd agent")
 
 
 async def _agent(kubeconfig: str | None, node: str, endpoint: str) -> None:
     await load_kube_config(kubeconfig)
     async with ApiClient() as api:
         await run_until_stopped(NodeAgent(api, node, endpoint).run())
+    log.info("agent stopped")
 
 
 if __name__ == "__main__":

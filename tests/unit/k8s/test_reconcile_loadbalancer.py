@@ -89,7 +89,7 @@ def test_bad_requests_keep_what_the_service_has() -> None:
     for wanted, text in (
         ({"sart.terassyi.net/addresspool": "nope"}, "no AddressPool 'nope'"),
         ({"sart.terassyi.net/loadBalancerIPs": "10.0.2.x"}, "'10.0.2.x' is not an IP address"),
-        ({"sart.terassyi.net/addresspool": "team"}, "does not serve default/web"),
+        ({"sart.terassyi.net/addresspool": "team"}, "serves only the namespaces team-a"),
     ):
         plan = lba.reconcile(lb(annotations=wanted))
         assert plan.ingress == ("10.0.1.1",) and text in plan.events[0].message

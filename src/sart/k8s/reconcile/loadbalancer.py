@@ -64,9 +64,20 @@ class PoolView:
     service_selector: Mapping[str, str] = attrs.field(factory=dict)  # empty: every Service
 
     def admits(self, service: ServiceView) -> bool:
+        return self.refusal(service) is None
+
+    def refusal(self, service: ServiceView) -> str | None:
+        """Why this pool does not serve the Service (the rule that refuses it), or None."""
         if self.namespaces and service.namespace not in self.namespaces:
-            return False
-        return all(service.labels.get(k) == v for k, v in self.service_selector.items())
+            return (
+                f"AddressPool {self.name!r} serves only the namespaces"
+                f" {', '.join(self.namespaces)}, not {service.namespace}"
+            )
+        wrong = sorted(k for k, v in self.service_selector.items() if service.labels.get(k) != v)
+        if wrong:
+            wanted = ", ".join(f"{k}={self.service_selector[k]}" for k in wrong)
+            return f"AddressPool {self.name!r} serves only Services labelled {wanted}"
+        return None
 
 
 @attrs.frozen
@@ -140,24 +151,32 @@ class LoadBalancerAllocator:
         self.holders: dict[IPAddress, set[str]] = {}  # address -> the Services holding it
         self.shares: dict[str, Share] = {}  # Service key -> how it may share
         self.pending: set[str] = set()
+        # Pools deleted while some of their addresses are in use: those stay with their
+        # Services until released, no new address comes from them, and once empty they go.
+        self.retired: set[str] = set()
 
     # --- pools ----------------------------------------------------------------------------
 
     def set_pools(self, pools: Iterable[PoolView]) -> list[str]:
         """Make the pools these; returns problems (overlap, a second autoAssign pool of one IP
-        family, a removed pool still in use, which stays until its addresses are released)."""
+        family, a removed pool still in use: retired, see `retired`)."""
         problems: list[str] = []
         wanted = {p.name: p for p in pools}
         for name in list(self.pools):
-            if name not in wanted or wanted[name].cidr != self.pools[name].cidr:
-                try:
-                    self.allocator.remove_pool(name)
-                    del self.pools[name]
-                except IpamError as error:
-                    problems.append(str(error))
+            if name in wanted and wanted[name].cidr == self.pools[name].cidr:
+                self.retired.discard(name)  # back (or never gone)
+            elif not self._forget_if_empty(name) and name not in self.retired:
+                self.retired.add(name)
+                used = self.allocator.pool(name).used
+                problems.append(
+                    f"AddressPool {name} was removed while {used} of its addresses are in use:"
+                    " they stay with their Services until released; no new address comes"
+                    " from it"
+                )
         for name, view in sorted(wanted.items()):
             if name in self.pools:
-                self.pools[name] = view
+                if name not in self.retired:
+                    self.pools[name] = view
                 continue
             try:
                 self.allocator.add_pool(name, Pool(view.cidr))
@@ -166,7 +185,7 @@ class LoadBalancerAllocator:
                 problems.append(str(error))
         self.auto = {}
         for name, view in sorted(self.pools.items()):
-            if view.auto_assign:
+            if view.auto_assign and name not in self.retired:
                 version = view.cidr.version
                 if version in self.auto:
                     problems.append(
@@ -176,6 +195,24 @@ class LoadBalancerAllocator:
                 else:
                     self.auto[version] = name
         return problems
+
+    def _forget_if_empty(self, name: str) -> bool:
+        """Remove a pool nobody uses any more; False (kept) while addresses are in use."""
+        if self.allocator.pool(name).used:
+            return False
+        self.allocator.remove_pool(name)
+        del self.pools[name]
+        self.retired.discard(name)
+        return True
+
+    def _retired_pools_of(self, addresses: Iterable[IPAddress]) -> list[str]:
+        return sorted({p for a in addresses if (p := self._pool_name(a)) in self.retired})
+
+    def _pool_name(self, address: IPAddress) -> str | None:
+        try:
+            return self.allocator.pool_of(address)
+        except IpamError:
+            return None
 
     # --- requests -------------------------------------------------------------------------
 
@@ -192,6 +229,16 @@ class LoadBalancerAllocator:
                     raise RequestError(
                         f"{LOAD_BALANCER_IPS_ANNOTATION}: {text!r} is not an IP address"
                     ) from None
+            held = self.owned.get(service.key, ())
+            for address in addresses:
+                name = self._pool_name(address)
+                if name is None:
+                    continue  # in no pool: the allocator says so
+                if name in self.retired and address not in held:
+                    raise RequestError(f"AddressPool {name!r} was removed: {address} is not given")
+                refusal = self.pools[name].refusal(service)
+                if refusal is not None:
+                    raise RequestError(f"{address}: {refusal}")
             return Request(addresses=tuple(addresses))
         names = next(
             (
@@ -203,11 +250,12 @@ class LoadBalancerAllocator:
         )
         for name in names:
             pool = self.pools.get(name)
-            if pool is None:
-                known = ", ".join(sorted(self.pools)) or "none"
+            if pool is None or name in self.retired:
+                known = ", ".join(sorted(set(self.pools) - self.retired)) or "none"
                 raise RequestError(f"no AddressPool {name!r} of type service (pools: {known})")
-            if not pool.admits(service):
-                raise RequestError(f"AddressPool {name!r} does not serve {service.key}")
+            refusal = pool.refusal(service)
+            if refusal is not None:
+                raise RequestError(refusal)
         if names:
             return Request(pools=names)
         # One address per IP family of the Service (dual-stack: one of each).
@@ -219,10 +267,17 @@ class LoadBalancerAllocator:
                 raise RequestError(
                     f"no AddressPool with autoAssign for IPv{version}: name one in the annotation"
                 )
-            if not self.pools[auto].admits(service):
-                raise RequestError(f"the autoAssign pool {auto!r} does not serve {service.key}")
+            refusal = self.pools[auto].refusal(service)
+            if refusal is not None:
+                raise RequestError(f"the autoAssign pool does not serve it: {refusal}")
             chosen.append(auto)
         return Request(pools=tuple(chosen))
+
+    def _names_its_request(self, service: ServiceView) -> bool:
+        """Whether the Service names its pools or addresses (else it takes the autoAssign
+        pool's)."""
+        names = (LOAD_BALANCER_IPS_ANNOTATION, *ADDRESS_POOL_ANNOTATIONS)
+        return bool(service.load_balancer_ip) or any(a in service.annotations for a in names)
 
     def _satisfies(self, addresses: tuple[IPAddress, ...], request: Request) -> bool:
         if request.addresses:
@@ -255,6 +310,8 @@ class LoadBalancerAllocator:
                 freed.append(address)
         if freed:
             self.allocator.release(tuple(freed))
+            for name in self._retired_pools_of(freed):
+                self._forget_if_empty(name)
         return held, freed
 
     def _shareable(self, address: IPAddress, share: Share | None) -> bool:
@@ -313,6 +370,17 @@ class LoadBalancerAllocator:
                 why = f"released {', '.join(map(str, released))}: no longer a sart LoadBalancer"
                 events = (Event("Normal", "AddressReleased", why),)
             return ServicePlan(addresses=(), finalizer=False, events=events)
+        current = self.owned.get(key, ())
+        retired = self._retired_pools_of(current)
+        if retired and not self._names_its_request(service):
+            held_text = ", ".join(map(str, current))
+            why = (
+                f"AddressPool {', '.join(retired)} was removed: {held_text} stays with this"
+                " Service until it is released; no new address comes from it"
+            )
+            return ServicePlan(
+                addresses=current, finalizer=True, events=(Event("Warning", "PoolRemoved", why),)
+            )
         try:
             request = self.request_of(service)
         except RequestError as error:
@@ -323,7 +391,6 @@ class LoadBalancerAllocator:
                 events=(Event("Warning", "InvalidRequest", str(error)),),
             )
         share = Share.of(service)
-        current = self.owned.get(key, ())
         previous = self.shares.get(key)
         if current and self._satisfies(current, request) and previous == share:
             return ServicePlan(addresses=current, finalizer=True)

@@ -12,6 +12,7 @@ from kubernetes_asyncio.client import ApiClient, CustomObjectsApi
 
 from sart.api.client import ApiError, SpeakerClient
 from sart.k8s.reconcile.agent import plan, wanted_paths, wanted_peers
+from sart.k8s.runtime.outcome import Backoff
 from sart.k8s.runtime.watch import watch_kind
 
 log = logging.getLogger("sart.agent")
@@ -26,6 +27,7 @@ class NodeAgent:
         self.peers: dict[str, dict[str, Any]] = {}
         self.advertisements: dict[str, dict[str, Any]] = {}
         self._wake = asyncio.Event()
+        self._backoff = Backoff(base=0.2, cap=10.0)
 
     def _handler(self, store: dict[str, dict[str, Any]]) -> Any:
         def handle(kind: str, obj: Any) -> None:
@@ -59,9 +61,16 @@ class NodeAgent:
             try:
                 await self.sync()
             except ApiError as error:
-                log.warning("speaker not in sync", extra={"error": error.message})
-                await asyncio.sleep(1.0)
+                # The speaker restarting or not up yet: temporary, jittered backoff.
+                delay = self._backoff.next()
+                log.warning(
+                    "speaker not in sync, retrying",
+                    extra={"error": error.message, "retry_in": round(delay, 2)},
+                )
+                await asyncio.sleep(delay)
                 self._wake.set()
+            else:
+                self._backoff.reset()
 
     async def sync(self) -> None:
         async with SpeakerClient(self.endpoint) as speaker:

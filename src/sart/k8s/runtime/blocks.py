@@ -1,10 +1,19 @@
 """The pod-block side of the controller: BlockRequests in, AddressBlocks and their
-BGPAdvertisements out (`sart.k8s.reconcile.blocks` decides)."""
+BGPAdvertisements out (`sart.k8s.reconcile.blocks` decides).
+
+Serving a request is three writes (the AddressBlock, its BGPAdvertisement, deleting the
+BlockRequest) and any of them may fail, or the controller may die between them. So each step is
+idempotent: the AddressBlock carries the name of the request it serves (label
+`sart.terassyi.net/blockrequest`), and a request that already has its block (seen by the watch,
+or written by us and not yet seen) goes on from there instead of taking a second block. Failed
+requests are retried with the runtime's error model (sart.k8s.runtime.outcome)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes_asyncio.client import ApiClient, CustomObjectsApi
@@ -13,10 +22,12 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from sart.errors import IpamError
 from sart.k8s.models import GROUP, VERSION, AddressBlock, AddressPool, AddressType
 from sart.k8s.reconcile.blocks import BlockView, PodBlockAllocator, PodPoolView
+from sart.k8s.runtime.outcome import API_ERRORS, KeyedBackoff, Outcome, classify, describe
 from sart.k8s.runtime.watch import read_object, watch_kind
 
 log = logging.getLogger("sart.k8s")
 BLOCK_LABEL = "sart.terassyi.net/addressblock"  # on a pod block's BGPAdvertisement
+REQUEST_LABEL = "sart.terassyi.net/blockrequest"  # on an AddressBlock: the request it served
 
 
 def pod_pool_view(pool: dict[str, Any]) -> PodPoolView | None:
@@ -39,8 +50,19 @@ def block_view(block: dict[str, Any]) -> BlockView | None:
 
 
 class BlockController:
-    def __init__(self, api: ApiClient, *, advertise_namespace: str = "kube-system") -> None:
+    def __init__(
+        self,
+        api: ApiClient,
+        *,
+        advertise_namespace: str = "kube-system",
+        fence: Callable[[], None] = lambda: None,
+    ) -> None:
         self.custom = CustomObjectsApi(api)
+        self.fence = fence  # raises LeadershipLost once we may no longer write
+        self._backoff = KeyedBackoff()
+        self._retry_at: dict[str, float] = {}  # request -> loop time it may be tried again
+        self.made: dict[str, dict[str, Any]] = {}  # request -> the AddressBlock we wrote for it
+        self.waiting: set[str] = set()  # requests waiting for a block to be released
         self.namespace = advertise_namespace
         self.allocator = PodBlockAllocator()
         self.pools: dict[str, dict[str, Any]] = {}
@@ -62,6 +84,8 @@ class BlockController:
                 store.pop(name, None)
                 if what == "addressblocks":
                     self.allocator.release(name)
+                if what == "blockrequests":
+                    self._forget(name)
             else:
                 store[name] = obj
             if what == "addresspools" and self._started.is_set():
@@ -93,10 +117,20 @@ class BlockController:
                 tasks.create_task(watch_kind(self.custom, plural, self._handler(store, plural)))
             tasks.create_task(self._work())
 
+    def _forget(self, request: str) -> None:
+        self.waiting.discard(request)
+        self.made.pop(request, None)
+        self._retry_at.pop(request, None)
+        self._backoff.reset(request)
+
     async def _work(self) -> None:
         await self._started.wait()
+        loop = asyncio.get_running_loop()
         while True:
-            await self._wake.wait()
+            retry = min(self._retry_at.values(), default=None)
+            timeout = None if retry is None else max(retry - loop.time(), 0.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
             self._wake.clear()
             # first come, first served
             waiting = sorted(
@@ -104,46 +138,50 @@ class BlockController:
                 key=lambda item: (item[1]["metadata"].get("creationTimestamp", ""), item[0]),
             )
             for name, request in waiting:
+                if self._retry_at.get(name, 0.0) > loop.time():
+                    continue
                 try:
                     await self._serve(name, request)
-                except ApiException as error:
-                    status = error.status
-                    log.warning(
-                        "block request not served", extra={"request": name, "status": status}
-                    )
+                except API_ERRORS as error:
+                    self._failed(name, error, loop.time())
+                else:
+                    self._retry_at.pop(name, None)
+                    self._backoff.reset(name)
+
+    def _failed(self, name: str, error: BaseException, now: float) -> None:
+        outcome = classify(error)
+        if outcome is Outcome.DONE:
+            return  # the request is gone: the watch says so
+        delay = self._backoff.next(name)  # REDO too: our own write may not be seen yet
+        if outcome is Outcome.PERMANENT:
+            log.error("block request refused", extra={"request": name, "error": describe(error)})
+            delay = max(delay, 30.0)  # fixed RBAC or webhook: tried again, slowly
+        else:
+            log.warning(
+                "block request not served, retrying",
+                extra={"request": name, "error": describe(error), "retry_in": round(delay, 2)},
+            )
+        self._retry_at[name] = now + delay
+
+    def _block_for(self, request: str) -> dict[str, Any] | None:
+        """The AddressBlock already made for this request, if any (ours, seen or not yet)."""
+        made = self.made.get(request)
+        if made is not None and made["metadata"]["name"] in self.allocator.blocks:
+            return made
+        for block in self.blocks.values():
+            if (block["metadata"].get("labels") or {}).get(REQUEST_LABEL) == request:
+                return block
+        return None
 
     async def _serve(self, name: str, request: dict[str, Any]) -> None:
-        spec = request.get("spec", {})
-        try:
-            block = self.allocator.request(spec.get("pool", ""), spec.get("node", ""))
-        except IpamError as error:
-            log.warning("block request waits", extra={"request": name, "reason": str(error)})
-            return  # served when a block is released
-        view = self.allocator.views[block.pool]
-        body = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "AddressBlock",
-            "metadata": {"name": block.name},
-            "spec": {
-                "cidr": str(block.cidr),
-                "type": "pod",
-                "poolRef": block.pool,
-                "nodeRef": block.node,
-                "autoAssign": bool(self.pools[block.pool]["spec"].get("autoAssign", False)),
-            },
-        }
-        try:
-            made = await self.custom.create_cluster_custom_object(
-                GROUP, VERSION, "addressblocks", body
-            )
-        except ApiException:
-            self.allocator.release(block.name)  # nothing is lost
-            raise
-        log.info(
-            "address block allocated",
-            extra={"block": block.name, "cidr": str(block.cidr), "node": block.node,
-                   "pool": view.name},
-        )  # fmt: skip
+        made = self._block_for(name)
+        if made is None:
+            made = await self._allocate(name, request)
+            if made is None:
+                return  # waits for a block to be released
+        block = self.allocator.blocks.get(made["metadata"]["name"])
+        if block is None:
+            return  # deleted meanwhile: served again when the watch says so
         advertisement = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "BGPAdvertisement",
@@ -168,8 +206,58 @@ class BlockController:
                 "nodes": [block.node],
             },
         }
-        await self.custom.create_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, "bgpadvertisements", advertisement
-        )
-        await self.custom.delete_cluster_custom_object(GROUP, VERSION, "blockrequests", name)
+        self.fence()
+        try:
+            await self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, "bgpadvertisements", advertisement
+            )
+        except ApiException as error:
+            if error.status != 409:  # made before we failed or died: fine as it is
+                raise
+        self.fence()
+        try:
+            await self.custom.delete_cluster_custom_object(GROUP, VERSION, "blockrequests", name)
+        except ApiException as error:
+            if error.status != 404:
+                raise
         self.requests.pop(name, None)
+        self._forget(name)
+
+    async def _allocate(self, name: str, request: dict[str, Any]) -> dict[str, Any] | None:
+        spec = request.get("spec", {})
+        try:
+            block = self.allocator.request(spec.get("pool", ""), spec.get("node", ""))
+        except IpamError as error:
+            if name not in self.waiting:
+                log.warning("block request waits", extra={"request": name, "reason": str(error)})
+            self.waiting.add(name)
+            return None  # served when a block is released
+        self.waiting.discard(name)
+        view = self.allocator.views[block.pool]
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "AddressBlock",
+            "metadata": {"name": block.name, "labels": {REQUEST_LABEL: name}},
+            "spec": {
+                "cidr": str(block.cidr),
+                "type": "pod",
+                "poolRef": block.pool,
+                "nodeRef": block.node,
+                "autoAssign": bool(self.pools[block.pool]["spec"].get("autoAssign", False)),
+            },
+        }
+        try:
+            self.fence()
+            made: dict[str, Any] = await self.custom.create_cluster_custom_object(
+                GROUP, VERSION, "addressblocks", body
+            )
+        except BaseException:
+            self.allocator.release(block.name)  # nothing is lost
+            raise
+        self.made[name] = made
+        log.info(
+            "address block allocated",
+            extra={"block": block.name, "cidr": str(block.cidr), "node": block.node,
+                   "pool": view.name, "request": name},
+        )  # fmt: skip
+        return made

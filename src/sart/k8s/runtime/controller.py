@@ -12,12 +12,11 @@ twice. A conflict (409) is retried at once on fresh state.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi, DiscoveryV1Api
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -34,7 +33,9 @@ from sart.k8s.reconcile.loadbalancer import (
     announcing_nodes,
     is_ours,
 )
+from sart.k8s.runtime.events import EventRecorder
 from sart.k8s.runtime.metrics import ControllerMetrics
+from sart.k8s.runtime.outcome import API_ERRORS, KeyedBackoff, Outcome, classify, describe
 from sart.k8s.runtime.watch import read_object, watch_kind, watch_objects
 
 log = logging.getLogger("sart.k8s")
@@ -108,9 +109,20 @@ def _ingress_body(plan: ServicePlan) -> dict[str, Any]:
     return {"status": {"loadBalancer": {"ingress": ingress or None}}}
 
 
+def _no_fence() -> None:
+    """Without leader election every write is ours to make."""
+
+
 class LoadBalancerController:
-    def __init__(self, api: ApiClient, metrics: ControllerMetrics | None = None) -> None:
+    def __init__(
+        self,
+        api: ApiClient,
+        metrics: ControllerMetrics | None = None,
+        *,
+        fence: Callable[[], None] = _no_fence,
+    ) -> None:
         self.metrics = metrics or ControllerMetrics()
+        self.fence = fence  # raises LeadershipLost once we may no longer write
         self.core = CoreV1Api(api)
         self.custom = CustomObjectsApi(api)
         self.discovery = DiscoveryV1Api(api)
@@ -128,7 +140,8 @@ class LoadBalancerController:
         self._synced = {"services": False, "pools": False, "advertisements": False}
         self._started = asyncio.Event()
         self._pool_counts: dict[str, tuple[int, int]] = {}
-        self._failures: dict[str, int] = {}  # Service key -> writes failed in a row
+        self._backoff = KeyedBackoff(base=RETRY_DELAY, cap=RETRY_MAX)
+        self.events = EventRecorder(self.core, COMPONENT, fence=fence)
 
     # --- events from the watches ----------------------------------------------------------
 
@@ -238,6 +251,10 @@ class LoadBalancerController:
         for key in self.services:
             self.enqueue(key)
 
+    def idle(self, key: str) -> bool:
+        """Whether nothing is queued or being written for the Service (tests wait on this)."""
+        return key not in self._queued and key not in self._writing and key not in self._again
+
     def enqueue(self, key: str) -> None:
         if key not in self._queued:
             self._queued.add(key)
@@ -323,14 +340,17 @@ class LoadBalancerController:
         self, key: str, view: ServiceView, plan: ServicePlan, wanted: dict[str, dict[str, Any]]
     ) -> None:
         try:
-            failed = await self._try_write(key, view, plan, wanted)
-            if failed is not None:
-                # Back off exponentially per Service: a write that keeps failing (RBAC, a
-                # namespace being deleted) must not load the apiserver.
-                self.metrics.failures.labels("Service", key, failed).inc()
-                count = self._failures[key] = self._failures.get(key, 0) + 1
-                await asyncio.sleep(min(RETRY_DELAY * 2 ** (count - 1), RETRY_MAX))
+            outcome = await self._try_write(key, view, plan, wanted)
+            if outcome is Outcome.REDO:
+                self._again.add(key)  # changed meanwhile: decide again on fresh state
+            elif outcome is Outcome.TEMPORARY:
+                # Back off per Service, jittered: a write that keeps failing (the apiserver
+                # down, a namespace being deleted) must not load the apiserver.
+                await asyncio.sleep(self._backoff.next(key))
                 self._again.add(key)
+            elif outcome is Outcome.DONE:
+                self._backoff.reset(key)
+            # PERMANENT: said in a Warning Event; tried again when the Service changes.
         finally:
             del self._writing[key]
             if key in self._again:
@@ -339,37 +359,42 @@ class LoadBalancerController:
 
     async def _try_write(
         self, key: str, view: ServiceView, plan: ServicePlan, wanted: dict[str, dict[str, Any]]
-    ) -> str | None:
-        """Apply the plan; None when done (or the Service is gone), else why it failed."""
+    ) -> Outcome:
+        """Apply the plan; the outcome of the first write that failed, else DONE."""
         try:
             async with self._writers:
                 await self._apply(view, plan)
                 await self._announce(view, wanted)
-        except ApiException as error:
-            if error.status == 404:
-                return None  # gone meanwhile: the watch tells us
-            log.warning(
-                "write failed, retrying",
-                extra={"service": key, "status": error.status, "reason": error.reason},
-            )
-            return str(error.status)
-        except (aiohttp.ClientError, OSError) as error:
-            log.warning(
-                "apiserver unreachable, retrying", extra={"service": key, "error": str(error)}
-            )
-            return type(error).__name__
-        self._failures.pop(key, None)
-        return None
+        except API_ERRORS as error:
+            outcome = classify(error)
+            if outcome is Outcome.DONE:
+                return outcome  # the Service is gone meanwhile: the watch tells us
+            self.metrics.failures.labels("Service", key, describe(error)).inc()
+            if outcome is Outcome.PERMANENT:
+                log.error(
+                    "write refused", extra={"service": key, "error": describe(error),
+                                            "reason": getattr(error, "reason", "")},
+                )  # fmt: skip
+                message = f"the apiserver refused a write: {describe(error)} {error}"
+                await self._record(view, Event("Warning", "WriteRefused", message[:1000]))
+            elif outcome is Outcome.TEMPORARY:
+                log.warning(
+                    "write failed, retrying", extra={"service": key, "error": describe(error)}
+                )
+            return outcome
+        return Outcome.DONE
 
     async def _apply(self, view: ServiceView, plan: ServicePlan) -> None:
         name, namespace = view.name, view.namespace
         has_finalizer = FINALIZER in view.finalizers
         if plan.finalizer and not has_finalizer:
             finalizers = [*view.finalizers, FINALIZER]
+            self.fence()
             await self.core.patch_namespaced_service(
                 name, namespace, {"metadata": {"finalizers": finalizers}}, **MERGE
             )
         if view.ingress != plan.ingress and not view.deleting:
+            self.fence()
             await self.core.patch_namespaced_service_status(
                 name, namespace, _ingress_body(plan), **MERGE
             )
@@ -380,12 +405,8 @@ class LoadBalancerController:
             service = self.services.get(view.key)
             version = service.metadata.resource_version if service is not None else None
             body = {"metadata": {"finalizers": finalizers or None, "resourceVersion": version}}
-            try:
-                await self.core.patch_namespaced_service(name, namespace, body, **MERGE)
-            except ApiException as error:
-                if error.status != 409:
-                    raise
-                self._again.add(view.key)  # changed meanwhile: decide again on fresh state
+            self.fence()
+            await self.core.patch_namespaced_service(name, namespace, body, **MERGE)
 
     async def _announce(self, view: ServiceView, wanted: dict[str, dict[str, Any]]) -> None:
         """Make the Service's BGPAdvertisements these (owned by it, so they go with it)."""
@@ -412,6 +433,7 @@ class LoadBalancerController:
                     },
                     "spec": spec,
                 }
+                self.fence()
                 try:
                     await self.custom.create_namespaced_custom_object(
                         GROUP, VERSION, view.namespace, plural, body
@@ -423,10 +445,12 @@ class LoadBalancerController:
                         GROUP, VERSION, view.namespace, plural, name, {"spec": spec}, **MERGE
                     )
             elif have[name] != spec:
+                self.fence()
                 await self.custom.patch_namespaced_custom_object(
                     GROUP, VERSION, view.namespace, plural, name, {"spec": spec}, **MERGE
                 )
         for name in set(have) - set(wanted):
+            self.fence()
             try:
                 await self.custom.delete_namespaced_custom_object(
                     GROUP, VERSION, view.namespace, plural, name
@@ -436,33 +460,10 @@ class LoadBalancerController:
                     raise
 
     async def _record(self, view: ServiceView, event: Event) -> None:
-        now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-        service = self.services.get(view.key)
-        body: Any = {
-            "metadata": {"generateName": f"{view.name}."},
-            "involvedObject": {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "namespace": view.namespace,
-                "name": view.name,
-                "uid": service.metadata.uid if service is not None else None,
-            },
-            "type": event.type,
-            "reason": event.reason,
-            "message": event.message,
-            "source": {"component": COMPONENT},
-            "reportingComponent": COMPONENT,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
         log.info(event.message, extra={"service": view.key, "reason": event.reason})
-        try:
-            await self.core.create_namespaced_event(view.namespace, body)
-        except ApiException as error:
-            # Events are best effort (a namespace being deleted refuses them): never a reason
-            # to write the Service again.
-            log.warning("event not recorded", extra={"service": view.key, "status": error.status})
+        involved = {"apiVersion": "v1", "kind": "Service", "namespace": view.namespace,
+                    "name": view.name, "uid": view.uid}  # fmt: skip
+        await self.events.record(involved, event.type, event.reason, event.message)
 
     async def _pool_status_loop(self) -> None:
         """AddressPool status: allocated and free counts, written when they change."""
@@ -476,13 +477,13 @@ class LoadBalancerController:
                 if self._pool_counts.get(name) == counts:
                     continue
                 body = {"status": {"allocatedAddresses": counts[0], "freeAddresses": counts[1]}}
+                self.fence()
                 try:
                     await self.custom.patch_cluster_custom_object_status(
                         GROUP, VERSION, "addresspools", name, body, **MERGE
                     )  # fmt: skip
                     self._pool_counts[name] = counts
-                except ApiException as error:
-                    log.debug(
-                        "pool status not written", extra={"pool": name, "status": error.status}
-                    )
+                except API_ERRORS as error:
+                    problem = {"pool": name, "error": describe(error)}
+                    log.debug("pool status not written", extra=problem)
             await asyncio.sleep(1.0)

@@ -39,6 +39,11 @@ class ControllerMetrics:
             ["pool"],
             registry=self.registry,
         )
+        self.leader = Gauge(
+            "sart_controller_leader",
+            "1 while this controller holds the leader Lease, else 0",
+            registry=self.registry,
+        )
         self.pending = Gauge(
             "sart_controller_pending_services",
             "LoadBalancer Services waiting for an address",

@@ -1,97 +1,242 @@
-"""List-then-watch, the one loop every controller here shares (kubernetes-asyncio).
+"""The one watch layer every daemon here shares (kubernetes-asyncio), as client-go's reflector
+does it:
 
-`watch_objects` lists a resource, hands every object to `handle("SYNC", obj)` (and
-`handle("SYNCED", None)` after the listing), then watches from the listing's resourceVersion;
-when the apiserver says the version is too old (410) it lists again. Failures back off
-exponentially (capped), so an apiserver that is starting or overloaded (429, 5xx) is waited
-for, never hammered and never fatal.
+- LIST, then WATCH from the listing's resourceVersion with bookmarks, and when a watch ends
+  (the apiserver closes it every few minutes, or the connection breaks) WATCH again from the
+  last resourceVersion seen, without listing again;
+- LIST again only when the apiserver says that version is too old (410 Gone); a relist
+  *replaces* the store: what vanished while we were not watching is handed on as DELETED;
+- every transport failure, 429 and 5xx is temporary: jittered exponential backoff, never
+  fatal; 401 and 403 are logged as errors (the RBAC is wrong), and retried slowly in case it is
+  fixed.
+
+The handler sees ("ADDED" | "MODIFIED" | "DELETED", object) and ("SYNCED", None) after each
+listing has been applied. The store (`Store`) and the decisions are plain code; only
+`watch_objects` does I/O.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
+import aiohttp
+import attrs
 from kubernetes_asyncio.client import CustomObjectsApi
 from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.watch import Watch
 
 from sart.k8s.convert import InvalidObject, structure
 from sart.k8s.models import GROUP, VERSION
+from sart.k8s.runtime.outcome import API_ERRORS, Backoff, Outcome, classify, is_authorization
 
 log = logging.getLogger("sart.k8s")
 
 Handler = Callable[[str, Any], None]
-BACKOFF_MAX = 30.0
+WATCH_SECONDS = 300  # the apiserver ends each watch after this; we resume from where it was
 T = TypeVar("T")
+
+
+def _meta(obj: Any) -> tuple[str, str, str]:
+    """(namespace, name, resourceVersion) of a dict or of a kubernetes-asyncio model."""
+    if isinstance(obj, dict):
+        meta = obj.get("metadata") or {}
+        return meta.get("namespace") or "", meta.get("name") or "", meta.get("resourceVersion", "")
+    meta = obj.metadata
+    return meta.namespace or "", meta.name or "", meta.resource_version or ""
+
+
+def object_key(obj: Any) -> str:
+    """namespace/name, or name for cluster-scoped objects."""
+    namespace, name, _ = _meta(obj)
+    return f"{namespace}/{name}" if namespace else name
 
 
 def _version(listing: Any) -> str:
     if isinstance(listing, dict):
-        return str(listing.get("metadata", {}).get("resourceVersion", ""))
+        return str((listing.get("metadata") or {}).get("resourceVersion", ""))
     return str(listing.metadata.resource_version or "")
 
 
 def _items(listing: Any) -> list[Any]:
     if isinstance(listing, dict):
-        return list(listing.get("items", []))
+        return list(listing.get("items") or [])
     return list(listing.items or [])
 
 
-async def retry(call: Callable[[], Awaitable[Any]], what: str) -> Any:
-    """Call until it answers: the apiserver may still be starting (404 for a CRD not yet
-    served, 429, 5xx, connection refused)."""
-    delay = 0.1
+class Store:
+    """The objects of one kind as last seen, by key. Plain code: `replace` (a listing) and
+    `apply` (a watch event) return the events to hand on."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, Any] = {}
+
+    def replace(self, items: Iterable[Any]) -> list[tuple[str, Any]]:
+        """Make the store exactly these: ADDED for new keys, MODIFIED for changed ones, DELETED
+        (with the last object seen) for keys the listing no longer has."""
+        fresh = {object_key(item): item for item in items}
+        events: list[tuple[str, Any]] = [
+            ("DELETED", old) for key, old in self.objects.items() if key not in fresh
+        ]
+        for key, item in fresh.items():
+            old = self.objects.get(key)
+            if old is None:
+                events.append(("ADDED", item))
+            elif _meta(old)[2] != _meta(item)[2]:
+                events.append(("MODIFIED", item))
+        self.objects = fresh
+        return events
+
+    def apply(self, kind: str, obj: Any) -> list[tuple[str, Any]]:
+        key = object_key(obj)
+        if kind == "DELETED":
+            self.objects.pop(key, None)
+            return [("DELETED", obj)]
+        known = key in self.objects
+        self.objects[key] = obj
+        return [("MODIFIED" if known else "ADDED", obj)]
+
+
+@attrs.define
+class WatchStats:
+    """What a watch has done, for tests to wait on and for operators to read."""
+
+    lists: int = 0  # LISTs answered (the first, then one per 410 Gone)
+    watches: int = 0  # WATCH requests opened
+    events: int = 0  # events handed on (deletions found by a relist included)
+    failures: int = 0  # failed LISTs and broken WATCHes
+
+
+class Gone(Exception):
+    """The resourceVersion we watch from is too old (410): list again."""
+
+
+async def _list(
+    list_call: Callable[..., Awaitable[Any]], what: str, backoff: Backoff, **kwargs: Any
+) -> Any:
     while True:
         try:
-            return await call()
-        except (ApiException, OSError) as error:
-            status = getattr(error, "status", None)
-            log.info("waiting for the apiserver", extra={"what": what, "status": status})
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, BACKOFF_MAX)
+            listing = await list_call(**kwargs)
+        except API_ERRORS as error:
+            await _wait_out(error, what, "list", backoff)
+            continue
+        backoff.reset()
+        return listing
+
+
+async def _wait_out(error: BaseException, what: str, doing: str, backoff: Backoff) -> None:
+    """Back off after a failed LIST or WATCH; every outcome but a bug of ours is retried."""
+    outcome = classify(error, gone=Outcome.TEMPORARY)  # 404: the CRD is not served yet
+    delay = backoff.next()
+    if is_authorization(error):
+        log.error(
+            f"not allowed to {doing} {what}: check the RBAC",
+            extra={"what": what, "status": getattr(error, "status", None), "retry_in": delay},
+        )
+    else:
+        log.warning(
+            f"{doing} failed, retrying",
+            extra={"what": what, "outcome": outcome.value, "error": _text(error),
+                   "retry_in": round(delay, 2)},
+        )  # fmt: skip
+    await asyncio.sleep(delay)
+
+
+def _text(error: BaseException) -> str:
+    if isinstance(error, ApiException):
+        return f"{error.status} {error.reason}"
+    return f"{type(error).__name__}: {error}"
 
 
 async def watch_objects(
-    list_call: Callable[..., Awaitable[Any]], handle: Handler, what: str, **kwargs: Any
+    list_call: Callable[..., Awaitable[Any]],
+    handle: Handler,
+    what: str,
+    *,
+    stats: WatchStats | None = None,
+    **kwargs: Any,
 ) -> None:
-    delay = 0.1
+    """List, then watch `list_call`'s objects forever, handing each change to `handle`."""
+    stats = stats if stats is not None else WatchStats()
+    store = Store()
+    backoff = Backoff(base=0.1, cap=30.0)
+
+    def hand_on(events: Iterable[tuple[str, Any]]) -> None:
+        for kind, obj in events:
+            stats.events += 1
+            handle(kind, obj)
+
+    since = ""  # the resourceVersion to watch from; empty: list first
     while True:
-        listing = await retry(lambda: list_call(**kwargs), what)
-        for item in _items(listing):
-            handle("SYNC", item)
-        handle("SYNCED", None)
-        version = _version(listing)
+        if not since:
+            listing = await _list(list_call, what, backoff, **kwargs)
+            stats.lists += 1
+            hand_on(store.replace(_items(listing)))
+            handle("SYNCED", None)
+            since = _version(listing)
         try:
-            async with Watch() as stream:
-                async for event in stream.stream(
-                    list_call, resource_version=version, timeout_seconds=300, **kwargs
-                ):
-                    kind = event["type"]
-                    if kind == "ERROR":
-                        break  # usually 410 Gone: list again
-                    if kind != "BOOKMARK":
-                        handle(kind, event["object"])
-            delay = 0.1
-        except ApiException as error:
-            if error.status != 410:
-                log.warning("watch failed", extra={"what": what, "status": error.status})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, BACKOFF_MAX)
-        except (TimeoutError, OSError) as error:
-            log.warning("watch broke", extra={"what": what, "error": str(error)})
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, BACKOFF_MAX)
+            stats.watches += 1
+            since = await _watch(list_call, store, hand_on, since, **kwargs)
+            backoff.reset()
+        except Gone:
+            log.info("watch expired, listing again", extra={"what": what})
+            since = ""
+        except API_ERRORS as error:
+            stats.failures += 1
+            if isinstance(error, ApiException) and error.status == 410:
+                since = ""
+                continue
+            await _wait_out(error, what, "watch", backoff)
 
 
-async def watch_kind(custom: CustomObjectsApi, plural: str, handle: Handler, **kwargs: Any) -> None:
+async def _watch(
+    list_call: Callable[..., Awaitable[Any]],
+    store: Store,
+    hand_on: Callable[[Iterable[tuple[str, Any]]], None],
+    since: str,
+    **kwargs: Any,
+) -> str:
+    """One WATCH from `since` until the apiserver ends it; returns the last version seen."""
+    # A read that stays silent for longer than the apiserver's own timeout means a dead
+    # connection (no FIN ever came): give up on it rather than wait forever.
+    timeout = aiohttp.ClientTimeout(sock_connect=10, sock_read=WATCH_SECONDS + 30)
+    async with Watch() as stream:
+        async for event in stream.stream(
+            list_call,
+            resource_version=since,
+            allow_watch_bookmarks=True,
+            timeout_seconds=WATCH_SECONDS,
+            _request_timeout=timeout,
+            **kwargs,
+        ):
+            kind = event["type"]
+            if kind == "BOOKMARK":
+                since = _meta(event["raw_object"])[2] or since
+                continue
+            if kind == "ERROR":  # kubernetes-asyncio raises for these; kept for safety
+                raise Gone
+            obj = event["object"]
+            since = _meta(obj)[2] or since
+            hand_on(store.apply(kind, obj))
+    return since
+
+
+async def watch_kind(
+    custom: CustomObjectsApi,
+    plural: str,
+    handle: Handler,
+    *,
+    stats: WatchStats | None = None,
+    **kwargs: Any,
+) -> None:
     """`watch_objects` for one of our kinds, cluster-wide (namespaced kinds: every namespace)."""
     await watch_objects(
         custom.list_cluster_custom_object,
         handle,
         plural,
+        stats=stats,
         group=GROUP,
         version=VERSION,
         plural=plural,
