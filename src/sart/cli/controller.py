@@ -30,6 +30,7 @@ async def _run(
     lease_name: str,
     identity: str,
     elect: bool,
+    timing: tuple[float, float, float],
     metrics_address: str,
     webhook: tuple[str, Path, Path] | None,
 ) -> None:
@@ -44,6 +45,9 @@ async def _run(
             name=lease_name,
             namespace=lease_namespace,
             identity=identity,
+            duration=timing[0],
+            renew_deadline=timing[1],
+            renew=timing[2],
             on_change=lambda leading: metrics.leader.set(1 if leading else 0),
         )
         fence = leader.fence if elect else (lambda: None)
@@ -75,6 +79,27 @@ def options(function: click.decorators.FC) -> click.decorators.FC:
         click.option("--identity", default=socket.gethostname(), show_default="the host name"),
         click.option("--leader-elect/--no-leader-elect", default=True, show_default=True),
         click.option(
+            "--lease-duration",
+            type=click.FloatRange(min=1.0),
+            default=15.0,
+            show_default=True,
+            help="Seconds a standby waits, after it last saw the Lease change, to take it over.",
+        ),
+        click.option(
+            "--renew-deadline",
+            type=click.FloatRange(min=0.5),
+            default=10.0,
+            show_default=True,
+            help="Seconds the leader keeps acting without a successful renewal.",
+        ),
+        click.option(
+            "--retry-period",
+            type=click.FloatRange(min=0.1),
+            default=2.0,
+            show_default=True,
+            help="Seconds between attempts to acquire or renew the Lease.",
+        ),
+        click.option(
             "--webhook-address",
             default="0.0.0.0:9443",
             show_default=True,
@@ -104,6 +129,9 @@ def run(
     lease_name: str,
     identity: str,
     leader_elect: bool,
+    lease_duration: float,
+    renew_deadline: float,
+    retry_period: float,
     metrics_address: str,
     webhook_address: str,
     webhook_cert: Path | None,
@@ -115,13 +143,18 @@ def run(
     identity = f"{identity}-{os.getpid()}"
     if (webhook_cert is None) != (webhook_key is None):
         raise click.UsageError("--webhook-cert and --webhook-key go together")
+    if not retry_period < renew_deadline < lease_duration:
+        raise click.UsageError(
+            "--retry-period < --renew-deadline < --lease-duration is needed"
+            f" (got {retry_period}, {renew_deadline}, {lease_duration})"
+        )
     webhook = None
     if webhook_cert is not None and webhook_key is not None:
         webhook = (webhook_address, webhook_cert, webhook_key)
     run_daemon(
         _run(
-            kubeconfig, lease_namespace, lease_name, identity, leader_elect, metrics_address,
-            webhook,
+            kubeconfig, lease_namespace, lease_name, identity, leader_elect,
+            (lease_duration, renew_deadline, retry_period), metrics_address, webhook,
         ),
         "sart-controller",
     )  # fmt: skip
