@@ -13,14 +13,16 @@ from kubernetes_asyncio.client import ApiClient, CustomObjectsApi
 from sart.api.client import ApiError, SpeakerClient
 from sart.k8s.reconcile.agent import plan, wanted_paths, wanted_peers
 from sart.k8s.runtime.outcome import Backoff
-from sart.k8s.runtime.watch import watch_kind
+from sart.k8s.runtime.watch import WatchStats, watch_kind
 
 log = logging.getLogger("sart.agent")
 RESYNC = 30.0  # also compare with the speaker now and then: it may have restarted
 
 
 class NodeAgent:
-    def __init__(self, api: ApiClient, node: str, endpoint: str) -> None:
+    def __init__(
+        self, api: ApiClient, node: str, endpoint: str, *, stats: WatchStats | None = None
+    ) -> None:
         self.custom = CustomObjectsApi(api)
         self.node = node
         self.endpoint = endpoint
@@ -28,6 +30,7 @@ class NodeAgent:
         self.advertisements: dict[str, dict[str, Any]] = {}
         self._wake = asyncio.Event()
         self._backoff = Backoff(base=0.2, cap=10.0)
+        self.stats = stats if stats is not None else WatchStats()  # both watches, added up
 
     def _handler(self, store: dict[str, dict[str, Any]]) -> Any:
         def handle(kind: str, obj: Any) -> None:
@@ -50,7 +53,9 @@ class NodeAgent:
                 ("bgppeers", self.peers),
                 ("bgpadvertisements", self.advertisements),
             ):
-                tasks.create_task(watch_kind(self.custom, plural, self._handler(store)))
+                tasks.create_task(
+                    watch_kind(self.custom, plural, self._handler(store), stats=self.stats)
+                )
             tasks.create_task(self._work())
 
     async def _work(self) -> None:

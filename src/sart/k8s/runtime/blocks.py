@@ -149,9 +149,9 @@ class BlockController:
                     self._backoff.reset(name)
 
     def _failed(self, name: str, error: BaseException, now: float) -> None:
-        outcome = classify(error)
-        if outcome is Outcome.DONE:
-            return  # the request is gone: the watch says so
+        # A 404 here is not the request being gone (that delete tolerates 404 itself): the
+        # advertisement's namespace may not exist yet. Temporary.
+        outcome = classify(error, gone=Outcome.TEMPORARY)
         delay = self._backoff.next(name)  # REDO too: our own write may not be seen yet
         if outcome is Outcome.PERMANENT:
             log.error("block request refused", extra={"request": name, "error": describe(error)})
