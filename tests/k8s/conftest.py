@@ -25,6 +25,7 @@ from sart.testing.controlplane import (
     find_binaries,
     unique_name,
 )
+from sart.testing.proxy import TcpProxy, proxied_kubeconfig
 
 REPORT = pytest.StashKey[list[str]]()
 
@@ -84,6 +85,23 @@ async def namespace(k8s: Any, request: pytest.FixtureRequest) -> AsyncIterator[s
     await create_namespace(k8s, name)
     yield name
     await delete_namespace(k8s, name)
+
+
+@pytest.fixture
+def proxy(control_plane: ControlPlane) -> Iterator[TcpProxy]:
+    """A TCP proxy to the apiserver, to cut or refuse one client's connections."""
+    with TcpProxy.from_url(control_plane.server) as running:
+        yield running
+
+
+@pytest_asyncio.fixture
+async def proxied(
+    control_plane: ControlPlane, proxy: TcpProxy, tmp_path: Path
+) -> AsyncIterator[Any]:
+    """An ApiClient whose every connection goes through `proxy` (the daemon under test's)."""
+    kubeconfig = proxied_kubeconfig(control_plane.kubeconfig, proxy, tmp_path / "kubeconfig")
+    async with await control_plane.api_client(kubeconfig) as api:
+        yield api
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

@@ -1,8 +1,8 @@
 """The runtime keeps the truth when things break, against the real apiserver: a watch cut while
 objects are deleted, leader election through transient errors and clock skew, Events
 aggregated, a pool deleted while in use, block requests served once however often a write
-fails. (The apiserver restart is in test_apiserver_restart.py; SIGKILL and SIGSTOP of real
-controller processes in test_controller_chaos.py.)"""
+fails, and the apiserver with etcd stopped and started again under running daemons. (SIGKILL
+and SIGSTOP of real controller processes: test_controller_chaos.py.)"""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import asyncio
 import random
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from kubernetes_asyncio import config
 from kubernetes_asyncio.client import ApiClient, CoordinationV1Api, CoreV1Api, CustomObjectsApi
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -39,21 +39,6 @@ MERGE = {"_content_type": "application/merge-patch+json"}
 
 async def eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
     return await until(check, timeout, 0.05)
-
-
-@pytest.fixture
-def proxy(control_plane: ControlPlane) -> Iterator[TcpProxy]:
-    with TcpProxy.from_url(control_plane.server) as made:
-        yield made
-
-
-@pytest_asyncio.fixture
-async def proxied(control_plane: ControlPlane, proxy: TcpProxy) -> AsyncIterator[ApiClient]:
-    """A client that reaches the apiserver through `proxy` (the daemon under test's)."""
-    path = proxied_kubeconfig(control_plane.kubeconfig, proxy)
-    client = await config.new_client_from_config(config_file=str(path), persist_config=False)
-    async with client:
-        yield client
 
 
 async def make_pool(custom: CustomObjectsApi, cidr: str, **spec: Any) -> str:
@@ -101,6 +86,11 @@ def speaker(tmp_path: Path) -> Iterator[str]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
+        deadline = time.monotonic() + 30
+        while not socket_path.exists():  # serving once its socket is there
+            assert process.poll() is None, "sartd bgp exited"
+            assert time.monotonic() < deadline, "sartd bgp did not start"
+            time.sleep(0.05)
         yield f"unix:{socket_path}"
     finally:
         process.terminate()
@@ -380,3 +370,111 @@ async def _get(call: Any) -> Any:
         return await call
     except Exception:  # not there yet
         return None
+
+
+@pytest.fixture(scope="module")
+def own_plane(control_plane: ControlPlane) -> Iterator[ControlPlane]:
+    """A control plane of its own, to be stopped and started (the session's binaries)."""
+    with ControlPlane(control_plane.bin_dir) as plane:
+        yield plane
+
+
+@pytest_asyncio.fixture
+async def own_api(own_plane: ControlPlane) -> AsyncIterator[ApiClient]:
+    async with await own_plane.api_client() as api:
+        yield api
+
+
+async def test_apiserver_and_etcd_restarted_under_running_daemons(
+    own_plane: ControlPlane, own_api: ApiClient, tmp_path: Path, speaker: str
+) -> None:
+    """Services are being created when the apiserver and etcd stop; while the daemons are cut
+    off, Services vanish and new ones come; the apiserver starts again with a new watch
+    cache, so the daemons' watches must list again (410): controller and agent carry on
+    without a restart, and apply everything that changed meanwhile."""
+    api, plane = own_api, own_plane
+    await apply_crds(api)
+    core, custom = CoreV1Api(api), CustomObjectsApi(api)
+    namespace = unique_name("restart")
+    await core.create_namespace({"metadata": {"name": namespace}})
+    pool = await make_pool(custom, "10.123.0.0/24", autoAssign=True)
+    node = unique_name("node")
+    await custom.create_cluster_custom_object(GROUP, VERSION, "nodebgps", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "NodeBGP", "metadata": {"name": node},
+        "spec": {"asn": 65010, "routerId": "10.255.0.1", "speaker": {"path": speaker}},
+    })  # fmt: skip
+    with TcpProxy.from_url(plane.server) as proxy:
+        kubeconfig = proxied_kubeconfig(plane.kubeconfig, proxy, tmp_path / "kubeconfig")
+        async with await plane.api_client(kubeconfig) as daemons_api:
+            controller = LoadBalancerController(daemons_api)
+            agent = NodeAgent(daemons_api, node, speaker)
+            tasks = [asyncio.create_task(controller.run()), asyncio.create_task(agent.run())]
+            try:
+                await _restart_under(plane, proxy, api, namespace, pool, agent, tasks, speaker)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _restart_under(
+    plane: ControlPlane,
+    proxy: TcpProxy,
+    api: ApiClient,
+    namespace: str,
+    pool_name: str,
+    agent: NodeAgent,
+    tasks: list[asyncio.Task[None]],
+    speaker: str,
+) -> None:
+    core = CoreV1Api(api)
+    for index in range(20):
+        await make_service(core, namespace, f"s{index}")
+    # mid-reconcile: the controller is still writing addresses for these
+    await asyncio.to_thread(plane.stop_components, "kube-apiserver", "etcd")
+    await asyncio.to_thread(plane.start_components, "etcd", "kube-apiserver")
+    await eventually(lambda: _all_served(core, namespace, [f"s{i}" for i in range(20)]), 60)
+
+    lists = agent.stats.lists
+    proxy.refuse()
+    proxy.cut()
+    await forget(core, namespace, "s0")
+    await forget(core, namespace, "s1")
+    for index in range(20, 25):
+        await make_service(core, namespace, f"s{index}")
+    await asyncio.to_thread(plane.stop_components, "kube-apiserver", "etcd")
+    await asyncio.to_thread(plane.start_components, "etcd", "kube-apiserver")
+    proxy.accept()
+
+    names = [f"s{i}" for i in range(2, 25)]
+    served = await eventually(lambda: _all_served(core, namespace, names), 60)
+    assert len(set(served.values())) == len(names)  # distinct
+    wanted = {f"{a}/32" for a in served.values()}
+
+    async def announced_exactly() -> bool:
+        paths = {p for p in await local_paths(speaker) if p.startswith("10.123.")}
+        return paths == wanted
+
+    await eventually(announced_exactly, 60)  # s0 and s1 withdrawn, s20-s24 announced
+    assert agent.stats.lists > lists  # the agent had to list again: its version was gone
+    assert not [t for t in tasks if t.done()]  # nothing died, nothing was restarted
+    # s0's and s1's addresses were released: the pool counts only the 23 left
+    custom = CustomObjectsApi(api)
+
+    async def counted() -> bool:
+        pool = await custom.get_cluster_custom_object(GROUP, VERSION, "addresspools", pool_name)
+        return bool((pool.get("status") or {}).get("allocatedAddresses") == len(names))
+
+    await eventually(counted, 30)
+
+
+async def _all_served(core: CoreV1Api, namespace: str, names: list[str]) -> dict[str, str] | None:
+    services = {s.metadata.name: s for s in (await core.list_namespaced_service(namespace)).items}
+    served = {}
+    for name in names:
+        service = services.get(name)
+        balancer = service.status.load_balancer if service is not None else None
+        if balancer is None or not balancer.ingress:
+            return None
+        served[name] = balancer.ingress[0].ip
+    return served

@@ -18,15 +18,14 @@ import sys
 import textwrap
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import pytest_asyncio
 import yaml
-from kubernetes_asyncio import client, config, watch
+from kubernetes_asyncio import client, watch
 
 from sart.testing.controlplane import ControlPlane, ControlPlaneError, create_namespace
 from sart.testing.proxy import ProxyError, TcpProxy, proxied_kubeconfig
@@ -48,24 +47,6 @@ def _alive(pid: int) -> bool:
 
 def _config_map(name: str, data: dict[str, str]) -> Any:
     return client.V1ConfigMap(metadata=client.V1ObjectMeta(name=name), data=data)
-
-
-@pytest.fixture
-def proxy(control_plane: ControlPlane) -> Iterator[TcpProxy]:
-    with TcpProxy.from_url(control_plane.server) as running:
-        yield running
-
-
-@pytest_asyncio.fixture
-async def proxied(
-    control_plane: ControlPlane, proxy: TcpProxy, tmp_path: Path
-) -> AsyncIterator[Any]:
-    """An ApiClient whose every connection goes through `proxy`."""
-    kubeconfig = proxied_kubeconfig(control_plane.kubeconfig, proxy, tmp_path / "kubeconfig")
-    async with await config.new_client_from_config(
-        config_file=str(kubeconfig), persist_config=False
-    ) as api:
-        yield api
 
 
 # --- the proxy ---------------------------------------------------------------------------------

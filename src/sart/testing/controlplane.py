@@ -734,12 +734,13 @@ class ControlPlane:
 
     # Clients ---------------------------------------------------------------------------------
 
-    async def api_client(self) -> ApiClient:
-        """A kubernetes-asyncio client built from the kubeconfig; close it (``async with``)."""
+    async def api_client(self, kubeconfig: Path | None = None) -> ApiClient:
+        """A kubernetes-asyncio client built from the kubeconfig (or another one, such as a
+        proxied copy); close it (``async with``)."""
         from kubernetes_asyncio import config  # noqa: PLC0415 (slow import, only when used)
 
         return await config.new_client_from_config(
-            config_file=str(self.kubeconfig), persist_config=False
+            config_file=str(kubeconfig or self.kubeconfig), persist_config=False
         )
 
 
