@@ -219,7 +219,7 @@ async def test_bad_calls_get_the_right_status_and_change_nothing(
 async def test_events_stream_and_neighbor_ribs(speaker: Speaker, api: BgpApiStub) -> None:
     async with api.WatchEvents.open() as stream:
         await stream.send_message(pb.WatchEventsRequest(), end=True)
-        await asyncio.sleep(0.1)  # subscribed
+        await until(lambda: speaker._subscribers, 5)  # subscribed: no event can be missed
         await api.AddPaths(pb.AddPathsRequest(prefixes=["10.5.0.0/24"]))
         event = await asyncio.wait_for(stream.recv_message(), 5)
         assert event is not None and event.best_path_changed.prefix == "10.5.0.0/24"
