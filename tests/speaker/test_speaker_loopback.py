@@ -6,8 +6,11 @@ Session playing a peer that misbehaves on purpose (goes silent, stops reading).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import socket
-from collections.abc import AsyncIterator, Callable
+import struct
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -246,3 +249,116 @@ async def test_ttl_is_one_for_ebgp_and_255_for_ibgp_or_as_configured(
     _peer(a, b, ttl=64)
     await eventually(_established(a, b))
     assert ttl(a, B) == ttl(b, A) == 64
+
+
+@pytest.mark.parametrize("restarted", [False, True], ids=["plain", "graceful-restart"])
+async def test_open_and_keepalive_in_one_read_still_resolve_a_collision(
+    pair: tuple[Speaker, Speaker], restarted: bool
+) -> None:
+    """A second connection whose OPEN and KEEPALIVE arrive in one read goes OpenSent ->
+    OpenConfirm -> Established in one call: the collision rule must still run. Without
+    graceful restart the new connection is refused (Cease / Connection Collision
+    Resolution); with it the old session ends. Never two Established sessions."""
+    a, _ = pair
+    a.add_neighbor(neighbor(B, 65002, 1, A, passive=True))
+    gr = GracefulRestartCapability(0, 30)
+    first = RawPeer(65002, "10.255.0.12", gr, hold_time=30)
+    await first.connect(a.ports[0], B, A)
+    await eventually(_established(a))
+    old = a.neighbors[B].established
+    second = RawPeer(65002, "10.255.0.12", *((gr,) if restarted else ()), hold_time=30)
+    sock = socket.socket()
+    sock.bind((str(B), 0))
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (str(A), a.ports[0]))
+    second.reader, second.writer = await asyncio.open_connection(sock=sock)
+    now = asyncio.get_running_loop().time()
+    second.session.start(now)
+    second.session.connection_made(now)  # our OPEN is queued, not sent yet
+    while second.session.state is not State.OPEN_CONFIRM:
+        data = await asyncio.wait_for(second.reader.read(65536), 5)
+        second.session.receive_data(data, asyncio.get_running_loop().time())
+    second.flush()  # OPEN and KEEPALIVE in one segment
+    survivor, loser = (second, first) if restarted else (first, second)
+    data = b""
+    while chunk := await asyncio.wait_for(loser.reader.read(65536), 5):
+        data += chunk  # until the losing connection is closed
+    if not restarted:
+        assert bytes([0x03, 0x06, 0x07]) in data  # NOTIFICATION, Cease, Collision Resolution
+    await eventually(lambda: len(a.neighbors[B].connections) == 1)
+    (connection,) = a.neighbors[B].connections
+    assert connection.session.state is State.ESTABLISHED
+    assert a.neighbors[B].established is connection
+    assert (connection is old) is not restarted
+    while survivor.session.state is not State.ESTABLISHED:
+        data = await asyncio.wait_for(survivor.reader.read(65536), 5)
+        survivor.session.receive_data(data, asyncio.get_running_loop().time())
+    # the surviving session is the one that carries routes
+    survivor.send(routes([IPNetwork("10.10.0.0/24")], next_hop=B, asns=(65002,)))
+    await eventually(lambda: a.rib.lookup(IPNetwork("10.10.0.0/24")))
+    assert a.neighbors[B].stats.established_count == (2 if restarted else 1)
+
+
+@contextlib.contextmanager
+def cyclic_garbage() -> Iterator[list[object]]:
+    """The speaker's objects (sessions, connections, transports, errors) that only the cyclic
+    collector would free, made while the block runs."""
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    found: list[object] = []
+    try:
+        yield found
+        gc.collect()
+        kinds = (Session, asyncio.BaseTransport, asyncio.StreamReader, BaseException)
+        found += [o for o in gc.garbage if isinstance(o, kinds)]
+    finally:
+        gc.garbage.clear()
+        gc.set_debug(0)
+        gc.enable()
+
+
+@pytest.mark.parametrize("fault", ["reset", "eof", "cease", "refused"])
+async def test_a_failed_connection_is_freed_without_the_cyclic_collector(
+    pair: tuple[Speaker, Speaker], fault: str
+) -> None:
+    """sartd collects cyclic garbage rarely (cli/sartd.py): a connection that ends, however
+    it ends, must be freed by reference counting, or a flapping session grows the process."""
+    a, b = pair
+    if fault == "refused":
+        with socket.socket() as sock:
+            sock.bind((str(B), 0))
+            closed_port = sock.getsockname()[1]
+        with cyclic_garbage() as garbage:
+            stats = a.add_neighbor(neighbor(B, 65002, closed_port, A)).stats
+            for _ in range(2):  # the first attempt's error is behind the second
+                stats.last_error = ""
+                await eventually(lambda: "Connect call failed" in stats.last_error)
+            await a.remove_neighbor(B)
+        assert not garbage
+        return
+    _peer(a, b)
+    await eventually(_established(a, b))
+    with cyclic_garbage() as garbage:
+        for _ in range(3):
+            old = a.neighbors[B].established
+            theirs = b.neighbors[A].established
+            assert theirs is not None
+            if fault == "reset":  # RST, no NOTIFICATION
+                linger = struct.pack("ii", 1, 0)
+                theirs.writer.get_extra_info("socket").setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, linger
+                )
+                theirs.writer.transport.abort()
+            elif fault == "eof":  # FIN, no NOTIFICATION
+                theirs.writer.transport.close()
+            else:
+                await b.set_admin_down(A, True)
+                await b.set_admin_down(A, False)
+            await eventually(
+                lambda old=old: (
+                    a.neighbors[B].established not in (None, old) and _established(a, b)()
+                )
+            )
+        await asyncio.sleep(0.1)  # the closed connections' last callbacks run
+    assert not garbage

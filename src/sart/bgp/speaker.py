@@ -20,6 +20,7 @@ import logging
 import random
 import socket
 import struct
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -75,6 +76,16 @@ _MD5SIG_MAXKEYLEN = 80
 
 def _now() -> float:
     return time.monotonic()
+
+
+def _close_writer(writer: asyncio.StreamWriter) -> None:
+    """Close the transport, and free it: before 3.12, CPython's socket transport keeps a bound
+    method of itself after close() (gh-100348), a reference cycle that leaves every closed
+    connection to the cyclic collector (which sartd runs rarely, see cli/sartd.py)."""
+    writer.close()
+    transport = writer.transport
+    if sys.version_info < (3, 12) and hasattr(transport, "_read_ready_cb"):
+        transport._read_ready_cb = None
 
 
 @attrs.define
@@ -133,7 +144,18 @@ class _Connection:
         if not self.closed:
             self.closed = True
             self.flush()
-            self.writer.close()
+            _close_writer(self.writer)
+            # After the transport has told the reader how the connection ended (call_soon).
+            asyncio.get_running_loop().call_soon(self._forget_failure)
+
+    def _forget_failure(self) -> None:
+        """Drop the traceback of the error the connection failed with. The reader keeps the
+        error, and its traceback the frames it went through (ours, a write's or a read's),
+        which hold this connection and so the reader: a cycle only the cyclic collector
+        would free."""
+        failure = self.reader.exception()
+        if failure is not None:
+            failure.__traceback__ = None
 
 
 class Neighbor:
@@ -496,6 +518,7 @@ class Speaker:
                     self._open(config), timeout=self.config.connect_retry_time
                 )
             except (OSError, TimeoutError) as error:
+                error.__traceback__ = None  # its frames hold the connect's future, which holds it
                 neighbor.connecting = False
                 session.connection_lost(_now())
                 failures += 1
@@ -542,7 +565,7 @@ class Speaker:
         if neighbor is None or neighbor.config.admin_down or neighbor.stopping:
             why = "not a configured neighbor" if neighbor is None else "administratively down"
             log.warning("connection from %s refused: %s", address, why)
-            writer.close()
+            _close_writer(writer)
             return
         sock = writer.get_extra_info("socket")
         if sock is not None:
@@ -576,7 +599,8 @@ class Speaker:
                     actions += session.handle_timer(now)
                 self._act(neighbor, connection, actions)
                 if session.state is State.OPEN_CONFIRM:
-                    self._resolve_collision(neighbor, connection)
+                    assert session.fsm.negotiated is not None
+                    self._resolve_collision(neighbor, connection, session.fsm.negotiated)
                 connection.flush()
         finally:
             if session.state is not State.IDLE:
@@ -599,10 +623,10 @@ class Speaker:
         self._act(neighbor, connection, connection.session.stop(_now(), reason, subcode))
         connection.close()
 
-    def _resolve_collision(self, neighbor: Neighbor, connection: _Connection) -> None:
+    def _resolve_collision(
+        self, neighbor: Neighbor, connection: _Connection, negotiated: Negotiated
+    ) -> None:
         """RFC 4271 6.8, once this connection knows the peer's BGP identifier."""
-        negotiated = connection.session.fsm.negotiated
-        assert negotiated is not None
         for other in neighbor.connections:
             if other is connection or other.closed:
                 continue
@@ -633,7 +657,11 @@ class Speaker:
             if isinstance(action, Deliver):
                 self._deliver(neighbor, connection, action.message)
             elif isinstance(action, SessionUp):
-                self._session_up(neighbor, connection, action.negotiated)
+                # An OPEN and a KEEPALIVE read together take a session through OpenConfirm
+                # within one call: the collision rule runs here too, before it takes over.
+                self._resolve_collision(neighbor, connection, action.negotiated)
+                if not connection.closed:
+                    self._session_up(neighbor, connection, action.negotiated)
             elif isinstance(action, SessionDown):
                 self._session_down(neighbor, connection, action)
             elif isinstance(action, DropTcp):
