@@ -409,8 +409,11 @@ class LoadBalancerController:
             await self.core.patch_namespaced_service(name, namespace, body, **MERGE)
 
     async def _announce(self, view: ServiceView, wanted: dict[str, dict[str, Any]]) -> None:
-        """Make the Service's BGPAdvertisements these (owned by it, so they go with it)."""
+        """Make the Service's BGPAdvertisements these (owned by it, so they go with it). What
+        is written is recorded at once (controller-runtime's expectations): a second pass
+        before the watch shows our own write must not POST it again."""
         have = dict(self.announced.get(view.key, {}))
+        mine = self.announced.setdefault(view.key, {})
         plural = "bgpadvertisements"
         for name, spec in wanted.items():
             if name not in have:
@@ -444,11 +447,13 @@ class LoadBalancerController:
                     await self.custom.patch_namespaced_custom_object(
                         GROUP, VERSION, view.namespace, plural, name, {"spec": spec}, **MERGE
                     )
+                mine[name] = spec
             elif have[name] != spec:
                 self.fence()
                 await self.custom.patch_namespaced_custom_object(
                     GROUP, VERSION, view.namespace, plural, name, {"spec": spec}, **MERGE
                 )
+                mine[name] = spec
         for name in set(have) - set(wanted):
             self.fence()
             try:
@@ -458,6 +463,7 @@ class LoadBalancerController:
             except ApiException as error:
                 if error.status != 404:
                     raise
+            mine.pop(name, None)
 
     async def _record(self, view: ServiceView, event: Event) -> None:
         log.info(event.message, extra={"service": view.key, "reason": event.reason})
