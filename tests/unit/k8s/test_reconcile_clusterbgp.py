@@ -1,0 +1,185 @@
+"""ClusterBGP -> NodeBGPs and BGPPeers (pure), fed the original sart's sample YAML."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from sart.k8s.convert import structure
+from sart.k8s.models import (
+    BGPPeerTemplate,
+    ClusterBGP,
+    NodeBGP,
+    NodeBGPCondition,
+    NodeBGPConditionReason,
+    NodeBGPConditionStatus,
+    NodeBGPStatus,
+)
+from sart.k8s.reconcile.clusterbgp import (
+    CLUSTER_BGP_LABEL,
+    PEER_NODE_LABEL,
+    NodeView,
+    changes,
+    plan,
+)
+from sart_samples import original_samples
+
+
+def sample(kind: str, name: str) -> dict[str, Any]:
+    return next(
+        s for s in original_samples() if s["kind"] == kind and s["metadata"]["name"] == name
+    )
+
+
+def cluster_bgp(name: str, created: str = "2026-01-01T00:00:00Z", **spec: Any) -> ClusterBGP:
+    body = sample("ClusterBGP", name)
+    body = {**body, "metadata": {**body["metadata"], "uid": f"uid-{name}",
+                                 "creationTimestamp": created},
+            "spec": {**body["spec"], **spec}}  # fmt: skip
+    return structure(ClusterBGP, body)
+
+
+TEMPLATE = structure(
+    BGPPeerTemplate,
+    {"apiVersion": "sart.terassyi.net/v1alpha2", "kind": "BGPPeerTemplate",
+     "metadata": {"name": "bgppeertemplate-sample"},
+     "spec": {"asn": 65000, "addr": "9.9.9.9", "groups": ["to-router0"], "holdTime": 9}},
+)  # fmt: skip
+TEMPLATES = {"bgppeertemplate-sample": TEMPLATE}
+
+
+def node(name: str, bgp: str, asn: str | None = "65010", address: str = "172.18.0.2") -> NodeView:
+    labels = {"bgp": bgp}
+    if asn is not None:
+        labels["sart.terassyi.net/asn"] = asn
+    return NodeView(name=name, labels=labels, internal_addresses=("fd00::2", address))
+
+
+def test_the_original_samples_give_a_node_bgp_and_its_peer_per_selected_node() -> None:
+    nodes = [
+        node("sart-worker", "a"),
+        node("sart-worker2", "a", "65011", "172.18.0.3"),
+        node("sart-control-plane", "b", "65020", "172.18.0.4"),
+        node("other", "c"),
+    ]
+    wanted = plan([cluster_bgp("clusterbgp-sample-a"), cluster_bgp("clusterbgp-sample-b")],
+                  TEMPLATES, nodes, {})  # fmt: skip
+    assert sorted(wanted.node_bgps) == ["sart-control-plane", "sart-worker", "sart-worker2"]
+    worker = wanted.node_bgps["sart-worker"]
+    assert worker.spec.asn == 65010 and str(worker.spec.router_id) == "172.18.0.2"
+    assert worker.spec.speaker.path == "127.0.0.1:5000" and worker.spec.speaker.multipath
+    assert worker.metadata.labels[CLUSTER_BGP_LABEL] == "clusterbgp-sample-a"
+    assert worker.metadata.owner_references[0].uid == "uid-clusterbgp-sample-a"
+    # named as the original names them; the template's settings carried over
+    name = "bgppeertemplate-sample-sart-worker-65000-9.9.9.9"
+    assert [p.name for p in worker.spec.peers or ()] == [name]
+    peer = wanted.peers[name]
+    assert peer.metadata.labels[PEER_NODE_LABEL] == "sart-worker"
+    assert (peer.spec.asn, str(peer.spec.addr), peer.spec.hold_time) == (65000, "9.9.9.9", 9)
+    assert peer.spec.node_bgp_ref == "sart-worker"
+    assert peer.spec.cluster_bgp_ref == "clusterbgp-sample-a"
+    assert peer.spec.groups == ("to-router0",)
+    # sample b has no peers: its node gets a NodeBGP and no BGPPeer
+    assert wanted.node_bgps["sart-control-plane"].spec.peers is None
+    assert sorted(wanted.peers) == [name, "bgppeertemplate-sample-sart-worker2-65000-9.9.9.9"]
+    assert wanted.statuses["clusterbgp-sample-a"].desired_nodes == ("sart-worker",
+                                                                     "sart-worker2")  # fmt: skip
+    assert wanted.statuses["clusterbgp-sample-a"].nodes == ()  # no agent has reported yet
+    assert not wanted.problems
+
+
+def test_a_node_without_the_label_it_needs_is_said_so() -> None:
+    wanted = plan([cluster_bgp("clusterbgp-sample-a")], TEMPLATES,
+                  [node("bare", "a", asn=None), node("bad", "a", asn="seventy")], {})  # fmt: skip
+    assert wanted.node_bgps == {}
+    reasons = {(p.node, p.reason): p.message for p in wanted.problems}
+    assert reasons[("bare", "AsnLabelMissing")] == "node bare has no label sart.terassyi.net/asn"
+    assert "'seventy' is not an AS number" in reasons[("bad", "AsnLabelInvalid")]
+
+
+def test_router_id_from_a_label_or_a_fixed_value() -> None:
+    by_label = cluster_bgp("clusterbgp-sample-a", routerIdSelector={"from": "label"})
+    labelled = attrs.evolve(
+        node("n1", "a"),
+        labels={
+            "bgp": "a",
+            "sart.terassyi.net/asn": "65010",
+            "sart.terassyi.net/router-id": "10.0.0.9",
+        },
+    )
+    wanted = plan([by_label], TEMPLATES, [labelled, node("n2", "a")], {})
+    assert str(wanted.node_bgps["n1"].spec.router_id) == "10.0.0.9"
+    assert [p.reason for p in wanted.problems] == ["RouterIdLabelMissing"]
+    fixed = cluster_bgp("clusterbgp-sample-a", routerIdSelector={"from": "routerId",
+                                                                 "routerId": "10.9.9.9"},
+                        asnSelector={"from": "asn", "asn": 64512})  # fmt: skip
+    wanted = plan([fixed], TEMPLATES, [node("n3", "a", asn=None)], {})
+    assert (wanted.node_bgps["n3"].spec.asn, str(wanted.node_bgps["n3"].spec.router_id)) == (
+        64512, "10.9.9.9")  # fmt: skip
+
+
+def test_inline_settings_override_the_template_and_ipv6_names_are_valid() -> None:
+    peers = [{"peerTemplateRef": "bgppeertemplate-sample",
+              "peerConfig": {"addr": "fd00::1", "holdTime": 30}},
+             {"peerConfig": {"asn": 65100, "addr": "10.0.0.1"}, "nodeBGPSelector": {"rack": "1"}},
+             {"peerTemplateRef": "missing"}]  # fmt: skip
+    wanted = plan([cluster_bgp("clusterbgp-sample-a", peers=peers)], TEMPLATES,
+                  [node("n1", "a")], {})  # fmt: skip
+    assert sorted(wanted.peers) == ["bgppeertemplate-sample-n1-65000-fd00--1"]
+    peer = wanted.peers["bgppeertemplate-sample-n1-65000-fd00--1"]
+    assert (str(peer.spec.addr), peer.spec.hold_time, peer.spec.groups) == (
+        "fd00::1", 30, ("to-router0",))  # fmt: skip
+    assert [p.message for p in wanted.problems] == ["peers[2]: no BGPPeerTemplate 'missing'"]
+
+
+def test_two_cluster_bgps_claiming_one_node_the_older_keeps_it() -> None:
+    old = cluster_bgp("clusterbgp-sample-a", created="2026-01-01T00:00:00Z")
+    new = cluster_bgp("clusterbgp-sample-b", created="2026-02-01T00:00:00Z",
+                      nodeSelector={"bgp": "a"})  # fmt: skip
+    for order in ([old, new], [new, old]):  # never a flip-flop
+        wanted = plan(order, TEMPLATES, [node("n1", "a")], {})
+        assert wanted.node_bgps["n1"].metadata.labels[CLUSTER_BGP_LABEL] == "clusterbgp-sample-a"
+        assert [(p.cluster_bgp, p.reason) for p in wanted.problems] == [
+            ("clusterbgp-sample-b", "NodeClaimed")]  # fmt: skip
+        assert wanted.statuses["clusterbgp-sample-b"].desired_nodes == ()
+
+
+def test_changes_touch_only_what_a_cluster_bgp_made() -> None:
+    ours = cluster_bgp("clusterbgp-sample-a")
+    first = plan([ours], TEMPLATES, [node("n1", "a"), node("n2", "a")], {})
+    todo = changes(first, {}, {})
+    assert [o.metadata.name for o in todo.create] == [
+        "n1", "n2", "bgppeertemplate-sample-n1-65000-9.9.9.9",
+        "bgppeertemplate-sample-n2-65000-9.9.9.9"]  # fmt: skip
+    assert not changes(first, first.node_bgps, first.peers)  # applied: nothing left to do
+    # n2 relabelled away, a hand-written NodeBGP beside: n2's objects go, the other stays
+    hand = structure(NodeBGP, sample("NodeBGP", "sart-worker"))
+    second = plan([ours], TEMPLATES, [node("n1", "a")], {**first.node_bgps, "sart-worker": hand})
+    todo = changes(second, {**first.node_bgps, "sart-worker": hand}, first.peers)
+    assert todo.delete_node_bgps == ("n2",)
+    assert todo.delete_peers == ("bgppeertemplate-sample-n2-65000-9.9.9.9",)
+    assert not todo.create and not todo.update
+
+
+def test_a_hand_written_node_bgp_is_left_alone_and_ready_nodes_are_counted() -> None:
+    hand = structure(NodeBGP, sample("NodeBGP", "sart-worker"))
+    wanted = plan([cluster_bgp("clusterbgp-sample-a")], TEMPLATES,
+                  [node("sart-worker", "a"), node("n2", "a")], {"sart-worker": hand})  # fmt: skip
+    assert "sart-worker" not in wanted.node_bgps
+    assert [p.reason for p in wanted.problems] == ["NodeBGPNotManaged"]
+    available = NodeBGPStatus(
+        conditions=(
+            NodeBGPCondition(
+                status=NodeBGPConditionStatus.AVAILABLE, reason=NodeBGPConditionReason.CONFIGURED
+            ),
+        )
+    )
+    ready = attrs.evolve(wanted.node_bgps["n2"], status=available)
+    wanted = plan(
+        [cluster_bgp("clusterbgp-sample-a")],
+        TEMPLATES,
+        [node("sart-worker", "a"), node("n2", "a")],
+        {"sart-worker": hand, "n2": ready},
+    )
+    assert wanted.statuses["clusterbgp-sample-a"].nodes == ("n2",)
