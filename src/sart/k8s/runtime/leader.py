@@ -88,7 +88,11 @@ class LeaderElection:
 
     async def try_acquire(self) -> bool:
         """One attempt to acquire or renew: True if we hold the Lease now, False if someone
-        else does. Apiserver errors other than a lost race (409) are raised."""
+        else does. Apiserver errors other than a lost race (409) are raised.
+
+        A success counts from when the attempt *began*: an answer read late (the process was
+        frozen with it in its socket) must not make an old renewal look fresh."""
+        began = self.clock()
         try:
             lease = await self.api.read_namespaced_lease(self.name, self.namespace)
         except ApiException as error:
@@ -101,7 +105,7 @@ class LeaderElection:
                 if create_error.status == 409:
                     return False
                 raise
-            self._renewed_at = self.clock()
+            self._renewed_at = began
             return True
         spec = lease.spec
         self._observe(spec)
@@ -122,7 +126,7 @@ class LeaderElection:
             if error.status == 409:
                 return False  # someone else wrote it first
             raise
-        self._renewed_at = self.clock()
+        self._renewed_at = began
         return True
 
     # --- leading --------------------------------------------------------------------------
