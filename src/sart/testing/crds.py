@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes_asyncio.client import ApiClient, ApiextensionsV1Api
+from kubernetes_asyncio.client import ApiClient, ApiextensionsV1Api, CustomObjectsApi
 from kubernetes_asyncio.client.exceptions import ApiException
 
 CRD_DIR = Path(
@@ -29,13 +29,17 @@ def crd_documents(directory: Path = CRD_DIR) -> list[dict[str, Any]]:
 
 
 async def apply_crds(api: ApiClient, directory: Path = CRD_DIR, timeout: float = 30.0) -> None:
-    """Create or replace every CRD, then wait until each is Established."""
+    """Create or replace every CRD, then wait until each is Established and its objects can
+    be listed (right after a CRD is established its storage may still answer 429)."""
     extensions = ApiextensionsV1Api(api)
     names = []
     document: Any
+    kinds = []
     for document in crd_documents(directory):
         name = document["metadata"]["name"]
         names.append(name)
+        spec = document["spec"]
+        kinds.append((spec["group"], spec["versions"][0]["name"], spec["names"]["plural"]))
         try:
             current = await extensions.read_custom_resource_definition(name)
             document["metadata"]["resourceVersion"] = current.metadata.resource_version
@@ -53,4 +57,14 @@ async def apply_crds(api: ApiClient, directory: Path = CRD_DIR, timeout: float =
                 break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"CRD {name} not established in {timeout} s")
+            await asyncio.sleep(0.05)
+    custom = CustomObjectsApi(api)
+    for group, version, plural in kinds:
+        while True:
+            try:
+                await custom.list_cluster_custom_object(group, version, plural, limit=1)
+                break
+            except ApiException as error:
+                if error.status not in (404, 429, 503) or time.monotonic() > deadline:
+                    raise
             await asyncio.sleep(0.05)
