@@ -29,6 +29,7 @@ from prometheus_client import generate_latest
 
 from sart.k8s.models import GROUP, VERSION
 from sart.k8s.reconcile.loadbalancer import FINALIZER
+from sart.k8s.runtime.clusterbgp import ClusterBgpController
 from sart.k8s.runtime.controller import LoadBalancerController
 from sart.k8s.runtime.leader import LeaderElection
 from sart.testing.controlplane import create_node, create_ready_pod, unique_name
@@ -421,8 +422,27 @@ async def test_controller_runs_with_exactly_the_shipped_rbac(cluster: Cluster) -
     configuration.api_key = {"BearerToken": token.status.token}
     configuration.api_key_prefix = {"BearerToken": "Bearer"}
     await cluster.pool("10.105.0.0/24", auto=True)
+    group = unique_name("rbac")
+    node = unique_name("rbac-node")
+    await create_node(cluster.k8s, node, addresses=["10.251.0.1"],
+                      labels={"bgp": group, "sart.terassyi.net/asn": "65001"})  # fmt: skip
+    cluster_bgp = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ClusterBGP",
+                   "metadata": {"name": group},
+                   "spec": {"nodeSelector": {"bgp": group}, "asnSelector": {"from": "label"},
+                            "routerIdSelector": {"from": "internalAddress"},
+                            "speaker": {"path": "127.0.0.1:5000"},
+                            "peers": [{"peerConfig": {"asn": 65000,
+                                                      "addr": "10.251.0.254"}}]}}  # fmt: skip
+    await cluster.custom.create_cluster_custom_object(GROUP, VERSION, "clusterbgps", cluster_bgp)
     async with ApiClient(configuration) as restricted:
         controller = LoadBalancerController(restricted)
+        cluster_bgps = ClusterBgpController(restricted)
+
+        async def both() -> None:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(controller.run())
+                tasks.create_task(cluster_bgps.run())
+
         task = asyncio.create_task(
             LeaderElection(
                 CoordinationV1Api(restricted),
@@ -430,17 +450,32 @@ async def test_controller_runs_with_exactly_the_shipped_rbac(cluster: Cluster) -
                 namespace="sart-system",
                 identity="rbac-test",
                 renew=1.0,
-            ).hold(controller.run)
+            ).hold(both)
         )
         try:
             await cluster.service("rbac")
             assert await cluster.wait_ingress("rbac") == ("10.105.0.1",)
             events = await eventually(lambda: cluster.events("rbac"))
             assert events[0][1] == "AddressAllocated"
+
+            async def node_bgp_and_status() -> bool:
+                made = await cluster.custom.list_cluster_custom_object(
+                    GROUP,
+                    VERSION,
+                    "bgppeers",
+                    label_selector=f"bgppeer.sart.terassyi.net/node={node}",
+                )
+                status = (await cluster.custom.get_cluster_custom_object(
+                    GROUP, VERSION, "clusterbgps", group)).get("status") or {}  # fmt: skip
+                return bool(made["items"]) and status.get("desiredNodes") == [node]
+
+            await eventually(node_bgp_and_status)
             assert not task.done()  # no 403 anywhere
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+            await cluster.custom.delete_cluster_custom_object(GROUP, VERSION, "clusterbgps", group)
+            await cluster.core.delete_node(node)
 
 
 async def test_two_controllers_racing_act_once(cluster: Cluster) -> None:
