@@ -570,8 +570,9 @@ class AddressPool:
 
 @attrs.frozen(kw_only=True)
 class AddressBlockSpec:
-    """A part of an AddressPool that one allocator serves: the whole pool for a service pool,
-    one block per node for a pod pool. Made by the controller."""
+    """A part of an AddressPool owned by one node: a block of a pod pool, made by the controller
+    for a BlockRequest (the original also made one per service pool; sart accepts those and
+    does not need them)."""
 
     cidr: IPNetwork = attrs.field(metadata=schema("The addresses of the block", immutable=True))
     type: AddressType = attrs.field(
@@ -1069,7 +1070,7 @@ def _protocol_matches(spec: BGPAdvertisementSpec) -> bool:
 @attrs.frozen(kw_only=True)
 class BGPAdvertisementSpec:
     """A prefix to announce: a LoadBalancer address (``type: service``) or a pod block
-    (``type: pod``). Made by the controller (services) or the agent (pod blocks)."""
+    (``type: pod``). Made by the controller (LoadBalancer addresses and pod blocks)."""
 
     RULES: ClassVar[tuple[Rule, ...]] = (
         Rule(
