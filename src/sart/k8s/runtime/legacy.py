@@ -1,0 +1,134 @@
+"""Releases the original sart's finalizers from objects being deleted
+(`sart.k8s.reconcile.legacy` decides), so that switching from the original never hangs a
+delete. Runs in sart-controller beside the other controllers; one watch per kind the original
+put finalizers on."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi, DiscoveryV1Api
+
+from sart.k8s.models import GROUP, VERSION
+from sart.k8s.reconcile.legacy import released
+from sart.k8s.runtime.outcome import API_ERRORS, KeyedBackoff, Outcome, classify, describe
+from sart.k8s.runtime.watch import object_key, watch_kind, watch_objects
+
+log = logging.getLogger("sart.k8s")
+MERGE: dict[str, Any] = {"_content_type": "application/merge-patch+json"}
+CLUSTER_KINDS = (
+    "addresspools", "addressblocks", "blockrequests", "clusterbgps", "nodebgps", "bgppeers",
+    "bgppeertemplates",
+)  # fmt: skip
+Patch = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+def _meta(obj: Any) -> tuple[list[str], bool, str]:
+    """(finalizers, being deleted, resourceVersion) of a dict or a kubernetes-asyncio model."""
+    if isinstance(obj, dict):
+        meta = obj.get("metadata") or {}
+        return (list(meta.get("finalizers") or ()), bool(meta.get("deletionTimestamp")),
+                meta.get("resourceVersion", ""))  # fmt: skip
+    meta = obj.metadata
+    return list(meta.finalizers or ()), meta.deletion_timestamp is not None, meta.resource_version
+
+
+class LegacyFinalizers:
+    def __init__(self, api: ApiClient, *, fence: Callable[[], None] = lambda: None) -> None:
+        self.core, self.custom = CoreV1Api(api), CustomObjectsApi(api)
+        self.discovery = DiscoveryV1Api(api)
+        self.fence = fence
+        self.released = 0  # objects released (tests wait on this)
+        self._todo: dict[str, tuple[Patch, dict[str, Any]]] = {}  # key -> (patch, body)
+        self._retry_at: dict[str, float] = {}
+        self._backoff = KeyedBackoff()
+        self._wake = asyncio.Event()
+
+    def _handler(self, what: str, patcher: Callable[[Any], Patch]) -> Callable[[str, Any], None]:
+        def handle(kind: str, obj: Any) -> None:
+            if kind in ("SYNCED", "DELETED"):
+                if kind == "DELETED":
+                    self._todo.pop(f"{what}:{object_key(obj)}", None)
+                return
+            finalizers, deleting, version = _meta(obj)
+            keep = released(finalizers, deleting)
+            if keep is None:
+                return
+            body = {"metadata": {"finalizers": list(keep) or None, "resourceVersion": version}}
+            self._todo[f"{what}:{object_key(obj)}"] = (patcher(obj), body)
+            self._wake.set()
+
+        return handle
+
+    async def run(self) -> None:
+        def core_patch(method: Callable[..., Awaitable[Any]]) -> Callable[[Any], Patch]:
+            def patcher(obj: Any) -> Patch:
+                meta = obj.metadata
+                where = (meta.name, meta.namespace) if meta.namespace else (meta.name,)
+                return lambda body: method(*where, body, **MERGE)
+
+            return patcher
+
+        def custom_patch(plural: str) -> Callable[[Any], Patch]:
+            def patcher(obj: Any) -> Patch:
+                meta = obj["metadata"]
+                if meta.get("namespace"):
+                    return lambda body: self.custom.patch_namespaced_custom_object(
+                        GROUP, VERSION, meta["namespace"], plural, meta["name"], body, **MERGE
+                    )
+                return lambda body: self.custom.patch_cluster_custom_object(
+                    GROUP, VERSION, plural, meta["name"], body, **MERGE
+                )
+
+            return patcher
+
+        async with asyncio.TaskGroup() as tasks:
+            for what, listing, method in (
+                ("services", self.core.list_service_for_all_namespaces,
+                 self.core.patch_namespaced_service),
+                ("endpointslices", self.discovery.list_endpoint_slice_for_all_namespaces,
+                 self.discovery.patch_namespaced_endpoint_slice),
+                ("nodes", self.core.list_node, self.core.patch_node),
+            ):  # fmt: skip
+                handle = self._handler(what, core_patch(method))
+                tasks.create_task(watch_objects(listing, handle, what))
+            for plural in (*CLUSTER_KINDS, "bgpadvertisements"):
+                handle = self._handler(plural, custom_patch(plural))
+                tasks.create_task(watch_kind(self.custom, plural, handle))
+            tasks.create_task(self._work())
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            retry = min(self._retry_at.values(), default=None)
+            timeout = None if retry is None else max(retry - loop.time(), 0.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            self._wake.clear()
+            for key, (patch, body) in list(self._todo.items()):
+                if self._retry_at.get(key, 0.0) > loop.time():
+                    continue
+                self.fence()
+                try:
+                    await patch(body)
+                except API_ERRORS as error:
+                    outcome = classify(error)
+                    if outcome is Outcome.DONE:
+                        self._forget(key)
+                    elif outcome is not Outcome.REDO:  # REDO: the watch brings the new version
+                        self._retry_at[key] = loop.time() + self._backoff.next(key)
+                        log.warning("original finalizer not released",
+                                    extra={"object": key, "error": describe(error)})  # fmt: skip
+                    continue
+                log.info("released the original sart's finalizers", extra={"object": key})
+                self.released += 1
+                self._forget(key)
+
+    def _forget(self, key: str) -> None:
+        self._todo.pop(key, None)
+        self._retry_at.pop(key, None)
+        self._backoff.reset(key)
