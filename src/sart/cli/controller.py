@@ -1,4 +1,6 @@
-"""`sart-controller` (also `sartd controller`): the LoadBalancer controller."""
+"""`sart-controller` (also `sartd controller`): the cluster-wide controllers behind one Lease:
+LoadBalancer addresses, pod address blocks, cluster BGP configuration (ClusterBGP -> NodeBGPs
+and BGPPeers), and the release of the original sart's finalizers."""
 
 from __future__ import annotations
 
@@ -12,12 +14,15 @@ import click
 from kubernetes_asyncio.client import ApiClient, CoordinationV1Api
 from prometheus_client import start_http_server
 
+from sart import __version__
 from sart.api.client import parse_endpoint
 from sart.cli.daemon import load_kube_config, run_daemon, run_until_stopped
 from sart.cli.logs import configure_logging, log_options
 from sart.k8s.runtime.blocks import BlockController
+from sart.k8s.runtime.clusterbgp import ClusterBgpController
 from sart.k8s.runtime.controller import LoadBalancerController
 from sart.k8s.runtime.leader import LeaderElection
+from sart.k8s.runtime.legacy import LegacyFinalizers
 from sart.k8s.runtime.metrics import ControllerMetrics
 from sart.k8s.runtime.webhook import serve as serve_webhook
 
@@ -29,6 +34,7 @@ async def _run(
     lease_namespace: str,
     lease_name: str,
     identity: str,
+    field_manager: str,
     elect: bool,
     timing: tuple[float, float, float],
     metrics_address: str,
@@ -36,6 +42,9 @@ async def _run(
 ) -> None:
     await load_kube_config(kubeconfig)
     async with ApiClient() as api:
+        # The apiserver names the manager of a write (managedFields) after the User-Agent's
+        # first part; the identity goes in the rest, for audit logs.
+        api.user_agent = f"{field_manager}/{__version__} ({identity})"
         metrics = ControllerMetrics()
         if metrics_address:
             host, port = parse_endpoint(metrics_address)
@@ -51,20 +60,24 @@ async def _run(
             on_change=lambda leading: metrics.leader.set(1 if leading else 0),
         )
         fence = leader.fence if elect else (lambda: None)
-        controller = LoadBalancerController(api, metrics, fence=fence)
-        blocks = BlockController(api, advertise_namespace=lease_namespace, fence=fence)
+        parts = (
+            LoadBalancerController(api, metrics, fence=fence),
+            BlockController(api, advertise_namespace=lease_namespace, fence=fence),
+            ClusterBgpController(api, fence=fence),
+            LegacyFinalizers(api, fence=fence),
+        )
 
-        async def both() -> None:
+        async def every_part() -> None:
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(controller.run())
-                tasks.create_task(blocks.run())
+                for part in parts:
+                    tasks.create_task(part.run())
 
         if webhook is not None:
             address, cert, key = webhook
             host, port = parse_endpoint(address)
             await serve_webhook(api, host, port, cert, key)
         try:
-            await run_until_stopped(leader.hold(both) if elect else both())
+            await run_until_stopped(leader.hold(every_part) if elect else every_part())
         finally:
             if elect:
                 await leader.release()
@@ -77,6 +90,14 @@ def options(function: click.decorators.FC) -> click.decorators.FC:
         click.option("--lease-namespace", default="kube-system", show_default=True),
         click.option("--lease-name", default="sart-controller", show_default=True),
         click.option("--identity", default=socket.gethostname(), show_default="the host name"),
+        click.option(
+            "--field-manager",
+            default="sart-controller",
+            show_default=True,
+            help="Name the apiserver records as the manager of this process's writes"
+            " (metadata.managedFields): the first part of its User-Agent, which carries the"
+            " identity after it. Give each replica its own to tell apart who wrote what.",
+        ),
         click.option("--leader-elect/--no-leader-elect", default=True, show_default=True),
         click.option(
             "--lease-duration",
@@ -128,6 +149,7 @@ def run(
     lease_namespace: str,
     lease_name: str,
     identity: str,
+    field_manager: str,
     leader_elect: bool,
     lease_duration: float,
     renew_deadline: float,
@@ -141,6 +163,8 @@ def run(
 ) -> None:
     configure_logging(log_format, level)
     identity = f"{identity}-{os.getpid()}"
+    if not field_manager or "/" in field_manager:
+        raise click.UsageError("--field-manager must be a non-empty name without '/'")
     if (webhook_cert is None) != (webhook_key is None):
         raise click.UsageError("--webhook-cert and --webhook-key go together")
     if not retry_period < renew_deadline < lease_duration:
@@ -153,7 +177,7 @@ def run(
         webhook = (webhook_address, webhook_cert, webhook_key)
     run_daemon(
         _run(
-            kubeconfig, lease_namespace, lease_name, identity, leader_elect,
+            kubeconfig, lease_namespace, lease_name, identity, field_manager, leader_elect,
             (lease_duration, renew_deadline, retry_period), metrics_address, webhook,
         ),
         "sart-controller",
@@ -163,7 +187,8 @@ def run(
 @click.command()
 @options
 def main(**kwargs: str | bool | None) -> None:
-    """Give Services of type LoadBalancer addresses from AddressPools."""
+    """Give Services of type LoadBalancer addresses from AddressPools, and configure the
+    nodes' BGP from ClusterBGPs."""
     run(**kwargs)  # type: ignore[arg-type]
 
 
