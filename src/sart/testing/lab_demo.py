@@ -2,10 +2,13 @@
 
 A real control plane (etcd, kube-apiserver, kube-controller-manager built from Go modules), two
 "nodes" as network namespaces each running `sartd bgp` and `sartd agent`, a top-of-rack FRR
-router in a third namespace peering with both, and `sart-controller`. The demo creates an
-AddressPool and a LoadBalancer Service, then shows the address in the Service's status, the
-BGPAdvertisement, the route FRR learned from both nodes (ECMP) and the kernel route, and
-finally deletes the Service and shows the route gone. Everything is removed at the end.
+router in a third namespace peering with both, and `sart-controller`. The lab is configured as
+a user would configure a cluster: Nodes labelled with their AS number, a BGPPeerTemplate for
+the router and a ClusterBGP (the original sart's own format); the controller makes each node's
+NodeBGP and BGPPeer from them. The demo then creates an AddressPool and a LoadBalancer Service,
+shows the address in the Service's status, the route FRR learned from both nodes (ECMP) and
+the kernel route, and finally deletes the Service and shows the route gone. Everything is
+removed at the end.
 """
 
 from __future__ import annotations
@@ -85,27 +88,32 @@ async def demo(plane: ControlPlane, workdir: Path) -> None:
         async with await plane.api_client() as api:
             await apply_crds(api)
             core, custom = CoreV1Api(api), CustomObjectsApi(api)
+            # The router is the same address on every node's link (.1 of each /30 is the
+            # router's side), so one template serves all nodes: each node peers with the
+            # router's address on its own link, given per node by nodeBGPSelector.
+            await custom.create_cluster_custom_object(GROUP, VERSION, "bgppeertemplates", {
+                "apiVersion": f"{GROUP}/{VERSION}", "kind": "BGPPeerTemplate",
+                "metadata": {"name": "tor"},
+                "spec": {"asn": ROUTER_AS, "holdTime": 9, "groups": ["tor"]}})  # fmt: skip
+            peers_config = [
+                {"peerTemplateRef": "tor", "peerConfig": {"addr": link.a.ipv4},
+                 "nodeBGPSelector": {"kubernetes.io/hostname": name}}
+                for name, _, link in links
+            ]  # fmt: skip
+            await custom.create_cluster_custom_object(GROUP, VERSION, "clusterbgps", {
+                "apiVersion": f"{GROUP}/{VERSION}", "kind": "ClusterBGP",
+                "metadata": {"name": "lab"},
+                "spec": {"nodeSelector": {"bgp": "lab"}, "asnSelector": {"from": "label"},
+                         "routerIdSelector": {"from": "internalAddress"},
+                         "speaker": {"path": "127.0.0.1:5000", "multipath": True},
+                         "peers": peers_config}})  # fmt: skip
             for name, node_ns, link in links:
                 socket = workdir / f"{name}.sock"
-                await create_node(api, name, addresses=[link.b.ipv4])
-                speaker = {"path": f"unix:{socket}"}
-                await custom.create_cluster_custom_object(
-                    GROUP,
-                    VERSION,
-                    "nodebgps",
-                    {
-                        "apiVersion": f"{GROUP}/{VERSION}",
-                        "kind": "NodeBGP",
-                        "metadata": {"name": name},
-                        "spec": {"asn": NODE_AS, "routerId": link.b.ipv4, "speaker": speaker},
-                    },
-                )
-                await custom.create_cluster_custom_object(GROUP, VERSION, "bgppeers", {
-                    "apiVersion": f"{GROUP}/{VERSION}", "kind": "BGPPeer",
-                    "metadata": {"name": f"{name}-tor"},
-                    "spec": {"asn": ROUTER_AS, "addr": link.a.ipv4, "nodeBGPRef": name,
-                             "speaker": speaker}})  # fmt: skip
+                labels = {"bgp": "lab", "sart.terassyi.net/asn": str(NODE_AS)}
+                await create_node(api, name, addresses=[link.b.ipv4], labels=labels)
                 processes += start_node(node_ns, link.b.ipv4, socket, plane.kubeconfig, name)
+            say("configured through a ClusterBGP: nodes labelled bgp=lab and"
+                f" sart.terassyi.net/asn={NODE_AS}, a BGPPeerTemplate for the router")  # fmt: skip
             processes.append(
                 subprocess.Popen(
                     [
@@ -124,7 +132,9 @@ async def demo(plane: ControlPlane, workdir: Path) -> None:
             )
             for _, _, link in links:
                 await asyncio.to_thread(router.wait_established, link.b.ipv4, timeout=60)
-            say("both nodes' speakers are up with the router (sessions made by the agents)")
+            made = await custom.list_cluster_custom_object(GROUP, VERSION, "bgppeers")
+            say("both nodes' speakers are up with the router; the BGPPeers the controller made:\n"
+                + "\n".join(f"  {p['metadata']['name']}" for p in made["items"]))  # fmt: skip
             pool = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "AddressPool",
                     "metadata": {"name": "default-lb-pool"},
                     "spec": {"cidr": "203.0.113.0/24", "type": "service",
