@@ -66,6 +66,8 @@ created are released by us."""
 BGP_PEER_FINALIZER: Final = "bgppeer.sart.terassyi.net/finalizer"
 BGP_ADVERTISEMENT_FINALIZER: Final = "bgpadvertisement.sart.terassyi.net/finalizer"
 
+STATUS_HISTORY: Final = 16
+"""How many state changes the status history of a BGPPeer or NodeBGP keeps (oldest dropped)."""
 ASN_MAX: Final = 2**32 - 1
 UINT32_MAX: Final = 2**32 - 1
 IPV4_BITS: Final = 32
@@ -319,6 +321,14 @@ class BGPPeerConditionStatus(enum.Enum):
     OPEN_SENT = "OpenSent"
     OPEN_CONFIRM = "OpenConfirm"
     ESTABLISHED = "Established"
+
+
+class ConditionStatus(enum.Enum):
+    """The status of a standard Kubernetes condition."""
+
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
 
 
 class AdvertiseStatus(enum.Enum):
@@ -920,10 +930,16 @@ class NodeBGPCondition:
 
 @attrs.frozen(kw_only=True)
 class NodeBGPStatus:
-    """The state of the node's speaker."""
+    """The state of the node's speaker, written by the node's agent: Available (Configured)
+    while the speaker holds the NodeBGP's ASN and router ID, Unavailable (InvalidConfiguration)
+    when it does not or cannot be reached."""
 
     conditions: tuple[NodeBGPCondition, ...] | None = attrs.field(
-        default=None, metadata=schema("History of the speaker's state, latest last")
+        default=None,
+        metadata=schema(
+            f"History of the speaker's state, latest last; the agent keeps the last"
+            f" {STATUS_HISTORY} changes"
+        ),
     )
 
 
@@ -971,16 +987,51 @@ class BGPPeerCondition:
 
 
 @attrs.frozen(kw_only=True)
+class Condition:
+    """A standard Kubernetes condition (the fields of metav1.Condition)."""
+
+    type: str = attrs.field(metadata=schema("What the condition is about, in CamelCase"))
+    status: ConditionStatus = attrs.field(metadata=schema("True, False or Unknown"))
+    reason: str = attrs.field(metadata=schema("Why, in one CamelCase word"))
+    message: str = attrs.field(default="", metadata=schema("Why, for humans"))
+    last_transition_time: str = attrs.field(
+        metadata=schema("When the status last changed (RFC 3339)")
+    )
+    observed_generation: int | None = attrs.field(
+        default=None,
+        validator=InRange(0),
+        metadata=schema("The metadata.generation the condition was judged against"),
+    )
+
+
+@attrs.frozen(kw_only=True)
 class BGPPeerStatus:
-    """The state of the BGP session."""
+    """The state of the BGP session, written by the node's agent from the speaker's events."""
 
     backoff: int = attrs.field(
         default=0,
         validator=InRange(0, UINT32_MAX),
-        metadata=schema("How many times the session was retried", publish_default=True),
+        metadata=schema(
+            "How many times the session was lost once established (each loss is followed by"
+            " a reconnect)",
+            publish_default=True,
+        ),
     )
     conditions: tuple[BGPPeerCondition, ...] | None = attrs.field(
-        default=None, metadata=schema("History of the session's state, latest last")
+        default=None,
+        metadata=schema(
+            f"History of the session's state, latest last; the agent keeps the last"
+            f" {STATUS_HISTORY} changes"
+        ),
+    )
+    standard_conditions: tuple[Condition, ...] | None = attrs.field(
+        default=None,
+        metadata=schema(
+            "Standard Kubernetes conditions, an addition to the original sart (whose state"
+            " history is conditions): Established (the session is up) and Configured (the"
+            " speaker has the peer as its spec says)",
+            max_items=8,
+        ),
     )
 
 

@@ -1,80 +1,519 @@
-"""The node agent's decision: which peers and which paths this node's speaker must have (pure).
+"""The node agent's decisions (pure): what this node's speaker must be told, and what the
+cluster is told about it.
 
-From the cluster: the BGPPeers whose nodeBGPRef is this node, and the BGPAdvertisements that
-list this node (or list no nodes: every node). From the speaker: its neighbors and its local
-paths. Out: what to add and remove, so the speaker holds exactly what the cluster asks."""
+In: the node's NodeBGP, the BGPPeers whose nodeBGPRef is this node, the BGPAdvertisements that
+list it (or list no nodes: every node), the AddressPools, and the speaker as its API shows it
+(`SpeakerView`). Out: `plan` gives the speaker calls (`AgentPlan`); `record_state`,
+`record_configured` and `record_node_condition` give the statuses to write back.
+
+Which source wins. The speaker may have neighbors and paths of its own, from its configuration
+file (`sartd bgp -f`). The agent manages only what is the cluster's and leaves the rest alone:
+
+- a neighbor is the cluster's when its name in the speaker is ``bgppeer/<BGPPeer name>``: the
+  agent names what it adds so (a BGPPeer's name cannot hold a ``/``, a file's neighbor would
+  have to be named so on purpose);
+- a local path is the cluster's when a BGPAdvertisement for this node lists it, when this agent
+  added it, or when it has the shape of what the cluster announces: inside an AddressPool and as
+  long as one of its addresses (service pools) or one of its blocks (pod pools). So a path the
+  agent added before a restart is still withdrawn when its advertisement went meanwhile, while
+  the file's aggregate of a pool is left alone;
+- where a BGPPeer names the address of one of the file's neighbors, the BGPPeer wins: that
+  neighbor is replaced (`AgentPlan.replaced`).
+
+The speaker changes its AS or router ID only while it has no neighbor, so a NodeBGP that changes
+them removes every neighbor, sets them and adds the neighbors back: the cluster's from their
+BGPPeers, the file's with the settings the speaker reports. A file's neighbor with a TCP-MD5
+password cannot be put back (the speaker never returns passwords): then the identity is left
+alone and the NodeBGP reported InvalidConfiguration (`AgentPlan.identity_blocked`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Final, TypeVar
 
 import attrs
-from netaddr import AddrFormatError, IPAddress, IPNetwork
+from netaddr import IPNetwork
+
+from sart.k8s.models import (
+    IPV4_BITS,
+    IPV6_BITS,
+    STATUS_HISTORY,
+    AddressPool,
+    AddressType,
+    BGPAdvertisement,
+    BGPPeer,
+    BGPPeerCondition,
+    BGPPeerConditionStatus,
+    BGPPeerStatus,
+    Condition,
+    ConditionStatus,
+    NodeBGP,
+    NodeBGPCondition,
+    NodeBGPConditionReason,
+    NodeBGPConditionStatus,
+    NodeBGPStatus,
+)
+
+NEIGHBOR_PREFIX: Final = "bgppeer/"
+"""The speaker's name of a neighbor the agent added: this prefix and the BGPPeer's name."""
+DEFAULT_PORT: Final = 179
+BOTH_FAMILIES: Final = ("ipv4", "ipv6")
+
+# BGPPeer `capabilities` -> what the speaker does with them. A family limits the session to the
+# families listed; graceful-restart keeps a restarting peer's routes (RFC 4724, receiving side).
+FAMILY_CAPABILITIES: Final = {"ipv4-unicast": "ipv4", "ipv6-unicast": "ipv6"}
+GRACEFUL_RESTART: Final = "graceful-restart"
+ALWAYS_ANNOUNCED: Final = frozenset(
+    {"route-refresh", "enhanced-route-refresh", "4-octet-as", "extended-message"}
+)
+"""Capabilities the speaker announces on every session: accepted, nothing to set."""
+KNOWN_CAPABILITIES: Final = frozenset({*FAMILY_CAPABILITIES, GRACEFUL_RESTART, *ALWAYS_ANNOUNCED})
+
+ESTABLISHED: Final = BGPPeerConditionStatus.ESTABLISHED
+T = TypeVar("T")
 
 
-@attrs.frozen
-class PeerWanted:
+# --- values -------------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class NeighborSettings:
+    """A neighbor as the speaker's AddNeighbor takes it and ListNeighbors shows it
+    (sart.v1.Neighbor), with the speaker's defaults filled in so that two can be compared."""
+
     address: str
     asn: int
     name: str = ""
-    hold_time: int | None = None
+    port: int = DEFAULT_PORT
+    passive: bool = False
+    hold_time: int | None = None  # None: the speaker's
+    ttl: int = 0  # 0: 1 for eBGP, 255 for iBGP
+    local_address: str = ""
+    families: tuple[str, ...] = BOTH_FAMILIES
+    graceful_restart: bool = True
+    admin_down: bool = False
+    next_hops: tuple[str, ...] = ()
+    has_password: bool = False  # as the speaker reports it; the password itself never
+
+    @property
+    def bgp_peer(self) -> str | None:
+        """The BGPPeer this neighbor was added for, None for one of the speaker's own."""
+        if self.name.startswith(NEIGHBOR_PREFIX):
+            return self.name[len(NEIGHBOR_PREFIX) :]
+        return None
+
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments of SpeakerClient.add_neighbor (beside address and asn)."""
+        options: dict[str, Any] = {
+            "name": self.name,
+            "port": self.port,
+            "passive": self.passive,
+            "ttl": self.ttl,
+            "local_address": self.local_address,
+            "families": list(self.families),
+            "graceful_restart": self.graceful_restart,
+            "admin_down": self.admin_down,
+            "next_hops": list(self.next_hops),
+        }
+        if self.hold_time is not None:
+            options["hold_time"] = self.hold_time
+        return options
+
+    def same_session(self, other: NeighborSettings) -> bool:
+        """Whether the speaker holds `other` as these settings say (the password aside)."""
+        return attrs.evolve(self, has_password=False) == attrs.evolve(other, has_password=False)
+
+
+@attrs.frozen(kw_only=True)
+class SpeakerView:
+    """The speaker as its API shows it."""
+
+    asn: int
+    router_id: str
+    multipath: bool = False
+    neighbors: tuple[NeighborSettings, ...] = ()
+    local_paths: frozenset[str] = frozenset()
+
+
+@attrs.frozen
+class PeerProblem:
+    """Something about a BGPPeer the speaker cannot do as asked: a Warning Event on it."""
+
+    peer: str
+    reason: str
+    message: str
+
+
+@attrs.frozen(kw_only=True)
+class AgentObserved:
+    node: str
+    node_bgp: NodeBGP | None
+    peers: tuple[BGPPeer, ...] = ()  # every BGPPeer seen; this node's are picked here
+    advertisements: tuple[BGPAdvertisement, ...] = ()
+    pools: tuple[AddressPool, ...] = ()
+    speaker: SpeakerView
+    added_paths: frozenset[str] = frozenset()  # what this agent added since it started
 
 
 @attrs.frozen(kw_only=True)
 class AgentPlan:
-    add_peers: tuple[PeerWanted, ...] = ()
-    delete_peers: tuple[str, ...] = ()
-    add_paths: tuple[str, ...] = ()
+    """The speaker calls, in the order to make them, and what to say about it."""
+
+    delete_neighbors: tuple[str, ...] = ()
+    set_asn: int | None = None
+    set_router_id: str | None = None
+    set_multipath: bool | None = None
+    add_neighbors: tuple[NeighborSettings, ...] = ()
     delete_paths: tuple[str, ...] = ()
+    add_paths: tuple[str, ...] = ()
+    # Not calls:
+    peers: Mapping[str, str] = attrs.field(factory=dict)  # address -> BGPPeer name, this node's
+    problems: tuple[PeerProblem, ...] = ()
+    identity_blocked: str = ""  # why the NodeBGP's ASN and router ID cannot be applied
+    replaced: tuple[str, ...] = ()  # the file's neighbors a BGPPeer takes over
+    kept_neighbors: tuple[str, ...] = ()  # the file's neighbors, left alone
+    kept_paths: tuple[str, ...] = ()  # the file's paths, left alone
 
     def __bool__(self) -> bool:
-        return bool(self.add_peers or self.delete_peers or self.add_paths or self.delete_paths)
-
-
-def wanted_peers(node: str, peers: Iterable[Mapping[str, Any]]) -> dict[str, PeerWanted]:
-    wanted = {}
-    for peer in peers:
-        spec = peer.get("spec", {})
-        if spec.get("nodeBGPRef") != node:
-            continue
-        try:
-            address = str(IPAddress(spec.get("addr")))
-        except (AddrFormatError, ValueError, TypeError):
-            continue
-        wanted[address] = PeerWanted(
-            address, int(spec["asn"]), peer["metadata"]["name"], spec.get("holdTime")
+        """Whether the speaker has to be called at all."""
+        return bool(
+            self.delete_neighbors
+            or self.set_asn is not None
+            or self.set_router_id is not None
+            or self.set_multipath is not None
+            or self.add_neighbors
+            or self.delete_paths
+            or self.add_paths
         )
-    return wanted
 
 
-def wanted_paths(node: str, advertisements: Iterable[Mapping[str, Any]]) -> set[str]:
-    paths = set()
-    for advertisement in advertisements:
-        spec = advertisement.get("spec", {})
-        nodes = spec.get("nodes")
-        if nodes is not None and node not in nodes:
+# --- what the cluster asks ----------------------------------------------------------------------
+
+
+def _seniority(peer: BGPPeer) -> tuple[str, str]:
+    return (peer.metadata.creation_timestamp or "", peer.metadata.name)
+
+
+def node_peers(node: str, peers: Iterable[BGPPeer]) -> tuple[dict[str, BGPPeer], list[PeerProblem]]:
+    """This node's BGPPeers (not being deleted) by address. Two for one address: the older
+    one (then the first by name) has it, the other is told so."""
+    chosen: dict[str, BGPPeer] = {}
+    problems = []
+    mine = [p for p in peers if p.spec.node_bgp_ref == node and not p.metadata.deletion_timestamp]
+    for peer in sorted(mine, key=_seniority):
+        address = str(peer.spec.addr)
+        if address in chosen:
+            problems.append(
+                PeerProblem(
+                    peer.metadata.name,
+                    "DuplicatePeer",
+                    f"BGPPeer {chosen[address].metadata.name} already has {address} on node"
+                    f" {node}; this one is not configured",
+                )
+            )
             continue
-        try:
-            paths.add(str(IPNetwork(spec.get("cidr")).cidr))
-        except (AddrFormatError, ValueError, TypeError):
-            continue
-    return paths
+        chosen[address] = peer
+    return chosen, problems
 
 
-def plan(
-    peers: Mapping[str, PeerWanted],
-    paths: set[str],
-    speaker_peers: Mapping[str, int],
-    speaker_paths: set[str],
-) -> AgentPlan:
-    """A peer whose AS changed is deleted and added again."""
-    stale = {a for a, asn in speaker_peers.items() if a not in peers or peers[a].asn != asn}
-    return AgentPlan(
-        add_peers=tuple(
-            p for a, p in sorted(peers.items()) if a not in speaker_peers or a in stale
-        ),
-        delete_peers=tuple(sorted(stale)),
-        add_paths=tuple(sorted(paths - speaker_paths)),
-        delete_paths=tuple(sorted(speaker_paths - paths)),
+def neighbor_settings(peer: BGPPeer) -> tuple[NeighborSettings, list[PeerProblem]]:
+    """The speaker's neighbor for a BGPPeer, and what of the BGPPeer it cannot take.
+
+    The speaker has no keepalive setting of its own: it sends KEEPALIVE every hold time / 3
+    (RFC 4271 10's suggestion). So a keepaliveTime without a holdTime asks for a hold time of
+    three times it; with a holdTime that does not fit, it is not used, and said so.
+    `groups` do not reach the speaker (it has no per-peer export yet)."""
+    spec, name = peer.spec, peer.metadata.name
+    problems = []
+    hold = spec.hold_time
+    keepalive = spec.keepalive_time
+    if keepalive is not None:
+        if hold is None:
+            hold = min(3 * keepalive, 65535)
+        elif (hold // 3 if hold else 0) != keepalive:
+            problems.append(
+                PeerProblem(
+                    name,
+                    "KeepaliveTimeNotUsed",
+                    f"the speaker sends KEEPALIVE every holdTime / 3 ({hold // 3} s);"
+                    f" keepaliveTime {keepalive} is not used",
+                )
+            )
+    families: list[str] = []
+    graceful_restart = True
+    if spec.capabilities is not None:
+        wanted = [c.strip().lower() for c in spec.capabilities]
+        families = [FAMILY_CAPABILITIES[c] for c in wanted if c in FAMILY_CAPABILITIES]
+        graceful_restart = GRACEFUL_RESTART in wanted
+        unknown = sorted(
+            {c for c in spec.capabilities if c.strip().lower() not in KNOWN_CAPABILITIES}
+        )
+        if unknown:
+            problems.append(
+                PeerProblem(
+                    name,
+                    "UnknownCapability",
+                    f"the speaker does not support {', '.join(unknown)} (it knows"
+                    f" {', '.join(sorted(KNOWN_CAPABILITIES))}); ignored",
+                )
+            )
+    settings = NeighborSettings(
+        address=str(spec.addr),
+        asn=spec.asn,
+        name=NEIGHBOR_PREFIX + name,
+        hold_time=hold,
+        families=tuple(sorted(set(families))) or BOTH_FAMILIES,
+        graceful_restart=graceful_restart,
     )
+    return settings, problems
+
+
+def wanted_paths(node: str, advertisements: Iterable[BGPAdvertisement]) -> frozenset[str]:
+    """The prefixes this node announces: of the advertisements that list it, or list no node."""
+    return frozenset(
+        str(a.spec.cidr) for a in advertisements if a.spec.nodes is None or node in a.spec.nodes
+    )
+
+
+def cluster_shaped(prefix: str, pools: Iterable[AddressPool]) -> bool:
+    """Whether a prefix is one the cluster could announce: inside an AddressPool, as long as
+    one of its addresses (service) or of its blocks (pod)."""
+    network = IPNetwork(prefix)
+    for pool in pools:
+        cidr = pool.spec.cidr
+        if cidr.version != network.version or network not in cidr:
+            continue
+        if pool.spec.type is AddressType.SERVICE:
+            length = IPV4_BITS if cidr.version == 4 else IPV6_BITS
+        else:
+            length = pool.spec.block_size if pool.spec.block_size is not None else cidr.prefixlen
+        if network.prefixlen == length:
+            return True
+    return False
+
+
+# --- the plan -----------------------------------------------------------------------------------
+
+
+def plan(observed: AgentObserved) -> AgentPlan:
+    """The calls that make the speaker hold what the cluster asks, touching only what is the
+    cluster's (see the module docstring)."""
+    speaker = observed.speaker
+    by_address, problems = node_peers(observed.node, observed.peers)
+    desired: dict[str, NeighborSettings] = {}
+    for address, peer in by_address.items():
+        settings, found = neighbor_settings(peer)
+        desired[address] = settings
+        problems.extend(found)
+    current = {n.address: n for n in speaker.neighbors}
+    files = {a: n for a, n in current.items() if n.bgp_peer is None}
+    kept = {a: n for a, n in files.items() if a not in desired}
+
+    set_asn = set_router_id = None
+    blocked = ""
+    node_bgp = observed.node_bgp
+    if node_bgp is not None:
+        if speaker.asn != node_bgp.spec.asn:
+            set_asn = node_bgp.spec.asn
+        if speaker.router_id != str(node_bgp.spec.router_id):
+            set_router_id = str(node_bgp.spec.router_id)
+    locked = sorted(a for a, n in kept.items() if n.has_password)
+    if (set_asn is not None or set_router_id is not None) and locked:
+        blocked = (
+            f"the speaker's AS and router ID change only while it has no neighbor, and its own"
+            f" neighbor(s) {', '.join(locked)} (from its configuration file) have a TCP-MD5"
+            f" password the agent cannot read back to add them again; the speaker keeps AS"
+            f" {speaker.asn} and router ID {speaker.router_id}"
+        )
+        set_asn = set_router_id = None
+
+    if set_asn is not None or set_router_id is not None:
+        delete = sorted(current)
+        add = [desired[a] for a in sorted(desired)] + [kept[a] for a in sorted(kept)]
+    else:
+        delete = sorted(
+            a
+            for a, n in current.items()
+            if (a in desired and not desired[a].same_session(n))
+            or (a not in desired and n.bgp_peer is not None)
+        )
+        add = [desired[a] for a in sorted(desired) if a not in current or a in delete]
+
+    multipath = None
+    if node_bgp is not None:
+        wanted_multipath = node_bgp.spec.speaker.multipath
+        if wanted_multipath is not None and wanted_multipath != speaker.multipath:
+            multipath = wanted_multipath
+
+    wanted = wanted_paths(observed.node, observed.advertisements)
+    local = speaker.local_paths
+
+    def ours(prefix: str) -> bool:
+        return (
+            prefix in wanted
+            or prefix in observed.added_paths
+            or cluster_shaped(prefix, observed.pools)
+        )
+
+    return AgentPlan(
+        delete_neighbors=tuple(delete),
+        set_asn=set_asn,
+        set_router_id=set_router_id,
+        set_multipath=multipath,
+        add_neighbors=tuple(add),
+        delete_paths=tuple(sorted(p for p in local if p not in wanted and ours(p))),
+        add_paths=tuple(sorted(wanted - local)),
+        peers={a: p.metadata.name for a, p in sorted(by_address.items())},
+        problems=tuple(problems),
+        identity_blocked=blocked,
+        replaced=tuple(sorted(a for a in files if a in desired)),
+        kept_neighbors=tuple(sorted(kept)),
+        kept_paths=tuple(sorted(p for p in local if not ours(p))),
+    )
+
+
+# --- status -------------------------------------------------------------------------------------
+
+
+def _bounded(history: list[T], limit: int) -> tuple[T, ...]:
+    return tuple(history[-limit:])
+
+
+def set_condition(
+    conditions: tuple[Condition, ...] | None, condition: Condition
+) -> tuple[Condition, ...]:
+    """Put `condition` in place of the one of its type; its lastTransitionTime stays the old
+    one's while the status does not change (as apimachinery's SetStatusCondition does)."""
+    found = list(conditions or ())
+    for index, old in enumerate(found):
+        if old.type == condition.type:
+            if old.status == condition.status:
+                condition = attrs.evolve(condition, last_transition_time=old.last_transition_time)
+            found[index] = condition
+            return tuple(found)
+    return (*found, condition)
+
+
+def last_state(status: BGPPeerStatus | None) -> BGPPeerConditionStatus | None:
+    if status is None or not status.conditions:
+        return None
+    return status.conditions[-1].status
+
+
+def record_state(
+    status: BGPPeerStatus | None,
+    state: BGPPeerConditionStatus,
+    reason: str,
+    *,
+    now: str,
+    generation: int | None = None,
+    limit: int = STATUS_HISTORY,
+) -> BGPPeerStatus:
+    """A BGPPeer's status once the speaker reported `state` for its session: the state appended
+    to the history when it changed (the last `limit` kept), `backoff` counting the times an
+    established session was lost, the Established condition following."""
+    status = status or BGPPeerStatus()
+    before = last_state(status)
+    if before is state and find_condition(status, "Established") is not None:
+        return status  # nothing new (a repeated report, or the state read again)
+    if before is not state:
+        history = [*(status.conditions or ()), BGPPeerCondition(status=state, reason=reason)]
+        lost = before is ESTABLISHED
+        status = attrs.evolve(
+            status,
+            conditions=_bounded(history, limit),
+            backoff=status.backoff + 1 if lost else status.backoff,
+        )
+    established = Condition(
+        type="Established",
+        status=ConditionStatus.TRUE if state is ESTABLISHED else ConditionStatus.FALSE,
+        reason=state.value,
+        message=reason,
+        last_transition_time=now,
+        observed_generation=generation,
+    )
+    return attrs.evolve(
+        status, standard_conditions=set_condition(status.standard_conditions, established)
+    )
+
+
+def find_condition(status: BGPPeerStatus | None, kind: str) -> Condition | None:
+    for condition in (status.standard_conditions or ()) if status is not None else ():
+        if condition.type == kind:
+            return condition
+    return None
+
+
+def record_configured(
+    status: BGPPeerStatus | None,
+    configured: bool,
+    reason: str,
+    message: str,
+    *,
+    now: str,
+    generation: int | None,
+) -> BGPPeerStatus:
+    """A BGPPeer's status with its Configured condition: whether the speaker holds the peer as
+    the spec of `generation` says."""
+    status = status or BGPPeerStatus()
+    condition = Condition(
+        type="Configured",
+        status=ConditionStatus.TRUE if configured else ConditionStatus.FALSE,
+        reason=reason,
+        message=message,
+        last_transition_time=now,
+        observed_generation=generation,
+    )
+    return attrs.evolve(
+        status, standard_conditions=set_condition(status.standard_conditions, condition)
+    )
+
+
+@attrs.frozen
+class PeerEvent:
+    """A Kubernetes Event about a BGPPeer."""
+
+    type: str
+    reason: str
+    message: str
+
+
+def state_event(
+    before: BGPPeerConditionStatus | None,
+    after: BGPPeerConditionStatus,
+    address: str,
+    reason: str,
+) -> PeerEvent | None:
+    """Normal when the session comes up, Warning when it leaves Established (with why)."""
+    if after is ESTABLISHED and before is not ESTABLISHED:
+        return PeerEvent("Normal", "Established", f"BGP session with {address} established")
+    if before is ESTABLISHED and after is not ESTABLISHED:
+        why = f": {reason}" if reason else ""
+        return PeerEvent(
+            "Warning", "SessionDown", f"BGP session with {address} is {after.value}{why}"
+        )
+    return None
+
+
+def node_condition(node_bgp: NodeBGP, asn: int | None, router_id: str | None) -> NodeBGPCondition:
+    """Available while the speaker holds the NodeBGP's ASN and router ID; Unavailable when it
+    does not, or cannot be reached (`asn` None)."""
+    if asn == node_bgp.spec.asn and router_id == str(node_bgp.spec.router_id):
+        return NodeBGPCondition(
+            status=NodeBGPConditionStatus.AVAILABLE, reason=NodeBGPConditionReason.CONFIGURED
+        )
+    return NodeBGPCondition(
+        status=NodeBGPConditionStatus.UNAVAILABLE,
+        reason=NodeBGPConditionReason.INVALID_CONFIGURATION,
+    )
+
+
+def record_node_condition(
+    status: NodeBGPStatus | None, condition: NodeBGPCondition, *, limit: int = STATUS_HISTORY
+) -> NodeBGPStatus:
+    """The NodeBGP's status with `condition` appended when it differs from the last one."""
+    history = list(status.conditions or ()) if status is not None else []
+    if history and history[-1] == condition:
+        return status or NodeBGPStatus(conditions=tuple(history))
+    return NodeBGPStatus(conditions=_bounded([*history, condition], limit))

@@ -1,107 +1,646 @@
-"""`sartd agent`: drives the node's speaker from the cluster (BGPPeers for this node,
-BGPAdvertisements that list it), through the speaker's API only."""
+"""`sartd agent`: drives the node's speaker from the cluster and reports back, through the
+speaker's API only. The decisions are `sart.k8s.reconcile.agent`'s; this module watches, calls
+and writes.
+
+- Watches its own NodeBGP (named after the node), the BGPPeers, the BGPAdvertisements and the
+  AddressPools. Once every watch has listed, and again whenever one of them changes what the
+  speaker must hold (a spec, not a status), it reads the speaker (info, neighbors, local paths),
+  plans and makes the calls.
+- The speaker's endpoint is the NodeBGP's `spec.speaker.path` (with its `timeout`), the
+  `--endpoint` flag without a NodeBGP: the NodeBGP is what the ClusterBGP, and so the operator,
+  says of this node's speaker, the flag only where nothing says so.
+- Follows the speaker's event stream (WatchEvents), never polls it: every peer state change
+  becomes the BGPPeer's status (the state history, backoff, the Established condition) and, on
+  reaching or leaving Established, an Event. A broken stream (the speaker restarting) is opened
+  again with backoff, and then the speaker is read once: the neighbors' states as they are now,
+  and a full sync, as a restarted speaker has forgotten everything.
+- Writes statuses as merge patches of the status subresource, built by the models' converter,
+  only when they differ from what it knows is stored (its own last write, or what it read);
+  failed writes follow the error model (409: again at once, temporary: backoff, permanent: an
+  error in the log).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from kubernetes_asyncio.client import ApiClient, CustomObjectsApi
+import attrs
+from grpclib.const import Status
+from grpclib.exceptions import StreamTerminatedError
+from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi
 
-from sart.api.client import ApiError, SpeakerClient
-from sart.k8s.reconcile.agent import plan, wanted_paths, wanted_peers
-from sart.k8s.runtime.outcome import Backoff
-from sart.k8s.runtime.watch import WatchStats, watch_kind
+from sart.api._gen.sart.v1 import bgp_pb2 as pb
+from sart.api.client import ApiError, SpeakerClient, SpeakerUnreachable
+from sart.k8s.convert import unstructure
+from sart.k8s.models import (
+    API_VERSION,
+    GROUP,
+    VERSION,
+    AddressPool,
+    BGPAdvertisement,
+    BGPPeer,
+    BGPPeerConditionStatus,
+    BGPPeerStatus,
+    NodeBGP,
+    NodeBGPStatus,
+)
+from sart.k8s.reconcile.agent import (
+    AgentObserved,
+    AgentPlan,
+    NeighborSettings,
+    PeerEvent,
+    SpeakerView,
+    last_state,
+    node_condition,
+    node_peers,
+    plan,
+    record_configured,
+    record_node_condition,
+    record_state,
+    state_event,
+)
+from sart.k8s.runtime.events import EventRecorder
+from sart.k8s.runtime.outcome import API_ERRORS, Backoff, KeyedBackoff, Outcome, classify, describe
+from sart.k8s.runtime.watch import WatchStats, object_key, read_object, watch_kind
 
 log = logging.getLogger("sart.agent")
-RESYNC = 30.0  # also compare with the speaker now and then: it may have restarted
+
+COMPONENT = "sartd-agent"
+DEFAULT_TIMEOUT = 10.0  # seconds per speaker call, unless the NodeBGP says otherwise
+MERGE: dict[str, Any] = {"_content_type": "application/merge-patch+json"}
+KINDS = ("nodebgps", "bgppeers", "bgpadvertisements", "addresspools")
+
+STATES = {
+    pb.SESSION_STATE_UNSPECIFIED: BGPPeerConditionStatus.UNKNOWN,
+    pb.SESSION_STATE_IDLE: BGPPeerConditionStatus.IDLE,
+    pb.SESSION_STATE_CONNECT: BGPPeerConditionStatus.CONNECT,
+    pb.SESSION_STATE_ACTIVE: BGPPeerConditionStatus.ACTIVE,
+    pb.SESSION_STATE_OPEN_SENT: BGPPeerConditionStatus.OPEN_SENT,
+    pb.SESSION_STATE_OPEN_CONFIRM: BGPPeerConditionStatus.OPEN_CONFIRM,
+    pb.SESSION_STATE_ESTABLISHED: BGPPeerConditionStatus.ESTABLISHED,
+}
+FAMILY_NAMES = {pb.FAMILY_IPV4_UNICAST: "ipv4", pb.FAMILY_IPV6_UNICAST: "ipv6"}
+STREAM_ERRORS = (ApiError, StreamTerminatedError, ConnectionError, OSError, TimeoutError)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def neighbor_view(state: pb.NeighborState) -> NeighborSettings:
+    """A neighbor as ListNeighbors shows it."""
+    config = state.config
+    families = tuple(sorted(FAMILY_NAMES[f] for f in config.families if f in FAMILY_NAMES))
+    return NeighborSettings(
+        address=config.address,
+        asn=config.asn,
+        name=config.name,
+        port=config.port or 179,
+        passive=config.passive,
+        hold_time=config.hold_time if config.HasField("hold_time") else None,
+        ttl=config.ttl,
+        local_address=config.local_address,
+        families=families or ("ipv4", "ipv6"),
+        graceful_restart=config.graceful_restart,
+        admin_down=config.admin_down,
+        next_hops=tuple(config.next_hops),
+        has_password=state.has_password,
+    )
+
+
+@attrs.define
+class StatusRecord:
+    """One object's status as the agent wants it (`current`) and as it knows it stored
+    (`written`: its last successful write, or what it read first)."""
+
+    uid: str | None
+    current: Any
+    written: Any
 
 
 class NodeAgent:
     def __init__(
-        self, api: ApiClient, node: str, endpoint: str, *, stats: WatchStats | None = None
+        self,
+        api: ApiClient,
+        node: str,
+        endpoint: str,
+        *,
+        stats: WatchStats | None = None,
+        clock: Callable[[], str] = _now,
     ) -> None:
         self.custom = CustomObjectsApi(api)
+        self.events = EventRecorder(CoreV1Api(api), COMPONENT)
         self.node = node
-        self.endpoint = endpoint
-        self.peers: dict[str, dict[str, Any]] = {}
-        self.advertisements: dict[str, dict[str, Any]] = {}
+        self.default_endpoint = endpoint
+        self.clock = clock
+        self.stats = stats if stats is not None else WatchStats()  # every watch, added up
+        self.node_bgp: NodeBGP | None = None
+        self.peers: dict[str, BGPPeer] = {}
+        self.advertisements: dict[str, BGPAdvertisement] = {}
+        self.pools: dict[str, AddressPool] = {}
+        self.added_paths: set[str] = set()  # paths this agent added to the speaker
+        self.speaker_states: dict[str, tuple[BGPPeerConditionStatus, str]] = {}
+        self.statuses: dict[tuple[str, str], StatusRecord] = {}  # (plural, name) -> record
+        self.syncs = 0  # syncs that reached the speaker (tests wait on these)
+        self.stream_opened = 0  # event streams opened
+        self.status_writes = 0
+        self._synced = dict.fromkeys(KINDS, False)
         self._wake = asyncio.Event()
         self._backoff = Backoff(base=0.2, cap=10.0)
-        self.stats = stats if stats is not None else WatchStats()  # both watches, added up
+        self._dirty: set[tuple[str, str]] = set()
+        self._events: list[tuple[dict[str, Any], PeerEvent]] = []
+        self._write_wake = asyncio.Event()
+        self._write_backoff = KeyedBackoff(base=0.2, cap=30.0)
+        self._moved = asyncio.Event()  # the speaker's endpoint changed
+        self._told: set[tuple[str, ...]] = set()  # problems said already (once per generation)
+        self._said_kept: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
+        self._said_no_node_bgp = False
 
-    def _handler(self, store: dict[str, dict[str, Any]]) -> Any:
-        def handle(kind: str, obj: Any) -> None:
-            if kind == "SYNCED":
-                self._wake.set()
+    # --- where the speaker is ---------------------------------------------------------------
+
+    def endpoint(self) -> tuple[str, float]:
+        """The speaker's API and the timeout of each call: the NodeBGP's, else the flag's."""
+        if self.node_bgp is not None and self.node_bgp.spec.speaker.path:
+            speaker = self.node_bgp.spec.speaker
+            timeout = float(speaker.timeout) if speaker.timeout else DEFAULT_TIMEOUT
+            return speaker.path, timeout
+        return self.default_endpoint, DEFAULT_TIMEOUT
+
+    # --- the watches ------------------------------------------------------------------------
+
+    def _synced_kind(self, plural: str) -> None:
+        self._synced[plural] = True
+        self._wake.set()
+
+    def _on_node_bgp(self, kind: str, obj: Any) -> None:
+        if kind == "SYNCED":
+            self._synced_kind("nodebgps")
+            return
+        before = self.endpoint()
+        old = self.node_bgp
+        if kind == "DELETED":
+            self.node_bgp = None
+            self.statuses.pop(("nodebgps", self.node), None)
+        else:
+            found = read_object(NodeBGP, obj)
+            if found is None:
                 return
-            meta = obj["metadata"]
-            key = f"{meta.get('namespace', '')}/{meta['name']}"
-            if kind == "DELETED":
-                store.pop(key, None)
-            else:
-                store[key] = obj
+            self.node_bgp = found
+            self._track("nodebgps", found.metadata, found.status)
+        if self.endpoint() != before:
+            self._moved.set()
+        if old is None or self.node_bgp is None or old.spec != self.node_bgp.spec:
             self._wake.set()
 
-        return handle
+    def _on_peer(self, kind: str, obj: Any) -> None:
+        if kind == "SYNCED":
+            self._synced_kind("bgppeers")
+            return
+        name = object_key(obj)
+        old = self.peers.get(name)
+        if kind == "DELETED":
+            self.peers.pop(name, None)
+            self.statuses.pop(("bgppeers", name), None)
+            self._wake.set()
+            return
+        peer = read_object(BGPPeer, obj)
+        if peer is None:
+            return
+        self.peers[name] = peer
+        if peer.spec.node_bgp_ref == self.node:
+            self._track("bgppeers", peer.metadata, peer.status)
+            state = self.speaker_states.get(str(peer.spec.addr))
+            if state is not None:
+                self._peer_state(peer, *state)
+        if (
+            old is None
+            or old.spec != peer.spec
+            or old.metadata.deletion_timestamp != peer.metadata.deletion_timestamp
+        ):
+            self._wake.set()
+
+    def _on_advertisement(self, kind: str, obj: Any) -> None:
+        if kind == "SYNCED":
+            self._synced_kind("bgpadvertisements")
+            return
+        key = object_key(obj)
+        old = self.advertisements.get(key)
+        if kind == "DELETED":
+            self.advertisements.pop(key, None)
+            self._wake.set()
+            return
+        advertisement = read_object(BGPAdvertisement, obj)
+        if advertisement is None:
+            return
+        self.advertisements[key] = advertisement
+        if old is None or old.spec != advertisement.spec:
+            self._wake.set()
+
+    def _on_pool(self, kind: str, obj: Any) -> None:
+        if kind == "SYNCED":
+            self._synced_kind("addresspools")
+            return
+        key = object_key(obj)
+        if kind == "DELETED":
+            self.pools.pop(key, None)
+        else:
+            pool = read_object(AddressPool, obj)
+            if pool is None:
+                return
+            self.pools[key] = pool
+        self._wake.set()
+
+    def _track(self, plural: str, metadata: Any, stored: Any) -> None:
+        """Start following an object's status: what is stored is what we know it holds. The
+        same object seen again keeps what we know (our own write may not be in the watch
+        yet); a new one (another uid) starts afresh."""
+        key = (plural, metadata.name)
+        record = self.statuses.get(key)
+        if record is None or record.uid != metadata.uid:
+            self.statuses[key] = StatusRecord(metadata.uid, stored, stored)
+
+    # --- the loop ---------------------------------------------------------------------------
 
     async def run(self) -> None:
+        handlers = {
+            "nodebgps": self._on_node_bgp,
+            "bgppeers": self._on_peer,
+            "bgpadvertisements": self._on_advertisement,
+            "addresspools": self._on_pool,
+        }
         async with asyncio.TaskGroup() as tasks:
-            for plural, store in (
-                ("bgppeers", self.peers),
-                ("bgpadvertisements", self.advertisements),
-            ):
-                tasks.create_task(
-                    watch_kind(self.custom, plural, self._handler(store), stats=self.stats)
-                )
+            for plural, handler in handlers.items():
+                options: dict[str, Any] = {}
+                if plural == "nodebgps":
+                    options["field_selector"] = f"metadata.name={self.node}"
+                watch = watch_kind(self.custom, plural, handler, stats=self.stats, **options)
+                tasks.create_task(watch)
             tasks.create_task(self._work())
+            tasks.create_task(self._follow_speaker())
+            tasks.create_task(self._write_statuses())
 
     async def _work(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):  # resync anyway
-                await asyncio.wait_for(self._wake.wait(), RESYNC)
+            await self._wake.wait()
             self._wake.clear()
+            if not all(self._synced.values()):
+                continue  # never act on half the picture (it would remove what it cannot see)
             try:
                 await self.sync()
+            except SpeakerUnreachable as error:
+                self._node_status(None, None, error.message)
+                await self._retry(error)
             except ApiError as error:
-                # The speaker restarting or not up yet: temporary, jittered backoff.
-                delay = self._backoff.next()
-                log.warning(
-                    "speaker not in sync, retrying",
-                    extra={"error": error.message, "retry_in": round(delay, 2)},
-                )
-                await asyncio.sleep(delay)
-                self._wake.set()
+                await self._retry(error)
             else:
                 self._backoff.reset()
 
+    async def _retry(self, error: ApiError) -> None:
+        """The speaker restarting, not up yet, or refusing for now: jittered backoff."""
+        delay = self._backoff.next()
+        log.warning(
+            "speaker not in sync, retrying",
+            extra={"error": error.message, "retry_in": round(delay, 2)},
+        )
+        await asyncio.sleep(delay)
+        self._wake.set()
+
+    def observed(self, speaker: SpeakerView) -> AgentObserved:
+        return AgentObserved(
+            node=self.node,
+            node_bgp=self.node_bgp,
+            peers=tuple(self.peers.values()),
+            advertisements=tuple(self.advertisements.values()),
+            pools=tuple(self.pools.values()),
+            speaker=speaker,
+            added_paths=frozenset(self.added_paths),
+        )
+
     async def sync(self) -> None:
-        async with SpeakerClient(self.endpoint) as speaker:
-            neighbors = {n.config.address: n.config.asn for n in await speaker.neighbors()}
-            local = {p.prefix for p in await speaker.rib() if p.source == "local"}
-            todo = plan(
-                wanted_peers(self.node, self.peers.values()),
-                wanted_paths(self.node, self.advertisements.values()),
-                neighbors,
-                local,
+        """Read the speaker, plan, make the calls, and say what became of it."""
+        endpoint, timeout = self.endpoint()
+        with _client(endpoint, timeout) as speaker:
+            info = await speaker.info()
+            neighbors = await speaker.neighbors()
+            local = frozenset(p.prefix for p in await speaker.rib() if p.source == "local")
+            view = SpeakerView(
+                asn=info.asn,
+                router_id=info.router_id,
+                multipath=info.multi_path,
+                neighbors=tuple(neighbor_view(n) for n in neighbors),
+                local_paths=local,
             )
-            if not todo:
-                return
-            for address in todo.delete_peers:
+            todo = plan(self.observed(view))
+            self._say(todo)
+            refused = await self._apply(speaker, todo)
+            if todo.set_asn is not None or todo.set_router_id is not None:
+                info = await speaker.info()
+        self.syncs += 1
+        self._node_status(info.asn, info.router_id, todo.identity_blocked)
+        self._configured(todo, refused)
+
+    async def _apply(self, speaker: SpeakerClient, todo: AgentPlan) -> dict[str, str]:
+        """Make the plan's calls in order; the neighbors the speaker refused, with why."""
+        refused: dict[str, str] = {}
+        if not todo:
+            return refused
+        for address in todo.delete_neighbors:
+            try:
                 await speaker.delete_neighbor(address)
-            for peer in todo.add_peers:
-                options: dict[str, Any] = {"name": peer.name}
-                if peer.hold_time is not None:
-                    options["hold_time"] = peer.hold_time
-                await speaker.add_neighbor(peer.address, peer.asn, **options)
-            if todo.delete_paths:
-                await speaker.delete_paths(todo.delete_paths)
-            if todo.add_paths:
-                await speaker.add_paths(todo.add_paths)
+            except ApiError as error:
+                if error.status is not Status.NOT_FOUND:
+                    raise
+        if todo.set_asn is not None:
+            await speaker.set_as(todo.set_asn)
+        if todo.set_router_id is not None:
+            await speaker.set_router_id(todo.set_router_id)
+        if todo.set_multipath is not None:
+            await speaker.set_multipath(todo.set_multipath)
+        for neighbor in todo.add_neighbors:
+            try:
+                await speaker.add_neighbor(neighbor.address, neighbor.asn, **neighbor.options())
+            except SpeakerUnreachable:
+                raise
+            except ApiError as error:
+                if error.status is not Status.INVALID_ARGUMENT:
+                    raise  # ALREADY_EXISTS: added meanwhile; the next pass sees it
+                refused[neighbor.address] = error.message
+        if todo.delete_paths:
+            await speaker.delete_paths(todo.delete_paths)
+            self.added_paths.difference_update(todo.delete_paths)
+        if todo.add_paths:
+            await speaker.add_paths(todo.add_paths)
+            self.added_paths.update(todo.add_paths)
+        log.info(
+            "speaker updated",
+            extra={"neighbors_added": len(todo.add_neighbors),
+                   "neighbors_deleted": len(todo.delete_neighbors),
+                   "paths_added": len(todo.add_paths), "paths_deleted": len(todo.delete_paths),
+                   "asn": todo.set_asn, "router_id": todo.set_router_id,
+                   "multipath": todo.set_multipath},
+        )  # fmt: skip
+        return refused
+
+    def _say(self, todo: AgentPlan) -> None:
+        """Log what is left alone (once per change of it), Warning Events for problems (once
+        per BGPPeer generation)."""
+        if self.node_bgp is None and not self._said_no_node_bgp:
             log.info(
-                "speaker updated",
-                extra={"peers_added": len(todo.add_peers), "peers_deleted": len(todo.delete_peers),
-                       "paths_added": len(todo.add_paths), "paths_deleted": len(todo.delete_paths)},
+                "no NodeBGP for this node: the speaker's AS and router ID are left as they are",
+                extra={"node": self.node},
+            )
+        self._said_no_node_bgp = self.node_bgp is None
+        kept = (todo.kept_neighbors, todo.kept_paths)
+        if kept != self._said_kept and (todo.kept_neighbors or todo.kept_paths):
+            log.info(
+                "the speaker's own neighbors and paths (from its configuration file) are kept",
+                extra={"neighbors": list(todo.kept_neighbors), "paths": list(todo.kept_paths)},
+            )
+        self._said_kept = kept
+        for address in todo.replaced:
+            log.warning(
+                "a BGPPeer replaces the speaker's own neighbor",
+                extra={"neighbor": address, "bgppeer": todo.peers.get(address)},
+            )
+        for problem in todo.problems:
+            peer = self.peers.get(problem.peer)
+            if peer is None:
+                continue
+            said = (problem.peer, str(peer.metadata.generation), problem.reason, problem.message)
+            if said in self._told:
+                continue
+            self._told.add(said)
+            log.warning(problem.message, extra={"bgppeer": problem.peer, "reason": problem.reason})
+            warning = PeerEvent("Warning", problem.reason, problem.message)
+            self._event(_involved("BGPPeer", peer.metadata), warning)
+
+    # --- statuses ---------------------------------------------------------------------------
+
+    def _node_status(self, asn: int | None, router_id: str | None, why: str) -> None:
+        """The NodeBGP's condition from what the speaker holds (asn None: unreachable)."""
+        node_bgp = self.node_bgp
+        record = self.statuses.get(("nodebgps", self.node))
+        if node_bgp is None or record is None:
+            return
+        condition = node_condition(node_bgp, asn, router_id)
+        status: NodeBGPStatus = record_node_condition(record.current, condition)
+        if status == record.current:
+            return
+        record.current = status
+        self._mark(("nodebgps", self.node))
+        if condition.status.value == "Unavailable":
+            endpoint, _ = self.endpoint()
+            message = why or (
+                f"the speaker at {endpoint} holds AS {asn} and router ID {router_id}, not the"
+                f" NodeBGP's AS {node_bgp.spec.asn} and router ID {node_bgp.spec.router_id}"
+            )
+            event = PeerEvent("Warning", condition.reason.value, message)
+        else:
+            event = PeerEvent(
+                "Normal",
+                condition.reason.value,
+                f"the speaker holds AS {asn} and router ID {router_id}",
+            )
+        self._event(_involved("NodeBGP", node_bgp.metadata), event)
+
+    def _configured(self, todo: AgentPlan, refused: dict[str, str]) -> None:
+        """Each of this node's BGPPeers: Configured, or why not."""
+        problems: dict[str, list[str]] = {}
+        for problem in todo.problems:
+            problems.setdefault(problem.peer, []).append(problem.message)
+        chosen, _ = node_peers(self.node, self.peers.values())
+        chosen_names = {p.metadata.name for p in chosen.values()}
+        for peer in self.peers.values():
+            name = peer.metadata.name
+            record = self.statuses.get(("bgppeers", name))
+            if record is None or peer.spec.node_bgp_ref != self.node:
+                continue
+            message = "; ".join(problems.get(name, []))
+            if str(peer.spec.addr) in refused and name in chosen_names:
+                ok, reason, message = False, "Refused", refused[str(peer.spec.addr)]
+            elif name not in chosen_names:
+                ok, reason = False, "DuplicatePeer"
+            else:
+                ok, reason = True, "Configured"
+            status = record_configured(
+                record.current, ok, reason, message,
+                now=self.clock(), generation=peer.metadata.generation,
             )  # fmt: skip
+            if status != record.current:
+                record.current = status
+                self._mark(("bgppeers", name))
+
+    def _peer_state(self, peer: BGPPeer, state: BGPPeerConditionStatus, reason: str) -> None:
+        record = self.statuses.get(("bgppeers", peer.metadata.name))
+        if record is None:
+            return
+        current: BGPPeerStatus | None = record.current
+        before = last_state(current)
+        status = record_state(
+            current, state, reason, now=self.clock(), generation=peer.metadata.generation
+        )
+        if status == current:
+            return
+        record.current = status
+        self._mark(("bgppeers", peer.metadata.name))
+        event = state_event(before, state, str(peer.spec.addr), reason)
+        if event is not None:
+            log.info(event.message, extra={"bgppeer": peer.metadata.name, "reason": reason})
+            self._event(_involved("BGPPeer", peer.metadata), event)
+
+    def _mark(self, key: tuple[str, str]) -> None:
+        self._dirty.add(key)
+        self._write_wake.set()
+
+    def _event(self, involved: dict[str, Any], event: PeerEvent) -> None:
+        self._events.append((involved, event))
+        self._write_wake.set()
+
+    async def _write_statuses(self) -> None:
+        """Write what changed, one object at a time (a node has few), Events first."""
+        while True:
+            await self._write_wake.wait()
+            self._write_wake.clear()
+            events, self._events = self._events, []
+            for involved, event in events:
+                await self.events.record(involved, event.type, event.reason, event.message)
+            dirty, self._dirty = self._dirty, set()
+            for key in sorted(dirty):
+                outcome = await self._write_status(key)
+                if outcome is Outcome.REDO:
+                    self._mark(key)
+                elif outcome is Outcome.TEMPORARY:
+                    delay = self._write_backoff.next("/".join(key))
+                    asyncio.get_running_loop().call_later(delay, self._mark, key)
+                else:
+                    self._write_backoff.reset("/".join(key))
+
+    async def _write_status(self, key: tuple[str, str]) -> Outcome:
+        record = self.statuses.get(key)
+        if record is None or record.current is None or record.current == record.written:
+            return Outcome.DONE
+        plural, name = key
+        status = record.current
+        body = {"status": unstructure(status)}
+        try:
+            await self.custom.patch_cluster_custom_object_status(
+                GROUP, VERSION, plural, name, body, **MERGE
+            )
+        except API_ERRORS as error:
+            outcome = classify(error)
+            problem = {"object": f"{plural}/{name}", "error": describe(error)}
+            if outcome is Outcome.DONE:
+                self.statuses.pop(key, None)  # gone meanwhile: the watch will say so
+            elif outcome is Outcome.PERMANENT:
+                log.error("status write refused", extra=problem)
+            else:
+                log.warning("status write failed, retrying", extra=problem)
+            return outcome
+        record.written = status
+        self.status_writes += 1
+        return Outcome.DONE
+
+    # --- the speaker's events ---------------------------------------------------------------
+
+    async def _follow_speaker(self) -> None:
+        """Follow the event stream of the speaker where `endpoint()` says, moving along when
+        that changes."""
+        while True:
+            self._moved.clear()
+            endpoint, _ = self.endpoint()
+            follow = asyncio.create_task(self._stream(endpoint))
+            moved = asyncio.create_task(self._moved.wait())
+            try:
+                await asyncio.wait({follow, moved}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (follow, moved):
+                    task.cancel()
+                await asyncio.gather(follow, moved, return_exceptions=True)
+            if follow.done() and not follow.cancelled() and follow.exception() is not None:
+                raise follow.exception()  # type: ignore[misc]  # a bug of ours: crash loudly
+
+    async def _stream(self, endpoint: str) -> None:
+        backoff = Backoff(base=0.2, cap=10.0)
+        while True:
+            try:
+                with _client(endpoint) as speaker:
+                    await self._listen(speaker, backoff)
+                why = "the speaker ended the stream"
+            except STREAM_ERRORS as error:
+                why = _text(error)
+            delay = backoff.next()
+            log.warning(
+                "speaker event stream broken, reconnecting",
+                extra={"endpoint": endpoint, "error": why, "retry_in": round(delay, 2)},
+            )
+            await asyncio.sleep(delay)
+
+    async def _listen(self, speaker: SpeakerClient, backoff: Backoff) -> None:
+        """One event stream: opened, then the neighbors read once (their states before it),
+        then every event as it comes."""
+        queue: asyncio.Queue[pb.Event | None] = asyncio.Queue()
+        seen: set[str] = set()  # addresses with an event since the stream opened
+
+        async def pump() -> None:
+            try:
+                async for event in speaker.events():
+                    if event.HasField("peer_state_changed"):
+                        seen.add(event.peer_state_changed.address)
+                        await queue.put(event)
+            finally:
+                await queue.put(None)
+
+        pumping = asyncio.create_task(pump())
+        try:
+            states = await speaker.neighbors()
+            self.stream_opened += 1
+            backoff.reset()
+            log.info("following the speaker's events", extra={"endpoint": speaker.endpoint})
+            for state in states:
+                # What the stream said since it opened is newer than this reading.
+                if state.config.address not in seen:
+                    self._speaker_state(state.config.address, STATES[state.state], "Observed")
+            self._wake.set()  # a speaker met again may have restarted: sync everything
+            while (event := await queue.get()) is not None:
+                change = event.peer_state_changed
+                self._speaker_state(change.address, STATES[change.state], change.reason)
+        finally:
+            pumping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pumping  # raises what broke the stream, if anything did
+
+    def _speaker_state(self, address: str, state: BGPPeerConditionStatus, reason: str) -> None:
+        self.speaker_states[address] = (state, reason)
+        chosen, _ = node_peers(self.node, self.peers.values())
+        peer = chosen.get(address)
+        if peer is not None:
+            self._peer_state(peer, state, reason)
+
+
+@contextlib.contextmanager
+def _client(endpoint: str, timeout: float = DEFAULT_TIMEOUT) -> Iterator[SpeakerClient]:
+    """A SpeakerClient, closed afterwards; an endpoint that does not parse is a speaker that
+    cannot be reached (said so in the NodeBGP's status), not a crash."""
+    try:
+        speaker = SpeakerClient(endpoint, timeout=timeout)
+    except ValueError as error:
+        raise SpeakerUnreachable(Status.INVALID_ARGUMENT, f"speaker endpoint: {error}") from None
+    try:
+        yield speaker
+    finally:
+        speaker.close()
+
+
+def _involved(kind: str, metadata: Any) -> dict[str, Any]:
+    return {"apiVersion": API_VERSION, "kind": kind, "name": metadata.name, "uid": metadata.uid}
+
+
+def _text(error: BaseException) -> str:
+    if isinstance(error, ApiError):
+        return error.message
+    return f"{type(error).__name__}: {error}"
