@@ -149,11 +149,13 @@ def controller(**kwargs: str | bool | None) -> None:
     "--endpoint",
     default="localhost:5000",
     show_default=True,
-    help="The local speaker's API: HOST:PORT or unix:PATH.",
+    help="The local speaker's API (HOST:PORT or unix:PATH) while this node has no NodeBGP;"
+    " the NodeBGP's spec.speaker.path wins when there is one.",
 )
 @log_options
 def agent(kubeconfig: str | None, node: str, endpoint: str, log_format: str, level: str) -> None:
-    """Run the node agent: keep the local speaker's peers and paths as the cluster says."""
+    """Run the node agent: configure the local speaker as the node's NodeBGP, BGPPeers and
+    BGPAdvertisements say, and report its state in their status."""
     configure_logging(log_format, level)
     run_daemon(_agent(kubeconfig, node, endpoint), "sartd agent")
 
