@@ -302,11 +302,18 @@ class LoadBalancerController:
         while True:
             key = await self._queue.get()
             self._queued.discard(key)
-            if key in self._writing:
+            service = self.services.get(key)
+            writing = self._writing.get(key)
+            if writing is not None and service is None:
+                # Gone: whatever it was writing (or waiting to retry) is moot, and its
+                # addresses must not wait for that.
+                writing.cancel()
+                await asyncio.gather(writing, return_exceptions=True)
+            elif writing is not None:
                 self._again.add(key)  # reconcile once its write is done
                 continue
-            service = self.services.get(key)
             if service is None:
+                self._backoff.reset(key)
                 released = self.allocator.release(key)
                 if released:
                     self._wake_pending()
