@@ -209,7 +209,8 @@ def test_graceful_restart_keeps_routes_across_a_peer_restart(pair: Pair) -> None
     peer.restart(graceful=True, while_down=check)
     assert seen_while_down == [True]  # kept, stale, while the peer was away
     eventually(pair.established, what="session back")
-    time.sleep(2)
+    # Its End-of-RIB swept what it did not announce again: the route it did is still there.
+    eventually(lambda: not sart.call(lambda speaker: speaker.rib._stale), what="End-of-RIB")
     assert "10.24.0.0/24" in sart.routes()
 
 
