@@ -144,6 +144,19 @@ async def test_the_original_configuration_runs_end_to_end(k8s: Any, fabric: Fabr
 
         assert (await eventually(status))["desiredNodes"] == sorted([bare, worker, worker2])
 
+        # A template edited changes the BGPPeers made from it.
+        patch = {"spec": {"holdTime": 30}}
+        await fabric.custom.patch_cluster_custom_object(
+            GROUP, VERSION, "bgppeertemplates", fabric.template, patch,
+            _content_type="application/merge-patch+json",
+        )  # fmt: skip
+
+        async def hold_time() -> bool:
+            made = (await fabric.listing("bgppeers")).get(peer, {})
+            return bool(made.get("spec", {}).get("holdTime") == 30)
+
+        await eventually(hold_time)
+
         # A BGPPeer the ClusterBGP still wants comes back when deleted.
         await fabric.custom.delete_cluster_custom_object(GROUP, VERSION, "bgppeers", peer)
         await eventually(lambda: _has(fabric, "bgppeers", peer, True))
