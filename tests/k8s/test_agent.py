@@ -64,12 +64,16 @@ class Sartd:
         directory.mkdir(parents=True, exist_ok=True)
         self.socket = directory / f"{name}.sock"
         self.endpoint = f"unix:{self.socket}"
-        path = directory / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(config))
+        self.config = directory / f"{name}.yaml"
+        self.config.write_text(yaml.safe_dump(config))
         self.log = directory / f"{name}.log"
-        with self.log.open("w") as out:
+        self.start()
+
+    def start(self) -> None:
+        self.socket.unlink(missing_ok=True)
+        with self.log.open("a") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "sart.cli.sartd", "bgp", "-f", str(path),
+                [sys.executable, "-m", "sart.cli.sartd", "bgp", "-f", str(self.config),
                  "--api-address", self.endpoint, "--metrics-address", ""],
                 stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
@@ -352,6 +356,54 @@ async def test_bgppeer_settings_and_status_follow_the_session(
 
 async def _has_event(k8s: ApiClient, name: str, wanted: tuple[str, str]) -> bool:
     return wanted in [(t, r) for t, r, _ in await events_about(k8s, name)]
+
+
+async def test_a_restarted_speaker_is_configured_again(
+    k8s: ApiClient, objects: Objects, node_speaker: tuple[Sartd, int]
+) -> None:
+    """The speaker stops: its event stream breaks, the BGPPeer's state turns Unknown and the
+    NodeBGP Unavailable. It starts again from its file: the agent, told by the stream opening
+    again (no polling), gives it back the NodeBGP's AS and its peer."""
+    speaker, _ = node_speaker
+    node = unique_name("node")
+    await objects.create("nodebgps", "NodeBGP", node, node_bgp_spec(speaker.endpoint))
+    name = unique_name("peer")
+    await objects.create("bgppeers", "BGPPeer", name, {
+        "asn": PEER_AS, "addr": PEER_ADDRESS, "nodeBGPRef": node,
+        "speaker": {"path": speaker.endpoint}})  # fmt: skip
+    agent = NodeAgent(k8s, node, speaker.endpoint)
+
+    async def node_bgp_state() -> str:
+        conditions = history(await objects.get("nodebgps", node))
+        return conditions[-1][0] if conditions else ""
+
+    async def peer_state() -> str:
+        conditions = history(await objects.get("bgppeers", name))
+        return conditions[-1][0] if conditions else ""
+
+    async def configured() -> bool:
+        info, neighbors, _ = await speaker_state(speaker.endpoint)
+        return info.asn == NODE_AS and PEER_ADDRESS in neighbors and FILE_PEER in neighbors
+
+    async with running(agent):
+        await eventually(lambda: _equals(node_bgp_state(), "Available"))
+        await eventually(configured)
+        await eventually(lambda: _in(peer_state(), ("Active", "Connect")))
+        opened = agent.stream_opened
+        speaker.stop()
+        await eventually(lambda: _equals(peer_state(), "Unknown"))
+        await eventually(lambda: _equals(node_bgp_state(), "Unavailable"))
+        speaker.start()
+        await eventually(lambda: agent.stream_opened > opened)
+        await eventually(configured)
+        await eventually(lambda: _equals(node_bgp_state(), "Available"))
+        await eventually(lambda: _in(peer_state(), ("Active", "Connect")))
+        states = [s for s, _ in history(await objects.get("nodebgps", node))]
+        assert states[-3:] == ["Available", "Unavailable", "Available"]
+
+
+async def _in(value: Any, wanted: tuple[str, ...]) -> bool:
+    return await value in wanted
 
 
 async def test_the_agent_runs_with_exactly_the_shipped_rbac(

@@ -84,6 +84,7 @@ STATES = {
     pb.SESSION_STATE_OPEN_CONFIRM: BGPPeerConditionStatus.OPEN_CONFIRM,
     pb.SESSION_STATE_ESTABLISHED: BGPPeerConditionStatus.ESTABLISHED,
 }
+UNKNOWN = BGPPeerConditionStatus.UNKNOWN
 FAMILY_NAMES = {pb.FAMILY_IPV4_UNICAST: "ipv4", pb.FAMILY_IPV6_UNICAST: "ipv6"}
 STREAM_ERRORS = (ApiError, StreamTerminatedError, ConnectionError, OSError, TimeoutError)
 
@@ -573,6 +574,7 @@ class NodeAgent:
                 why = "the speaker ended the stream"
             except STREAM_ERRORS as error:
                 why = _text(error)
+            self._speaker_lost(why)
             delay = backoff.next()
             log.warning(
                 "speaker event stream broken, reconnecting",
@@ -613,6 +615,20 @@ class NodeAgent:
             pumping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pumping  # raises what broke the stream, if anything did
+
+    def _speaker_lost(self, why: str) -> None:
+        """Without its event stream the agent does not know the sessions' states (a speaker
+        that restarted has lost them): Unknown until the stream is back and says. The NodeBGP
+        is Unavailable until a sync finds the speaker configured again."""
+        endpoint, _ = self.endpoint()
+        self._node_status(None, None, f"lost the speaker's event stream at {endpoint}: {why}")
+        self.speaker_states.clear()
+        chosen, _ = node_peers(self.node, self.peers.values())
+        for peer in chosen.values():
+            record = self.statuses.get(("bgppeers", peer.metadata.name))
+            if record is None or last_state(record.current) in (None, UNKNOWN):
+                continue
+            self._peer_state(peer, UNKNOWN, f"no news from the speaker: {why}")
 
     def _speaker_state(self, address: str, state: BGPPeerConditionStatus, reason: str) -> None:
         self.speaker_states[address] = (state, reason)
