@@ -204,20 +204,19 @@ class NodeAgent:
             return
         name = object_key(obj)
         old = self.peers.get(name)
-        if kind == "DELETED":
-            self.peers.pop(name, None)
-            self.statuses.pop(("bgppeers", name), None)
-            self._wake.set()
-            return
-        peer = read_object(BGPPeer, obj)
-        if peer is None:
+        peer = None if kind == "DELETED" else read_object(BGPPeer, obj)
+        if peer is None or peer.spec.node_bgp_ref != self.node:  # gone, or another node's
+            if kind == "DELETED" or peer is not None:
+                self.peers.pop(name, None)
+                self.statuses.pop(("bgppeers", name), None)
+                if old is not None:
+                    self._wake.set()
             return
         self.peers[name] = peer
-        if peer.spec.node_bgp_ref == self.node:
-            self._track("bgppeers", peer.metadata, peer.status)
-            state = self.speaker_states.get(str(peer.spec.addr))
-            if state is not None:
-                self._peer_state(peer, *state)
+        self._track("bgppeers", peer.metadata, peer.status)
+        state = self.speaker_states.get(str(peer.spec.addr))
+        if state is not None:
+            self._peer_state(peer, *state)
         if (
             old is None
             or old.spec != peer.spec
@@ -231,29 +230,36 @@ class NodeAgent:
             return
         key = object_key(obj)
         old = self.advertisements.get(key)
-        if kind == "DELETED":
+        new = None if kind == "DELETED" else read_object(BGPAdvertisement, obj)
+        if new is None and kind != "DELETED":
+            return  # does not fit its model (logged): keep what we had
+        if new is not None and self._announced_here(new):
+            self.advertisements[key] = new
+        else:
             self.advertisements.pop(key, None)
+            new = None
+        if (old is None) != (new is None) or (old and new and old.spec != new.spec):
             self._wake.set()
-            return
-        advertisement = read_object(BGPAdvertisement, obj)
-        if advertisement is None:
-            return
-        self.advertisements[key] = advertisement
-        if old is None or old.spec != advertisement.spec:
-            self._wake.set()
+
+    def _announced_here(self, advertisement: BGPAdvertisement) -> bool:
+        nodes = advertisement.spec.nodes
+        return nodes is None or self.node in nodes
 
     def _on_pool(self, kind: str, obj: Any) -> None:
         if kind == "SYNCED":
             self._synced_kind("addresspools")
             return
         key = object_key(obj)
-        if kind == "DELETED":
-            self.pools.pop(key, None)
-        else:
+        old = self.pools.pop(key, None)
+        if kind != "DELETED":
             pool = read_object(AddressPool, obj)
             if pool is None:
+                if old is not None:
+                    self.pools[key] = old
                 return
             self.pools[key] = pool
+            if old is not None and old.spec == pool.spec:
+                return  # its status (the controller's counts): nothing for the speaker
         self._wake.set()
 
     def _track(self, plural: str, metadata: Any, stored: Any) -> None:
