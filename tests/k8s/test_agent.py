@@ -36,6 +36,7 @@ from sart.k8s.models import GROUP, VERSION
 from sart.k8s.runtime.agent import NodeAgent
 from sart.testing.controlplane import unique_name
 from sart.testing.crds import apply_crds
+from sart.testing.proxy import TcpProxy
 from waiting import until
 
 pytestmark = [pytest.mark.k8s, pytest.mark.asyncio]
@@ -404,6 +405,57 @@ async def test_a_restarted_speaker_is_configured_again(
 
 async def _in(value: Any, wanted: tuple[str, ...]) -> bool:
     return await value in wanted
+
+
+async def test_status_reaches_the_apiserver_after_an_outage_and_is_never_written_twice(
+    k8s: ApiClient,
+    proxied: ApiClient,
+    proxy: TcpProxy,
+    objects: Objects,
+    node_speaker: tuple[Sartd, int],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The agent reaches the apiserver through a proxy that refuses it while the speaker
+    stops: its status writes fail and back off, and land once the apiserver is reachable
+    again. A change that alters no status (a label) writes nothing and reads no speaker."""
+    speaker, _ = node_speaker
+    node = unique_name("node")
+    await objects.create("nodebgps", "NodeBGP", node, node_bgp_spec(speaker.endpoint))
+    name = unique_name("peer")
+    await objects.create("bgppeers", "BGPPeer", name, {
+        "asn": PEER_AS, "addr": PEER_ADDRESS, "nodeBGPRef": node,
+        "speaker": {"path": speaker.endpoint}})  # fmt: skip
+    agent = NodeAgent(proxied, node, speaker.endpoint)
+
+    async def last(plural: str, obj: str) -> str:
+        conditions = history(await objects.get(plural, obj))
+        return conditions[-1][0] if conditions else ""
+
+    async with running(agent):
+        await eventually(lambda: _equals(last("nodebgps", node), "Available"))
+        await eventually(lambda: _in(last("bgppeers", name), ("Active", "Connect")))
+        await eventually(lambda: _configured(objects, name))
+        writes, syncs = agent.status_writes, agent.syncs
+        await objects.custom.patch_cluster_custom_object(
+            GROUP, VERSION, "bgppeers", name, {"metadata": {"labels": {"seen": "yes"}}}, **MERGE
+        )
+        await eventually(lambda: agent.peers[name].metadata.labels.get("seen") == "yes")
+        assert (agent.status_writes, agent.syncs) == (writes, syncs)
+
+        proxy.refuse()
+        proxy.cut()
+        speaker.stop()  # now the status must change, and cannot be written
+        await eventually(lambda: agent.statuses[("bgppeers", name)].current
+                         != agent.statuses[("bgppeers", name)].written)  # fmt: skip
+        assert await last("bgppeers", name) in ("Active", "Connect")
+        proxy.accept()
+        await eventually(lambda: _equals(last("bgppeers", name), "Unknown"))
+        await eventually(lambda: _equals(last("nodebgps", node), "Unavailable"))
+    assert "status write failed, retrying" in [r.message for r in caplog.records]
+
+
+async def _configured(objects: Objects, name: str) -> bool:
+    return bool(standard(await objects.get("bgppeers", name), "Configured"))
 
 
 async def test_the_agent_runs_with_exactly_the_shipped_rbac(
