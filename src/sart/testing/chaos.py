@@ -488,6 +488,7 @@ class ChaosReport:
     takeover_seconds: float | None  # the last kill -> the last controller holds the Lease
     settle_seconds: float | None  # end of the chaos -> every invariant holds; None: never
     startup_conflicts: int  # "allocation conflict at start-up" logged by the controllers
+    deleted_unled: int  # deletions made while no live controller held the Lease
     transient_doubles: tuple[str, ...]  # an address written to a second Service meanwhile
     unshared: int  # a sharing key taken away while two Services shared the address
     final_exit: int | None  # the last controller's exit code on SIGTERM
@@ -512,7 +513,8 @@ class ChaosReport:
             f" {self.kills - self.kills_leading} during start-up or while waiting for the"
             f" Lease); {len(self.own_exits)} exits on its own",
             f"Services: {self.services} created, {self.changes} changed,"
-            f" {self.deletions} deleted; left {self.remaining_balancers} LoadBalancer,"
+            f" {self.deletions} deleted ({self.deleted_unled} while no controller led);"
+            f" left {self.remaining_balancers} LoadBalancer,"
             f" {self.remaining_cluster_ips} ClusterIP; {self.shared_addresses} shared addresses",
             f"chaos {self.chaos_seconds:.1f} s; the last controller led"
             f" {seconds(self.takeover_seconds)} after the last kill; all invariants held"
@@ -728,6 +730,7 @@ class _Run:
         self.own_exits: list[str] = []
         self.crashes: list[Violation] = []
         self.kills_leading = 0
+        self.deleted_unled = 0
         self.doubles = _TransientDoubles()
 
     # processes
@@ -852,6 +855,9 @@ class _Run:
             except ApiException as error:
                 if error.status != 404:
                     raise
+            holder = await read_holder(self.api, self.namespace, self.lease_name)
+            live = {p.identity for p in self.processes if p.returncode is None}
+            self.deleted_unled += holder not in live
 
     # reading the apiserver
 
@@ -989,6 +995,7 @@ class _Run:
             takeover_seconds=takeover,
             settle_seconds=settle,
             startup_conflicts=conflicts,
+            deleted_unled=self.deleted_unled,
             transient_doubles=tuple(self.doubles.written.values()),
             unshared=len(self.doubles.unshared),
             final_exit=final_exit,
