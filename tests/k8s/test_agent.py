@@ -214,36 +214,23 @@ async def test_the_speaker_is_configured_from_the_node_bgp_and_keeps_its_own_ent
     k8s: ApiClient, objects: Objects, node_speaker: tuple[Sartd, int], namespace: str
 ) -> None:
     """The NodeBGP's AS, router ID and multipath reach the speaker: its own neighbor is
-    removed for that and put back; its own path stays while the cluster's come and go. The
-    NodeBGP's speaker.path wins over --endpoint: pointed elsewhere, the NodeBGP is
-    Unavailable; pointed at the speaker, Available."""
+    removed for that and put back; its own path stays while the cluster's come and go; the
+    NodeBGP reports Available."""
     speaker, _ = node_speaker
     node = unique_name("node")
-    missing = f"unix:{speaker.socket}.missing"
-    await objects.create("nodebgps", "NodeBGP", node, node_bgp_spec(missing, multipath=True))
+    await objects.create(
+        "nodebgps", "NodeBGP", node, node_bgp_spec(speaker.endpoint, multipath=True)
+    )
     custom = CustomObjectsApi(k8s)
-    agent = NodeAgent(k8s, node, speaker.endpoint)  # the flag points at the real speaker
+    agent = NodeAgent(k8s, node, speaker.endpoint)
     async with running(agent):
-
-        async def last_condition() -> tuple[str, str] | None:
-            conditions = history(await objects.get("nodebgps", node))
-            return conditions[-1] if conditions else None
-
-        assert await eventually(last_condition) == ("Unavailable", "InvalidConfiguration")
-        info, _, _ = await speaker_state(speaker.endpoint)
-        assert info.asn == 65099  # not touched through the flag's endpoint
-        warnings = await eventually(lambda: events_about(k8s, node))
-        assert any("cannot reach the speaker" in message for _, _, message in warnings)
-
-        await objects.patch("nodebgps", node, {"speaker": {"path": speaker.endpoint}})  # fixed
-        await eventually(lambda: _equals(last_condition(), ("Available", "Configured")))
+        await eventually(lambda: _equals(last_condition(objects, node), "Available"))
         info, neighbors, paths = await speaker_state(speaker.endpoint)
         assert (info.asn, info.router_id, info.multi_path) == (NODE_AS, "10.255.41.1", True)
         tor = neighbors[FILE_PEER].config  # removed for SetAs, then added back as it was
         assert (tor.name, tor.asn, tor.passive) == ("tor", FILE_AS, True)
         assert FILE_PATH in paths
-        assert history(await objects.get("nodebgps", node))[-2:] == [
-            ("Unavailable", "InvalidConfiguration"), ("Available", "Configured")]  # fmt: skip
+        assert history(await objects.get("nodebgps", node)) == [("Available", "Configured")]
 
         # The cluster's paths come and go; the file's stays.
         advertisement = {
@@ -262,6 +249,49 @@ async def test_the_speaker_is_configured_from_the_node_bgp_and_keeps_its_own_ent
         await eventually(lambda: _local_paths(speaker.endpoint, {FILE_PATH}))
         _, neighbors, _ = await speaker_state(speaker.endpoint)
         assert FILE_PEER in neighbors
+
+
+async def last_condition(objects: Objects, node: str) -> str:
+    conditions = history(await objects.get("nodebgps", node))
+    return conditions[-1][0] if conditions else ""
+
+
+async def test_the_node_bgp_s_speaker_path_wins_and_the_flag_stands_in(
+    k8s: ApiClient, objects: Objects, node_speaker: tuple[Sartd, int], tmp_path: Path
+) -> None:
+    """Two speakers: the NodeBGP's speaker.path names one, the agent's --endpoint the other.
+    The NodeBGP's is configured, the other left alone. With neither reachable the NodeBGP is
+    Unavailable; with only the flag's, that one is configured and a Warning says so."""
+    speaker, _ = node_speaker
+    other = Sartd(tmp_path / "other", "other", {
+        "asn": 65098, "router_id": "10.255.41.98", "port": 0,
+        "listen_addresses": ["127.0.41.98"]})  # fmt: skip
+    node = unique_name("node")
+    await objects.create("nodebgps", "NodeBGP", node, node_bgp_spec(speaker.endpoint))
+    agent = NodeAgent(k8s, node, other.endpoint)
+    try:
+        async with running(agent):
+            await eventually(lambda: _equals(last_condition(objects, node), "Available"))
+            info, _, _ = await speaker_state(speaker.endpoint)
+            assert info.asn == NODE_AS
+            info, _, _ = await speaker_state(other.endpoint)
+            assert info.asn == 65098  # the flag's speaker: not touched
+
+            other.stop()
+            missing = f"unix:{speaker.socket}.missing"
+            await objects.patch("nodebgps", node, {"speaker": {"path": missing}})
+            await eventually(lambda: _equals(last_condition(objects, node), "Unavailable"))
+            warnings = await eventually(lambda: events_about(k8s, node))
+            assert any("cannot reach the speaker" in message for _, _, message in warnings)
+
+            other.start()
+            await eventually(lambda: _equals(last_condition(objects, node), "Available"))
+            info, _, _ = await speaker_state(other.endpoint)
+            assert info.asn == NODE_AS  # configured through the flag's endpoint
+            assert await _has_event(k8s, node, ("Warning", "SpeakerPathUnreachable"))
+            assert agent.reached == other.endpoint
+    finally:
+        other.stop()
 
 
 async def _equals(value: Any, wanted: Any) -> bool:

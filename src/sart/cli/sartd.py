@@ -149,8 +149,8 @@ def controller(**kwargs: str | bool | None) -> None:
     "--endpoint",
     default="localhost:5000",
     show_default=True,
-    help="The local speaker's API (HOST:PORT or unix:PATH) while this node has no NodeBGP;"
-    " the NodeBGP's spec.speaker.path wins when there is one.",
+    help="The local speaker's API (HOST:PORT or unix:PATH) where this node's NodeBGP says"
+    " none (spec.speaker.path comes first) or names one that cannot be reached.",
 )
 @log_options
 def agent(kubeconfig: str | None, node: str, endpoint: str, log_format: str, level: str) -> None:

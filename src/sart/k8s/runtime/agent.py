@@ -6,9 +6,11 @@ and writes.
   AddressPools. Once every watch has listed, and again whenever one of them changes what the
   speaker must hold (a spec, not a status), it reads the speaker (info, neighbors, local paths),
   plans and makes the calls.
-- The speaker's endpoint is the NodeBGP's `spec.speaker.path` (with its `timeout`), the
-  `--endpoint` flag without a NodeBGP: the NodeBGP is what the ClusterBGP, and so the operator,
-  says of this node's speaker, the flag only where nothing says so.
+- The speaker's endpoint is the NodeBGP's `spec.speaker.path` (with its `timeout`): the NodeBGP
+  is what the ClusterBGP, and so the operator, says of this node's speaker. The `--endpoint`
+  flag is used where nothing says so (no NodeBGP), and where the NodeBGP's path cannot be
+  reached (a Warning Event on the NodeBGP says so): there is one speaker per node, and the
+  DaemonSet that runs it beside the agent knows where it listens.
 - Follows the speaker's event stream (WatchEvents), never polls it: every peer state change
   becomes the BGPPeer's status (the state history, backoff, the Established condition) and, on
   reaching or leaving Established, an Event. A broken stream (the speaker restarting) is opened
@@ -147,6 +149,8 @@ class NodeAgent:
         self.added_paths: set[str] = set()  # paths this agent added to the speaker
         self.speaker_states: dict[str, tuple[BGPPeerConditionStatus, str]] = {}
         self.statuses: dict[tuple[str, str], StatusRecord] = {}  # (plural, name) -> record
+        self.reached = ""  # the endpoint the speaker answered on last
+        self.streaming = ""  # the endpoint of the event stream, while it is open
         self.syncs = 0  # syncs that reached the speaker (tests wait on these)
         self.stream_opened = 0  # event streams opened
         self.status_writes = 0
@@ -164,13 +168,45 @@ class NodeAgent:
 
     # --- where the speaker is ---------------------------------------------------------------
 
-    def endpoint(self) -> tuple[str, float]:
-        """The speaker's API and the timeout of each call: the NodeBGP's, else the flag's."""
+    def endpoints(self) -> list[tuple[str, float]]:
+        """Where the speaker's API may be, in order, with the timeout of each call: the
+        NodeBGP's spec.speaker.path, then the --endpoint flag."""
+        found = []
         if self.node_bgp is not None and self.node_bgp.spec.speaker.path:
             speaker = self.node_bgp.spec.speaker
             timeout = float(speaker.timeout) if speaker.timeout else DEFAULT_TIMEOUT
-            return speaker.path, timeout
-        return self.default_endpoint, DEFAULT_TIMEOUT
+            found.append((speaker.path, timeout))
+        if all(endpoint != self.default_endpoint for endpoint, _ in found):
+            found.append((self.default_endpoint, DEFAULT_TIMEOUT))
+        return found
+
+    async def _reach(self, stack: contextlib.ExitStack) -> tuple[SpeakerClient, Any]:
+        """A client of the first endpoint whose speaker answers, and its info."""
+        failures = []
+        for endpoint, timeout in self.endpoints():
+            try:
+                speaker = stack.enter_context(_client(endpoint, timeout))
+                info = await speaker.info()
+            except SpeakerUnreachable as error:
+                failures.append(error.message)
+                continue
+            self.reached = endpoint
+            if self.streaming and self.streaming != endpoint:
+                self._moved.set()  # the events come from elsewhere: follow this one instead
+            if failures and self.node_bgp is not None:
+                self._fell_back(self.node_bgp, failures[0], endpoint)
+            return speaker, info
+        raise SpeakerUnreachable(Status.UNAVAILABLE, "; ".join(failures))
+
+    def _fell_back(self, node_bgp: NodeBGP, failure: str, endpoint: str) -> None:
+        said = ("nodebgp", str(node_bgp.metadata.generation), endpoint)
+        if said in self._told:
+            return
+        self._told.add(said)
+        message = f"{failure} (spec.speaker.path); using the agent's --endpoint {endpoint}"
+        log.warning(message, extra={"nodebgp": node_bgp.metadata.name})
+        warning = PeerEvent("Warning", "SpeakerPathUnreachable", message)
+        self._event(_involved("NodeBGP", node_bgp.metadata), warning)
 
     # --- the watches ------------------------------------------------------------------------
 
@@ -182,7 +218,7 @@ class NodeAgent:
         if kind == "SYNCED":
             self._synced_kind("nodebgps")
             return
-        before = self.endpoint()
+        before = self.endpoints()
         old = self.node_bgp
         if kind == "DELETED":
             self.node_bgp = None
@@ -193,7 +229,7 @@ class NodeAgent:
                 return
             self.node_bgp = found
             self._track("nodebgps", found.metadata, found.status)
-        if self.endpoint() != before:
+        if self.endpoints() != before:
             self._moved.set()
         if old is None or self.node_bgp is None or old.spec != self.node_bgp.spec:
             self._wake.set()
@@ -330,9 +366,8 @@ class NodeAgent:
 
     async def sync(self) -> None:
         """Read the speaker, plan, make the calls, and say what became of it."""
-        endpoint, timeout = self.endpoint()
-        with _client(endpoint, timeout) as speaker:
-            info = await speaker.info()
+        with contextlib.ExitStack() as stack:
+            speaker, info = await self._reach(stack)
             neighbors = await speaker.neighbors()
             local = frozenset(p.prefix for p in await speaker.rib() if p.source == "local")
             view = SpeakerView(
@@ -441,9 +476,8 @@ class NodeAgent:
         record.current = status
         self._mark(("nodebgps", self.node))
         if condition.status.value == "Unavailable":
-            endpoint, _ = self.endpoint()
             message = why or (
-                f"the speaker at {endpoint} holds AS {asn} and router ID {router_id}, not the"
+                f"the speaker at {self.reached} holds AS {asn} and router ID {router_id}, not the"
                 f" NodeBGP's AS {node_bgp.spec.asn} and router ID {node_bgp.spec.router_id}"
             )
             event = PeerEvent("Warning", condition.reason.value, message)
@@ -555,12 +589,10 @@ class NodeAgent:
     # --- the speaker's events ---------------------------------------------------------------
 
     async def _follow_speaker(self) -> None:
-        """Follow the event stream of the speaker where `endpoint()` says, moving along when
-        that changes."""
+        """Follow the speaker's event stream, starting again when where it may be changes."""
         while True:
             self._moved.clear()
-            endpoint, _ = self.endpoint()
-            follow = asyncio.create_task(self._stream(endpoint))
+            follow = asyncio.create_task(self._stream())
             moved = asyncio.create_task(self._moved.wait())
             try:
                 await asyncio.wait({follow, moved}, return_when=asyncio.FIRST_COMPLETED)
@@ -571,20 +603,28 @@ class NodeAgent:
             if follow.done() and not follow.cancelled() and follow.exception() is not None:
                 raise follow.exception()  # type: ignore[misc]  # a bug of ours: crash loudly
 
-    async def _stream(self, endpoint: str) -> None:
+    async def _stream(self) -> None:
+        """Open the stream on the first endpoint that answers; when it breaks, say so and
+        open it again, with backoff."""
         backoff = Backoff(base=0.2, cap=10.0)
         while True:
-            try:
-                with _client(endpoint) as speaker:
-                    await self._listen(speaker, backoff)
-                why = "the speaker ended the stream"
-            except STREAM_ERRORS as error:
-                why = _text(error)
+            failures = []
+            for endpoint, _ in self.endpoints():
+                opened = self.stream_opened
+                try:
+                    with _client(endpoint) as speaker:
+                        await self._listen(speaker, backoff)
+                    failures.append(f"the speaker at {endpoint} ended the stream")
+                except STREAM_ERRORS as error:
+                    failures.append(_text(error))
+                if self.stream_opened != opened:
+                    break  # it was open: this speaker went away, start from the first again
+            why = "; ".join(failures)
             self._speaker_lost(why)
             delay = backoff.next()
             log.warning(
                 "speaker event stream broken, reconnecting",
-                extra={"endpoint": endpoint, "error": why, "retry_in": round(delay, 2)},
+                extra={"error": why, "retry_in": round(delay, 2)},
             )
             await asyncio.sleep(delay)
 
@@ -607,6 +647,7 @@ class NodeAgent:
         try:
             states = await speaker.neighbors()
             self.stream_opened += 1
+            self.streaming = speaker.endpoint
             backoff.reset()
             log.info("following the speaker's events", extra={"endpoint": speaker.endpoint})
             for state in states:
@@ -618,6 +659,7 @@ class NodeAgent:
                 change = event.peer_state_changed
                 self._speaker_state(change.address, STATES[change.state], change.reason)
         finally:
+            self.streaming = ""
             pumping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pumping  # raises what broke the stream, if anything did
@@ -626,8 +668,7 @@ class NodeAgent:
         """Without its event stream the agent does not know the sessions' states (a speaker
         that restarted has lost them): Unknown until the stream is back and says. The NodeBGP
         is Unavailable until a sync finds the speaker configured again."""
-        endpoint, _ = self.endpoint()
-        self._node_status(None, None, f"lost the speaker's event stream at {endpoint}: {why}")
+        self._node_status(None, None, f"lost the speaker's event stream: {why}")
         self.speaker_states.clear()
         chosen, _ = node_peers(self.node, self.peers.values())
         for peer in chosen.values():
