@@ -13,12 +13,15 @@ with its interfaces. Everything goes through the `ip` command (iproute2); needs 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import itertools
 import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -409,3 +412,45 @@ def _wait_carrier(pair: Link, timeout: float) -> None:
         if time.monotonic() > deadline:
             raise LabError(f"veth {pair.a.ifname}/{pair.b.ifname} not up after {timeout} s")
         time.sleep(0.02)
+
+
+CLONE_NEWNET = 0x40000000
+
+
+def enter(namespace: Namespace) -> None:
+    """Move the calling thread into the namespace (network namespaces belong to threads: the
+    rest of the process stays where it was, and sockets this thread opens are in there)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(f"/run/netns/{namespace.name}", os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            errno = ctypes.get_errno()
+            raise LabError(f"setns into {namespace.name} failed: {os.strerror(errno)}")
+    finally:
+        os.close(fd)
+
+
+def listening_socket(namespace: Namespace, host: str, port: int) -> socket.socket:
+    """A TCP socket listening on host:port inside the namespace, made by a short-lived thread
+    that entered it. The socket stays in that namespace wherever it is used from: a server in
+    this process (sart.testing.proxy) can accept there and connect out from here."""
+    made: list[socket.socket] = []
+    failed: list[BaseException] = []
+
+    def make() -> None:
+        try:
+            enter(namespace)
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((host, port))
+            listener.listen(128)
+            made.append(listener)
+        except BaseException as error:  # raised in the caller below
+            failed.append(error)
+
+    thread = threading.Thread(target=make, name=f"listen-{namespace.name}")
+    thread.start()
+    thread.join()
+    if failed:
+        raise failed[0]
+    return made[0]

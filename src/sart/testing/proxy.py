@@ -106,12 +106,21 @@ class TcpProxy:
     ``target_host:target_port``. Use as a context manager, or ``start()`` and ``stop()``."""
 
     def __init__(
-        self, target_host: str, target_port: int, *, host: str = "127.0.0.1", port: int = 0
+        self,
+        target_host: str,
+        target_port: int,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        sock: socket.socket | None = None,
     ) -> None:
         self.target_host = target_host
         self.target_port = target_port
         self.host = host
         self._port = port
+        # A listening socket made elsewhere, e.g. in a lab node's network namespace
+        # (sart.testing.netns.listening_socket): clients there reach the target out here.
+        self._sock = sock
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
@@ -124,13 +133,20 @@ class TcpProxy:
         self._cut = 0
 
     @classmethod
-    def from_url(cls, url: str, *, host: str = "127.0.0.1", port: int = 0) -> TcpProxy:
+    def from_url(
+        cls,
+        url: str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        sock: socket.socket | None = None,
+    ) -> TcpProxy:
         """A proxy to the host and port of a URL, e.g. ``ControlPlane.server``."""
         parts = urllib.parse.urlsplit(url)
         target_port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
         if parts.hostname is None or target_port is None:
             raise ValueError(f"no host and port in {url!r}")
-        return cls(parts.hostname, target_port, host=host, port=port)
+        return cls(parts.hostname, target_port, host=host, port=port, sock=sock)
 
     # The public view -------------------------------------------------------------------------
 
@@ -239,9 +255,11 @@ class TcpProxy:
     ) -> None:
         asyncio.set_event_loop(loop)
         try:
-            self._server = loop.run_until_complete(
-                asyncio.start_server(self._handle, self.host, self._port)
-            )
+            if self._sock is not None:
+                serving = asyncio.start_server(self._handle, sock=self._sock)
+            else:
+                serving = asyncio.start_server(self._handle, self.host, self._port)
+            self._server = loop.run_until_complete(serving)
             self._port = self._server.sockets[0].getsockname()[1]
         except BaseException as error:  # handed to start(), which raises it in the caller
             listening.set_exception(error)

@@ -10,8 +10,6 @@ result.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import os
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
@@ -20,24 +18,9 @@ from typing import Any, Self, TypeVar
 from sart.bgp.config import SpeakerConfig
 from sart.bgp.fsm import State
 from sart.bgp.speaker import Speaker
-from sart.testing.netns import LabError, Namespace
+from sart.testing.netns import Namespace, enter
 
 T = TypeVar("T")
-CLONE_NEWNET = 0x40000000
-
-
-def _enter(namespace: Namespace) -> None:
-    """Move the calling thread into the namespace."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(f"/run/netns/{namespace.name}", os.O_RDONLY)
-    try:
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            errno = ctypes.get_errno()
-            raise LabError(f"setns into {namespace.name} failed: {os.strerror(errno)}")
-    finally:
-        os.close(fd)
-
-
 class SpeakerThread:
     def __init__(self, namespace: Namespace, config: SpeakerConfig) -> None:
         self.namespace = namespace
@@ -49,7 +32,7 @@ class SpeakerThread:
 
     def _main(self) -> None:
         try:
-            _enter(self.namespace)
+            enter(self.namespace)
             asyncio.set_event_loop(self.loop)
             self.speaker = Speaker(self.config)
             self.loop.run_until_complete(self.speaker.start())
