@@ -478,3 +478,32 @@ async def _all_served(core: CoreV1Api, namespace: str, names: list[str]) -> dict
             return None
         served[name] = balancer.ingress[0].ip
     return served
+
+
+async def test_a_bug_in_a_detached_write_stops_the_controller_injected(
+    k8s: ApiClient, namespace: str
+) -> None:
+    """A write that fails with something other than an apiserver answer (here an injected
+    KeyError standing for a bug of ours: real parts cannot make one) ends the controller's run
+    with that error, so the daemon exits 1 with its traceback, instead of the Service silently
+    waiting forever."""
+    await apply_crds(k8s)
+    core, custom = CoreV1Api(k8s), CustomObjectsApi(k8s)
+    pool = await make_pool(custom, "10.124.0.0/30", autoAssign=True)
+    controller = LoadBalancerController(k8s)
+
+    async def broken(*args: Any, **kwargs: Any) -> None:
+        raise KeyError("a bug of ours")
+
+    controller.core.patch_namespaced_service_status = broken  # type: ignore[method-assign]
+    task = asyncio.create_task(controller.run())
+    try:
+        await make_service(core, namespace, "victim")
+        with pytest.raises(ExceptionGroup) as failed:
+            await asyncio.wait_for(task, 30)
+        assert failed.group_contains(KeyError)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await forget(core, namespace, "victim")
+        await custom.delete_cluster_custom_object(GROUP, VERSION, "addresspools", pool)

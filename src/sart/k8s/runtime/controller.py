@@ -109,6 +109,10 @@ def _ingress_body(plan: ServicePlan) -> dict[str, Any]:
     return {"status": {"loadBalancer": {"ingress": ingress or None}}}
 
 
+async def _wait_for(crash: asyncio.Future[None]) -> None:
+    await crash
+
+
 def _no_fence() -> None:
     """Without leader election every write is ours to make."""
 
@@ -137,6 +141,7 @@ class LoadBalancerController:
         self._writing: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
         self._writers = asyncio.Semaphore(WRITERS)
+        self._crash: asyncio.Future[None] | None = None  # a detached write failed for good
         self._synced = {"services": False, "pools": False, "advertisements": False}
         self._started = asyncio.Event()
         self._pool_counts: dict[str, tuple[int, int]] = {}
@@ -271,7 +276,9 @@ class LoadBalancerController:
             await asyncio.gather(*self._writing.values(), return_exceptions=True)
 
     async def _run(self) -> None:
+        crash = self._crash = asyncio.get_running_loop().create_future()
         async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(_wait_for(crash))
             tasks.create_task(watch_kind(self.custom, "addresspools", self._on_pool))
             tasks.create_task(watch_kind(self.custom, "nodebgps", self._on_node_bgp))
             tasks.create_task(
@@ -347,7 +354,15 @@ class LoadBalancerController:
         self, key: str, view: ServiceView, plan: ServicePlan, wanted: dict[str, dict[str, Any]]
     ) -> None:
         try:
-            outcome = await self._try_write(key, view, plan, wanted)
+            try:
+                outcome = await self._try_write(key, view, plan, wanted)
+            except Exception as error:
+                # Not an apiserver answer: a bug of ours, or LeadershipLost from the fence.
+                # The write runs detached from the task group: hand it over, the controller
+                # stops.
+                if self._crash is not None and not self._crash.done():
+                    self._crash.set_exception(error)
+                return
             if outcome is Outcome.REDO:
                 self._again.add(key)  # changed meanwhile: decide again on fresh state
             elif outcome is Outcome.TEMPORARY:
@@ -473,6 +488,7 @@ class LoadBalancerController:
             mine.pop(name, None)
 
     async def _record(self, view: ServiceView, event: Event) -> None:
+        self.fence()  # before the log line: a fenced ex-leader must not say it allocated
         log.info(event.message, extra={"service": view.key, "reason": event.reason})
         involved = {"apiVersion": "v1", "kind": "Service", "namespace": view.namespace,
                     "name": view.name, "uid": view.uid}  # fmt: skip
