@@ -21,6 +21,8 @@ from sart.bgp.speaker import Speaker
 from sart.testing.netns import Namespace, enter
 
 T = TypeVar("T")
+
+
 class SpeakerThread:
     def __init__(self, namespace: Namespace, config: SpeakerConfig) -> None:
         self.namespace = namespace
