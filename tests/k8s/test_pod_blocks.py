@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from kubernetes_asyncio.client import CustomObjectsApi
+from prometheus_client import generate_latest
 
 from sart.k8s.models import GROUP, VERSION
 from sart.k8s.runtime.blocks import BLOCK_LABEL, BlockController
@@ -76,7 +77,7 @@ async def test_block_requests_become_announced_blocks(blocks: Blocks) -> None:
     pool = unique_name("pods")
     await blocks.create("addresspools", "AddressPool", pool,
                         {"cidr": "10.246.0.0/26", "type": "pod", "blockSize": 28})  # fmt: skip
-    blocks.start()
+    first_controller = blocks.start()
     for node in ("node-a", "node-b", "node-a", "node-c"):
         await blocks.create("blockrequests", "BlockRequest", unique_name("req"),
                             {"pool": pool, "node": node})  # fmt: skip
@@ -99,6 +100,15 @@ async def test_block_requests_become_announced_blocks(blocks: Blocks) -> None:
         return not [r for r in listing["items"] if r["spec"]["pool"] == pool]
 
     await eventually(all_served)
+
+    def measured() -> bool:
+        exposed = generate_latest(first_controller.metrics.registry).decode()
+        return (
+            f'sart_controller_max_blocks{{pool="{pool}",type="pod"}} 4.0' in exposed
+            and f'sart_controller_allocated_blocks{{pool="{pool}",type="pod"}} 4.0' in exposed
+        )
+
+    await eventually(measured)
 
     await blocks.stop()
     controller = blocks.start()  # a fresh controller adopts the four blocks

@@ -62,7 +62,7 @@ async def _run(
         fence = leader.fence if elect else (lambda: None)
         parts = (
             LoadBalancerController(api, metrics, fence=fence),
-            BlockController(api, advertise_namespace=lease_namespace, fence=fence),
+            BlockController(api, advertise_namespace=lease_namespace, fence=fence, metrics=metrics),
             ClusterBgpController(api, fence=fence),
             LegacyFinalizers(api, fence=fence),
         )

@@ -22,6 +22,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from sart.errors import IpamError
 from sart.k8s.models import GROUP, VERSION, AddressBlock, AddressPool, AddressType
 from sart.k8s.reconcile.blocks import BlockView, PodBlockAllocator, PodPoolView
+from sart.k8s.runtime.metrics import ControllerMetrics
 from sart.k8s.runtime.outcome import API_ERRORS, KeyedBackoff, Outcome, classify, describe
 from sart.k8s.runtime.watch import read_object, watch_kind
 
@@ -56,8 +57,11 @@ class BlockController:
         *,
         advertise_namespace: str = "kube-system",
         fence: Callable[[], None] = lambda: None,
+        metrics: ControllerMetrics | None = None,
     ) -> None:
         self.custom = CustomObjectsApi(api)
+        self.metrics = metrics or ControllerMetrics()
+        self._measured: set[str] = set()
         self.fence = fence  # raises LeadershipLost once we may no longer write
         self._backoff = KeyedBackoff()
         self._retry_at: dict[str, float] = {}  # request -> loop time it may be tried again
@@ -147,6 +151,19 @@ class BlockController:
                 else:
                     self._retry_at.pop(name, None)
                     self._backoff.reset(name)
+            self._measure()
+
+    def _measure(self) -> None:
+        """Blocks per pod pool (the series of pools that are gone removed), advertisements."""
+        metrics, pools = self.metrics, self.allocator.pools
+        for name, pool in pools.items():
+            metrics.max_blocks.labels(name, "pod").set(pool.capacity)
+            metrics.allocated_blocks.labels(name, "pod").set(len(pool))
+        for name in self._measured - set(pools):
+            metrics.max_blocks.remove(name, "pod")
+            metrics.allocated_blocks.remove(name, "pod")
+        self._measured = set(pools)
+        metrics.advertisements.labels("pod").set(len(self.allocator.blocks))
 
     def _failed(self, name: str, error: BaseException, now: float) -> None:
         # A 404 here is not the request being gone (that delete tolerates 404 itself): the

@@ -494,15 +494,36 @@ class LoadBalancerController:
                     "name": view.name, "uid": view.uid}  # fmt: skip
         await self.events.record(involved, event.type, event.reason, event.message)
 
+    def _measure(self, measured: set[str]) -> None:
+        """Pool gauges (a service pool is one block, as in the original), the series of
+        pools that are gone removed; our advertisements."""
+        metrics = self.metrics
+        pools = set(self.allocator.pools)
+        for name in pools:
+            pool = self.allocator.allocator.pool(name)
+            metrics.allocated.labels(name).set(pool.used)
+            metrics.free.labels(name).set(pool.free)
+            metrics.max_blocks.labels(name, "service").set(1)
+            metrics.allocated_blocks.labels(name, "service").set(1)
+        for name in measured - pools:
+            for gauge in (metrics.allocated, metrics.free):
+                gauge.remove(name)
+            for gauge in (metrics.max_blocks, metrics.allocated_blocks):
+                gauge.remove(name, "service")
+        measured.clear()
+        measured.update(pools)
+        count = sum(len(names) for names in self.announced.values())
+        metrics.advertisements.labels("service").set(count)
+
     async def _pool_status_loop(self) -> None:
         """AddressPool status: allocated and free counts, written when they change."""
         await self._started.wait()
+        measured: set[str] = set()
         while True:
+            self._measure(measured)
             for name in list(self.allocator.pools):
                 pool = self.allocator.allocator.pool(name)
                 counts = (pool.used, pool.free)
-                self.metrics.allocated.labels(name).set(pool.used)
-                self.metrics.free.labels(name).set(pool.free)
                 if self._pool_counts.get(name) == counts:
                     continue
                 body = {"status": {"allocatedAddresses": counts[0], "freeAddresses": counts[1]}}

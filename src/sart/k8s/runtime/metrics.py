@@ -1,5 +1,9 @@
 """The controller's Prometheus metrics: the original sart's sart_controller_* set
-(reconciliations, errors, reconcile duration) plus pool usage and pending Services."""
+(reconciliations, errors, reconcile duration, blocks per pool, advertisements per type) plus
+pool usage, pending Services and leadership. The original's per-advertisement series
+(sart_controller_bgp_advertisement_status and _backoff_count, labelled by object name) are
+left out on purpose: a label value per object grows without bound; the BGPAdvertisement's
+status says the same."""
 
 from __future__ import annotations
 
@@ -37,6 +41,24 @@ class ControllerMetrics:
             "sart_controller_pool_free_addresses",
             "Addresses still free in an AddressPool",
             ["pool"],
+            registry=self.registry,
+        )
+        self.max_blocks = Gauge(
+            "sart_controller_max_blocks",
+            "The number of maximum allocatable address blocks",
+            ["pool", "type"],
+            registry=self.registry,
+        )
+        self.allocated_blocks = Gauge(
+            "sart_controller_allocated_blocks",
+            "The number of allocated address blocks",
+            ["pool", "type"],
+            registry=self.registry,
+        )
+        self.advertisements = Gauge(
+            "sart_controller_bgp_advertisements",
+            "The number of BGP Advertisement",
+            ["type"],
             registry=self.registry,
         )
         self.leader = Gauge(
