@@ -2,8 +2,7 @@
 (reconciliations, errors, reconcile duration, blocks per pool, advertisements per type) plus
 pool usage, pending Services and leadership. The original's per-advertisement series
 (sart_controller_bgp_advertisement_status and _backoff_count, labelled by object name) are
-left out on purpose: a label value per object grows without bound; the BGPAdvertisement's
-status says the same."""
+left out on purpose: a label value per object grows without bound."""
 
 from __future__ import annotations
 
