@@ -136,6 +136,18 @@ def test_a_new_identity_removes_the_neighbors_sets_it_and_adds_them_back() -> No
     assert todo.kept_neighbors == ("10.0.0.9",)
 
 
+def test_a_file_neighbor_removed_for_a_new_identity_is_put_back_after_a_failure() -> None:
+    """The agent removed it, then a call failed: the next pass still puts it back."""
+    tor = NeighborSettings(address="10.0.0.9", asn=65009, name="tor")
+    todo = plan(observe(speaker(), removed=(tor,)))
+    assert todo.add_neighbors == (tor,) and todo.delete_neighbors == ()
+    assert todo.kept_neighbors == ("10.0.0.9",)
+    # Back already, or its address taken by a BGPPeer: nothing to put back.
+    assert not plan(observe(speaker(tor), removed=(tor,)))
+    taken = plan(observe(speaker(), peer("t", "10.0.0.9"), removed=(tor,)))
+    assert taken.add_neighbors == (ours("10.0.0.9", "t"),)
+
+
 def test_a_file_neighbor_with_a_password_blocks_a_new_identity() -> None:
     """Its password never comes back from the speaker: it could not be added again."""
     locked = NeighborSettings(address="10.0.0.9", asn=65009, name="tor", has_password=True)

@@ -154,6 +154,9 @@ class AgentObserved:
     pools: tuple[AddressPool, ...] = ()
     speaker: SpeakerView
     added_paths: frozenset[str] = frozenset()  # what this agent added since it started
+    # The speaker's own neighbors this agent removed to change the AS and has not yet put
+    # back (a call failed in between): put back like those still there.
+    removed: tuple[NeighborSettings, ...] = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -309,6 +312,8 @@ def plan(observed: AgentObserved) -> AgentPlan:
     current = {n.address: n for n in speaker.neighbors}
     files = {a: n for a, n in current.items() if n.bgp_peer is None}
     kept = {a: n for a, n in files.items() if a not in desired}
+    missing = {n.address: n for n in observed.removed if n.address not in current}
+    kept.update((a, n) for a, n in missing.items() if a not in desired)
 
     set_asn = set_router_id = None
     blocked = ""
@@ -339,6 +344,7 @@ def plan(observed: AgentObserved) -> AgentPlan:
             or (a not in desired and n.bgp_peer is not None)
         )
         add = [desired[a] for a in sorted(desired) if a not in current or a in delete]
+        add += [n for a, n in sorted(missing.items()) if a in kept]
 
     multipath = None
     if node_bgp is not None:

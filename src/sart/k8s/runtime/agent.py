@@ -147,6 +147,7 @@ class NodeAgent:
         self.advertisements: dict[str, BGPAdvertisement] = {}
         self.pools: dict[str, AddressPool] = {}
         self.added_paths: set[str] = set()  # paths this agent added to the speaker
+        self.removed: dict[str, NeighborSettings] = {}  # the speaker's own, to put back
         self.speaker_states: dict[str, tuple[BGPPeerConditionStatus, str]] = {}
         self.statuses: dict[tuple[str, str], StatusRecord] = {}  # (plural, name) -> record
         self.reached = ""  # the endpoint the speaker answered on last
@@ -362,6 +363,7 @@ class NodeAgent:
             pools=tuple(self.pools.values()),
             speaker=speaker,
             added_paths=frozenset(self.added_paths),
+            removed=tuple(self.removed.values()),
         )
 
     async def sync(self) -> None:
@@ -391,6 +393,9 @@ class NodeAgent:
         refused: dict[str, str] = {}
         if not todo:
             return refused
+        for neighbor in todo.add_neighbors:
+            if neighbor.bgp_peer is None:  # the speaker's own, removed only to be put back
+                self.removed[neighbor.address] = neighbor
         for address in todo.delete_neighbors:
             try:
                 await speaker.delete_neighbor(address)
@@ -412,6 +417,7 @@ class NodeAgent:
                 if error.status is not Status.INVALID_ARGUMENT:
                     raise  # ALREADY_EXISTS: added meanwhile; the next pass sees it
                 refused[neighbor.address] = error.message
+            self.removed.pop(neighbor.address, None)
         if todo.delete_paths:
             await speaker.delete_paths(todo.delete_paths)
             self.added_paths.difference_update(todo.delete_paths)
