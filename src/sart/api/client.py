@@ -5,7 +5,7 @@
         for path in await speaker.rib():
             print(path.prefix, path.next_hop, path.as_path)
 
-Calls return the sart.v1 protobuf messages (typed). A call the speaker refuses raises
+Calls return the sart.speaker.v1 protobuf messages (typed). A call the speaker refuses raises
 `ApiError` with the gRPC status and the speaker's message; a speaker that cannot be reached
 raises `SpeakerUnreachable`.
 """
@@ -21,8 +21,8 @@ from grpclib.client import Channel
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
-from sart.api._gen.sart.v1 import bgp_pb2 as pb
-from sart.api._gen.sart.v1.bgp_grpc import BgpApiStub
+from sart.api._gen.sart.speaker.v1 import speaker_pb2 as pb
+from sart.api._gen.sart.speaker.v1.speaker_grpc import SpeakerApiStub
 from sart.errors import SartError
 
 DEFAULT_ENDPOINT = "localhost:5000"
@@ -74,7 +74,7 @@ class SpeakerClient:
             self._channel = Channel(path=path)
         else:
             self._channel = Channel(*parse_endpoint(endpoint))
-        self._stub = BgpApiStub(self._channel)
+        self._stub = SpeakerApiStub(self._channel)
 
     async def __aenter__(self) -> Self:
         return self
@@ -137,7 +137,7 @@ class SpeakerClient:
         return state
 
     async def add_neighbor(self, address: str, asn: int, **options: Any) -> None:
-        """Options are the fields of sart.v1.Neighbor: name, port, passive, hold_time,
+        """Options are the fields of sart.speaker.v1.Neighbor: name, port, passive, hold_time,
         password, ttl, local_address, families (["ipv4", "ipv6"]), admin_down,
         graceful_restart, next_hops."""
         families = [FAMILY_NAMES[f] for f in options.pop("families", ())]

@@ -1,4 +1,4 @@
-"""Between the sart.v1 protobuf messages and the library's values.
+"""Between the sart.speaker.v1 protobuf messages and the library's values.
 
 Parsing of what a caller sends raises `InvalidArgument` naming the field, which the service
 turns into INVALID_ARGUMENT."""
@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 from netaddr import AddrFormatError, IPAddress, IPNetwork
 
-from sart.api._gen.sart.v1 import bgp_pb2 as pb
+from sart.api._gen.sart.speaker.v1 import speaker_pb2 as pb
 from sart.bgp.codes import OriginCode
 from sart.bgp.config import NeighborConfig, PathAttributesConfig
 from sart.bgp.fsm import State

@@ -18,7 +18,7 @@ import click
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
-from sart.api._gen.sart.v1 import bgp_pb2 as pb
+from sart.api._gen.sart.speaker.v1 import speaker_pb2 as pb
 from sart.api.client import (
     DEFAULT_ENDPOINT,
     ApiError,

@@ -14,8 +14,8 @@ from grpclib.server import Server
 from kubernetes_asyncio.client import ApiClient
 from prometheus_client import CollectorRegistry, start_http_server
 
-from sart.api.bgp_service import BgpService
 from sart.api.client import parse_endpoint, unix_socket_path
+from sart.api.speaker_service import SpeakerService
 from sart.bgp.config import load_config
 from sart.bgp.metrics import SpeakerCollector
 from sart.bgp.speaker import Speaker
@@ -55,7 +55,8 @@ def _config_error(message: str) -> None:
     "--api-address",
     default="localhost:5000",
     show_default=True,
-    help="Where the gRPC API (sart.v1) listens: HOST:PORT or unix:PATH.",
+    help="Where the gRPC APIs (ours, sart.speaker.v1, and the original's sart.v1) listen: "
+    "HOST:PORT or unix:PATH.",
 )
 @click.option(
     "--metrics-address",
@@ -109,7 +110,7 @@ async def _serve(speaker: Speaker, api: str, metrics: tuple[str, int] | None) ->
     # them for nothing (a third of decode time in benchmarks/codec.py).
     gc.set_threshold(200_000, 50, 1000)
     stop = stop_on_signals()
-    server = Server([BgpService(speaker)])
+    server = Server([SpeakerService(speaker)])
     try:
         await speaker.start()
         path = unix_socket_path(api)

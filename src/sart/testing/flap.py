@@ -40,7 +40,7 @@ from typing import Any, Self
 import attrs
 from netaddr import IPAddress, IPNetwork
 
-from sart.api._gen.sart.v1 import bgp_pb2 as pb
+from sart.api._gen.sart.speaker.v1 import speaker_pb2 as pb
 from sart.api.client import ApiError, SpeakerClient
 from sart.bgp.config import NeighborConfig, PathConfig, SpeakerConfig
 from sart.bgp.speaker import Speaker

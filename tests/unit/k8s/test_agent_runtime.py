@@ -10,7 +10,7 @@ import attrs
 import pytest
 
 from sart.api import convert
-from sart.api._gen.sart.v1 import bgp_pb2 as pb
+from sart.api._gen.sart.speaker.v1 import speaker_pb2 as pb
 from sart.api.client import FAMILY_NAMES
 from sart.k8s.reconcile.agent import NeighborSettings
 from sart.k8s.runtime.agent import neighbor_view

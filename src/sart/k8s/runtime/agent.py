@@ -36,7 +36,7 @@ from grpclib.const import Status
 from grpclib.exceptions import StreamTerminatedError
 from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi
 
-from sart.api._gen.sart.v1 import bgp_pb2 as pb
+from sart.api._gen.sart.speaker.v1 import speaker_pb2 as pb
 from sart.api.client import ApiError, SpeakerClient, SpeakerUnreachable
 from sart.k8s.convert import unstructure
 from sart.k8s.models import (

@@ -3,6 +3,9 @@
 isort:skip_file
 The API of `sartd bgp`: what the node agent and the `sart` CLI use to drive the speaker.
 Version 1. Fields are only ever added; numbers are never reused.
+
+Its own package: `sart.v1.BgpApi` is the original (Rust) sart's speaker API, which
+`sartd bgp` serves beside this one (proto/sart/v1/original_bgp.proto, docs/api.md).
 """
 
 from collections import abc as _abc

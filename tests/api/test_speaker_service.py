@@ -1,5 +1,5 @@
-"""The sart.v1 API over a real speaker: grpclib's ChannelFor (real gRPC framing, no port) for the
-calls, loopback TCP between speakers for the RIBs."""
+"""The sart.speaker.v1 API over a real speaker: grpclib's ChannelFor (real gRPC framing, no
+port) for the calls, loopback TCP between speakers for the RIBs."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from grpclib.testing import ChannelFor
 from netaddr import IPAddress, IPNetwork
 
 from loopback import speaker_config
-from sart.api._gen.sart.v1 import bgp_pb2 as pb
-from sart.api._gen.sart.v1.bgp_grpc import BgpApiStub
-from sart.api.bgp_service import BgpService
+from sart.api._gen.sart.speaker.v1 import speaker_pb2 as pb
+from sart.api._gen.sart.speaker.v1.speaker_grpc import SpeakerApiStub
+from sart.api.speaker_service import SpeakerService
 from sart.bgp.config import NeighborConfig
 from sart.bgp.fsm import State
 from sart.bgp.speaker import Speaker
@@ -36,16 +36,16 @@ async def speaker() -> AsyncIterator[Speaker]:
 
 
 @pytest_asyncio.fixture
-async def api(speaker: Speaker) -> AsyncIterator[BgpApiStub]:
-    async with ChannelFor([BgpService(speaker)]) as channel:
-        yield BgpApiStub(channel)
+async def api(speaker: Speaker) -> AsyncIterator[SpeakerApiStub]:
+    async with ChannelFor([SpeakerService(speaker)]) as channel:
+        yield SpeakerApiStub(channel)
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
     return await until(check, timeout, 0.05)
 
 
-async def snapshot(api: BgpApiStub) -> tuple[Any, ...]:
+async def snapshot(api: SpeakerApiStub) -> tuple[Any, ...]:
     """Everything a caller can read, minus clocks."""
     info = await api.GetBgpInfo(pb.GetBgpInfoRequest())
     info.ClearField("uptime_seconds")
@@ -56,7 +56,7 @@ async def snapshot(api: BgpApiStub) -> tuple[Any, ...]:
     return info, neighbors, rib
 
 
-async def test_health_info_and_paths(api: BgpApiStub) -> None:
+async def test_health_info_and_paths(api: SpeakerApiStub) -> None:
     await api.Health(pb.HealthRequest())
     info = await api.GetBgpInfo(pb.GetBgpInfoRequest())
     assert (info.asn, info.router_id, info.neighbors) == (65001, "10.255.0.21", 0)
@@ -90,7 +90,7 @@ async def test_health_info_and_paths(api: BgpApiStub) -> None:
     assert (info.rib_ipv4, info.rib_ipv6, info.local_paths) == (0, 1, 1)
 
 
-async def test_identity_changes_only_without_neighbors(api: BgpApiStub) -> None:
+async def test_identity_changes_only_without_neighbors(api: SpeakerApiStub) -> None:
     await api.AddPaths(pb.AddPathsRequest(prefixes=["10.2.0.0/24"]))
     await api.SetAs(pb.SetAsRequest(asn=4200000001))
     await api.SetRouterId(pb.SetRouterIdRequest(router_id="10.9.9.9"))
@@ -102,7 +102,7 @@ async def test_identity_changes_only_without_neighbors(api: BgpApiStub) -> None:
     assert error.value.status is Status.FAILED_PRECONDITION
 
 
-async def test_neighbor_lifecycle(api: BgpApiStub) -> None:
+async def test_neighbor_lifecycle(api: SpeakerApiStub) -> None:
     neighbor = pb.Neighbor(
         address="127.0.0.99", asn=65099, name="tor", passive=True, hold_time=30, password="pw"
     )
@@ -202,7 +202,7 @@ BAD_CALLS: list[tuple[str, str, Any, Status]] = [
     ids=[f"{c[0]}-{c[1]}" for c in BAD_CALLS],
 )
 async def test_bad_calls_get_the_right_status_and_change_nothing(
-    api: BgpApiStub, method: str, request_: Any
+    api: SpeakerApiStub, method: str, request_: Any
 ) -> None:
     expected = next(c[3] for c in BAD_CALLS if c[0] == method and c[2] is request_)
     await api.AddNeighbor(pb.AddNeighborRequest(neighbor=pb.Neighbor(address="127.0.0.99", asn=9)))
@@ -216,7 +216,7 @@ async def test_bad_calls_get_the_right_status_and_change_nothing(
     await api.Health(pb.HealthRequest())  # still serving
 
 
-async def test_events_stream_and_neighbor_ribs(speaker: Speaker, api: BgpApiStub) -> None:
+async def test_events_stream_and_neighbor_ribs(speaker: Speaker, api: SpeakerApiStub) -> None:
     async with api.WatchEvents.open() as stream:
         await stream.send_message(pb.WatchEventsRequest(), end=True)
         await until(lambda: speaker._subscribers, 5)  # subscribed: no event can be missed

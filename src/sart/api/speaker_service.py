@@ -1,4 +1,4 @@
-"""The sart.v1.BgpApi service over a running `Speaker` (grpclib).
+"""The sart.speaker.v1.SpeakerApi service over a running `Speaker` (grpclib).
 
 Handlers run on the speaker's event loop and read its state without awaiting in between, so
 every answer is one consistent snapshot. Errors become gRPC statuses with a message that says
@@ -16,8 +16,8 @@ from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
 from sart.api import convert
-from sart.api._gen.sart.v1 import bgp_pb2 as pb
-from sart.api._gen.sart.v1.bgp_grpc import BgpApiBase
+from sart.api._gen.sart.speaker.v1 import speaker_pb2 as pb
+from sart.api._gen.sart.speaker.v1.speaker_grpc import SpeakerApiBase
 from sart.bgp.messages import AsPath, find
 from sart.bgp.speaker import BestPathChanged, Neighbor, PeerStateChanged, Speaker
 from sart.errors import BgpUsageError
@@ -27,7 +27,7 @@ def _invalid(error: convert.InvalidArgument) -> GRPCError:
     return GRPCError(Status.INVALID_ARGUMENT, str(error))
 
 
-class BgpService(BgpApiBase):
+class SpeakerService(SpeakerApiBase):
     def __init__(self, speaker: Speaker) -> None:
         self.speaker = speaker
 
