@@ -342,10 +342,10 @@ async def test_a_block_request_is_served_once_whatever_fails(
                  "autoAssign": False}})  # fmt: skip
     missing = unique_name("later")  # the advertisements' namespace, not there yet
     controller = BlockController(k8s, advertise_namespace=missing)
-    controller._backoff.rng = random.Random(3)
+    controller._retries.backoff.rng = random.Random(3)
     task = asyncio.create_task(controller.run())
     try:
-        await eventually(lambda: controller._backoff.failures(request) >= 2)  # tried, failed
+        await eventually(lambda: controller._retries.backoff.failures(request) >= 2)  # failed
         await core.create_namespace({"metadata": {"name": missing}})
         advertisement = await eventually(
             lambda: _get(custom.get_namespaced_custom_object(

@@ -11,7 +11,6 @@ requests are retried with the runtime's error model (sart.k8s.runtime.outcome)."
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +22,7 @@ from sart.errors import IpamError
 from sart.k8s.models import GROUP, VERSION, AddressBlock, AddressPool, AddressType
 from sart.k8s.reconcile.blocks import BlockView, PodBlockAllocator, PodPoolView
 from sart.k8s.runtime.metrics import ControllerMetrics
-from sart.k8s.runtime.outcome import API_ERRORS, KeyedBackoff, Outcome, classify, describe
+from sart.k8s.runtime.outcome import API_ERRORS, Outcome, RetryTimes, classify, describe
 from sart.k8s.runtime.watch import read_object, watch_kind
 
 log = logging.getLogger("sart.k8s")
@@ -63,8 +62,7 @@ class BlockController:
         self.metrics = metrics or ControllerMetrics()
         self._measured: set[str] = set()
         self.fence = fence  # raises LeadershipLost once we may no longer write
-        self._backoff = KeyedBackoff()
-        self._retry_at: dict[str, float] = {}  # request -> loop time it may be tried again
+        self._retries = RetryTimes()  # failed requests: when each may be tried again
         self.made: dict[str, dict[str, Any]] = {}  # request -> the AddressBlock we wrote for it
         self.waiting: set[str] = set()  # requests waiting for a block to be released
         self.namespace = advertise_namespace
@@ -124,33 +122,26 @@ class BlockController:
     def _forget(self, request: str) -> None:
         self.waiting.discard(request)
         self.made.pop(request, None)
-        self._retry_at.pop(request, None)
-        self._backoff.reset(request)
+        self._retries.forget(request)
 
     async def _work(self) -> None:
         await self._started.wait()
-        loop = asyncio.get_running_loop()
         while True:
-            retry = min(self._retry_at.values(), default=None)
-            timeout = None if retry is None else max(retry - loop.time(), 0.0)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            self._wake.clear()
+            await self._retries.wait(self._wake)
             # first come, first served
             waiting = sorted(
                 self.requests.items(),
                 key=lambda item: (item[1]["metadata"].get("creationTimestamp", ""), item[0]),
             )
             for name, request in waiting:
-                if self._retry_at.get(name, 0.0) > loop.time():
+                if not self._retries.due(name):
                     continue
                 try:
                     await self._serve(name, request)
                 except API_ERRORS as error:
-                    self._failed(name, error, loop.time())
+                    self._failed(name, error)
                 else:
-                    self._retry_at.pop(name, None)
-                    self._backoff.reset(name)
+                    self._retries.forget(name)
             self._measure()
 
     def _measure(self) -> None:
@@ -165,20 +156,19 @@ class BlockController:
         self._measured = set(pools)
         metrics.advertisements.labels("pod").set(len(self.allocator.blocks))
 
-    def _failed(self, name: str, error: BaseException, now: float) -> None:
+    def _failed(self, name: str, error: BaseException) -> None:
         # A 404 here is not the request being gone (that delete tolerates 404 itself): the
         # advertisement's namespace may not exist yet. Temporary.
         outcome = classify(error, gone=Outcome.TEMPORARY)
-        delay = self._backoff.next(name)  # REDO too: our own write may not be seen yet
         if outcome is Outcome.PERMANENT:
             log.error("block request refused", extra={"request": name, "error": describe(error)})
-            delay = max(delay, 30.0)  # fixed RBAC or webhook: tried again, slowly
-        else:
-            log.warning(
-                "block request not served, retrying",
-                extra={"request": name, "error": describe(error), "retry_in": round(delay, 2)},
-            )
-        self._retry_at[name] = now + delay
+            self._retries.failed(name, at_least=30.0)  # fixed RBAC or webhook: tried, slowly
+            return
+        delay = self._retries.failed(name)  # REDO too: our own write may not be seen yet
+        log.warning(
+            "block request not served, retrying",
+            extra={"request": name, "error": describe(error), "retry_in": round(delay, 2)},
+        )
 
     def _block_for(self, request: str) -> dict[str, Any] | None:
         """The AddressBlock already made for this request, if any (ours, seen or not yet)."""

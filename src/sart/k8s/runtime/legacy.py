@@ -6,7 +6,6 @@ put finalizers on."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -15,7 +14,7 @@ from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi, Di
 
 from sart.k8s.models import GROUP, VERSION
 from sart.k8s.reconcile.legacy import released
-from sart.k8s.runtime.outcome import API_ERRORS, KeyedBackoff, Outcome, classify, describe
+from sart.k8s.runtime.outcome import API_ERRORS, Outcome, RetryTimes, classify, describe
 from sart.k8s.runtime.watch import object_key, watch_kind, watch_objects
 
 log = logging.getLogger("sart.k8s")
@@ -44,8 +43,7 @@ class LegacyFinalizers:
         self.fence = fence
         self.released = 0  # objects released (tests wait on this)
         self._todo: dict[str, tuple[Patch, dict[str, Any]]] = {}  # key -> (patch, body)
-        self._retry_at: dict[str, float] = {}
-        self._backoff = KeyedBackoff()
+        self._retries = RetryTimes()
         self._wake = asyncio.Event()
 
     def _handler(self, what: str, patcher: Callable[[Any], Patch]) -> Callable[[str, Any], None]:
@@ -102,15 +100,10 @@ class LegacyFinalizers:
             tasks.create_task(self._work())
 
     async def _work(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            retry = min(self._retry_at.values(), default=None)
-            timeout = None if retry is None else max(retry - loop.time(), 0.0)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            self._wake.clear()
+            await self._retries.wait(self._wake)
             for key, (patch, body) in list(self._todo.items()):
-                if self._retry_at.get(key, 0.0) > loop.time():
+                if not self._retries.due(key):
                     continue
                 self.fence()
                 try:
@@ -120,7 +113,7 @@ class LegacyFinalizers:
                     if outcome is Outcome.DONE:
                         self._forget(key)
                     elif outcome is not Outcome.REDO:  # REDO: the watch brings the new version
-                        self._retry_at[key] = loop.time() + self._backoff.next(key)
+                        self._retries.failed(key)
                         log.warning("original finalizer not released",
                                     extra={"object": key, "error": describe(error)})  # fmt: skip
                     continue
@@ -130,5 +123,4 @@ class LegacyFinalizers:
 
     def _forget(self, key: str) -> None:
         self._todo.pop(key, None)
-        self._retry_at.pop(key, None)
-        self._backoff.reset(key)
+        self._retries.forget(key)

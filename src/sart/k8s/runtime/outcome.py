@@ -14,6 +14,8 @@ source is passed in, so tests pin it).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import random
 
@@ -103,3 +105,37 @@ class KeyedBackoff:
 
     def reset(self, key: str) -> None:
         self.backoffs.pop(key, None)
+
+
+class RetryTimes:
+    """When each failed key (a request, an object) may be tried again, with its own backoff;
+    `wait` sleeps until the earliest of those or until `wake` is set, whichever comes first."""
+
+    def __init__(self, backoff: KeyedBackoff | None = None) -> None:
+        self.backoff = backoff or KeyedBackoff()
+        self.not_before: dict[str, float] = {}  # key -> loop time it may be tried again
+
+    @staticmethod
+    def _now() -> float:
+        return asyncio.get_running_loop().time()
+
+    def due(self, key: str) -> bool:
+        return self.not_before.get(key, 0.0) <= self._now()
+
+    def failed(self, key: str, at_least: float = 0.0) -> float:
+        """Schedule the key's next try after its backoff (or `at_least`); returns the delay."""
+        delay = max(self.backoff.next(key), at_least)
+        self.not_before[key] = self._now() + delay
+        return delay
+
+    def forget(self, key: str) -> None:
+        """It worked, or the key is gone: no more waiting, and its backoff starts over."""
+        self.not_before.pop(key, None)
+        self.backoff.reset(key)
+
+    async def wait(self, wake: asyncio.Event) -> None:
+        earliest = min(self.not_before.values(), default=None)
+        timeout = None if earliest is None else max(earliest - self._now(), 0.0)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout)
+        wake.clear()
