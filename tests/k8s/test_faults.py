@@ -49,6 +49,14 @@ async def make_pool(custom: CustomObjectsApi, cidr: str, **spec: Any) -> str:
     return name
 
 
+async def make_node_bgp(custom: CustomObjectsApi, node: str, speaker: str) -> None:
+    """The node's NodeBGP, with the AS and router id the `speaker` fixture's sartd has."""
+    spec = {"asn": 65010, "routerId": "10.255.0.1", "speaker": {"path": speaker}}
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "NodeBGP", "metadata": {"name": node},
+            "spec": spec}  # fmt: skip
+    await custom.create_cluster_custom_object(GROUP, VERSION, "nodebgps", body)
+
+
 async def make_service(core: CoreV1Api, namespace: str, name: str, **annotations: str) -> None:
     body = {
         "metadata": {"name": name, "annotations": annotations},
@@ -112,10 +120,7 @@ async def test_a_watch_cut_while_objects_are_deleted(
     core, custom = CoreV1Api(k8s), CustomObjectsApi(k8s)
     pool = await make_pool(custom, "10.120.0.0/29", autoAssign=True)
     node = unique_name("node")
-    await custom.create_cluster_custom_object(GROUP, VERSION, "nodebgps", {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "NodeBGP", "metadata": {"name": node},
-        "spec": {"asn": 65010, "routerId": "10.255.0.1", "speaker": {"path": speaker}},
-    })  # fmt: skip
+    await make_node_bgp(custom, node, speaker)
     stats = WatchStats()
     controller = LoadBalancerController(proxied)
     agent = NodeAgent(proxied, node, speaker, stats=stats)
@@ -399,10 +404,7 @@ async def test_apiserver_and_etcd_restarted_under_running_daemons(
     await core.create_namespace({"metadata": {"name": namespace}})
     pool = await make_pool(custom, "10.123.0.0/24", autoAssign=True)
     node = unique_name("node")
-    await custom.create_cluster_custom_object(GROUP, VERSION, "nodebgps", {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "NodeBGP", "metadata": {"name": node},
-        "spec": {"asn": 65010, "routerId": "10.255.0.1", "speaker": {"path": speaker}},
-    })  # fmt: skip
+    await make_node_bgp(custom, node, speaker)
     with TcpProxy.from_url(plane.server) as proxy:
         kubeconfig = proxied_kubeconfig(plane.kubeconfig, proxy, tmp_path / "kubeconfig")
         async with await plane.api_client(kubeconfig) as daemons_api:
