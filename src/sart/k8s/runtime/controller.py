@@ -324,6 +324,13 @@ class LoadBalancerController:
                 released = self.allocator.release(key)
                 if released:
                     self._wake_pending()
+                if self.announced.get(key):
+                    # Its BGPAdvertisements are owned by it, but the garbage collector may take
+                    # many seconds: withdraw them now.
+                    namespace, name = key.split("/", 1)
+                    view = ServiceView(namespace=namespace, name=name)
+                    gone = ServicePlan(addresses=(), finalizer=False)
+                    self._writing[key] = asyncio.create_task(self._write(key, view, gone, {}))
                 continue
             view = service_view(service)
             before = set(self.allocator.owned)
