@@ -237,3 +237,27 @@ def test_a_failed_request_keeps_a_shared_address_only_while_it_may_share() -> No
     assert lba.holders[IPAddress("10.0.1.1")] == {"default/b"}
     kept = lba.reconcile(lb("b", annotations=taken, ports=(("TCP", 81),)))
     assert kept.pending and kept.ingress == ("10.0.1.1",)  # now its sole holder: keeps it
+
+
+def test_named_pools_and_named_addresses_combine_as_in_the_original() -> None:
+    """`addresspool: a,b` with `loadBalancerIPs: <an address of b>`: that address from b and
+    one address from a; all or nothing; an address outside the named pools is refused."""
+    lba = allocator()
+    both = {"sart.terassyi.net/addresspool": "default-lb-pool,other",
+            "sart.terassyi.net/loadBalancerIPs": "10.0.2.20"}  # fmt: skip
+    plan = lba.reconcile(lb(annotations=both))
+    assert plan.ingress == ("10.0.2.20", "10.0.1.1") and not plan.pending
+    again = lba.reconcile(lb(annotations=both, ingress=plan.ingress, finalizers=(FINALIZER,)))
+    assert again.ingress == plan.ingress and not again.events  # satisfied: nothing moves
+    lba.reconcile(lb("filler-1"))
+    lba.reconcile(lb("filler-2"))  # default-lb-pool (a /30) is full now
+    full = dict(both, **{"sart.terassyi.net/loadBalancerIPs": "10.0.2.21"})
+    late = lba.reconcile(lb("late", annotations=full))
+    assert late.ingress == () and late.pending
+    # the named address was not kept half-allocated
+    assert IPAddress("10.0.2.21") not in lba.holders
+    assert IPAddress("10.0.2.21") not in lba.allocator.pool("other")
+    outside = dict(both, **{"sart.terassyi.net/loadBalancerIPs": "2001:db8::5"})
+    refused = lba.reconcile(lb("outside", annotations=outside))
+    assert refused.ingress == ()
+    assert "2001:db8::5 is in none of the pools named" in refused.events[0].message

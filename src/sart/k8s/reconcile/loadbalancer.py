@@ -217,29 +217,11 @@ class LoadBalancerAllocator:
     # --- requests -------------------------------------------------------------------------
 
     def request_of(self, service: ServiceView) -> Request:
-        addresses_text = service.annotations.get(LOAD_BALANCER_IPS_ANNOTATION, "")
-        if not addresses_text and service.load_balancer_ip:
-            addresses_text = service.load_balancer_ip
-        if addresses_text:
-            addresses = []
-            for text in _split(addresses_text):
-                try:
-                    addresses.append(IPAddress(text))
-                except (AddrFormatError, ValueError):
-                    raise RequestError(
-                        f"{LOAD_BALANCER_IPS_ANNOTATION}: {text!r} is not an IP address"
-                    ) from None
-            held = self.owned.get(service.key, ())
-            for address in addresses:
-                name = self._pool_name(address)
-                if name is None:
-                    continue  # in no pool: the allocator says so
-                if name in self.retired and address not in held:
-                    raise RequestError(f"AddressPool {name!r} was removed: {address} is not given")
-                refusal = self.pools[name].refusal(service)
-                if refusal is not None:
-                    raise RequestError(f"{address}: {refusal}")
-            return Request(addresses=tuple(addresses))
+        """What the Service asks for. Named addresses (`loadBalancerIPs`, or the deprecated
+        `spec.loadBalancerIP`) and named pools combine as in the original: with
+        `addresspool: a,b` and `loadBalancerIPs: <an address of b>` the Service gets that
+        address from b and one address from a."""
+        addresses = self._named_addresses(service)
         names = next(
             (
                 _split(service.annotations[a])
@@ -256,6 +238,18 @@ class LoadBalancerAllocator:
             refusal = pool.refusal(service)
             if refusal is not None:
                 raise RequestError(refusal)
+        if addresses and names:
+            covered = {self._pool_name(a) for a in addresses}
+            for address in addresses:
+                if self._pool_name(address) not in names:
+                    raise RequestError(
+                        f"{LOAD_BALANCER_IPS_ANNOTATION}: {address} is in none of the pools"
+                        f" named ({', '.join(names)})"
+                    )
+            rest = tuple(n for n in names if n not in covered)
+            return Request(pools=rest, addresses=addresses)
+        if addresses:
+            return Request(addresses=addresses)
         if names:
             return Request(pools=names)
         # One address per IP family of the Service (dual-stack: one of each).
@@ -273,6 +267,31 @@ class LoadBalancerAllocator:
             chosen.append(auto)
         return Request(pools=tuple(chosen))
 
+    def _named_addresses(self, service: ServiceView) -> tuple[IPAddress, ...]:
+        """The addresses the Service names, each checked against its pool's rules."""
+        text = service.annotations.get(LOAD_BALANCER_IPS_ANNOTATION, "")
+        if not text and service.load_balancer_ip:
+            text = service.load_balancer_ip
+        addresses = []
+        for part in _split(text):
+            try:
+                addresses.append(IPAddress(part))
+            except (AddrFormatError, ValueError):
+                raise RequestError(
+                    f"{LOAD_BALANCER_IPS_ANNOTATION}: {part!r} is not an IP address"
+                ) from None
+        held = self.owned.get(service.key, ())
+        for address in addresses:
+            name = self._pool_name(address)
+            if name is None:
+                continue  # in no pool: the allocator says so
+            if name in self.retired and address not in held:
+                raise RequestError(f"AddressPool {name!r} was removed: {address} is not given")
+            refusal = self.pools[name].refusal(service)
+            if refusal is not None:
+                raise RequestError(f"{address}: {refusal}")
+        return tuple(addresses)
+
     def _names_its_request(self, service: ServiceView) -> bool:
         """Whether the Service names its pools or addresses (else it takes the autoAssign
         pool's)."""
@@ -280,10 +299,13 @@ class LoadBalancerAllocator:
         return bool(service.load_balancer_ip) or any(a in service.annotations for a in names)
 
     def _satisfies(self, addresses: tuple[IPAddress, ...], request: Request) -> bool:
-        if request.addresses:
-            return sorted(addresses) == sorted(request.addresses)
+        """Whether the addresses held are what the request asks: every named address, and
+        one address from each named pool for the rest."""
+        if not set(request.addresses) <= set(addresses):
+            return False
+        rest = [a for a in addresses if a not in request.addresses]
         try:
-            return sorted(self.allocator.pool_of(a) for a in addresses) == sorted(request.pools)
+            return sorted(self.allocator.pool_of(a) for a in rest) == sorted(request.pools)
         except IpamError:
             return False
 
@@ -327,34 +349,42 @@ class LoadBalancerAllocator:
         return not self.holders.get(address) or self._shareable(address, share)
 
     def _acquire(self, request: Request, share: Share | None) -> tuple[IPAddress, ...]:
-        """The addresses for a request: shared with compatible Services where the sharing
-        key allows, allocated otherwise; all or nothing (IpamError)."""
-        if request.addresses:
-            fresh = []
-            for address in request.addresses:
-                if address in self.holders:
-                    if not self._shareable(address, share):
-                        users = ", ".join(sorted(self.holders[address]))
-                        raise AddressInUse(f"{address} is in use by {users}")
-                else:
-                    fresh.append(address)
+        """The addresses for a request: the named ones, then one from each named pool; shared
+        with compatible Services where the sharing key allows, allocated otherwise; all or
+        nothing (IpamError)."""
+        fresh = []
+        for address in request.addresses:
+            if address in self.holders:
+                if not self._shareable(address, share):
+                    users = ", ".join(sorted(self.holders[address]))
+                    raise AddressInUse(f"{address} is in use by {users}")
+            else:
+                fresh.append(address)
+        if fresh:
+            self.allocator.allocate(Request(addresses=tuple(fresh)))
+        try:
+            from_pools = self._acquire_from_pools(request.pools, share) if request.pools else ()
+        except IpamError:
             if fresh:
-                self.allocator.allocate(Request(addresses=tuple(fresh)))
-            return request.addresses
+                self.allocator.release(tuple(fresh))  # nothing is taken when anything fails
+            raise
+        return request.addresses + from_pools
+
+    def _acquire_from_pools(
+        self, pools: tuple[str, ...], share: Share | None
+    ) -> tuple[IPAddress, ...]:
         chosen: dict[int, IPAddress] = {}
         if share is not None:
-            for index, name in enumerate(request.pools):
+            for index, name in enumerate(pools):
                 for address in sorted(self.holders):
                     taken = address in chosen.values()
                     in_pool = self.allocator.pool_of(address) == name
                     if not taken and in_pool and self._shareable(address, share):
                         chosen[index] = address
                         break
-        rest = tuple(n for i, n in enumerate(request.pools) if i not in chosen)
+        rest = tuple(n for i, n in enumerate(pools) if i not in chosen)
         fresh_addresses = iter(self.allocator.allocate(Request(pools=rest)) if rest else ())
-        return tuple(
-            chosen[i] if i in chosen else next(fresh_addresses) for i in range(len(request.pools))
-        )
+        return tuple(chosen[i] if i in chosen else next(fresh_addresses) for i in range(len(pools)))
 
     def release(self, key: str) -> tuple[IPAddress, ...]:
         self.pending.discard(key)
