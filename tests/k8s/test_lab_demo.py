@@ -20,7 +20,8 @@ def test_the_lab_demo_routes_a_service_configured_through_a_cluster_bgp() -> Non
     out = done.stdout
     assert "configured through a ClusterBGP" in out
     assert "tor-node-a-65000-10.255.1.1" in out and "tor-node-b-65000-10.255.2.1" in out
-    assert out.count("Established") == 2  # the BGPPeers' status, written by the agents
+    assert out.count("Established") == 3  # the BGPPeers' status, written by the agents
+    assert 'peer="tor-node-a-65000-10.255.1.1",status="Established"} 1.0' in out  # metrics
     assert "learned 203.0.113.1/32 from both nodes" in out
     assert out.count("nexthop via") == 2  # ECMP in the router's kernel
     assert "withdrawn from the router" in out and "everything the demo made is gone" in out

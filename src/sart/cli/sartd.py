@@ -25,6 +25,7 @@ from sart.cli.daemon import load_kube_config, run_daemon, run_until_stopped, sto
 from sart.cli.logs import configure_logging, log_options
 from sart.errors import ConfigError
 from sart.k8s.runtime.agent import NodeAgent
+from sart.k8s.runtime.metrics import AgentMetrics
 
 log = logging.getLogger("sart.sartd")
 
@@ -154,17 +155,39 @@ def controller(**kwargs: str | bool | None) -> None:
     " none (spec.speaker.path comes first) or names one that cannot be reached.",
 )
 @log_options
-def agent(kubeconfig: str | None, node: str, endpoint: str, log_format: str, level: str) -> None:
+@click.option(
+    "--metrics-address",
+    default="0.0.0.0:9471",
+    show_default=True,
+    help="Where the agent's Prometheus metrics (sart_agent_*) are served; empty to turn them off.",
+)
+def agent(
+    kubeconfig: str | None,
+    node: str,
+    endpoint: str,
+    metrics_address: str,
+    log_format: str,
+    level: str,
+) -> None:
     """Run the node agent: configure the local speaker as the node's NodeBGP, BGPPeers and
     BGPAdvertisements say, and report its state in their status."""
+    try:
+        metrics = parse_endpoint(metrics_address) if metrics_address else None
+    except ValueError as error:
+        _config_error(str(error))
     configure_logging(log_format, level)
-    run_daemon(_agent(kubeconfig, node, endpoint), "sartd agent")
+    run_daemon(_agent(kubeconfig, node, endpoint, metrics), "sartd agent")
 
 
-async def _agent(kubeconfig: str | None, node: str, endpoint: str) -> None:
+async def _agent(
+    kubeconfig: str | None, node: str, endpoint: str, metrics_at: tuple[str, int] | None
+) -> None:
     await load_kube_config(kubeconfig)
+    metrics = AgentMetrics()
+    if metrics_at is not None:
+        start_http_server(metrics_at[1], metrics_at[0], registry=metrics.registry)
     async with ApiClient() as api:
-        await run_until_stopped(NodeAgent(api, node, endpoint).run())
+        await run_until_stopped(NodeAgent(api, node, endpoint, metrics=metrics).run())
     log.info("agent stopped")
 
 

@@ -188,6 +188,18 @@ async def _demo(
                             "selector": {"app": "web"}}}  # fmt: skip
         started = time.monotonic()
         await core.create_namespaced_service("demo", service)
+        name, node_ns, _ = links[0]
+        fetch = (
+            "import urllib.request; print(urllib.request.urlopen("
+            "'http://127.0.0.1:9471/metrics').read().decode())"
+        )
+        exposed = node_ns.run([sys.executable, "-c", fetch]).stdout
+        states = [
+            line
+            for line in exposed.splitlines()
+            if line.startswith("sart_agent_bgp_peer_status") and line.endswith(" 1.0")
+        ]
+        say(f"{name}'s agent metrics (its node's 127.0.0.1:9471):\n  " + "\n  ".join(states))
 
         async def address() -> str | None:
             got = await core.read_namespaced_service("web", "demo")

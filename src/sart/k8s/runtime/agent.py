@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import datetime
 import logging
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -49,6 +50,7 @@ from sart.k8s.models import (
     BGPPeerConditionStatus,
     BGPPeerStatus,
     NodeBGP,
+    NodeBGPConditionStatus,
     NodeBGPStatus,
 )
 from sart.k8s.reconcile.agent import (
@@ -67,6 +69,7 @@ from sart.k8s.reconcile.agent import (
     state_event,
 )
 from sart.k8s.runtime.events import EventRecorder
+from sart.k8s.runtime.metrics import AgentMetrics
 from sart.k8s.runtime.outcome import API_ERRORS, Backoff, KeyedBackoff, Outcome, classify, describe
 from sart.k8s.runtime.watch import WatchStats, object_key, read_object, watch_kind
 
@@ -135,8 +138,10 @@ class NodeAgent:
         *,
         stats: WatchStats | None = None,
         clock: Callable[[], str] = _now,
+        metrics: AgentMetrics | None = None,
     ) -> None:
         self.custom = CustomObjectsApi(api)
+        self.metrics = metrics or AgentMetrics()
         self.events = EventRecorder(CoreV1Api(api), COMPONENT)
         self.node = node
         self.default_endpoint = endpoint
@@ -334,14 +339,19 @@ class NodeAgent:
             self._wake.clear()
             if not all(self._synced.values()):
                 continue  # never act on half the picture (it would remove what it cannot see)
+            began = time.perf_counter()
             try:
                 await self.sync()
             except SpeakerUnreachable as error:
+                self.metrics.failures.labels("NodeBGP", self.node).inc()
                 self._node_status(None, None, error.message)
                 await self._retry(error)
             except ApiError as error:
+                self.metrics.failures.labels("NodeBGP", self.node).inc()
                 await self._retry(error)
             else:
+                self.metrics.reconciliations.labels("NodeBGP", self.node).inc()
+                self.metrics.duration.observe(time.perf_counter() - began)
                 self._backoff.reset()
 
     async def _retry(self, error: ApiError) -> None:
@@ -481,7 +491,10 @@ class NodeAgent:
             return
         record.current = status
         self._mark(("nodebgps", self.node))
+        states = [each.value for each in NodeBGPConditionStatus]
+        self.metrics.set_state(self.metrics.node_status, self.node, condition.status.value, states)
         if condition.status.value == "Unavailable":
+            self.metrics.node_backoff.labels(self.node).inc()
             message = why or (
                 f"the speaker at {self.reached} holds AS {asn} and router ID {router_id}, not the"
                 f" NodeBGP's AS {node_bgp.spec.asn} and router ID {node_bgp.spec.router_id}"
@@ -535,6 +548,8 @@ class NodeAgent:
             return
         record.current = status
         self._mark(("bgppeers", peer.metadata.name))
+        states = [each.value for each in BGPPeerConditionStatus]
+        self.metrics.set_state(self.metrics.peer_status, peer.metadata.name, state.value, states)
         event = state_event(before, state, str(peer.spec.addr), reason)
         if event is not None:
             log.info(event.message, extra={"bgppeer": peer.metadata.name, "reason": reason})

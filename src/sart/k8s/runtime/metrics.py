@@ -6,6 +6,8 @@ left out on purpose: a label value per object grows without bound."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -70,3 +72,52 @@ class ControllerMetrics:
             "LoadBalancer Services waiting for an address",
             registry=self.registry,
         )
+
+
+class AgentMetrics:
+    """The node agent's Prometheus metrics: the original sart's sart_agent_* set (its CNI
+    counters come with the CNI side). Peer and NodeBGP series are labelled by name: one agent
+    only ever has its own node's few."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.reconciliations = Counter(
+            "sart_agent_reconciliation",
+            "Total count of reconciliations",
+            ["resource", "instance"],
+            registry=self.registry,
+        )
+        self.failures = Counter(
+            "sart_agent_reconciliation_errors",
+            "Total count of reconciliation errors",
+            ["resource", "instance"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "sart_agent_reconcile_duration_seconds",
+            "The duration of reconcile to complete in seconds",
+            buckets=(0.01, 0.1, 0.25, 0.5, 1.0, 5.0, 15.0, 60.0),
+            registry=self.registry,
+        )
+        self.peer_status = Gauge(
+            "sart_agent_bgp_peer_status",
+            "BGP peer status: 1 for the session's state, 0 for the others",
+            ["peer", "status"],
+            registry=self.registry,
+        )
+        self.node_status = Gauge(
+            "sart_agent_node_bgp_status",
+            "Node BGP status: 1 for the NodeBGP's state, 0 for the other",
+            ["name", "status"],
+            registry=self.registry,
+        )
+        self.node_backoff = Counter(
+            "sart_agent_node_bgp_backoff_count",
+            "NodeBGP backoff count: times the speaker was found unavailable",
+            ["name"],
+            registry=self.registry,
+        )
+
+    def set_state(self, gauge: Gauge, name: str, state: str, states: Iterable[str]) -> None:
+        for each in states:
+            gauge.labels(name, each).set(1 if each == state else 0)
