@@ -12,9 +12,14 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
+from google.protobuf.empty_pb2 import Empty
 
+from sart.api._gen.sart.speaker.v1 import speaker_pb2 as ours
+from sart.api._gen.sart.v1 import original_bgp_pb2 as original
 from sart.api.client import ApiError, SpeakerClient, SpeakerUnreachable
 
 
@@ -137,3 +142,40 @@ def test_bad_config_exits_2(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "required field missing @" in result.stderr and "neighbors[0].asn" in result.stderr
+
+
+def test_the_original_api_beside_ours(daemon: Daemon) -> None:
+    """The original sart's clients are tonic (Rust); grpcio's client reads statuses the same way,
+    so it stands in for them here: the original's calls on a real daemon, and one of ours under
+    the original's name answered UNIMPLEMENTED."""
+    with grpc.insecure_channel(daemon.api) as channel:
+
+        def call(method: str, request: Any, reply: Any) -> Any:
+            unary = channel.unary_unary(
+                f"/sart.v1.BgpApi/{method}",
+                request_serializer=lambda m: m.SerializeToString(),
+                response_deserializer=reply.FromString,
+            )
+            return unary(request, timeout=10)
+
+        assert call("Health", original.HealthRequest(), Empty) == Empty()
+        info = call("GetBgpInfo", original.GetBgpInfoRequest(), original.GetBgpInfoResponse).info
+        assert (info.asn, info.router_id) == (65010, "10.0.0.10")
+        peer = original.Peer(asn=65077, address="127.0.0.77", name="tor", passive_open=True)
+        call("AddPeer", original.AddPeerRequest(peer=peer), Empty)
+        peers = call("ListNeighbor", original.ListNeighborRequest(), original.ListNeighborResponse)
+        assert [(p.address, p.name, p.state) for p in peers.peers] == [
+            ("127.0.0.77", "tor", original.Peer.ACTIVE)
+        ]
+        v4 = original.AddressFamily(afi=original.AddressFamily.AFI_IP4, safi=1)
+        call("AddPath", original.AddPathRequest(family=v4, prefixes=["10.20.0.0/24"]),
+             original.AddPathResponse)  # fmt: skip
+        paths = call("GetPath", original.GetPathRequest(family=v4), original.GetPathResponse)
+        assert sorted(p.nlri for p in paths.paths) == ["10.10.0.0/24", "10.20.0.0/24"]
+        with pytest.raises(grpc.RpcError) as refused:
+            call("AddNeighbor", ours.AddNeighborRequest(), ours.AddNeighborResponse)
+        assert refused.value.code() is grpc.StatusCode.UNIMPLEMENTED
+    # The same speaker, through our own API: the peer and the path are there.
+    listing = daemon.sart("bgp", "neighbor", "list").stdout
+    assert "127.0.0.77" in listing
+    assert "10.20.0.0/24" in daemon.sart("bgp", "global", "rib", "get").stdout

@@ -15,6 +15,7 @@ from kubernetes_asyncio.client import ApiClient
 from prometheus_client import CollectorRegistry, start_http_server
 
 from sart.api.client import parse_endpoint, unix_socket_path
+from sart.api.original_service import OriginalBgpService
 from sart.api.speaker_service import SpeakerService
 from sart.bgp.config import load_config
 from sart.bgp.metrics import SpeakerCollector
@@ -111,7 +112,7 @@ async def _serve(speaker: Speaker, api: str, metrics: tuple[str, int] | None) ->
     # them for nothing (a third of decode time in benchmarks/codec.py).
     gc.set_threshold(200_000, 50, 1000)
     stop = stop_on_signals()
-    server = Server([SpeakerService(speaker)])
+    server = Server([SpeakerService(speaker), OriginalBgpService(speaker)])
     try:
         await speaker.start()
         path = unix_socket_path(api)
@@ -154,13 +155,13 @@ def controller(**kwargs: str | bool | None) -> None:
     help="The local speaker's API (HOST:PORT or unix:PATH) where this node's NodeBGP says"
     " none (spec.speaker.path comes first) or names one that cannot be reached.",
 )
-@log_options
 @click.option(
     "--metrics-address",
     default="0.0.0.0:9471",
     show_default=True,
     help="Where the agent's Prometheus metrics (sart_agent_*) are served; empty to turn them off.",
 )
+@log_options
 def agent(
     kubeconfig: str | None,
     node: str,
