@@ -26,6 +26,21 @@ REQUESTS = st.sampled_from(
         {"sart.terassyi.net/loadBalancerIPs": "10.0.1.1"},
         {"sart.terassyi.net/allow-shared-ip": "k"},
         {"sart.terassyi.net/addresspool": "named", "sart.terassyi.net/allow-shared-ip": "k"},
+        # pools and addresses together, as the original allows: the address from its pool,
+        # one address from each other pool named
+        {
+            "sart.terassyi.net/addresspool": "named,six",
+            "sart.terassyi.net/loadBalancerIPs": "10.0.1.2",
+        },
+        {
+            "sart.terassyi.net/addresspool": "auto,named",
+            "sart.terassyi.net/loadBalancerIPs": "10.0.1.1",
+            "sart.terassyi.net/allow-shared-ip": "k",
+        },
+        {
+            "sart.terassyi.net/addresspool": "named",
+            "sart.terassyi.net/loadBalancerIPs": "2001:db8::1",
+        },  # outside the pool named: refused
     ]
 )
 

@@ -261,3 +261,24 @@ def test_named_pools_and_named_addresses_combine_as_in_the_original() -> None:
     refused = lba.reconcile(lb("outside", annotations=outside))
     assert refused.ingress == ()
     assert "2001:db8::5 is in none of the pools named" in refused.events[0].message
+
+
+def test_a_refused_request_does_not_keep_an_address_it_may_no_longer_share() -> None:
+    """Found by the state machine's deep run: a Service sharing an address by key, changed to
+    a request that cannot be served and no sharing key, kept the shared address, so a restart
+    saw two Services claim it. It now keeps only what its new spec allows."""
+    lba = allocator()
+    shared = {"sart.terassyi.net/allow-shared-ip": "k"}
+    first = lba.reconcile(lb("s0", annotations=shared, ports=(("TCP", 2),)))
+    second = lba.reconcile(lb("s5", annotations=shared, ports=(("TCP", 1),)))
+    assert first.ingress == second.ingress
+    refused = {"sart.terassyi.net/addresspool": "other",
+               "sart.terassyi.net/loadBalancerIPs": "2001:db8::1"}  # fmt: skip
+    plan = lba.reconcile(lb("s0", annotations=refused, ports=(("TCP", 1),)))
+    assert plan.ingress == () and plan.events[0].reason == "InvalidRequest"
+    fresh = allocator()
+    statuses = [
+        lb("s5", annotations=shared, ports=(("TCP", 1),), ingress=second.ingress),
+        lb("s0", annotations=refused, ports=(("TCP", 1),), ingress=plan.ingress),
+    ]
+    assert fresh.adopt(statuses) == []

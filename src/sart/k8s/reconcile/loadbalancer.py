@@ -386,6 +386,31 @@ class LoadBalancerAllocator:
         fresh_addresses = iter(self.allocator.allocate(Request(pools=rest)) if rest else ())
         return tuple(chosen[i] if i in chosen else next(fresh_addresses) for i in range(len(pools)))
 
+    def _take_back(
+        self,
+        key: str,
+        held: tuple[IPAddress, ...],
+        freed: list[IPAddress],
+        share: Share | None,
+    ) -> tuple[IPAddress, ...]:
+        """After `_drop`: hold `held` again as far as the Service's sharing now allows (an
+        address it shared stays only if it may still share it), so that adopting the
+        Services' status after a restart gives back exactly this. Returns what it keeps."""
+        kept = held if all(self._keepable(a, share) for a in held) else ()
+        if kept:
+            if freed:
+                self.allocator.allocate(Request(addresses=tuple(freed)))
+            self._hold(key, kept, share)
+        return kept
+
+    def _keep_what_it_may(self, key: str, share: Share | None) -> tuple[IPAddress, ...]:
+        """A Service whose request cannot be served now keeps its addresses, unless its
+        sharing changed so that it may no longer hold one it shares."""
+        if self.shares.get(key) == share:
+            return self.owned.get(key, ())
+        held, freed = self._drop(key)
+        return self._take_back(key, held, freed, share)
+
     def release(self, key: str) -> tuple[IPAddress, ...]:
         self.pending.discard(key)
         held, _ = self._drop(key)
@@ -403,6 +428,7 @@ class LoadBalancerAllocator:
         current = self.owned.get(key, ())
         retired = self._retired_pools_of(current)
         if retired and not self._names_its_request(service):
+            current = self._keep_what_it_may(key, Share.of(service))
             held_text = ", ".join(map(str, current))
             why = (
                 f"AddressPool {', '.join(retired)} was removed: {held_text} stays with this"
@@ -414,7 +440,7 @@ class LoadBalancerAllocator:
         try:
             request = self.request_of(service)
         except RequestError as error:
-            kept = self.owned.get(key, ())
+            kept = self._keep_what_it_may(key, Share.of(service))
             return ServicePlan(
                 addresses=kept,
                 finalizer=bool(kept),
@@ -431,12 +457,7 @@ class LoadBalancerAllocator:
             # Nothing is lost: it takes back what it had, as far as its spec still allows (an
             # address it shared stays only if it may still share it), so that adopting the
             # Services' status after a restart gives back exactly this.
-            kept = held if all(self._keepable(a, share) for a in held) else ()
-            if kept:
-                if freed:
-                    self.allocator.allocate(Request(addresses=tuple(freed)))
-                self._hold(key, kept, share)
-            held = kept
+            held = self._take_back(key, held, freed, share)
             self.pending.add(key)
             if isinstance(error, PoolExhausted):
                 reason, message = "PoolExhausted", f"AddressPool {self._full(request)} is full"
