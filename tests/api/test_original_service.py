@@ -40,14 +40,6 @@ def packed(message: Any) -> AnyMessage:
 
 
 @pytest_asyncio.fixture
-async def speaker() -> AsyncIterator[Speaker]:
-    made = Speaker(speaker_config(A, 65001))
-    await made.start()
-    yield made
-    await made.stop()
-
-
-@pytest_asyncio.fixture
 async def channel(speaker: Speaker) -> AsyncIterator[Any]:
     """Both services on one channel, as `sartd bgp` serves them."""
     async with ChannelFor([SpeakerService(speaker), OriginalBgpService(speaker)]) as made:

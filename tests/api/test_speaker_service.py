@@ -28,14 +28,6 @@ A, B = IPAddress("127.0.0.21"), IPAddress("127.0.0.22")
 
 
 @pytest_asyncio.fixture
-async def speaker() -> AsyncIterator[Speaker]:
-    made = Speaker(speaker_config(A, 65001))
-    await made.start()
-    yield made
-    await made.stop()
-
-
-@pytest_asyncio.fixture
 async def api(speaker: Speaker) -> AsyncIterator[SpeakerApiStub]:
     async with ChannelFor([SpeakerService(speaker)]) as channel:
         yield SpeakerApiStub(channel)
