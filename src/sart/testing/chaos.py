@@ -56,9 +56,9 @@ from sart.k8s.models import (
     VERSION,
 )
 from sart.k8s.reconcile.loadbalancer import FINALIZER, LOAD_BALANCER_CLASS
+from sart.k8s.runtime import MERGE
 from sart.k8s.runtime.watch import watch_objects
 
-MERGE: Final[dict[str, Any]] = {"_content_type": "application/merge-patch+json"}
 TOUCH_ANNOTATION: Final = "chaos.sart.terassyi.net/touched"
 """Changed by the churn to make a Service change without changing what it asks for."""
 LAUNCH: Final = """\

@@ -68,6 +68,7 @@ from sart.k8s.reconcile.agent import (
     record_state,
     state_event,
 )
+from sart.k8s.runtime import MERGE
 from sart.k8s.runtime.events import EventRecorder
 from sart.k8s.runtime.metrics import AgentMetrics
 from sart.k8s.runtime.outcome import API_ERRORS, Backoff, KeyedBackoff, Outcome, classify, describe
@@ -77,7 +78,6 @@ log = logging.getLogger("sart.agent")
 
 COMPONENT = "sartd-agent"
 DEFAULT_TIMEOUT = 10.0  # seconds per speaker call, unless the NodeBGP says otherwise
-MERGE: dict[str, Any] = {"_content_type": "application/merge-patch+json"}
 KINDS = ("nodebgps", "bgppeers", "bgpadvertisements", "addresspools")
 
 STATES = {

@@ -30,13 +30,13 @@ from sart.k8s.reconcile.clusterbgp import (
     changes,
     plan,
 )
+from sart.k8s.runtime import MERGE
 from sart.k8s.runtime.events import EventRecorder
 from sart.k8s.runtime.outcome import API_ERRORS, Backoff, Outcome, classify, describe
 from sart.k8s.runtime.watch import read_object, watch_kind, watch_objects
 
 log = logging.getLogger("sart.k8s")
 COMPONENT = "sart-controller"
-MERGE: dict[str, Any] = {"_content_type": "application/merge-patch+json"}
 PLURALS = {"NodeBGP": "nodebgps", "BGPPeer": "bgppeers"}
 
 

@@ -33,6 +33,7 @@ from sart.k8s.reconcile.loadbalancer import (
     announcing_nodes,
     is_ours,
 )
+from sart.k8s.runtime import MERGE
 from sart.k8s.runtime.events import EventRecorder
 from sart.k8s.runtime.metrics import ControllerMetrics
 from sart.k8s.runtime.outcome import API_ERRORS, KeyedBackoff, Outcome, classify, describe
@@ -46,8 +47,6 @@ SLICE_SERVICE_LABEL = "kubernetes.io/service-name"
 WRITERS = 64  # concurrent writes to the apiserver
 RETRY_DELAY = 0.5
 RETRY_MAX = 60.0
-# JSON merge patches (the client's stubs do not list the keyword its methods accept).
-MERGE: dict[str, Any] = {"_content_type": "application/merge-patch+json"}
 
 
 def service_view(service: Any) -> ServiceView:

@@ -14,10 +14,10 @@ from typing import Any
 
 from kubernetes_asyncio.client import CoreV1Api
 
+from sart.k8s.runtime import MERGE
 from sart.k8s.runtime.outcome import API_ERRORS, describe
 
 log = logging.getLogger("sart.k8s")
-MERGE: dict[str, Any] = {"_content_type": "application/merge-patch+json"}
 REMEMBERED = 4096  # aggregation keys kept (least recently used forgotten first)
 
 

@@ -14,26 +14,16 @@ from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi, Di
 
 from sart.k8s.models import GROUP, VERSION
 from sart.k8s.reconcile.legacy import released
+from sart.k8s.runtime import MERGE
 from sart.k8s.runtime.outcome import API_ERRORS, Outcome, RetryTimes, classify, describe
-from sart.k8s.runtime.watch import object_key, watch_kind, watch_objects
+from sart.k8s.runtime.watch import object_key, object_meta, watch_kind, watch_objects
 
 log = logging.getLogger("sart.k8s")
-MERGE: dict[str, Any] = {"_content_type": "application/merge-patch+json"}
 CLUSTER_KINDS = (
     "addresspools", "addressblocks", "blockrequests", "clusterbgps", "nodebgps", "bgppeers",
     "bgppeertemplates",
 )  # fmt: skip
 Patch = Callable[[dict[str, Any]], Awaitable[Any]]
-
-
-def _meta(obj: Any) -> tuple[list[str], bool, str]:
-    """(finalizers, being deleted, resourceVersion) of a dict or a kubernetes-asyncio model."""
-    if isinstance(obj, dict):
-        meta = obj.get("metadata") or {}
-        return (list(meta.get("finalizers") or ()), bool(meta.get("deletionTimestamp")),
-                meta.get("resourceVersion", ""))  # fmt: skip
-    meta = obj.metadata
-    return list(meta.finalizers or ()), meta.deletion_timestamp is not None, meta.resource_version
 
 
 class LegacyFinalizers:
@@ -52,11 +42,12 @@ class LegacyFinalizers:
                 if kind == "DELETED":
                     self._todo.pop(f"{what}:{object_key(obj)}", None)
                 return
-            finalizers, deleting, version = _meta(obj)
-            keep = released(finalizers, deleting)
+            meta = object_meta(obj)
+            keep = released(meta.finalizers, meta.deleting)
             if keep is None:
                 return
-            body = {"metadata": {"finalizers": list(keep) or None, "resourceVersion": version}}
+            body = {"metadata": {"finalizers": list(keep) or None,
+                                 "resourceVersion": meta.resource_version}}  # fmt: skip
             self._todo[f"{what}:{object_key(obj)}"] = (patcher(obj), body)
             self._wake.set()
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import aiohttp
 import attrs
@@ -39,19 +39,41 @@ WATCH_SECONDS = 300  # the apiserver ends each watch after this; we resume from 
 T = TypeVar("T")
 
 
-def _meta(obj: Any) -> tuple[str, str, str]:
-    """(namespace, name, resourceVersion) of a dict or of a kubernetes-asyncio model."""
+class Meta(NamedTuple):
+    """The metadata the runtime reads of any object it watches."""
+
+    namespace: str
+    name: str
+    resource_version: str
+    finalizers: tuple[str, ...]
+    deleting: bool
+
+
+def object_meta(obj: Any) -> Meta:
+    """The metadata of a dict (our kinds) or of a kubernetes-asyncio model (core kinds)."""
     if isinstance(obj, dict):
         meta = obj.get("metadata") or {}
-        return meta.get("namespace") or "", meta.get("name") or "", meta.get("resourceVersion", "")
+        return Meta(
+            meta.get("namespace") or "",
+            meta.get("name") or "",
+            meta.get("resourceVersion", ""),
+            tuple(meta.get("finalizers") or ()),
+            bool(meta.get("deletionTimestamp")),
+        )
     meta = obj.metadata
-    return meta.namespace or "", meta.name or "", meta.resource_version or ""
+    return Meta(
+        meta.namespace or "",
+        meta.name or "",
+        meta.resource_version or "",
+        tuple(meta.finalizers or ()),
+        meta.deletion_timestamp is not None,
+    )
 
 
 def object_key(obj: Any) -> str:
     """namespace/name, or name for cluster-scoped objects."""
-    namespace, name, _ = _meta(obj)
-    return f"{namespace}/{name}" if namespace else name
+    meta = object_meta(obj)
+    return f"{meta.namespace}/{meta.name}" if meta.namespace else meta.name
 
 
 def _version(listing: Any) -> str:
@@ -84,7 +106,7 @@ class Store:
             old = self.objects.get(key)
             if old is None:
                 events.append(("ADDED", item))
-            elif _meta(old)[2] != _meta(item)[2]:
+            elif object_meta(old).resource_version != object_meta(item).resource_version:
                 events.append(("MODIFIED", item))
         self.objects = fresh
         return events
@@ -213,12 +235,12 @@ async def _watch(
         ):
             kind = event["type"]
             if kind == "BOOKMARK":
-                since = _meta(event["raw_object"])[2] or since
+                since = object_meta(event["raw_object"]).resource_version or since
                 continue
             if kind == "ERROR":  # kubernetes-asyncio raises for these; kept for safety
                 raise Gone
             obj = event["object"]
-            since = _meta(obj)[2] or since
+            since = object_meta(obj).resource_version or since
             hand_on(store.apply(kind, obj))
     return since
 
