@@ -14,11 +14,18 @@ import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "sart"
 # Packages and modules where I/O lives (the ones STYLE.md marks as adapters).
-ADAPTERS = ("cli", "api", "k8s/runtime", "bgp/speaker.py", "testing")
-IO_MODULES = {"asyncio", "socket", "time", "selectors", "grpclib", "kubernetes_asyncio"}
+ADAPTERS = (
+    "cli", "api", "k8s/runtime", "bgp/speaker.py", "testing",
+    "cni/plugin.py", "cni/podnet.py", "fib/kernel.py", "fib/follow.py",
+)  # fmt: skip
+IO_MODULES = {
+    "asyncio", "socket", "time", "selectors", "grpclib", "kubernetes_asyncio", "pyroute2",
+}  # fmt: skip
 FORBIDDEN_BY_PACKAGE = {
     "bgp": {"sart.k8s", "sart.ipam", "sart.cli", "sart.api"},
     "ipam": {"sart.k8s", "sart.bgp", "sart.cli", "sart.api"},
+    "cni": {"sart.k8s", "sart.bgp", "sart.cli", "sart.api", "sart.fib"},
+    "fib": {"sart.k8s", "sart.cli", "sart.ipam", "sart.cni"},
 }
 
 
