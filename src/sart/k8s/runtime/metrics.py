@@ -75,8 +75,8 @@ class ControllerMetrics:
 
 
 class AgentMetrics:
-    """The node agent's Prometheus metrics: the original sart's sart_agent_* set (its CNI
-    counters come with the CNI side). Peer and NodeBGP series are labelled by name: one agent
+    """The node agent's Prometheus metrics: the original sart's sart_agent_* set, and the CNI
+    side's calls, addresses and blocks. Peer and NodeBGP series are labelled by name: one agent
     only ever has its own node's few."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -115,6 +115,38 @@ class AgentMetrics:
             "sart_agent_node_bgp_backoff_count",
             "NodeBGP backoff count: times the speaker was found unavailable",
             ["name"],
+            registry=self.registry,
+        )
+
+        self.cni_calls = Counter(
+            "sart_agent_cni_call",
+            "CNI calls served, by command",
+            ["method"],
+            registry=self.registry,
+        )
+        self.cni_errors = Counter(
+            "sart_agent_cni_call_errors",
+            "CNI calls answered with an error, by command and CNI error code",
+            ["method", "code"],
+            registry=self.registry,
+        )
+        self.cni_duration = Histogram(
+            "sart_agent_cni_call_duration_seconds",
+            "Time the agent took to serve a CNI call",
+            ["method"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0),
+            registry=self.registry,
+        )
+        self.pod_addresses = Gauge(
+            "sart_agent_pod_addresses",
+            "Pod addresses handed out on this node, by AddressPool",
+            ["pool"],
+            registry=self.registry,
+        )
+        self.address_blocks = Gauge(
+            "sart_agent_address_blocks",
+            "AddressBlocks this node holds, by AddressPool",
+            ["pool"],
             registry=self.registry,
         )
 

@@ -1,0 +1,197 @@
+"""Pod addresses on one node, as the agent's CNI side decides them. Pure: no I/O, no clock.
+
+- Which pool: the pod's annotation `sart.terassyi.net/addresspool`, else its namespace's, else
+  the pod pool with `autoAssign: true` (`choose_pool`). A pod takes one pool.
+- Which address: the lowest free address of this node's blocks of that pool, the blocks taken
+  lowest first (`NodeBlocks.allocate`); None when every block is full: the caller asks for one
+  more block (a BlockRequest) and tries again when it comes.
+- Which blocks go back: a block that becomes empty is released, unless it is the node's last
+  usable block of its pool (the next pod would wait for a new block otherwise, as Calico keeps
+  a node's affine block). A block being released hands out nothing.
+- The pool's own network and broadcast addresses (IPv4) are never handed out; every other
+  address of a block is, as each pod has a /32 of its own and no subnet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+
+import attrs
+from netaddr import IPAddress, IPNetwork
+
+from sart.errors import IpamError, NotAllocated, OutOfRange
+from sart.ipam.pool import Pool
+from sart.k8s.reconcile.blocks import BlockView
+
+POOL_ANNOTATION = "sart.terassyi.net/addresspool"
+
+
+class NoPool(IpamError):
+    """No pod pool fits the pod: the one named does not exist, or none is autoAssign."""
+
+
+@attrs.frozen(kw_only=True)
+class PodPool:
+    name: str
+    cidr: IPNetwork
+    block_size: int
+    auto_assign: bool
+
+
+@attrs.frozen
+class PoolChoice:
+    pool: PodPool
+    why: str  # "pod annotation", "namespace annotation" or "autoAssign"
+
+
+def choose_pool(
+    pod_annotations: Mapping[str, str] | None,
+    namespace_annotations: Mapping[str, str] | None,
+    pools: Mapping[str, PodPool],
+) -> PoolChoice:
+    """The pool a pod's address comes from. Raises NoPool saying which name did not fit."""
+    for found, source in (
+        (pod_annotations, "pod annotation"),
+        (namespace_annotations, "namespace annotation"),
+    ):
+        named = ((found or {}).get(POOL_ANNOTATION) or "").strip()
+        if not named:
+            continue
+        if "," in named:
+            raise NoPool(f"{source} {POOL_ANNOTATION}={named!r}: a pod takes one pool, not a list")
+        if named not in pools:
+            raise NoPool(
+                f"{source} {POOL_ANNOTATION}={named!r}: no AddressPool of type pod has that name"
+            )
+        return PoolChoice(pools[named], source)
+    auto = sorted(name for name, pool in pools.items() if pool.auto_assign)
+    if not auto:
+        raise NoPool(
+            f"no AddressPool of type pod has autoAssign: true, and neither the pod nor its "
+            f"namespace names one with the annotation {POOL_ANNOTATION}"
+        )
+    return PoolChoice(pools[auto[0]], "autoAssign")
+
+
+@attrs.frozen
+class Allocation:
+    address: IPAddress
+    block: str  # the AddressBlock's name
+    pool: str
+
+
+class _Block:
+    def __init__(self, view: BlockView, pool: PodPool) -> None:
+        self.view = view
+        self.addresses = Pool(view.cidr, skip_network_and_broadcast=False)
+        self.releasing = False
+        if pool.cidr.version == 4 and pool.cidr.prefixlen < 31:
+            for edge in (pool.cidr.network, pool.cidr.broadcast):
+                if edge in view.cidr:
+                    self.addresses.reserve(edge)
+
+    @property
+    def empty(self) -> bool:
+        return self.addresses.used == 0
+
+    @property
+    def full(self) -> bool:
+        return self.addresses.free == 0
+
+
+class NodeBlocks:
+    """This node's blocks of the pod pools and the addresses taken in each."""
+
+    def __init__(self) -> None:
+        self._blocks: dict[str, _Block] = {}
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._blocks
+
+    def __iter__(self) -> Iterator[BlockView]:
+        return (block.view for block in self._sorted())
+
+    def _sorted(self, pool: str | None = None) -> list[_Block]:
+        return sorted(
+            (b for b in self._blocks.values() if pool is None or b.view.pool == pool),
+            key=lambda b: (b.view.pool, b.view.cidr.version, b.view.cidr.value),
+        )
+
+    def add_block(self, view: BlockView, pool: PodPool) -> None:
+        """A block of this node appeared (or was there at start)."""
+        if view.name not in self._blocks:
+            self._blocks[view.name] = _Block(view, pool)
+
+    def remove_block(self, name: str) -> tuple[IPAddress, ...]:
+        """A block is gone; returns the addresses still handed out from it (orphans)."""
+        block = self._blocks.pop(name, None)
+        if block is None:
+            return ()
+        return tuple(block.addresses)
+
+    def allocate(self, pool: str) -> Allocation | None:
+        """The lowest free address of the pool's blocks; None when they are all full."""
+        for block in self._sorted(pool):
+            if block.releasing or block.full:
+                continue
+            return Allocation(block.addresses.allocate(), block.view.name, pool)
+        return None
+
+    def block_of(self, address: IPAddress) -> BlockView | None:
+        for block in self._blocks.values():
+            if address in block.view.cidr:
+                return block.view
+        return None
+
+    def take(self, address: IPAddress) -> Allocation:
+        """Adopt an address handed out before (an agent restart). Raises OutOfRange when no
+        block of this node holds it, AddressInUse when it is taken already."""
+        view = self.block_of(address)
+        if view is None:
+            raise OutOfRange(f"{address} is in no AddressBlock of this node")
+        self._blocks[view.name].addresses.allocate(address)
+        return Allocation(address, view.name, view.pool)
+
+    def release(self, address: IPAddress) -> str | None:
+        """Free an address; returns its block's name when that block may now be released."""
+        view = self.block_of(address)
+        if view is None:
+            raise NotAllocated(f"{address} is in no AddressBlock of this node")
+        self._blocks[view.name].addresses.release(address)
+        return view.name if self.releasable(view.name) else None
+
+    def releasable(self, name: str) -> bool:
+        """Empty, and not the node's last usable block of its pool."""
+        block = self._blocks.get(name)
+        if block is None or block.releasing or not block.empty:
+            return False
+        others = [b for b in self._sorted(block.view.pool) if b is not block and not b.releasing]
+        return bool(others)
+
+    def begin_release(self, name: str) -> BlockView:
+        """Hand nothing more out of this block; the caller deletes its AddressBlock."""
+        block = self._blocks[name]
+        block.releasing = True
+        return block.view
+
+    def cancel_release(self, name: str) -> None:
+        """Deleting the AddressBlock failed: the block serves again."""
+        if name in self._blocks:
+            self._blocks[name].releasing = False
+
+    def used(self, pool: str | None = None) -> int:
+        return sum(b.addresses.used for b in self._sorted(pool))
+
+    def blocks_of(self, pool: str) -> tuple[BlockView, ...]:
+        return tuple(b.view for b in self._sorted(pool))
+
+
+def pool_capacity(pool: PodPool) -> int:
+    """How many blocks the pool holds in all."""
+    shift: int = pool.block_size - pool.cidr.prefixlen
+    return 1 << shift
+
+
+def pool_exhausted(pool: PodPool, blocks: Iterable[BlockView]) -> bool:
+    """Every block of the pool belongs to some node already (seen cluster-wide)."""
+    return sum(1 for b in blocks if b.pool == pool.name) >= pool_capacity(pool)
