@@ -1,5 +1,6 @@
 """Pod blocks against the real apiserver: BlockRequests become AddressBlocks announced from
-their node; a restarted controller keeps them; a freed block serves a waiting request."""
+their node; a restarted controller keeps them; a freed block serves a waiting request and its
+advertisement goes at once."""
 
 from __future__ import annotations
 
@@ -123,6 +124,11 @@ async def test_block_requests_become_announced_blocks(blocks: Blocks) -> None:
         return ("10.246.0.0/28", "node-d") in (await blocks.blocks(pool)).values()
 
     await eventually(reused)
+
+    async def unannounced() -> bool:  # by the controller, not the garbage collector's ~25 s
+        return await blocks.announced(first) is None
+
+    await eventually(unannounced, timeout=5.0)
     for name in await blocks.blocks(pool):
         await blocks.custom.delete_cluster_custom_object(GROUP, VERSION, "addressblocks", name)
     await blocks.custom.delete_cluster_custom_object(GROUP, VERSION, "addresspools", pool)

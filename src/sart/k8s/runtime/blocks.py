@@ -65,6 +65,9 @@ class BlockController:
         self._retries = RetryTimes()  # failed requests: when each may be tried again
         self.made: dict[str, dict[str, Any]] = {}  # request -> the AddressBlock we wrote for it
         self.waiting: set[str] = set()  # requests waiting for a block to be released
+        # Blocks deleted (an agent released them): their BGPAdvertisements go at once, not
+        # when the garbage collector gets to them (tens of seconds).
+        self.unannounce: set[str] = set()
         self.namespace = advertise_namespace
         self.allocator = PodBlockAllocator()
         self.pools: dict[str, dict[str, Any]] = {}
@@ -86,6 +89,7 @@ class BlockController:
                 store.pop(name, None)
                 if what == "addressblocks":
                     self.allocator.release(name)
+                    self.unannounce.add(name)
                 if what == "blockrequests":
                     self._forget(name)
             else:
@@ -133,6 +137,11 @@ class BlockController:
                 self.requests.items(),
                 key=lambda item: (item[1]["metadata"].get("creationTimestamp", ""), item[0]),
             )
+            for name in sorted(self.unannounce):
+                if self._retries.due(f"unannounce/{name}"):
+                    await self._unannounce(name)
+            if self.unannounce:
+                continue  # a block of that name made again now would lose its advertisement
             for name, request in waiting:
                 if not self._retries.due(name):
                     continue
@@ -143,6 +152,24 @@ class BlockController:
                 else:
                     self._retries.forget(name)
             self._measure()
+
+    async def _unannounce(self, block: str) -> None:
+        key = f"unannounce/{block}"
+        try:
+            self.fence()
+            await self.custom.delete_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, "bgpadvertisements", block
+            )
+        except API_ERRORS as error:
+            if classify(error) is not Outcome.DONE:
+                delay = self._retries.failed(key)
+                log.warning(
+                    "advertisement of a released block not deleted, retrying",
+                    extra={"block": block, "error": describe(error), "retry_in": round(delay, 2)},
+                )
+                return
+        self.unannounce.discard(block)
+        self._retries.forget(key)
 
     def _measure(self) -> None:
         """Blocks per pod pool (the series of pools that are gone removed), advertisements."""
