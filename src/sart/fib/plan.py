@@ -277,15 +277,26 @@ class Fib:
     def handle_timer(self, now: float) -> RouteDiff:
         """What is due at `now`: stale routes past their time, or everything when the speaker
         has been gone for the grace time."""
-        delete: list[Route] = []
         if self.flush_at is not None and now >= self.flush_at:
-            delete += self.installed.values()
-            self.installed = {}
-            self.flush_at = None
-            self.sweep_at = now  # the stale ones go too
+            return self.flush()
+        delete: list[Route] = []
         if self.sweep_at is not None and now >= self.sweep_at:
             for routes in self.stale.values():
                 delete += routes
             self.stale = {}
             self.sweep_at = None
         return RouteDiff(delete=tuple(delete))
+
+    def flush(self) -> RouteDiff:
+        """Every route of ours goes (installed and stale); nothing is due any more."""
+        delete = [*self.installed.values()]
+        for routes in self.stale.values():
+            delete += routes
+        self.installed, self.stale = {}, {}
+        self.flush_at = self.sweep_at = None
+        return RouteDiff(delete=tuple(delete))
+
+    @property
+    def route_count(self) -> int:
+        """Routes of ours the kernel should hold now (installed and stale)."""
+        return len(self.installed) + sum(len(r) for r in self.stale.values())
