@@ -5,7 +5,8 @@ unix socket (`sart.cni.spec.DEFAULT_SOCKET`, or the netconf's ``"socket"``), whi
 work and answers in the 1.1.0 shape. On success the plugin prints the ADD result in the
 requested version's shape (DEL, CHECK, GC and STATUS print nothing, as the spec says) and exits
 0; on failure it prints the spec's error object on stdout and exits 1. Nothing else is ever
-written to stdout.
+written to stdout. A DEL the agent answers with "container unknown" (code 3) succeeds: DEL of
+what is already gone must (SPEC.md), and the runtime would otherwise retry it forever.
 
 When the agent cannot be reached (no socket, connection refused, no answer in time) ADD, DEL,
 CHECK and GC fail with code 11 (try again later: the kubelet retries) and STATUS with 50
@@ -51,7 +52,7 @@ MAX_REPLY = 1 << 20
 def main() -> None:
     """Console script: read stdin, run, print the one JSON document, exit 0 or 1."""
     try:
-        stdin = sys.stdin.buffer.read()
+        stdin = sys.stdin.buffer.read() if sys.stdin is not None else b""  # None: fd 0 closed
     except OSError as e:
         status, output = (
             1,
@@ -76,7 +77,14 @@ def run(environ: Mapping[str, str], stdin: bytes) -> tuple[int, bytes]:
         request = parse_request(environ, stdin)
         if request.command == "VERSION":
             return 0, _document(version_result(request.version))
-        result = call_agent(request)
+        try:
+            result = call_agent(request)
+        except CniError as error:
+            # DEL of what is already gone succeeds (SPEC.md, DEL): should the agent answer
+            # "container unknown" rather than an empty result, that is still a success.
+            if request.command == "DEL" and error.code == ErrorCode.UNKNOWN_CONTAINER:
+                return 0, b""
+            raise
         if request.command != "ADD":
             return 0, b""
         return 0, _document(result_for_version(result, request.version))

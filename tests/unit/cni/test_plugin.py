@@ -204,6 +204,15 @@ def test_agent_error_with_stub_agent_is_printed_and_exits_1(stub_agent: StubAgen
     }
 
 
+def test_del_with_stub_agent_saying_unknown_container_succeeds(stub_agent: StubAgent) -> None:
+    stub_agent.reply = encode_reply(error=CniError(ErrorCode.UNKNOWN_CONTAINER, "no such pod"))
+    out = run_plugin("DEL", netconf(stub_agent.path))
+    assert (out.status, out.stdout) == (0, b"")
+    # Only DEL: for CHECK "container unknown" is an answer the runtime must see.
+    out = run_plugin("CHECK", netconf(stub_agent.path, prevResult=RESULT))
+    assert (out.status, out.code) == (1, ErrorCode.UNKNOWN_CONTAINER)
+
+
 @pytest.mark.parametrize("command", ["ADD", "DEL", "CHECK", "GC"])
 def test_agent_down_is_try_again_later_naming_the_socket(socket_dir: Path, command: str) -> None:
     path = socket_dir / "absent.sock"
@@ -273,3 +282,15 @@ def test_missing_variable_is_named(stub_agent: StubAgent) -> None:
     assert done.returncode == 1
     error = json.loads(done.stdout)
     assert (error["code"], error["msg"]) == (4, "CNI_IFNAME is not set")
+
+
+def test_the_plugin_imports_only_cheap_modules() -> None:
+    """Start-up is paid on every pod: no attrs, netaddr, typing, asyncio or the socket module."""
+    probe = "import sys, sart.cni.plugin; print(' '.join(sorted(sys.modules)))"
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+    heavy = {"attrs", "netaddr", "typing", "asyncio", "socket", "selectors", "pyroute2", "cattrs"}
+    assert not loaded & heavy
