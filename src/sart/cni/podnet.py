@@ -52,6 +52,7 @@ import hashlib
 import json
 import os
 import socket
+import struct
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -59,7 +60,13 @@ from typing import Any
 import attrs
 from netaddr import AddrFormatError, IPAddress, IPNetwork
 from pyroute2 import IPRoute
+from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NLMSG_ERROR
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl import RTM_NEWADDR, RTM_NEWNEIGH, RTM_NEWROUTE, RTM_SETLINK
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.netlink.rtnl.ndmsg import ndmsg
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from sart.errors import SartError
 
@@ -83,7 +90,16 @@ _IFA_F_NODAD = 0x02
 _RT_SCOPE_LINK = 253
 _RT_TABLE_MAIN = 254
 _RTM_F_FIB_MATCH = 0x2000
+_RTN_UNICAST = 1
+_RTPROT_BOOT = 3  # the pod's own routes, as `ip route add` would make them
 _NETLINK_ROUTE = 0
+_SOL_NETLINK = 270
+_NETLINK_CAP_ACK = 10
+_NETLINK_EXT_ACK = 11
+_NLM_F_ACK_TLVS = 0x200
+_NLMSGERR_ATTR_MSG = 1
+_LOOPBACK_INDEX = 1  # lo is ifindex 1 in every namespace
+_BATCH_TIMEOUT = 10.0  # seconds to wait for the kernel's acknowledgements
 _LIBC = ctypes.CDLL(None, use_errno=True)
 
 
@@ -251,11 +267,15 @@ def _step(what: str) -> Iterator[None]:
     """Turn a netlink or OS failure of one step into a PodNetworkError naming the step."""
     try:
         yield
-    except NetlinkError as exc:
+    except (NetlinkError, OSError) as exc:
+        raise _failure(what, exc) from exc
+
+
+def _failure(what: str, exc: NetlinkError | OSError) -> PodNetworkError:
+    if isinstance(exc, NetlinkError):
         reason = exc.args[1] if len(exc.args) > 1 else os.strerror(exc.code)
-        raise PodNetworkError(f"{what}: {reason} (errno {exc.code})") from exc
-    except OSError as exc:
-        raise PodNetworkError(f"{what}: {exc}") from exc
+        return PodNetworkError(f"{what}: {reason} (errno {exc.code})")
+    return PodNetworkError(f"{what}: {exc}")
 
 
 def _socket_in(nsfd: int, path: str) -> socket.socket:
@@ -288,13 +308,22 @@ def _socket_in(nsfd: int, path: str) -> socket.socket:
 
 
 @contextlib.contextmanager
-def _netns(path: str) -> Iterator[tuple[int, Any]]:
-    """An open fd of the namespace at `path` and an IPRoute whose socket is inside it."""
+def _netns_fd(path: str) -> Iterator[int]:
+    """An open fd of the namespace file at `path` (NetnsMissing when there is none)."""
     try:
         nsfd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise NetnsMissing(f"netns {path!r}: {exc.strerror}") from exc
     try:
+        yield nsfd
+    finally:
+        os.close(nsfd)
+
+
+@contextlib.contextmanager
+def _netns(path: str) -> Iterator[Any]:
+    """An IPRoute whose socket is inside the namespace at `path`."""
+    with _netns_fd(path) as nsfd:
         sock = _socket_in(nsfd, path)
         try:
             ipr = IPRoute(use_socket=sock)
@@ -302,9 +331,90 @@ def _netns(path: str) -> Iterator[tuple[int, Any]]:
             sock.close()
             raise
         with ipr:
-            yield nsfd, ipr
-    finally:
-        os.close(nsfd)
+            yield ipr
+
+
+# -- batches of netlink requests -----------------------------------------------------------------
+#
+# pyroute2's IPRoute costs about 0.3 ms of Python per request (an asyncio loop turn, request
+# filters); most of that is the GIL's, which 100 concurrent attaches share. So the requests of
+# each side are encoded with pyroute2's message classes and sent together in one sendmsg: the
+# kernel handles them in order and acknowledges each, and a failure is matched to its step by
+# the sequence number.
+
+_Step = tuple[str, Any]  # what it does (for the error message), the pyroute2 message
+
+
+def _message(
+    cls: Any, msg_type: int, flags: int, fields: dict[str, int], nlas: list[tuple[str, Any]]
+) -> Any:
+    msg = cls()
+    for key, value in fields.items():
+        msg[key] = value
+    msg["attrs"] = nlas
+    msg["header"]["type"] = msg_type
+    msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK | flags
+    return msg
+
+
+def _batch_socket(sock: socket.socket) -> socket.socket:
+    """Acknowledgements without the request echoed back, with the kernel's reason text."""
+    sock.setsockopt(_SOL_NETLINK, _NETLINK_CAP_ACK, 1)
+    sock.setsockopt(_SOL_NETLINK, _NETLINK_EXT_ACK, 1)
+    sock.settimeout(_BATCH_TIMEOUT)
+    return sock
+
+
+def _run_batch(sock: socket.socket, steps: Sequence[_Step]) -> None:
+    """Send every step at once, wait for every acknowledgement and raise PodNetworkError for
+    the first step that failed (the later ones may have failed only because of it)."""
+    data = bytearray()
+    for seq, (_, msg) in enumerate(steps, start=1):
+        msg["header"]["sequence_number"] = seq
+        msg.encode()
+        data += msg.data
+    sock.send(data)
+    pending = set(range(1, len(steps) + 1))
+    failures: dict[int, tuple[int, str]] = {}
+    while pending:
+        try:
+            buffer = sock.recv(65536)
+        except TimeoutError as exc:
+            raise PodNetworkError(
+                f"{steps[min(pending) - 1][0]}: no answer from the kernel"
+            ) from exc
+        offset = 0
+        while offset + 16 <= len(buffer):
+            length, msg_type, flags, seq, _ = struct.unpack_from("=IHHII", buffer, offset)
+            if msg_type == NLMSG_ERROR and seq in pending:
+                pending.discard(seq)
+                (code,) = struct.unpack_from("=i", buffer, offset + 16)
+                if code:
+                    failures[seq] = (-code, _ext_ack_message(buffer, offset, length, flags))
+            offset += max((length + 3) & ~3, 16)
+    if failures:
+        seq = min(failures)
+        code, detail = failures[seq]
+        reason = f"{os.strerror(code)} (errno {code})" + (f": {detail}" if detail else "")
+        raise PodNetworkError(f"{steps[seq - 1][0]}: {reason}")
+
+
+def _ext_ack_message(buffer: bytes, offset: int, length: int, flags: int) -> str:
+    """The kernel's explanation in an error acknowledgement (NLMSGERR_ATTR_MSG), if any."""
+    if not flags & _NLM_F_ACK_TLVS:
+        return ""
+    position = offset + 16 + 4 + 16  # header, error code, the request's header (CAP_ACK)
+    end = offset + length
+    while position + 4 <= end:
+        size, kind = struct.unpack_from("=HH", buffer, position)
+        if size < 4:
+            break
+        if kind == _NLMSGERR_ATTR_MSG:
+            return (
+                bytes(buffer[position + 4 : position + size]).rstrip(b"\0").decode(errors="replace")
+            )
+        position += (size + 3) & ~3
+    return ""
 
 
 def _host_link(host: Any, host_ifname: str) -> Any | None:
@@ -377,13 +487,11 @@ def attach(
     if wanted is None:  # pragma: no cover - encode_record's output always decodes
         raise PodNetworkError(f"container {container_id} {ifname}: unreadable record {record!r}")
     where = f"{ifname} in netns {netns} (host side {host_ifname})"
-    with _netns(netns) as (nsfd, pod_ipr), IPRoute() as host:
-        with _step(f"look up {host_ifname}"):
-            existing = _host_link(host, host_ifname)
-        if existing is not None:
-            return _already_attached(existing, wanted, route_protocol, where)
+    with _netns_fd(netns) as nsfd, contextlib.ExitStack() as stack:
+        pod_socket = stack.enter_context(_batch_socket(_socket_in(nsfd, netns)))
+        host = stack.enter_context(IPRoute())
         mtu_attr = {} if mtu is None else {"mtu": mtu}
-        with _step(f"create the veth pair {where}"):
+        try:
             host.link(
                 "add",
                 ifname=host_ifname,
@@ -391,69 +499,160 @@ def attach(
                 peer={"ifname": ifname, "address": wanted.mac, "net_ns_fd": nsfd, **mtu_attr},
                 **mtu_attr,
             )
+        except NetlinkError as exc:
+            existing = _host_link(host, host_ifname) if exc.code == errno.EEXIST else None
+            if existing is not None:
+                return _already_attached(existing, wanted, route_protocol, where)
+            raise _failure(f"create the veth pair {where}", exc) from exc
         try:
-            host_mac = _configure(host, pod_ipr, wanted, record, route_protocol, where)
+            with _step(f"read {host_ifname} back"):
+                link = host.link("get", ifname=host_ifname)[0]
+            host_mac: str = link.get("IFLA_ADDRESS")
+            _run_batch(pod_socket, _pod_steps(wanted, link.get("IFLA_LINK"), host_mac, where))
+            with _batch_socket(socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM)) as sock:
+                _run_batch(sock, _host_steps(wanted, link["index"], record, route_protocol))
         except BaseException as exc:
             _remove_after_failure(host, host_ifname, exc)
             raise
     return attrs.evolve(wanted, host_mac=host_mac)
 
 
-def _configure(
-    host: Any, pod: Any, wanted: Attachment, record: str, route_protocol: int, where: str
-) -> str:
-    """Everything after the veth exists; returns the host veth's MAC."""
-    name = wanted.host_ifname
-    with _step(f"read {name} back"):
-        link = host.link("get", ifname=name)[0]
-    host_index: int = link["index"]
-    pod_index: int = link.get("IFLA_LINK")
-    host_mac: str = link.get("IFLA_ADDRESS")
-    with _step(f"record the attachment on {name} and bring it up"):
-        host.link("set", index=host_index, ifalias=record, state="up")
-    with _step(f"bring up {where}"):
-        pod.link("set", index=pod_index, state="up")
-    with _step(f"bring up lo in netns {wanted.netns}"):
-        pod.link("set", index=1, state="up")  # lo is ifindex 1 in every namespace
+_CREATE = NLM_F_CREATE | NLM_F_EXCL
+
+
+def _pod_steps(wanted: Attachment, index: int, host_mac: str, where: str) -> list[_Step]:
+    """In the pod: its veth end and lo up, the addresses, per family the route to the gateway
+    and the default route through it (and for IPv4 the gateway's neighbour entry)."""
+    up = {"flags": _IFF_UP, "change": _IFF_UP}
+    steps: list[_Step] = [
+        (f"bring up {where}", _message(ifinfmsg, RTM_SETLINK, 0, {"index": index, **up}, [])),
+        (
+            f"bring up lo in netns {wanted.netns}",
+            _message(ifinfmsg, RTM_SETLINK, 0, {"index": _LOOPBACK_INDEX, **up}, []),
+        ),
+    ]
     for address in wanted.addresses:
-        flags = _IFA_F_NODAD if address.version == 6 else 0
-        with _step(f"add address {address} to {where}"):
-            pod.addr(
-                "add",
-                index=pod_index,
-                address=str(address.ip),
-                prefixlen=address.prefixlen,
-                flags=flags,
+        ip = str(address.ip)
+        family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+        fields = {"family": family, "prefixlen": address.prefixlen, "index": index}
+        if address.version == 6:
+            fields["flags"] = _IFA_F_NODAD
+        nlas = [("IFA_LOCAL", ip), ("IFA_ADDRESS", ip)]
+        steps.append(
+            (
+                f"add address {address} to {where}",
+                _message(ifaddrmsg, RTM_NEWADDR, _CREATE, fields, nlas),
             )
+        )
     versions = {a.version for a in wanted.addresses}
-    if 4 in versions:
-        gateway = str(POD_GATEWAY_V4)
-        with _step(f"add the route to {gateway} via {where}"):
-            pod.route("add", dst=f"{gateway}/32", oif=pod_index, scope=_RT_SCOPE_LINK)
-        with _step(f"add the neighbour entry {gateway} -> {host_mac} on {where}"):
-            pod.neigh("add", dst=gateway, lladdr=host_mac, ifindex=pod_index, state=_NUD_PERMANENT)
-        with _step(f"add the IPv4 default route via {gateway} on {where}"):
-            pod.route("add", dst="0.0.0.0/0", gateway=gateway, oif=pod_index)
-    if 6 in versions:
-        gateway = str(POD_GATEWAY_V6)
-        with _step(f"add {gateway}/64 to {name}"):
-            host.addr("add", index=host_index, address=gateway, prefixlen=64, flags=_IFA_F_NODAD)
-        with _step(f"add the route to {gateway} via {where}"):
-            pod.route("add", dst=f"{gateway}/128", oif=pod_index)
-        with _step(f"add the IPv6 default route via {gateway} on {where}"):
-            pod.route("add", dst="::/0", gateway=gateway, oif=pod_index)
-    for address in wanted.addresses:
-        scope = {"scope": _RT_SCOPE_LINK} if address.version == 4 else {}
-        with _step(f"add the host route {address} dev {name} proto {route_protocol}"):
-            host.route(
-                "add",
-                dst=str(address),
-                oif=host_index,
-                proto=route_protocol,
-                table=_RT_TABLE_MAIN,
-                **scope,
+    for version, gateway in ((4, str(POD_GATEWAY_V4)), (6, str(POD_GATEWAY_V6))):
+        if version not in versions:
+            continue
+        family = socket.AF_INET if version == 4 else socket.AF_INET6
+        route = {
+            "family": family,
+            "table": _RT_TABLE_MAIN,
+            "proto": _RTPROT_BOOT,
+            "type": _RTN_UNICAST,
+        }
+        scope = _RT_SCOPE_LINK if version == 4 else 0
+        steps.append(
+            (
+                f"add the route to {gateway} via {where}",
+                _message(
+                    rtmsg,
+                    RTM_NEWROUTE,
+                    _CREATE,
+                    {**route, "dst_len": 32 if version == 4 else 128, "scope": scope},
+                    [("RTA_DST", gateway), ("RTA_OIF", index)],
+                ),
             )
-    return host_mac
+        )
+        if version == 4:
+            steps.append(
+                (
+                    f"add the neighbour entry {gateway} -> {host_mac} on {where}",
+                    _message(
+                        ndmsg,
+                        RTM_NEWNEIGH,
+                        _CREATE,
+                        {"family": family, "ifindex": index, "state": _NUD_PERMANENT},
+                        [("NDA_DST", gateway), ("NDA_LLADDR", host_mac)],
+                    ),
+                )
+            )
+        steps.append(
+            (
+                f"add the IPv{version} default route via {gateway} on {where}",
+                _message(
+                    rtmsg,
+                    RTM_NEWROUTE,
+                    _CREATE,
+                    {**route, "dst_len": 0},
+                    [("RTA_GATEWAY", gateway), ("RTA_OIF", index)],
+                ),
+            )
+        )
+    return steps
+
+
+def _host_steps(wanted: Attachment, index: int, record: str, route_protocol: int) -> list[_Step]:
+    """On the node: the record and up on the host veth, fe80::1 on it for IPv6 pods, and a
+    host route per address (last, so the node sends nothing before the pod is ready)."""
+    name = wanted.host_ifname
+    steps: list[_Step] = [
+        (
+            f"record the attachment on {name} and bring it up",
+            _message(
+                ifinfmsg,
+                RTM_SETLINK,
+                0,
+                {"index": index, "flags": _IFF_UP, "change": _IFF_UP},
+                [("IFLA_IFALIAS", record)],
+            ),
+        )
+    ]
+    if 6 in {a.version for a in wanted.addresses}:
+        gateway = str(POD_GATEWAY_V6)
+        steps.append(
+            (
+                f"add {gateway}/64 to {name}",
+                _message(
+                    ifaddrmsg,
+                    RTM_NEWADDR,
+                    _CREATE,
+                    {
+                        "family": socket.AF_INET6,
+                        "prefixlen": 64,
+                        "index": index,
+                        "flags": _IFA_F_NODAD,
+                    },
+                    [("IFA_ADDRESS", gateway)],
+                ),
+            )
+        )
+    for address in wanted.addresses:
+        v4 = address.version == 4
+        steps.append(
+            (
+                f"add the host route {address} dev {name} proto {route_protocol}",
+                _message(
+                    rtmsg,
+                    RTM_NEWROUTE,
+                    _CREATE,
+                    {
+                        "family": socket.AF_INET if v4 else socket.AF_INET6,
+                        "dst_len": address.prefixlen,
+                        "table": _RT_TABLE_MAIN,
+                        "proto": route_protocol,
+                        "scope": _RT_SCOPE_LINK if v4 else 0,
+                        "type": _RTN_UNICAST,
+                    },
+                    [("RTA_DST", str(address.ip)), ("RTA_OIF", index)],
+                ),
+            )
+        )
+    return steps
 
 
 def _remove_after_failure(host: Any, host_ifname: str, failure: BaseException) -> None:
@@ -547,7 +746,7 @@ def check(attachment: Attachment, *, route_protocol: int = POD_ROUTE_PROTOCOL) -
     if not attachment.netns:
         return [*problems, "no netns path is recorded: the pod side was not checked"]
     try:
-        with _netns(attachment.netns) as (_, pod), _step(f"check netns {attachment.netns}"):
+        with _netns(attachment.netns) as pod, _step(f"check netns {attachment.netns}"):
             problems += _check_pod(pod, link, attachment)
     except NetnsMissing as exc:
         problems.append(str(exc))
