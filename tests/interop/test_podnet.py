@@ -337,6 +337,7 @@ def test_fifty_concurrent_attaches(
             addresses=[IPNetwork(f"10.100.4.{n}/32"), IPNetwork(f"fd00:104::{n}/128")],
         )
 
+    fds = len(os.listdir("/proc/self/fd"))
     made = list(on_node.map(attach_one, range(50)))
     assert len({a.host_ifname for a in made}) == 50
     assert sorted(call(on_node, list_attachments), key=lambda a: a.container_id) == made
@@ -350,6 +351,7 @@ def test_fifty_concurrent_attaches(
     )
     assert gone == made
     assert host_state(node) == {"veths": [], "routes": []}
+    assert len(os.listdir("/proc/self/fd")) == fds  # every socket closed
 
 
 def test_attach_and_detach_times(

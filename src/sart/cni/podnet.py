@@ -37,7 +37,9 @@ thread that enters the namespace (setns is per thread), opens the socket and end
 thread and the rest of the process never change namespace. pyroute2's own way,
 `IPRoute(netns=path)`, forks a child process for every socket (about 10 ms, p99 about 27 ms
 measured here, and a fork in a threaded process) and creates a namespace that does not exist;
-the helper thread costs about 0.1 ms.
+the helper thread costs about 0.2 ms. Measured on a 2-CPU test VM with 200 pods on the node:
+attach median 3.8 ms, p99 6.5 ms; detach median 16 ms (the kernel's: unregistering a veth
+waits for RCU, `ip link del` takes as long); 100 attaches at once all done in 0.5 s.
 
 Host routes carry protocol POD_ROUTE_PROTOCOL, so `ip route show proto 115` lists exactly the
 routes this module made, and no routing daemon mistakes them for its own.
@@ -508,9 +510,13 @@ def attach(
             with _step(f"read {host_ifname} back"):
                 link = host.link("get", ifname=host_ifname)[0]
             host_mac: str = link.get("IFLA_ADDRESS")
-            _run_batch(pod_socket, _pod_steps(wanted, link.get("IFLA_LINK"), host_mac, where))
+            host_steps = _host_steps(wanted, link["index"], record, route_protocol)
             with _batch_socket(socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM)) as sock:
-                _run_batch(sock, _host_steps(wanted, link["index"], record, route_protocol))
+                # The record first: an attach cut short from here on is listed and can be
+                # detached by the agent's GC.
+                _run_batch(sock, host_steps[:1])
+                _run_batch(pod_socket, _pod_steps(wanted, link.get("IFLA_LINK"), host_mac, where))
+                _run_batch(sock, host_steps[1:])
         except BaseException as exc:
             _remove_after_failure(host, host_ifname, exc)
             raise
@@ -597,8 +603,9 @@ def _pod_steps(wanted: Attachment, index: int, host_mac: str, where: str) -> lis
 
 
 def _host_steps(wanted: Attachment, index: int, record: str, route_protocol: int) -> list[_Step]:
-    """On the node: the record and up on the host veth, fe80::1 on it for IPv6 pods, and a
-    host route per address (last, so the node sends nothing before the pod is ready)."""
+    """On the node: the record and up on the host veth (the first step), fe80::1 on it for
+    IPv6 pods, and a host route per address (run after the pod's steps, so the node sends
+    nothing to the pod before it is ready)."""
     name = wanted.host_ifname
     steps: list[_Step] = [
         (
