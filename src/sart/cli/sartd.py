@@ -3,6 +3,7 @@ it as subcommands)."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import sys
@@ -12,6 +13,7 @@ from typing import Any
 import click
 from grpclib.server import Server
 from kubernetes_asyncio.client import ApiClient
+from netaddr import AddrFormatError, IPNetwork
 from prometheus_client import CollectorRegistry, start_http_server
 
 from sart.api.client import parse_endpoint, unix_socket_path
@@ -24,8 +26,14 @@ from sart.cli.controller import options as controller_options
 from sart.cli.controller import run as run_controller
 from sart.cli.daemon import load_kube_config, run_daemon, run_until_stopped, stop_on_signals
 from sart.cli.logs import configure_logging, log_options
+from sart.cni.spec import DEFAULT_SOCKET as CNI_SOCKET
 from sart.errors import ConfigError
+from sart.fib.follow import Follower
+from sart.fib.kernel import KernelRoutes
+from sart.fib.metrics import FibMetrics
+from sart.fib.plan import FibConfig, RouteFilter
 from sart.k8s.runtime.agent import NodeAgent
+from sart.k8s.runtime.cni import GC_INTERVAL, CniService
 from sart.k8s.runtime.metrics import AgentMetrics
 
 log = logging.getLogger("sart.sartd")
@@ -161,35 +169,211 @@ def controller(**kwargs: str | bool | None) -> None:
     show_default=True,
     help="Where the agent's Prometheus metrics (sart_agent_*) are served; empty to turn them off.",
 )
+@click.option(
+    "--cni-socket",
+    default="",
+    help='Serve sart-cni on this unix socket (its netconf\'s "socket", by default'
+    f" {CNI_SOCKET}): pods get their addresses from this node's AddressBlocks. Empty (the"
+    " default): no CNI side.",
+)
+@click.option(
+    "--cni-gc-interval",
+    type=click.FloatRange(min=1),
+    default=GC_INTERVAL,
+    show_default=True,
+    help="Seconds between sweeps removing the pod interfaces of pods that no longer exist.",
+)
 @log_options
 def agent(
     kubeconfig: str | None,
     node: str,
     endpoint: str,
     metrics_address: str,
+    cni_socket: str,
+    cni_gc_interval: float,
     log_format: str,
     level: str,
 ) -> None:
     """Run the node agent: configure the local speaker as the node's NodeBGP, BGPPeers and
-    BGPAdvertisements say, and report its state in their status."""
+    BGPAdvertisements say, and report its state in their status; with --cni-socket, also
+    give pods their addresses and interfaces (sart-cni)."""
     try:
         metrics = parse_endpoint(metrics_address) if metrics_address else None
     except ValueError as error:
         _config_error(str(error))
+    if cni_socket and not cni_socket.startswith("/"):
+        _config_error(f"--cni-socket {cni_socket!r}: an absolute path is needed")
     configure_logging(log_format, level)
-    run_daemon(_agent(kubeconfig, node, endpoint, metrics), "sartd agent")
+    cni = (cni_socket, cni_gc_interval) if cni_socket else None
+    run_daemon(_agent(kubeconfig, node, endpoint, metrics, cni), "sartd agent")
 
 
 async def _agent(
-    kubeconfig: str | None, node: str, endpoint: str, metrics_at: tuple[str, int] | None
+    kubeconfig: str | None,
+    node: str,
+    endpoint: str,
+    metrics_at: tuple[str, int] | None,
+    cni: tuple[str, float] | None,
 ) -> None:
     await load_kube_config(kubeconfig)
     metrics = AgentMetrics()
     if metrics_at is not None:
         start_http_server(metrics_at[1], metrics_at[0], registry=metrics.registry)
     async with ApiClient() as api:
-        await run_until_stopped(NodeAgent(api, node, endpoint, metrics=metrics).run())
+        await run_until_stopped(_agent_parts(api, node, endpoint, metrics, cni))
     log.info("agent stopped")
+
+
+async def _agent_parts(
+    api: ApiClient,
+    node: str,
+    endpoint: str,
+    metrics: AgentMetrics,
+    cni: tuple[str, float] | None,
+) -> None:
+    async with asyncio.TaskGroup() as parts:
+        parts.create_task(NodeAgent(api, node, endpoint, metrics=metrics).run())
+        if cni is not None:
+            socket_path, gc_interval = cni
+            service = CniService(
+                api, node, socket_path=socket_path, gc_interval=gc_interval, metrics=metrics
+            )
+            parts.create_task(service.run())
+
+
+@main.command("fib")
+@click.option(
+    "--endpoint",
+    default="localhost:5000",
+    show_default=True,
+    help="The speaker's API (HOST:PORT or unix:PATH), as `sartd agent` reaches it.",
+)
+@click.option(
+    "--table",
+    type=click.IntRange(1, 2**32 - 1),
+    default=254,
+    show_default=True,
+    help="Routing table of our routes (254: main).",
+)
+@click.option(
+    "--protocol",
+    type=click.IntRange(1, 255),
+    default=186,
+    show_default=True,
+    help="Protocol number our routes carry, and by which we find them again (186: bgp).",
+)
+@click.option(
+    "--metric",
+    type=click.IntRange(1, 2**32 - 1),
+    default=20,
+    show_default=True,
+    help="Metric (priority) of our routes.",
+)
+@click.option(
+    "--prefix",
+    "prefixes",
+    multiple=True,
+    help="Install only prefixes inside this one (repeatable). Default: all but the default "
+    "routes, which are installed only when named (--prefix 0.0.0.0/0).",
+)
+@click.option(
+    "--family",
+    "families",
+    type=click.Choice(["ipv4", "ipv6"]),
+    multiple=True,
+    help="Install only this family (repeatable). Default: both.",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=90.0,
+    show_default=True,
+    help="Seconds our routes stay when the speaker is gone; and routes a restarted speaker "
+    "has not relearned stay until it has been up this long.",
+)
+@click.option(
+    "--resync-interval",
+    type=click.FloatRange(min=0),
+    default=300.0,
+    show_default=True,
+    help="Seconds between whole-table reconciles with the speaker and the kernel; 0: never.",
+)
+@click.option(
+    "--flush-on-exit",
+    is_flag=True,
+    help="Remove our routes when stopped (by default they stay, for a restart to take over).",
+)
+@click.option(
+    "--metrics-address",
+    default="0.0.0.0:9472",
+    show_default=True,
+    help="Where Prometheus metrics (sart_fib_*) are served; empty to turn them off.",
+)
+@log_options
+def fib(
+    endpoint: str,
+    table: int,
+    protocol: int,
+    metric: int,
+    prefixes: tuple[str, ...],
+    families: tuple[str, ...],
+    grace: float,
+    resync_interval: float,
+    flush_on_exit: bool,
+    metrics_address: str,
+    log_format: str,
+    level: str,
+) -> None:
+    """Install the routes the speaker selected into the kernel (the original's `sartd fib`)."""
+    allowed = []
+    for text in prefixes:
+        try:
+            network = IPNetwork(text)
+        except (AddrFormatError, ValueError):
+            _config_error(f"--prefix {text!r} is not a prefix")
+        if network.cidr != network:
+            _config_error(f"--prefix {text!r} has host bits set (did you mean {network.cidr}?)")
+        allowed.append(network)
+    versions = frozenset(4 if f == "ipv4" else 6 for f in families) or frozenset({4, 6})
+    config = FibConfig(
+        table=table,
+        protocol=protocol,
+        metric=metric,
+        filter=RouteFilter(prefixes=tuple(allowed), families=versions),
+        grace=grace,
+    )
+    try:
+        if unix_socket_path(endpoint) is None:
+            parse_endpoint(endpoint)
+        metrics = parse_endpoint(metrics_address) if metrics_address else None
+    except ValueError as error:
+        _config_error(str(error))
+    configure_logging(log_format, level)
+    run_daemon(_fib(endpoint, config, resync_interval, flush_on_exit, metrics), "sartd fib")
+
+
+async def _fib(
+    endpoint: str,
+    config: FibConfig,
+    resync_interval: float,
+    flush_on_exit: bool,
+    metrics_at: tuple[str, int] | None,
+) -> None:
+    metrics = FibMetrics()
+    if metrics_at is not None:
+        start_http_server(metrics_at[1], metrics_at[0], registry=metrics.registry)
+    async with KernelRoutes(config.table, config.protocol) as kernel:
+        follower = Follower(
+            endpoint, config, kernel, resync_interval=resync_interval, metrics=metrics
+        )
+        log.info(
+            "fib started",
+            extra={"endpoint": endpoint, "table": config.table, "protocol": config.protocol},
+        )
+        await run_until_stopped(follower.run())
+        if flush_on_exit:
+            await follower.flush()
+    log.info("fib stopped", extra={"routes_left": follower.statistics().routes})
 
 
 if __name__ == "__main__":
