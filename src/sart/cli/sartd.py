@@ -331,7 +331,7 @@ def fib(
             network = IPNetwork(text)
         except (AddrFormatError, ValueError):
             _config_error(f"--prefix {text!r} is not a prefix")
-        if network.cidr != network:
+        if network.ip != network.network:
             _config_error(f"--prefix {text!r} has host bits set (did you mean {network.cidr}?)")
         allowed.append(network)
     versions = frozenset(4 if f == "ipv4" else 6 for f in families) or frozenset({4, 6})
