@@ -6,9 +6,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 import api_paths
+import cni
 import codec
 from _exabgp import decode_all, make_negotiated
 
@@ -24,3 +27,13 @@ def test_codec_feed_round_trips_and_exabgp_agrees() -> None:
 def test_api_benchmark_runs_against_a_real_daemon() -> None:
     results = api_paths.run(300, [300, 100])
     assert [batch for batch, _, _ in results] == [300, 100]
+
+
+@pytest.mark.k8s
+@pytest.mark.interop
+def test_cni_benchmark_runs_both_plugins_on_a_real_agent() -> None:
+    report = cni.run(pods=4, concurrency=2)
+    for phase in (report.sequential, report.concurrent):
+        assert set(phase) == {"sart", "reference"}
+        assert all(len(run.add) == len(run.delete) == 4 for run in phase.values())
+    assert cni.print_report(report) in (True, False)
