@@ -11,7 +11,7 @@ import pytest
 pytestmark = [pytest.mark.k8s, pytest.mark.e2e]
 
 
-def test_the_lab_demo_routes_a_service_configured_through_a_cluster_bgp() -> None:
+def test_the_lab_demo_routes_a_service_and_pods_configured_through_a_cluster_bgp() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "sart.testing.lab_demo"],
         capture_output=True, text=True, timeout=300, check=False,
@@ -24,4 +24,11 @@ def test_the_lab_demo_routes_a_service_configured_through_a_cluster_bgp() -> Non
     assert 'peer="tor-node-a-65000-10.255.1.1",status="Established"} 1.0' in out  # metrics
     assert "learned 203.0.113.1/32 from both nodes" in out
     assert out.count("nexthop via") == 2  # ECMP in the router's kernel
-    assert "withdrawn from the router" in out and "everything the demo made is gone" in out
+    assert "withdrawn from the router" in out
+    # pods: an address on each node through sart-cni, blocks announced, routes installed by
+    # sartd fib, and the pods reach each other across the router
+    assert "gave demo/pod-node-a on node-a 10.1.0.1" in out
+    assert "gave demo/pod-node-b on node-b 10.1.0.8" in out
+    assert "10.1.0.8/29 via 10.255.1.1" in out and "10.1.0.0/29 via 10.255.2.1" in out
+    assert "3 packets transmitted, 3 received, 0% packet loss" in out
+    assert "everything the demo made is gone" in out

@@ -7,14 +7,19 @@ a user would configure a cluster: Nodes labelled with their AS number, a BGPPeer
 the router and a ClusterBGP (the original sart's own format); the controller makes each node's
 NodeBGP and BGPPeer from them. The demo then creates an AddressPool and a LoadBalancer Service,
 shows the address in the Service's status, the route FRR learned from both nodes (ECMP) and
-the kernel route, and finally deletes the Service and shows the route gone. Everything is
-removed at the end.
+the kernel route, and deletes the Service and shows the route gone. Then pods: an AddressPool
+of type pod, one pod on each node (a network namespace given its interface by the real
+`sart-cni`, as a kubelet would call it), each node's block announced to the router, the other
+node's block installed in each node's kernel by `sartd fib`, and the two pods pinging each
+other across the router. Everything is removed at the end.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import subprocess
 import sys
 import tempfile
@@ -32,8 +37,8 @@ from sart.testing.netns import Namespace, listening_socket
 from sart.testing.peers import BgpConfig, Frr, Lab, neighbor
 from sart.testing.proxy import TcpProxy, proxied_kubeconfig
 
-ROUTER_AS, NODE_AS = 65000, 65001
-NODES = ("node-a", "node-b")
+ROUTER_AS = 65000
+NODES = {"node-a": 65001, "node-b": 65002}  # an AS per node: each takes the other's blocks
 
 
 def say(text: str) -> None:
@@ -49,28 +54,35 @@ async def until(check: Callable[[], Awaitable[Any]], timeout: float = 60.0) -> A
     return result
 
 
+POD_POOL = "10.1.0.0/24"
 SPEAKER_API = "127.0.0.1:5000"  # the original sart's default, as in a real cluster
 APISERVER_PORT = 6443  # where a node's agent finds the apiserver on its own loopback
 
 
 def start_node(
-    namespace: Namespace, address: str, kubeconfig: Path, name: str
+    namespace: Namespace, address: str, asn: int, kubeconfig: Path, name: str, cni_socket: Path
 ) -> list[subprocess.Popen[bytes]]:
-    """`sartd bgp` and `sartd agent` inside the node's network namespace, as the DaemonSet
-    runs them on a host-network node: the speaker's API on the node's 127.0.0.1:5000, the
-    apiserver on the node's 127.0.0.1:6443 (a proxy out to the lab's control plane)."""
+    """`sartd bgp`, `sartd agent` (with its CNI side) and `sartd fib` inside the node's network
+    namespace, as the DaemonSet runs them on a host-network node: the speaker's API on the
+    node's 127.0.0.1:5000, the apiserver on the node's 127.0.0.1:6443 (a proxy out to the
+    lab's control plane), sart-cni's socket in the lab's directory."""
     python = sys.executable
+    namespace.enable_forwarding()  # pods leave the node
     bgp = namespace.popen(
-        [python, "-m", "sart.cli.sartd", "bgp", "--as", str(NODE_AS), "--router-id", address,
+        [python, "-m", "sart.cli.sartd", "bgp", "--as", str(asn), "--router-id", address,
          "--api-address", SPEAKER_API, "--metrics-address", ""],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     agent = namespace.popen(
         [python, "-m", "sart.cli.sartd", "agent", "--kubeconfig", str(kubeconfig), "--node", name,
-         "--level", "warning"],
+         "--cni-socket", str(cni_socket), "--level", "warning"],
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
-    return [bgp, agent]
+    fib = namespace.popen(
+        [python, "-m", "sart.cli.sartd", "fib", "--endpoint", SPEAKER_API, "--level", "warning"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    return [bgp, agent, fib]
 
 
 async def demo(plane: ControlPlane, workdir: Path) -> None:
@@ -93,12 +105,13 @@ async def _demo(
     processes: list[subprocess.Popen[bytes]],
 ) -> None:
     router_ns = lab.namespace("tor")
+    router_ns.enable_forwarding()  # the pods' packets cross it
     peers, links = [], []
-    for name in NODES:
+    for name, asn in NODES.items():
         node_ns = lab.namespace(name)
         link = lab.link(router_ns, node_ns)
         links.append((name, node_ns, link))
-        peers.append(neighbor(link.b.ipv4, NODE_AS))
+        peers.append(neighbor(link.b.ipv4, asn))
     router = lab.start(
         Frr(
             router_ns,
@@ -131,14 +144,16 @@ async def _demo(
                      "speaker": {"path": SPEAKER_API, "multipath": True},
                      "peers": peers_config}})  # fmt: skip
         for name, node_ns, link in links:
-            labels = {"bgp": "lab", "sart.terassyi.net/asn": str(NODE_AS)}
+            labels = {"bgp": "lab", "sart.terassyi.net/asn": str(NODES[name])}
             await create_node(api, name, addresses=[link.b.ipv4], labels=labels)
             listener = listening_socket(node_ns, "127.0.0.1", APISERVER_PORT)
             proxy = proxies.enter_context(TcpProxy.from_url(plane.server, sock=listener))
             kubeconfig = proxied_kubeconfig(plane.kubeconfig, proxy, workdir / name)
-            processes += start_node(node_ns, link.b.ipv4, kubeconfig, name)
+            processes += start_node(
+                node_ns, link.b.ipv4, NODES[name], kubeconfig, name, workdir / f"{name}.sock"
+            )
         say("configured through a ClusterBGP: nodes labelled bgp=lab and"
-            f" sart.terassyi.net/asn={NODE_AS}, a BGPPeerTemplate for the router")  # fmt: skip
+            " sart.terassyi.net/asn=<the node's AS>, a BGPPeerTemplate for the router")  # fmt: skip
         processes.append(
             subprocess.Popen(
                 [
@@ -219,6 +234,78 @@ async def _demo(
         await core.delete_namespaced_service("web", "demo")
         await asyncio.to_thread(router.wait_no_route, f"{ip}/32", timeout=60)
         say(f"Service deleted: {ip}/32 withdrawn from the router, the address is free again")
+        await _pods(api, lab, router, links, workdir)
+
+
+async def _pods(
+    api: Any, lab: Lab, router: Frr, links: list[tuple[str, Namespace, Any]], workdir: Path
+) -> None:
+    """One pod per node through sart-cni, and a ping from one to the other."""
+    custom = CustomObjectsApi(api)
+    pool = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "AddressPool",
+            "metadata": {"name": "default-pod-pool"},
+            "spec": {"cidr": POD_POOL, "type": "pod", "blockSize": 29,
+                     "autoAssign": True}}  # fmt: skip
+    await custom.create_cluster_custom_object(GROUP, VERSION, "addresspools", pool)
+    say(f"AddressPool default-pod-pool ({POD_POOL}, type pod, blocks of /29)")
+    pods = []
+    for name, _, _ in links:
+        pod = f"pod-{name}"
+        container = {"name": "app", "image": "app:0"}
+        body: Any = {"metadata": {"name": pod},
+                     "spec": {"nodeName": name, "containers": [container]}}  # fmt: skip
+        await CoreV1Api(api).create_namespaced_pod("demo", body)
+        sandbox = lab.namespace(pod)
+        started = time.monotonic()
+        result = await cni_add(workdir / f"{name}.sock", f"{pod}-sandbox", sandbox, ("demo", pod))
+        address = result["ips"][0]["address"].split("/")[0]
+        pods.append((name, sandbox, address))
+        took = (time.monotonic() - started) * 1000
+        say(f"sart-cni ADD gave demo/{pod} on {name} {address} in {took:.0f} ms"
+            " (its node asked for a block first)")  # fmt: skip
+    blocks = await custom.list_cluster_custom_object(GROUP, VERSION, "addressblocks")
+    rows = [f"  {b['metadata']['name']:<40} {b['spec']['cidr']:<14} {b['spec']['nodeRef']}"
+            for b in blocks["items"]]  # fmt: skip
+    say("the AddressBlocks the controller carved for the nodes (kubectl get addressblocks):\n"
+        + "\n".join(rows))  # fmt: skip
+    for block in blocks["items"]:
+        await asyncio.to_thread(router.wait_route, block["spec"]["cidr"], timeout=60)
+    for (name, node_ns, _), (other, _, address) in zip(links, reversed(pods), strict=True):
+        route = await until(functools.partial(_kernel_route, node_ns, address))
+        say(f"{name}'s kernel route to {other}'s pod block, installed by sartd fib:\n  {route}")
+    (name_a, sandbox_a, _), (name_b, _, address_b) = pods
+    ping = await until(lambda: _ping(sandbox_a, address_b))
+    say(f"the pod on {name_a} pings the pod on {name_b} ({address_b}) across the router:\n"
+        + ping)  # fmt: skip
+
+
+async def _kernel_route(namespace: Namespace, address: str) -> str | None:
+    shown = namespace.run(["ip", "route", "show", "match", address, "proto", "bgp"]).stdout
+    return shown.strip() or None
+
+
+async def _ping(sandbox: Namespace, address: str) -> str | None:
+    done = sandbox.run(["ping", "-c", "3", "-i", "0.2", "-W", "1", address], check=False)
+    return done.stdout.strip().splitlines()[-2] if done.returncode == 0 else None
+
+
+async def cni_add(
+    socket: Path, container: str, sandbox: Namespace, pod: tuple[str, str]
+) -> dict[str, Any]:
+    """The real sart-cni's ADD, as a container runtime calls it."""
+    config = {"cniVersion": "1.0.0", "name": "sart", "type": "sart-cni", "socket": str(socket)}
+    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": container, "CNI_IFNAME": "eth0",
+           "CNI_NETNS": f"/run/netns/{sandbox.name}", "CNI_PATH": "/opt/cni/bin",
+           "CNI_ARGS": f"K8S_POD_NAMESPACE={pod[0]};K8S_POD_NAME={pod[1]}"}  # fmt: skip
+    plugin = await asyncio.create_subprocess_exec(
+        Path(sys.executable).parent / "sart-cni", stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    out, _ = await plugin.communicate(json.dumps(config).encode())
+    result: dict[str, Any] = json.loads(out)
+    if plugin.returncode != 0:
+        raise RuntimeError(f"sart-cni ADD failed: {result}")
+    return result
 
 
 def main() -> None:
