@@ -186,12 +186,6 @@ async def test_cnitool_gc_deletes_the_attachments_libcni_cached(
     assert IPNetwork(reused["ips"][0]["address"]) == gone != other
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sart-cni refuses a GC without 'cni.dev/valid-attachments', and libcni (cnitool gc,"
-    " GCNetworkList with nil GCArgs) leaves the key out; the reference plugins take its"
-    " absence as an empty list",
-)
 async def test_cnitool_gc_has_sart_remove_an_attachment_no_list_names(
     lab: CniLab, runtime: Runtime
 ) -> None:

@@ -441,9 +441,9 @@ def _check_config(command: str, config: Mapping[str, Any]) -> str:
 
 
 def _check_valid_attachments(config: Mapping[str, Any]) -> None:
-    if VALID_ATTACHMENTS not in config:
-        raise _config_error(VALID_ATTACHMENTS, "is missing: GC needs the attachments to keep")
-    attachments = config[VALID_ATTACHMENTS]
+    # Absent means none: libcni marshals an empty list with omitempty, so the key is left out,
+    # and the reference plugins read that as an empty list too.
+    attachments = config.get(VALID_ATTACHMENTS, [])
     if not isinstance(attachments, list):
         raise _config_error(VALID_ATTACHMENTS, f"is a JSON {_json_type(attachments)}, not an array")
     for i, item in enumerate(attachments):

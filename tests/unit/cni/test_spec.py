@@ -219,7 +219,6 @@ def test_check_needs_prev_result() -> None:
 @pytest.mark.parametrize(
     ("attachments", "field"),
     [
-        (None, "'cni.dev/valid-attachments' is missing"),
         ({}, "'cni.dev/valid-attachments' is a JSON object"),
         ([1], "'cni.dev/valid-attachments[0]' is not an object"),
         ([{"containerID": "a"}], "'cni.dev/valid-attachments[0].ifname'"),
@@ -227,10 +226,16 @@ def test_check_needs_prev_result() -> None:
 )
 def test_gc_attachments_are_checked(attachments: object, field: str) -> None:
     config = netconf()
-    if attachments is not None:
-        config["cni.dev/valid-attachments"] = attachments
+    config["cni.dev/valid-attachments"] = attachments
     error = error_of(env("GC"), stdin(config))
     assert (error.code, field in error.msg) == (7, True), error.msg
+
+
+def test_gc_without_attachments_keeps_none() -> None:
+    """libcni leaves an empty list out (omitempty): absent is empty, as for the reference
+    plugins."""
+    request = parse_request(env("GC"), stdin(netconf()))
+    assert request.command == "GC" and "cni.dev/valid-attachments" not in request.config
 
 
 @pytest.mark.parametrize("version", ["0.1.0", "0.2.0", "2.0.0", "1.1"])
