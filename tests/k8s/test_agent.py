@@ -24,10 +24,8 @@ import pytest_asyncio
 import yaml
 from kubernetes_asyncio.client import (
     ApiClient,
-    Configuration,
     CoreV1Api,
     CustomObjectsApi,
-    RbacAuthorizationV1Api,
 )
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -37,12 +35,12 @@ from sart.k8s.runtime.agent import NodeAgent
 from sart.testing.controlplane import unique_name
 from sart.testing.crds import apply_crds
 from sart.testing.proxy import TcpProxy
+from sart.testing.rbac import account_configuration, apply_shipped_rbac
 from waiting import until
 
 pytestmark = [pytest.mark.k8s, pytest.mark.asyncio]
 MERGE = {"_content_type": "application/merge-patch+json"}
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
-DEPLOY = Path(__file__).resolve().parents[2] / "manifests" / "deploy" / "controller.yaml"
 NODE_ADDRESS, PEER_ADDRESS, FILE_PEER = "127.0.41.1", "127.0.41.2", "127.0.41.9"
 NODE_AS, PEER_AS, FILE_AS = 65010, 65020, 65009
 FILE_PATH = "192.0.2.0/24"
@@ -494,15 +492,8 @@ async def test_the_agent_runs_with_exactly_the_shipped_rbac(
     """manifests/deploy/controller.yaml's sart-agent account may do all the agent does:
     watch its kinds, write NodeBGP and BGPPeer status, record Events."""
     speaker, _ = node_speaker
-    await _apply_agent_rbac(k8s)
-    token = await CoreV1Api(k8s).create_namespaced_service_account_token(
-        "sart-agent", "sart-system", {"spec": {"expirationSeconds": 3600}}
-    )
-    admin = k8s.configuration
-    configuration = Configuration(host=admin.host)
-    configuration.ssl_ca_cert = admin.ssl_ca_cert
-    configuration.api_key = {"BearerToken": token.status.token}
-    configuration.api_key_prefix = {"BearerToken": "Bearer"}
+    await apply_shipped_rbac(k8s)
+    configuration = await account_configuration(k8s, "sart-agent")
     node = unique_name("rbac-node")
     await objects.create("nodebgps", "NodeBGP", node, node_bgp_spec(speaker.endpoint))
     name = unique_name("rbac-peer")
@@ -521,27 +512,3 @@ async def test_the_agent_runs_with_exactly_the_shipped_rbac(
             await eventually(reported)
             await eventually(lambda: _has_event(k8s, name, ("Warning", "UnknownCapability")))
             assert agent.events.written > 0
-
-
-async def _apply_agent_rbac(k8s: ApiClient) -> None:
-    """The namespace, the agent's ServiceAccount and its roles, as the manifest has them now."""
-    core, rbac = CoreV1Api(k8s), RbacAuthorizationV1Api(k8s)
-    for document in yaml.safe_load_all(DEPLOY.read_text()):
-        kind, name = document["kind"], document["metadata"]["name"]
-        try:
-            if kind == "Namespace" and name == "sart-system":
-                await core.create_namespace(document)
-            elif kind == "ServiceAccount" and name == "sart-agent":
-                await core.create_namespaced_service_account("sart-system", document)
-            elif kind == "ClusterRole" and name == "sart-agent":
-                try:
-                    await rbac.create_cluster_role(document)
-                except ApiException as error:
-                    if error.status != 409:
-                        raise
-                    await rbac.replace_cluster_role(name, document)
-            elif kind == "ClusterRoleBinding" and name == "sart-agent":
-                await rbac.create_cluster_role_binding(document)
-        except ApiException as error:
-            if error.status != 409:
-                raise

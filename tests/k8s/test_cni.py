@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from kubernetes_asyncio.client import CoreV1Api, CustomObjectsApi
+from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi
 from kubernetes_asyncio.client.exceptions import ApiException
 from netaddr import IPAddress, IPNetwork
 
@@ -29,6 +29,7 @@ from sart.k8s.runtime.cni import CniService
 from sart.testing.controlplane import unique_name
 from sart.testing.crds import apply_crds
 from sart.testing.netns import Namespace, enter
+from sart.testing.rbac import account_configuration, apply_shipped_rbac
 from waiting import until
 
 pytestmark = [pytest.mark.k8s, pytest.mark.asyncio]
@@ -53,11 +54,11 @@ class Node:
         self.task: asyncio.Task[None] | None = None
         self.executors: list[ThreadPoolExecutor] = []
 
-    async def start(self, **options: Any) -> CniService:
+    async def start(self, api: Any = None, **options: Any) -> CniService:
         executor = ThreadPoolExecutor(16, initializer=enter, initargs=(self.netns,))
         self.executors.append(executor)
         service = CniService(
-            self.k8s, self.name, socket_path=str(self.socket), executor=executor, **options
+            api or self.k8s, self.name, socket_path=str(self.socket), executor=executor, **options
         )
         self.service, self.task = service, asyncio.create_task(service.run())
         await asyncio.wait_for(service.ready.wait(), 20)
@@ -391,3 +392,29 @@ async def test_check_names_what_is_wrong(cluster: Cluster) -> None:
     code, error = await cni(node, "CHECK", container_id(), sandbox, extra=previous)
     assert code == 1 and error["code"] == ErrorCode.CHECK_FAILED
     assert "route" in error.get("details", "") + error["msg"]
+
+
+async def test_the_cni_side_runs_with_exactly_the_shipped_rbac(cluster: Cluster) -> None:
+    """manifests/deploy/controller.yaml's sart-agent account may do all the CNI side does:
+    watch pools, blocks, its pods and the namespaces, ask for a block, release an empty one."""
+    await apply_shipped_rbac(cluster.k8s)
+    configuration = await account_configuration(cluster.k8s, "sart-agent")
+    pool = await cluster.pool("10.118.0.0/24", 30, auto=True)
+    node = cluster.node()
+    async with ApiClient(configuration) as restricted:
+        service = await node.start(restricted)
+        added = []
+        for n in range(4):  # the second block is asked for
+            pod, sandbox = await cluster.pod(node)
+            code, result = await cni(node, "ADD", container_id(n), sandbox,
+                                     pod=(cluster.namespace, pod))  # fmt: skip
+            assert code == 0, result
+            added.append(sandbox)
+        assert (await cni(node, "DEL", container_id(3), added[3]))[0] == 0
+
+        async def released() -> bool:
+            return sorted((await cluster.blocks_of(pool)).values()) == ["10.118.0.0/30"]
+
+        await eventually(released)
+        assert await service.collect_garbage() == 0
+        await node.stop()

@@ -4,27 +4,21 @@ Services, the controller's own runtime in this process."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
-import yaml
 from kubernetes_asyncio.client import (
     ApiClient,
-    Configuration,
     CoordinationV1Api,
     CoreV1Api,
     CustomObjectsApi,
-    RbacAuthorizationV1Api,
 )
-from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client import generate_latest
 
 from sart.k8s.models import GROUP, VERSION
@@ -34,12 +28,11 @@ from sart.k8s.runtime.controller import LoadBalancerController
 from sart.k8s.runtime.leader import LeaderElection
 from sart.testing.controlplane import create_node, create_ready_pod, unique_name
 from sart.testing.crds import apply_crds
+from sart.testing.rbac import account_configuration, apply_shipped_rbac
 from waiting import until
 
 pytestmark = [pytest.mark.k8s, pytest.mark.asyncio]
 MERGE = {"_content_type": "application/merge-patch+json"}
-DEPLOY = Path(__file__).resolve().parents[2] / "manifests" / "deploy" / "controller.yaml"
-DEPLOY = Path(__file__).resolve().parents[2] / "manifests" / "deploy" / "controller.yaml"
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 20.0) -> Any:
@@ -390,37 +383,8 @@ async def test_services_with_one_sharing_key_share_an_address(cluster: Cluster) 
 async def test_controller_runs_with_exactly_the_shipped_rbac(cluster: Cluster) -> None:
     """manifests/deploy/controller.yaml's ServiceAccount and roles are enough (and the
     controller uses nothing else): the controller runs on a token of that account."""
-    documents = list(yaml.safe_load_all(DEPLOY.read_text()))
-    rbac = CoreV1Api(cluster.k8s)
-    for document in documents:
-        kind = document["kind"]
-        if kind == "Namespace":
-            with contextlib.suppress(ApiException):
-                await rbac.create_namespace(document)
-        elif kind == "ServiceAccount":
-            with contextlib.suppress(ApiException):
-                await rbac.create_namespaced_service_account("sart-system", document)
-        elif kind in ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"):
-            api = RbacAuthorizationV1Api(cluster.k8s)
-            create = {
-                "ClusterRole": api.create_cluster_role,
-                "ClusterRoleBinding": api.create_cluster_role_binding,
-            }
-            with contextlib.suppress(ApiException):
-                if kind in create:
-                    await create[kind](document)
-                elif kind == "Role":
-                    await api.create_namespaced_role("sart-system", document)
-                else:
-                    await api.create_namespaced_role_binding("sart-system", document)
-    token = await rbac.create_namespaced_service_account_token(
-        "sart-controller", "sart-system", {"spec": {"expirationSeconds": 3600}}
-    )
-    admin = cluster.k8s.configuration
-    configuration = Configuration(host=admin.host)
-    configuration.ssl_ca_cert = admin.ssl_ca_cert
-    configuration.api_key = {"BearerToken": token.status.token}
-    configuration.api_key_prefix = {"BearerToken": "Bearer"}
+    await apply_shipped_rbac(cluster.k8s)
+    configuration = await account_configuration(cluster.k8s, "sart-controller")
     await cluster.pool("10.105.0.0/24", auto=True)
     group = unique_name("rbac")
     node = unique_name("rbac-node")

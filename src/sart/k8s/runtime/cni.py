@@ -4,7 +4,9 @@ interfaces (`sart.cni.podnet`). The decisions are `sart.k8s.reconcile.pods`'s; t
 watches, calls and writes.
 
 - Watches the AddressPools (type pod) and the AddressBlocks; this node's blocks are where
-  addresses come from, every node's tell when a pool is exhausted.
+  addresses come from, every node's tell when a pool is exhausted. Watches this node's pods and
+  the namespaces too, for the annotations that choose a pool: an ADD calls the apiserver only
+  for a pod (or namespace) the watch has not brought yet.
 - ADD: the pod's pool (pod annotation, namespace annotation, autoAssign), the lowest free
   address of the node's blocks of it; when they are full, a BlockRequest (one pending per pool
   at a time, shared by every ADD waiting) and the ADD goes on when the block comes. Then the
@@ -61,7 +63,7 @@ from sart.k8s.reconcile.pods import (
 from sart.k8s.runtime.blocks import REQUEST_LABEL, block_view
 from sart.k8s.runtime.metrics import AgentMetrics
 from sart.k8s.runtime.outcome import API_ERRORS, describe
-from sart.k8s.runtime.watch import read_object, watch_kind
+from sart.k8s.runtime.watch import read_object, watch_kind, watch_objects
 
 log = logging.getLogger("sart.cni")
 
@@ -128,6 +130,10 @@ class CniService:
         self.all_blocks: dict[str, BlockView] = {}  # every node's pod blocks
         self.blocks = NodeBlocks()
         self.attachments: dict[Key, podnet.Attachment] = {}
+        # The annotations that choose a pod's pool, as the watches have them (this node's pods,
+        # every namespace): an ADD reads the apiserver only for what they do not have yet.
+        self.pod_annotations: dict[tuple[str, str], dict[str, str]] = {}
+        self.namespace_annotations: dict[str, dict[str, str]] = {}
         self.served_requests: set[str] = set()  # BlockRequests an AddressBlock was made for
         self.orphans: set[IPAddress] = set()  # in use, but in no block of ours (reported)
         self.ready = asyncio.Event()
@@ -175,6 +181,23 @@ class CniService:
             self.all_blocks[name] = view
         self._adopt_blocks()
 
+    def _on_pod(self, kind: str, obj: Any) -> None:
+        if kind == "SYNCED":
+            return
+        key = (obj.metadata.namespace, obj.metadata.name)
+        if kind == "DELETED":
+            self.pod_annotations.pop(key, None)
+        else:
+            self.pod_annotations[key] = dict(obj.metadata.annotations or {})
+
+    def _on_namespace(self, kind: str, obj: Any) -> None:
+        if kind == "SYNCED":
+            return
+        if kind == "DELETED":
+            self.namespace_annotations.pop(obj.metadata.name, None)
+        else:
+            self.namespace_annotations[obj.metadata.name] = dict(obj.metadata.annotations or {})
+
     def _listed_kind(self, plural: str) -> None:
         self._synced.add(plural)
         if self._synced == {"addresspools", "addressblocks"}:
@@ -208,6 +231,17 @@ class CniService:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(watch_kind(self.custom, "addresspools", self._on_pool))
             tasks.create_task(watch_kind(self.custom, "addressblocks", self._on_block))
+            tasks.create_task(
+                watch_objects(
+                    self.core.list_pod_for_all_namespaces,
+                    self._on_pod,
+                    "pods",
+                    field_selector=f"spec.nodeName={self.node}",
+                )
+            )
+            tasks.create_task(
+                watch_objects(self.core.list_namespace, self._on_namespace, "namespaces")
+            )
             server = await self._listen()
             tasks.create_task(self._serve_forever(server))
             await self._start()
@@ -387,10 +421,14 @@ class CniService:
     ) -> tuple[dict[str, str], dict[str, str]]:
         if not namespace:
             return {}, {}
+        pod_known = self.pod_annotations.get((namespace, name)) if name else {}
+        space_known = self.namespace_annotations.get(namespace)
+        if pod_known is not None and space_known is not None:
+            return pod_known, space_known  # the usual case: no call to the apiserver
         try:
             pod, space = await asyncio.gather(
-                self.core.read_namespaced_pod(name, namespace) if name else _nothing(),
-                self.core.read_namespace(namespace),
+                self.core.read_namespaced_pod(name, namespace) if pod_known is None else _nothing(),
+                self.core.read_namespace(namespace) if space_known is None else _nothing(),
             )
         except ApiException as error:
             if error.status == 404:
@@ -407,8 +445,11 @@ class CniService:
                 ErrorCode.TRY_AGAIN_LATER,
                 f"reading pod {namespace}/{name} failed: {describe(error)}",
             ) from None
-        pod_annotations = (pod.metadata.annotations or {}) if pod is not None else {}
-        return pod_annotations, space.metadata.annotations or {}
+        if pod_known is None and pod is not None:
+            pod_known = dict(pod.metadata.annotations or {})
+        if space_known is None and space is not None:
+            space_known = dict(space.metadata.annotations or {})
+        return pod_known or {}, space_known or {}
 
     async def _allocate(self, pool: PodPool) -> IPAddress:
         deadline = asyncio.get_running_loop().time() + self.block_wait
