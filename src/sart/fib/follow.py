@@ -16,7 +16,8 @@ One connection to the speaker at a time (`SpeakerClient`):
 
 When the speaker cannot be reached (or its stream ends), the routes stay; the follower retries
 with exponential backoff (jittered, `retry` doubling up to `max_retry`) and, `grace` seconds
-after the speaker went away, removes them (`Fib.speaker_lost`). Stopping the follower leaves
+after the speaker went away, tries once more and then removes them (`Fib.speaker_lost`). A
+speaker that is never reached at all leaves the kernel alone. Stopping the follower leaves
 the routes in the kernel: a restart reconciles them (`flush()` removes them on request).
 """
 
@@ -146,21 +147,30 @@ class Follower:
                 self._set_connected(False)
             if self._connections > connections:
                 failures = 0  # it was reached: start the backoff again from the base
-            self.fib.speaker_lost(self._now())
+            now = self._now()
+            self.fib.speaker_lost(now)
             delay = min(self.retry * 2**failures, self.max_retry) * random.uniform(0.8, 1.0)
             failures += 1
+            flush_at = self.fib.flush_at
+            if flush_at is not None and flush_at > now:
+                # One more try when the grace time is up, before the routes go.
+                delay = min(delay, flush_at - now)
             await self._sleep(delay)
 
     async def _sleep(self, delay: float) -> None:
-        """Wait `delay` seconds, carrying out what falls due meanwhile (the grace timers)."""
+        """Wait `delay` seconds, carrying out what falls due before the end (the grace timers;
+        one due at the end waits for the next connection attempt)."""
         end = self._now() + delay
-        while (now := self._now()) < end:
+        while True:
+            now = self._now()
             deadline = self.fib.next_deadline()
-            if deadline is not None and deadline <= now:
+            due = deadline is not None and deadline < end
+            if due and deadline is not None and deadline <= now:
                 await self._apply(self.fib.handle_timer(now))
                 continue
-            await asyncio.sleep(min(end, deadline if deadline is not None else end) - now)
-        await self._apply(self.fib.handle_timer(self._now()))
+            if now >= end:
+                return
+            await asyncio.sleep((deadline if due and deadline is not None else end) - now)
 
     async def _follow(self) -> None:
         pending: dict[IPNetwork, list[LearnedPath]] = {}
