@@ -90,6 +90,11 @@ class PodAddresses(RuleBasedStateMachine):
         assert self.blocks.used("p") == sum(len(s) for s in self.model.values())
         assert not EDGES & {a for s in self.model.values() for a in s}
         assert sorted(v.name for v in self.blocks) == sorted(self.model)
+        free = sum(
+            len([a for a in v.cidr if a not in EDGES and a not in self.model[v.name]])
+            for v in self._usable()
+        )
+        assert self.blocks.free("p") == free
 
 
 TestPodAddresses = PodAddresses.TestCase

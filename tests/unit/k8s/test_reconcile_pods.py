@@ -13,6 +13,7 @@ from sart.k8s.reconcile.pods import (
     NoPool,
     PodPool,
     choose_pool,
+    low_water,
     pool_capacity,
     pool_exhausted,
 )
@@ -116,3 +117,17 @@ def test_exhaustion_counts_every_nodes_blocks() -> None:
     seen = [block(tiny, "10.3.0.0/30", "n1")]
     assert not pool_exhausted(tiny, seen)
     assert pool_exhausted(tiny, [*seen, block(tiny, "10.3.0.4/30", "n2")])
+
+
+def test_the_next_block_is_asked_for_below_a_quarter_of_a_block() -> None:
+    assert low_water(DEFAULT) == 2  # /29: 8 addresses
+    assert low_water(OTHER) == 1  # /30
+    big = PodPool(name="big", cidr=IPNetwork("10.9.0.0/16"), block_size=26, auto_assign=False)
+    assert low_water(big) == 16
+    blocks = NodeBlocks()
+    blocks.add_block(block(DEFAULT, "10.1.0.8/29"), DEFAULT)
+    assert blocks.free("default") == 8
+    blocks.allocate("default")
+    assert blocks.free("default") == 7
+    blocks.begin_release("default-10.1.0.8/29")
+    assert blocks.free("default") == 0

@@ -4,7 +4,8 @@
   the pod pool with `autoAssign: true` (`choose_pool`). A pod takes one pool.
 - Which address: the lowest free address of this node's blocks of that pool, the blocks taken
   lowest first (`NodeBlocks.allocate`); None when every block is full: the caller asks for one
-  more block (a BlockRequest) and tries again when it comes.
+  more block (a BlockRequest) and tries again when it comes. The caller asks early, when the
+  free addresses fall below `low_water`, so that pods seldom wait for a block.
 - Which blocks go back: a block that becomes empty is released, unless it is the node's last
   usable block of its pool (the next pod would wait for a new block otherwise, as Calico keeps
   a node's affine block). A block being released hands out nothing.
@@ -179,11 +180,21 @@ class NodeBlocks:
         if name in self._blocks:
             self._blocks[name].releasing = False
 
+    def free(self, pool: str) -> int:
+        """Addresses the pool's usable blocks (not being released) still have."""
+        return sum(b.addresses.free for b in self._sorted(pool) if not b.releasing)
+
     def used(self, pool: str | None = None) -> int:
         return sum(b.addresses.used for b in self._sorted(pool))
 
     def blocks_of(self, pool: str) -> tuple[BlockView, ...]:
         return tuple(b.view for b in self._sorted(pool))
+
+
+def low_water(pool: PodPool) -> int:
+    """Ask for the next block when the node's free addresses of the pool fall below this: a
+    quarter of a block (at least one address), so pods seldom wait for a block to come."""
+    return max(1, (1 << ((32 if pool.cidr.version == 4 else 128) - pool.block_size)) // 4)
 
 
 def pool_capacity(pool: PodPool) -> int:

@@ -58,6 +58,7 @@ from sart.k8s.reconcile.pods import (
     NoPool,
     PodPool,
     choose_pool,
+    low_water,
     pool_exhausted,
 )
 from sart.k8s.runtime.blocks import REQUEST_LABEL, block_view
@@ -457,6 +458,10 @@ class CniService:
             allocation = self.blocks.allocate(pool.name)
             if allocation is not None:
                 self._measure()
+                if self.blocks.free(pool.name) < low_water(pool) and not pool_exhausted(
+                    pool, self.all_blocks.values()
+                ):
+                    self._ask_for_block(pool.name)  # before the next pods have to wait for it
                 return allocation.address
             if pool_exhausted(pool, self.all_blocks.values()):
                 raise CniError(
