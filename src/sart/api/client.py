@@ -12,6 +12,7 @@ raises `SpeakerUnreachable`.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
@@ -204,11 +205,16 @@ class SpeakerClient:
         response = await self._call(self._stub.GetNeighborRib, request)
         return list(response.paths)
 
-    async def events(self) -> AsyncIterator[pb.Event]:
-        """Peer state and best path changes until the caller stops iterating."""
+    async def events(self, registered: asyncio.Event | None = None) -> AsyncIterator[pb.Event]:
+        """Peer state and best path changes until the caller stops iterating. `registered` is
+        set once the speaker has subscribed this stream: a reading of its state made after
+        that (neighbors, the RIB) is older than every event that follows."""
         try:
             async with self._stub.WatchEvents.open() as stream:
                 await stream.send_message(pb.WatchEventsRequest(), end=True)
+                await stream.recv_initial_metadata()
+                if registered is not None:
+                    registered.set()
                 async for event in stream:
                     yield event
         except GRPCError as error:

@@ -272,6 +272,9 @@ class SpeakerService(SpeakerApiBase):
         await stream.recv_message()
         queue = self.speaker.subscribe()
         try:
+            # The headers go out once the subscription exists: a client that waits for them
+            # (SpeakerClient.events(registered=...)) and then reads the RIB misses no change.
+            await stream.send_initial_metadata()
             while True:
                 event = await queue.get()
                 if isinstance(event, PeerStateChanged):

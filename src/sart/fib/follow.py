@@ -27,8 +27,8 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Coroutine, Iterable
+from typing import Any, Protocol
 
 import attrs
 from grpclib.exceptions import StreamTerminatedError
@@ -176,9 +176,13 @@ class Follower:
         pending: dict[IPNetwork, list[LearnedPath]] = {}
         wake = asyncio.Event()
         client = SpeakerClient(self.endpoint, timeout=self.call_timeout)
-        reader = asyncio.create_task(self._read(client, pending, wake))
+        registered = asyncio.Event()
+        reader = asyncio.create_task(self._read(client, pending, wake, registered))
         try:
-            await asyncio.sleep(0)  # the watch's request goes out before GetRib's
+            # The RIB is read once the speaker has subscribed the event stream: no change
+            # falls between the two.
+            async with asyncio.timeout(self.call_timeout):
+                await _first(registered.wait(), reader)
             await client.health()
             await self._synchronise(client)
             self._connections += 1
@@ -226,9 +230,10 @@ class Follower:
         client: SpeakerClient,
         pending: dict[IPNetwork, list[LearnedPath]],
         wake: asyncio.Event,
+        registered: asyncio.Event,
     ) -> None:
         try:
-            async for event in client.events():
+            async for event in client.events(registered):
                 if event.WhichOneof("event") != "best_path_changed":
                     continue
                 change = event.best_path_changed
@@ -311,3 +316,15 @@ class Follower:
 
 class RouteCall(Protocol):
     async def __call__(self, route: Route, /) -> None: ...
+
+
+async def _first(waiting: Coroutine[Any, Any, Any], reader: asyncio.Task[None]) -> None:
+    """Wait for `waiting`, unless the reader ends first (its error is raised)."""
+    waiter = asyncio.ensure_future(waiting)
+    try:
+        await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if reader.done():
+        reader.result()
+        raise SpeakerGone("the speaker ended its event stream")

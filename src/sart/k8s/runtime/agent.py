@@ -655,9 +655,11 @@ class NodeAgent:
         queue: asyncio.Queue[pb.Event | None] = asyncio.Queue()
         seen: set[str] = set()  # addresses with an event since the stream opened
 
+        registered = asyncio.Event()
+
         async def pump() -> None:
             try:
-                async for event in speaker.events():
+                async for event in speaker.events(registered):
                     if event.HasField("peer_state_changed"):
                         seen.add(event.peer_state_changed.address)
                         await queue.put(event)
@@ -666,6 +668,16 @@ class NodeAgent:
 
         pumping = asyncio.create_task(pump())
         try:
+            # The neighbors are read once the speaker has subscribed the stream, so no state
+            # change falls between the reading and the events.
+            waiting = asyncio.ensure_future(registered.wait())
+            try:
+                await asyncio.wait({waiting, pumping}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiting.cancel()
+            if pumping.done():
+                pumping.result()  # what broke the stream
+                raise SpeakerUnreachable(Status.UNAVAILABLE, "the speaker ended its event stream")
             states = await speaker.neighbors()
             self.stream_opened += 1
             self.streaming = speaker.endpoint
