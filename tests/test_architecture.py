@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "sart"
 # Packages and modules where I/O lives (the ones STYLE.md marks as adapters).
 ADAPTERS = (
     "cli", "api", "k8s/runtime", "bgp/speaker.py", "testing",
-    "cni/plugin.py", "cni/podnet.py", "fib/kernel.py", "fib/follow.py",
+    "cni/plugin.py", "cni/podnet.py", "cni/install.py", "fib/kernel.py", "fib/follow.py",
 )  # fmt: skip
 IO_MODULES = {
     "asyncio", "socket", "time", "selectors", "grpclib", "kubernetes_asyncio", "pyroute2",
