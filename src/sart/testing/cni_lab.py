@@ -40,6 +40,7 @@ from typing import Any
 from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from sart.cni.install import install
 from sart.k8s.models import GROUP, VERSION
 from sart.testing.controlplane import (
     ControlPlane,
@@ -65,6 +66,20 @@ def sart_cni_path() -> Path:
     if found is None:
         raise LabError(f"no sart-cni next to {sys.executable}: is sart installed in this venv?")
     return Path(found)
+
+
+def node_python() -> str:
+    """The machine's own Python 3 (as a node has it), or this interpreter when that one is
+    missing or older than the plugin needs."""
+    system = Path("/usr/bin/python3")
+    if system.exists():
+        done = subprocess.run(
+            [str(system), "-c", "import sys; print(sys.version_info >= (3, 11))"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if done.stdout.strip() == "True":
+            return str(system)
+    return sys.executable
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -113,10 +128,11 @@ class CniLab:
         return {"cniVersion": version, "name": name, "type": "sart-cni", "socket": str(self.socket)}
 
     def plugin_dir(self, *others: Path) -> Path:
-        """A directory to use as CNI_PATH: `sart-cni` (a symlink to the venv's script) and a
-        symlink to every executable in `others` (e.g. the reference tools' directory)."""
+        """A directory to use as CNI_PATH: `sart-cni` installed as on a node (by
+        `sart.cni.install`, run by the machine's own Python, outside this venv) and a symlink
+        to every executable in `others` (e.g. the reference tools' directory)."""
         directory = Path(tempfile.mkdtemp(prefix="cni-bin-", dir=self.workdir))
-        (directory / "sart-cni").symlink_to(sart_cni_path())
+        install(directory, None, python=node_python())
         for other in others:
             for entry in sorted(other.iterdir()):
                 if entry.is_file() and os.access(entry, os.X_OK):
