@@ -11,6 +11,7 @@ from sart.bgp.codes import ErrorHandling
 from sart.bgp.errors import BgpDecodeError
 from sart.bgp.fsm import (
     AutomaticStart,
+    AutomaticStop,
     BgpOpen,
     Config,
     ConnectRetryTimerExpires,
@@ -18,6 +19,7 @@ from sart.bgp.fsm import (
     Event,
     FsmState,
     HoldTimerExpires,
+    IdleHoldTimerExpires,
     KeepAliveMsg,
     KeepaliveTimerExpires,
     ManualStart,
@@ -31,6 +33,7 @@ from sart.bgp.fsm import (
     TcpConnected,
     TcpConnectionFails,
     UpdateMsg,
+    held,
     step,
 )
 from sart.bgp.messages import Notification, Open, Update
@@ -51,6 +54,9 @@ RESET = MessageError(BgpDecodeError("bad", 3, 10))
 WITHDRAW = MessageError(
     BgpDecodeError("bad", 3, 6, handling=ErrorHandling.TREAT_AS_WITHDRAW, recovered=Update())
 )
+CEASE_1 = Notification(6, 1, bytes.fromhex("00010100000064"))
+MAX_PREFIXES_RESTART = AutomaticStop(CEASE_1, "too many", idle_hold_time=30)
+MAX_PREFIXES_STAY_DOWN = AutomaticStop(CEASE_1, "too many", idle_hold_time=None)
 EVENTS = st.sampled_from(
     [
         ManualStart(),
@@ -70,6 +76,9 @@ EVENTS = st.sampled_from(
         NotifMsg(Notification(6, 2)),
         KeepAliveMsg(),
         UpdateMsg(Update()),
+        MAX_PREFIXES_RESTART,
+        MAX_PREFIXES_STAY_DOWN,
+        IdleHoldTimerExpires(),
     ]
 )
 STARTS = (ManualStart, AutomaticStart)
@@ -79,8 +88,15 @@ def expected_state(s: FsmState, event: Event, delay_open: bool) -> State:
     """RFC 4271 8.2.2, state by state."""
     state = s.state
     if state is I:
+        damped = s.idle_hold_at is not None or not s.allow_automatic_start
+        if isinstance(event, AutomaticStart) and damped:
+            return I  # RFC 4271 8.1.1: peer oscillation damping holds it in Idle
         if isinstance(event, STARTS):
             return A if event.passive else C
+        return I
+    if isinstance(event, IdleHoldTimerExpires):
+        return state  # the timer only runs in Idle
+    if isinstance(event, AutomaticStop):
         return I
     if isinstance(event, STARTS):
         return state  # a start event is ignored outside Idle
@@ -144,13 +160,21 @@ class FsmMachine(RuleBasedStateMachine):
             assert len(notifications) == 1  # every error path tells the peer why
         if isinstance(event, NotifMsg):
             assert not notifications  # a NOTIFICATION is never answered
+        if isinstance(event, AutomaticStop) and before.state is not I:
+            # down and damped: automatic starts wait for the IdleHoldTimer or an operator
+            assert held(after, self.now)
+            assert (after.idle_hold_at is None) == (event.idle_hold_time is None)
+            if before.state in (OS, OC, E):
+                assert [n.message for n in notifications] == [CEASE_1]
         self.state = after
 
     @invariant()
     def timers_fit_the_state(self) -> None:
         s = self.state
         if s.state is I:
-            assert s.deadlines() == {} and s.negotiated is None
+            assert set(s.deadlines()) <= {"idle_hold"} and s.negotiated is None
+        else:
+            assert s.idle_hold_at is None and s.allow_automatic_start
         if s.state is OS:
             assert s.hold_at is not None and s.connect_retry_at is None
         if s.state in (OC, E):

@@ -13,6 +13,7 @@ from sart.api._gen.sart.speaker.v1 import speaker_pb2 as pb
 from sart.bgp.codes import OriginCode
 from sart.bgp.config import NeighborConfig, PathAttributesConfig
 from sart.bgp.fsm import State
+from sart.bgp.limits import DEFAULT_WARNING_PERCENT
 from sart.bgp.messages import (
     IPV4_UNICAST,
     IPV6_UNICAST,
@@ -97,6 +98,13 @@ def neighbor_config(message: pb.Neighbor) -> NeighborConfig:
             admin_down=message.admin_down,
             graceful_restart=message.graceful_restart,
             next_hops=tuple(address(a, "neighbor.next_hops") for a in message.next_hops),
+            max_prefixes=message.max_prefixes or None,
+            max_prefixes_warning=(
+                message.max_prefixes_warning
+                if message.HasField("max_prefixes_warning")
+                else DEFAULT_WARNING_PERCENT
+            ),
+            max_prefixes_restart=message.max_prefixes_restart,
         )
     except ValueError as error:  # the model's validators: ASN range, hold time, TTL...
         raise InvalidArgument(f"neighbor: {error}") from None
@@ -115,6 +123,9 @@ def neighbor_message(config: NeighborConfig) -> pb.Neighbor:
         admin_down=config.admin_down,
         graceful_restart=config.graceful_restart,
         next_hops=[str(a) for a in config.next_hops],
+        max_prefixes=config.max_prefixes or 0,
+        max_prefixes_warning=config.max_prefixes_warning,
+        max_prefixes_restart=config.max_prefixes_restart,
     )
     if config.hold_time is not None:
         message.hold_time = config.hold_time

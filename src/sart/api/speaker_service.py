@@ -57,6 +57,9 @@ class SpeakerService(SpeakerApiBase):
             prefixes_sent=len(neighbor.adj_out) if neighbor.adj_out is not None else 0,
             last_error=neighbor.stats.last_error,
             has_password=bool(neighbor.config.password),
+            routes_ignored=neighbor.stats.routes_ignored,
+            prefix_limit_warnings=neighbor.stats.prefix_limit_warnings,
+            prefix_limit_exceeded=neighbor.stats.prefix_limit_exceeded,
         )
         if negotiated is not None:
             message.peer_router_id = str(negotiated.peer_id)

@@ -19,6 +19,7 @@ from cattrs.v import format_exception
 from netaddr import AddrFormatError, IPAddress, IPNetwork
 
 from sart.bgp.codes import OriginCode
+from sart.bgp.limits import DEFAULT_WARNING_PERCENT, PrefixLimit
 from sart.bgp.messages import IPV4_UNICAST, IPV6_UNICAST, Family, parse_community
 from sart.errors import ConfigError
 
@@ -71,6 +72,39 @@ class NeighborConfig:
     families: tuple[Family, ...] = (IPV4_UNICAST, IPV6_UNICAST)
     graceful_restart: bool = True  # honour the peer's restart (RFC 4724 receiving side)
     admin_down: bool = False
+    # At most this many paths from the peer (None: no limit); past it, Cease / Maximum
+    # Number of Prefixes Reached (RFC 4486) and down for max_prefixes_restart seconds
+    # (0: until enabled again). A warning at max_prefixes_warning percent.
+    max_prefixes: int | None = attrs.field(default=None)
+    max_prefixes_warning: int = attrs.field(default=DEFAULT_WARNING_PERCENT)
+    max_prefixes_restart: int = attrs.field(default=0)
+
+    @max_prefixes.validator
+    def _check_max_prefixes(
+        self, attribute: attrs.Attribute[int | None], value: int | None
+    ) -> None:
+        if value is not None and not 1 <= value <= MAX_ASN:
+            raise ValueError(f"max_prefixes {value} is outside 1..{MAX_ASN}")
+
+    @max_prefixes_warning.validator
+    def _check_warning(self, attribute: attrs.Attribute[int], value: int) -> None:
+        if not 1 <= value <= 100:
+            raise ValueError(f"max_prefixes_warning {value} is outside 1..100 (percent)")
+
+    @max_prefixes_restart.validator
+    def _check_restart(self, attribute: attrs.Attribute[int], value: int) -> None:
+        if not 0 <= value <= 2**31 - 1:
+            raise ValueError(f"max_prefixes_restart {value} must be 0 or more seconds")
+
+    @property
+    def prefix_limit(self) -> PrefixLimit | None:
+        if self.max_prefixes is None:
+            return None
+        return PrefixLimit(
+            limit=self.max_prefixes,
+            warning_percent=self.max_prefixes_warning,
+            restart_time=float(self.max_prefixes_restart),
+        )
 
     @hold_time.validator
     def _check_hold_time(self, attribute: attrs.Attribute[int | None], value: int | None) -> None:

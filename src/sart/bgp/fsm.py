@@ -20,6 +20,7 @@ from netaddr import IPAddress
 
 from sart.bgp.codes import CeaseSubcode, ErrorCode, ErrorHandling, FsmSubcode
 from sart.bgp.errors import BgpDecodeError
+from sart.bgp.limits import PrefixLimit
 from sart.bgp.messages import Keepalive, Message, Notification, Open, RouteRefresh, Update
 from sart.bgp.negotiation import Negotiated, negotiate
 
@@ -55,6 +56,15 @@ class AutomaticStart:  # 3 and 5 (passive): the adapter's restart after a sessio
 
 
 @attrs.frozen
+class AutomaticStop:  # 8: we end the session ourselves (here: too many prefixes, RFC 4486)
+    notification: Notification
+    reason: str
+    # Peer oscillation damping (RFC 4271 8.1.1): automatic starts are ignored until the
+    # IdleHoldTimer expires; None: until a ManualStart (AllowAutomaticStart false).
+    idle_hold_time: float | None = None
+
+
+@attrs.frozen
 class ConnectRetryTimerExpires:  # 9
     pass
 
@@ -71,6 +81,11 @@ class KeepaliveTimerExpires:  # 11
 
 @attrs.frozen
 class DelayOpenTimerExpires:  # 12
+    pass
+
+
+@attrs.frozen
+class IdleHoldTimerExpires:  # 13
     pass
 
 
@@ -113,10 +128,12 @@ Event = (
     ManualStart
     | ManualStop
     | AutomaticStart
+    | AutomaticStop
     | ConnectRetryTimerExpires
     | HoldTimerExpires
     | KeepaliveTimerExpires
     | DelayOpenTimerExpires
+    | IdleHoldTimerExpires
     | TcpConnected
     | TcpConnectionFails
     | BgpOpen
@@ -176,7 +193,16 @@ class SessionDown:
     connection_lost: bool = False
 
 
-Action = ConnectTcp | DropTcp | SendMessage | Deliver | SessionUp | SessionDown
+@attrs.frozen
+class PrefixLimitWarning:
+    """The peer's paths reached the warning threshold of its prefix limit (from
+    `Session.prefixes_received`, not from `step`): for the operator."""
+
+    count: int
+    limit: int
+
+
+Action = ConnectTcp | DropTcp | SendMessage | Deliver | SessionUp | SessionDown | PrefixLimitWarning
 
 
 # --- state -----------------------------------------------------------------------------------
@@ -191,6 +217,7 @@ class Config:
     connect_retry_time: float = 30.0  # RFC 4271 10 suggests 120 s; sart retries sooner
     delay_open_time: float = 0.0  # 0: no DelayOpen (RFC 4271 8.1.1, optional)
     send_notification_without_open: bool = True  # RFC 4271 8.1.1, optional
+    prefix_limit: PrefixLimit | None = None  # None: any number of prefixes
 
 
 @attrs.frozen(kw_only=True)
@@ -203,6 +230,10 @@ class FsmState:
     keepalive_at: float | None = None
     delay_open_at: float | None = None
     negotiated: Negotiated | None = None
+    # Only in Idle, after an AutomaticStop: automatic starts wait for the IdleHoldTimer, or
+    # (allow_automatic_start false) for a ManualStart (RFC 4271 8.1.1).
+    idle_hold_at: float | None = None
+    allow_automatic_start: bool = True
 
     def deadlines(self) -> dict[str, float]:
         return {
@@ -212,6 +243,7 @@ class FsmState:
                 ("hold", self.hold_at),
                 ("keepalive", self.keepalive_at),
                 ("delay_open", self.delay_open_at),
+                ("idle_hold", self.idle_hold_at),
             )
             if at is not None
         }
@@ -227,7 +259,17 @@ _TIMER_EVENTS: dict[str, Event] = {
     "hold": HoldTimerExpires(),
     "keepalive": KeepaliveTimerExpires(),
     "delay_open": DelayOpenTimerExpires(),
+    "idle_hold": IdleHoldTimerExpires(),
 }
+
+
+def held(state: FsmState, now: float) -> bool:
+    """Idle after an AutomaticStop, automatic starts still ignored at `now`."""
+    if state.state is not State.IDLE:
+        return False
+    if not state.allow_automatic_start:
+        return True
+    return state.idle_hold_at is not None and state.idle_hold_at > now
 
 
 def expired(state: FsmState, now: float) -> list[Event]:
@@ -261,11 +303,37 @@ def _close(s: FsmState, reason: str, *, connection_lost: bool = False) -> Result
 def _start(s: FsmState, event: Event, config: Config, now: float) -> Result:
     assert isinstance(event, ManualStart | AutomaticStart)
     retry = now + config.connect_retry_time
+    s = attrs.evolve(s, idle_hold_at=None, allow_automatic_start=True)  # an operator's start
     if event.passive:
         return attrs.evolve(s, state=State.ACTIVE, passive=True, connect_retry_at=retry), ()
     return attrs.evolve(s, state=State.CONNECT, passive=False, connect_retry_at=retry), (
         ConnectTcp(),
     )
+
+
+def _automatic_start(s: FsmState, event: Event, config: Config, now: float) -> Result:
+    if s.idle_hold_at is not None or not s.allow_automatic_start:
+        return s, ()  # damped: only the IdleHoldTimer or an operator starts it again
+    return _start(s, event, config, now)
+
+
+def _idle_hold_expired(s: FsmState, event: Event, config: Config, now: float) -> Result:
+    return attrs.evolve(s, idle_hold_at=None), ()
+
+
+def _automatic_stop(s: FsmState, event: Event, config: Config, now: float) -> Result:
+    """RFC 4271 8.2.2, AutomaticStop (Event 8): a Cease (after our OPEN), routes deleted, the
+    connection dropped, ConnectRetryCounter + 1, Idle, damped as the event says."""
+    assert isinstance(event, AutomaticStop)
+    if s.state in _BEFORE_OPEN:
+        idle, actions = _idle(s.connect_retry_counter + 1, DropTcp())
+    else:
+        idle, actions = _notify_and_close(s, event.notification, event.reason)
+    if event.idle_hold_time is None:
+        idle = attrs.evolve(idle, allow_automatic_start=False)
+    else:
+        idle = attrs.evolve(idle, idle_hold_at=now + event.idle_hold_time)
+    return idle, actions
 
 
 def _stop(s: FsmState, event: Event, config: Config, now: float) -> Result:
@@ -438,7 +506,11 @@ _AFTER_OPEN = (State.OPEN_SENT, State.OPEN_CONFIRM, State.ESTABLISHED)
 
 TRANSITIONS: dict[tuple[State, type[Event]], Handler] = {
     (State.IDLE, ManualStart): _start,
-    (State.IDLE, AutomaticStart): _start,
+    (State.IDLE, AutomaticStart): _automatic_start,
+    (State.IDLE, IdleHoldTimerExpires): _idle_hold_expired,
+    **{(state, AutomaticStop): _automatic_stop for state in _AFTER_CONNECT},
+    # The IdleHoldTimer runs only in Idle; a late expiry elsewhere changes nothing.
+    **{(state, IdleHoldTimerExpires): _ignore for state in _AFTER_CONNECT},
     **{(state, ManualStop): _stop for state in _AFTER_CONNECT},
     **{(state, ManualStart): _ignore for state in _AFTER_CONNECT},
     **{(state, AutomaticStart): _ignore for state in _AFTER_CONNECT},

@@ -8,7 +8,8 @@ speaker knows what to advertise and the agent what to install.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import enum
+from collections.abc import Collection, Iterable, Iterator
 
 import attrs
 from netaddr import IPAddress, IPNetwork
@@ -32,6 +33,72 @@ from sart.bgp.messages import (
 DEFAULT_LOCAL_PREF = 100  # RFC 4271 5.1.5 leaves it to configuration; 100 is common practice
 # Attributes that only mean something inside one AS, dropped when received over eBGP.
 _INTERNAL_ONLY = (LocalPref, OriginatorId, ClusterList)
+
+
+class NextHopProblem(enum.Enum):
+    """Why a received route's next hop cannot be used (RFC 4271 5.1.3, 6.3)."""
+
+    UNSPECIFIED = "unspecified address"  # 0.0.0.0/8 (RFC 1122 3.2.1.3), ::
+    LOOPBACK = "loopback address"  # 127/8, ::1
+    MULTICAST = "multicast address"  # 224/4, ff00::/8
+    RESERVED = "reserved (class E) address"  # 240/4 (RFC 1112 4)
+    BROADCAST = "limited broadcast address"  # 255.255.255.255 (RFC 919 7)
+    OURS = "our own address"  # "MUST NOT be the IP address of the receiving speaker"
+
+
+_V4_MULTICAST = 0xE0 << 24
+_V4_RESERVED = 0xF0 << 24
+_V4_BROADCAST = 2**32 - 1
+_V6_LOOPBACK = 1
+
+
+def next_hop_problem(
+    address: IPAddress,
+    local_addresses: Collection[IPAddress] = (),
+    *,
+    loopback_session: bool = False,
+) -> NextHopProblem | None:
+    """What is wrong with a received NEXT_HOP (or MP_REACH_NLRI next hop), None when nothing.
+
+    RFC 4271 6.3: a NEXT_HOP must be "a valid IP host address" and must not be "the IP
+    address of the receiving speaker" (`local_addresses`: ours on that session). IPv4
+    link-local addresses (169.254/16) pass: RFC 3927 makes them valid host addresses on a
+    link, and directly connected eBGP sessions are numbered from them (cloud interconnects
+    commonly are), so their routes must keep working. IPv6 link-local next hops pass too
+    (RFC 2545 3: the global one comes first; unnumbered sessions send only one).
+    A loopback next hop is fine on a `loopback_session` (the peer's address is a loopback
+    one: it runs on this host, where 127/8 and ::1 reach it)."""
+    value = int(address)
+    if address.version == 4:
+        if value >> 24 == 0:
+            return NextHopProblem.UNSPECIFIED
+        if value >> 24 == 127 and not loopback_session:
+            return NextHopProblem.LOOPBACK
+        if value == _V4_BROADCAST:
+            return NextHopProblem.BROADCAST
+        if value & _V4_RESERVED == _V4_RESERVED:
+            return NextHopProblem.RESERVED
+        if value & _V4_RESERVED == _V4_MULTICAST:
+            return NextHopProblem.MULTICAST
+    else:
+        if value == 0:
+            return NextHopProblem.UNSPECIFIED
+        if value == _V6_LOOPBACK and not loopback_session:
+            return NextHopProblem.LOOPBACK
+        if value >> 120 == 0xFF:
+            return NextHopProblem.MULTICAST
+    if address in local_addresses:
+        return NextHopProblem.OURS
+    return None
+
+
+@attrs.frozen
+class Ignored:
+    """Routes of an UPDATE left out of the RIB: their next hop failed the check."""
+
+    next_hop: IPAddress
+    problem: NextHopProblem
+    prefixes: tuple[IPNetwork, ...]
 
 
 @attrs.frozen(order=False, cache_hash=True)
@@ -267,9 +334,22 @@ class Rib:
                 touched[key] = prefix
         return self._reselect(touched)
 
-    def apply_update(self, source: Source, update: Update, now: float = 0.0) -> list[Change]:
+    def apply_update(
+        self,
+        source: Source,
+        update: Update,
+        now: float = 0.0,
+        *,
+        local_addresses: Collection[IPAddress] = (),
+        ignored: list[Ignored] | None = None,
+    ) -> list[Change]:
         """An UPDATE from a peer: withdrawals first, then the announced routes, every family
-        (RFC 4271 9, RFC 4760)."""
+        (RFC 4271 9, RFC 4760).
+
+        Routes whose next hop fails `next_hop_problem` are ignored (RFC 4271 6.3: logged,
+        no NOTIFICATION, the session stays), and appended to `ignored` when given. Being
+        newer than what the peer sent before for those prefixes, they still replace it: the
+        earlier path is withdrawn (implicit withdrawal, RFC 4271 3.1), as FRR does."""
         gone: list[tuple[IPNetwork, int]] = list(
             _with_ids(update.withdrawn, update.withdrawn_path_ids)
         )
@@ -283,15 +363,30 @@ class Rib:
         )
         looped = self.local_asn is not None and self.local_asn in effective_as_path(shared).asns()
         next_hop = next((a.address for a in update.attributes if isinstance(a, NextHop)), None)
-        for prefix, path_id in _with_ids(update.nlri, update.nlri_path_ids):
-            new.append(Path(prefix, source, next_hop, shared, path_id, now))
+        reach: list[tuple[IPAddress | None, tuple[IPNetwork, ...], tuple[int, ...]]] = []
+        if update.nlri:
+            reach.append((next_hop, update.nlri, update.nlri_path_ids))
         for attribute in update.attributes:
             if isinstance(attribute, MpUnreachNlri):
                 gone += _with_ids(attribute.withdrawn, attribute.path_ids)
-            elif isinstance(attribute, MpReachNlri):
+            elif isinstance(attribute, MpReachNlri) and attribute.nlri:
                 hop = attribute.next_hops[0] if attribute.next_hops else None
-                for prefix, path_id in _with_ids(attribute.nlri, attribute.path_ids):
-                    new.append(Path(prefix, source, hop, shared, path_id, now))
+                reach.append((hop, attribute.nlri, attribute.path_ids))
+        loopback = source.address is not None and source.address.is_loopback()
+        for hop, prefixes, path_ids in reach:
+            problem = (
+                None
+                if hop is None
+                else next_hop_problem(hop, local_addresses, loopback_session=loopback)
+            )
+            if problem is not None:
+                assert hop is not None
+                gone += _with_ids(prefixes, path_ids)
+                if ignored is not None:
+                    ignored.append(Ignored(hop, problem, prefixes))
+                continue
+            for prefix, path_id in _with_ids(prefixes, path_ids):
+                new.append(Path(prefix, source, hop, shared, path_id, now))
         if looped:
             # RFC 4271 9.1.2: a path through our own AS is unusable; it replaces (withdraws)
             # what the source had for those prefixes.

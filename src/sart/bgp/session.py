@@ -9,17 +9,20 @@ SessionDown). Messages the state machine sends are encoded here.
 
 from __future__ import annotations
 
-from sart.bgp.codes import CeaseSubcode
+from sart.bgp.codes import CeaseSubcode, ErrorCode
 from sart.bgp.context import DEFAULT_CONTEXT, SessionContext
 from sart.bgp.errors import BgpDecodeError
 from sart.bgp.fsm import (
     Action,
+    AutomaticStart,
+    AutomaticStop,
     Config,
     Event,
     FsmState,
     ManualStart,
     ManualStop,
     MessageError,
+    PrefixLimitWarning,
     SendMessage,
     SessionUp,
     State,
@@ -31,6 +34,7 @@ from sart.bgp.fsm import (
     next_deadline,
     step,
 )
+from sart.bgp.limits import Level, announced_family, cease_data, level
 from sart.bgp.messages import Keepalive, Message, Notification, Update
 from sart.bgp.wire import decode_message, encode_message
 from sart.bgp.wire.framing import MessageSplitter
@@ -38,15 +42,19 @@ from sart.errors import BgpUsageError
 
 
 class Session:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, fsm: FsmState | None = None) -> None:
+        """`fsm`: where the neighbor's last session left off (Idle, maybe held down by an
+        IdleHoldTimer), so a new connection honours it."""
         self.config = config
-        self._fsm = FsmState()
+        self._fsm = fsm if fsm is not None else FsmState()
         self._splitter = MessageSplitter()
         self._outgoing = bytearray()
         self.messages_in = 0  # every message read off the wire, malformed ones included
         self.messages_out = 0
         self.notification_sent: Notification | None = None  # the last, for "last error"
         self.notification_received: Notification | None = None
+        self.prefix_warning = False  # the warning threshold was crossed and still holds
+        self.prefix_limit_exceeded = False
 
     @property
     def state(self) -> State:
@@ -83,8 +91,42 @@ class Session:
         if isinstance(message, Keepalive | Update):
             self._fsm = message_sent(self._fsm, now)
 
-    def start(self, now: float, *, passive: bool = False) -> list[Action]:
-        return self._feed(ManualStart(passive=passive), now)
+    def start(self, now: float, *, passive: bool = False, automatic: bool = False) -> list[Action]:
+        """ManualStart, or AutomaticStart (which a held-down session ignores)."""
+        event = AutomaticStart(passive) if automatic else ManualStart(passive)
+        return self._feed(event, now)
+
+    def prefixes_received(self, count: int, update: Update, now: float) -> list[Action]:
+        """After `update` the peer's Adj-RIB-In holds `count` paths. Past the prefix limit the
+        session ends with Cease / Maximum Number of Prefixes Reached, the family and the
+        limit as its data (RFC 4486 4), and stays down for the limit's restart time (or
+        until a ManualStart); reaching the warning threshold gives one PrefixLimitWarning,
+        and another only after the count fell below it."""
+        limit = self.config.prefix_limit
+        if limit is None or self.state is not State.ESTABLISHED:
+            return []
+        now_level = level(limit, count)
+        if now_level is Level.EXCEEDED:
+            self.prefix_limit_exceeded = True
+            afi, safi = announced_family(update)
+            notification = Notification(
+                ErrorCode.CEASE,
+                CeaseSubcode.MAXIMUM_PREFIXES_REACHED,
+                cease_data(afi, safi, limit.limit),
+            )
+            stop = AutomaticStop(
+                notification,
+                f"maximum number of prefixes reached ({count} > {limit.limit})",
+                idle_hold_time=limit.restart_time or None,
+            )
+            return self._feed(stop, now)
+        if now_level is Level.WARNING:
+            if self.prefix_warning:
+                return []
+            self.prefix_warning = True
+            return [PrefixLimitWarning(count, limit.limit)]
+        self.prefix_warning = False
+        return []
 
     def stop(
         self,

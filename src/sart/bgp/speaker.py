@@ -36,9 +36,12 @@ from sart.bgp.fsm import (
     Config,
     Deliver,
     DropTcp,
+    FsmState,
+    PrefixLimitWarning,
     SessionDown,
     SessionUp,
     State,
+    held,
     keep_our_connection,
 )
 from sart.bgp.messages import (
@@ -61,7 +64,7 @@ from sart.bgp.messages import (
     Update,
 )
 from sart.bgp.negotiation import Negotiated
-from sart.bgp.rib import Change, Path, Rib, Source, prefix_key
+from sart.bgp.rib import Change, Ignored, NextHopProblem, Path, Rib, Source, prefix_key
 from sart.bgp.session import Session
 from sart.errors import BgpUsageError
 
@@ -98,6 +101,9 @@ class NeighborStats:
     established_at: float | None = None  # monotonic
     established_count: int = 0
     last_error: str = ""
+    routes_ignored: int = 0  # their next hop failed the check (RFC 4271 6.3), ever
+    prefix_limit_warnings: int = 0  # times the warning threshold was crossed
+    prefix_limit_exceeded: int = 0  # sessions ended by the prefix limit
 
 
 @attrs.frozen
@@ -175,6 +181,10 @@ class Neighbor:
         self.stale_source: Source | None = None  # a restarting peer's routes, kept
         self.end_of_rib_due: set[Family] = set()  # families the restarted peer still owes
         self.connecting = False
+        # The last session's Idle state while the prefix limit holds the neighbor down.
+        self.held: FsmState | None = None
+        self.own_addresses: frozenset[IPAddress] = frozenset()  # ours on the session
+        self.next_hop_logged: set[NextHopProblem] = set()  # causes logged this session
         self._stale_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -195,6 +205,8 @@ class Neighbor:
             order = list(State)
             return max((c.session.state for c in self.connections), key=order.index)
         if self.config.admin_down or self._stopping:
+            return State.IDLE
+        if self.held is not None and held(self.held, _now()):
             return State.IDLE
         return State.CONNECT if self.connecting else State.ACTIVE
 
@@ -370,6 +382,11 @@ class Speaker:
         if down:
             await neighbor.stop("administratively down")
         else:
+            if neighbor.held is not None:
+                # Down after too many prefixes: the operator's start ends the wait (and the
+                # connect loop waiting it out).
+                await neighbor.stop("started again by the operator")
+                neighbor.held = None
             neighbor.start()
 
     def _neighbor(self, address: IPAddress) -> Neighbor:
@@ -397,8 +414,25 @@ class Speaker:
             capabilities=tuple(capabilities),
         )
         return Config(
-            local=local, peer_asn=neighbor.asn, connect_retry_time=self.config.connect_retry_time
+            local=local,
+            peer_asn=neighbor.asn,
+            connect_retry_time=self.config.connect_retry_time,
+            prefix_limit=neighbor.prefix_limit,
         )
+
+    def _new_session(self, neighbor: Neighbor, *, passive: bool) -> Session:
+        """A Session for a new connection; still Idle when the prefix limit holds the
+        neighbor down (its IdleHoldTimer is the session's deadline)."""
+        now = _now()
+        session = Session(self._fsm_config(neighbor.config), neighbor.held)
+        if neighbor.held is None:
+            session.start(now, passive=passive)
+            return session
+        session.handle_timer(now)  # the IdleHoldTimer may have run out
+        session.start(now, passive=passive, automatic=True)
+        if session.state is not State.IDLE:
+            neighbor.held = None
+        return session
 
     # --- local paths --------------------------------------------------------------------------
 
@@ -510,8 +544,13 @@ class Speaker:
             if neighbor.connections:
                 await asyncio.sleep(self.config.connect_retry_time)
                 continue
-            session = Session(self._fsm_config(config))
-            session.start(_now())
+            session = self._new_session(neighbor, passive=False)
+            if session.state is State.IDLE:
+                deadline = session.next_deadline()
+                if deadline is None:
+                    return  # until an operator starts it again
+                await asyncio.sleep(max(deadline - _now(), 0.0))
+                continue
             neighbor.connecting = True
             try:
                 reader, writer = await asyncio.wait_for(
@@ -562,16 +601,19 @@ class Speaker:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         address = _peer_address(writer)
         neighbor = self.neighbors.get(address)
-        if neighbor is None or neighbor.config.admin_down or neighbor.stopping:
+        session = None
+        if neighbor is not None and not neighbor.config.admin_down and not neighbor.stopping:
+            session = self._new_session(neighbor, passive=True)
+        if neighbor is None or session is None or session.state is State.IDLE:
             why = "not a configured neighbor" if neighbor is None else "administratively down"
+            if session is not None:
+                why = "held down after too many prefixes"
             log.warning("connection from %s refused: %s", address, why)
             _close_writer(writer)
             return
         sock = writer.get_extra_info("socket")
         if sock is not None:
             _set_ttl(sock, neighbor.address.version, self._ttl(neighbor.config))
-        session = Session(self._fsm_config(neighbor.config))
-        session.start(_now(), passive=True)
         await self._run(neighbor, _Connection(session, reader, writer, outgoing=False))
 
     async def _run(self, neighbor: Neighbor, connection: _Connection) -> None:
@@ -615,6 +657,9 @@ class Speaker:
                 neighbor.stats.last_error = f"sent NOTIFICATION {sent.description}"
             neighbor.stats.messages_in += session.messages_in
             neighbor.stats.messages_out += session.messages_out
+            if session.prefix_limit_exceeded:
+                neighbor.stats.prefix_limit_exceeded += 1
+                neighbor.held = session.fsm  # Idle, damped: the next session waits it out
             self._publish(PeerStateChanged(neighbor.address, neighbor.state))
 
     def _close(
@@ -666,6 +711,16 @@ class Speaker:
                 self._session_down(neighbor, connection, action)
             elif isinstance(action, DropTcp):
                 connection.close()
+            elif isinstance(action, PrefixLimitWarning):
+                neighbor.stats.prefix_limit_warnings += 1
+                log.warning(
+                    "prefix limit warning",
+                    extra={
+                        "neighbor": str(neighbor.address),
+                        "prefixes": action.count,
+                        "limit": action.limit,
+                    },
+                )
 
     def _session_up(
         self, neighbor: Neighbor, connection: _Connection, negotiated: Negotiated
@@ -711,6 +766,8 @@ class Speaker:
         neighbor.stats.established_at = _now()
         neighbor.stats.established_count += 1
         neighbor.stats.prefixes_received = 0
+        neighbor.own_addresses = frozenset((connection.local_address,))
+        neighbor.next_hop_logged = set()
         neighbor.spawn(self._write_loop(neighbor, connection, negotiated.families))
         log.info(
             "session up",
@@ -804,7 +861,32 @@ class Speaker:
         stats.prefixes_received += len(message.nlri) + sum(
             len(a.nlri) for a in message.attributes if isinstance(a, MpReachNlri)
         )
-        self._propagate(self.rib.apply_update(neighbor.source, message, _now()))
+        ignored: list[Ignored] = []
+        now = _now()
+        changes = self.rib.apply_update(
+            neighbor.source,
+            message,
+            now,
+            local_addresses=neighbor.own_addresses,
+            ignored=ignored,
+        )
+        self._propagate(changes)
+        for routes in ignored:
+            stats.routes_ignored += len(routes.prefixes)
+            if routes.problem not in neighbor.next_hop_logged:
+                neighbor.next_hop_logged.add(routes.problem)
+                log.warning(
+                    "routes ignored: their next hop is %s (RFC 4271 6.3)",
+                    routes.problem.value,
+                    extra={
+                        "neighbor": str(neighbor.address),
+                        "next_hop": str(routes.next_hop),
+                        "example": str(routes.prefixes[0]),
+                        "prefixes": len(routes.prefixes),
+                    },
+                )
+        count = self.rib.count(neighbor.source)
+        self._act(neighbor, connection, connection.session.prefixes_received(count, message, now))
 
     async def _write_loop(
         self, neighbor: Neighbor, connection: _Connection, families: frozenset[Family]

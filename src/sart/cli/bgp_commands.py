@@ -313,6 +313,18 @@ async def neighbor_get(client: SpeakerClient, output: str, address: str) -> None
     click.echo(f"  Messages: {state.messages_received} received, {state.messages_sent} sent")
     click.echo(f"  Updates:  {state.updates_received} received, {state.updates_sent} sent")
     click.echo(f"  Prefixes: {state.prefixes_received} received, {state.prefixes_sent} sent")
+    click.echo(f"  Routes ignored (bad next hop): {state.routes_ignored}")
+    if config.max_prefixes:
+        restart = (
+            f"restart after {config.max_prefixes_restart} s"
+            if config.max_prefixes_restart
+            else "down until enabled"
+        )
+        click.echo(
+            f"  Maximum prefixes: {config.max_prefixes} (warning at"
+            f" {config.max_prefixes_warning}%, {restart}); warnings"
+            f" {state.prefix_limit_warnings}, exceeded {state.prefix_limit_exceeded}"
+        )
     flags = [
         name
         for name, on in (
@@ -343,6 +355,23 @@ async def neighbor_get(client: SpeakerClient, output: str, address: str) -> None
 @click.option("--next-hop", "next_hops", multiple=True, help="Our next hop for a family.")
 @click.option("--graceful-restart/--no-graceful-restart", default=True, show_default=True)
 @click.option("--disabled", is_flag=True, help="Add it administratively down.")
+@click.option(
+    "--max-prefixes",
+    type=click.IntRange(1, 2**32 - 1),
+    help="At most this many paths from the peer; past it: Cease / Maximum Number of Prefixes.",
+)
+@click.option(
+    "--max-prefixes-warning",
+    type=click.IntRange(1, 100),
+    help="Percent of --max-prefixes that logs a warning (default 75).",
+)
+@click.option(
+    "--max-prefixes-restart",
+    type=click.IntRange(0, 2**31 - 1),
+    default=0,
+    show_default=True,
+    help="Seconds down after the limit was passed; 0: until `neighbor enable`.",
+)
 @api_command
 async def neighbor_add(
     client: SpeakerClient,
@@ -352,9 +381,15 @@ async def neighbor_add(
     disabled: bool,
     ttl: int | None,
     hold_time: int | None,
+    max_prefixes: int | None,
+    max_prefixes_warning: int | None,
     **options: Any,
 ) -> None:
     """Add a neighbor ADDRESS in AS ASN."""
+    if max_prefixes is not None:
+        options["max_prefixes"] = max_prefixes
+    if max_prefixes_warning is not None:
+        options["max_prefixes_warning"] = max_prefixes_warning
     if ttl is not None:
         options["ttl"] = ttl
     if hold_time is not None:

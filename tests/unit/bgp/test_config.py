@@ -122,6 +122,15 @@ def test_overrides_replace_the_file() -> None:
             " attributes: {origin: best}}]",
             "'best' is not an origin (igp, egp, incomplete) @ config.paths[0].attributes.origin",
         ),
+        (
+            "asn: 1\nrouter_id: 1.1.1.1\nneighbors: [{address: 10.0.0.1, asn: 2,"
+            " max_prefixes: 10, max_prefixes_warning: 101}]",
+            "max_prefixes_warning 101 is outside 1..100 (percent)",
+        ),
+        (
+            "asn: 1\nrouter_id: 1.1.1.1\nneighbors: [{address: 10.0.0.1, asn: 2, max_prefixes: 0}]",
+            "max_prefixes 0 is outside 1..4294967295",
+        ),
         ("- 1", "config: expected a mapping of settings, got list"),
         ("asn: [1", "config: not valid YAML"),
     ],
@@ -130,3 +139,18 @@ def test_errors_name_the_field(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as error:
         load_config(text)
     assert message in str(error.value)
+
+
+def test_max_prefixes() -> None:
+    config = load_config(
+        "asn: 65000\nrouter_id: 10.0.0.2\nneighbors:\n"
+        "  - {address: 10.0.0.3, asn: 65010, max_prefixes: 1000, max_prefixes_warning: 90,"
+        " max_prefixes_restart: 30}\n"
+        "  - {address: 10.0.0.4, asn: 65010}\n"
+    )
+    limited, free = config.neighbors
+    limit = limited.prefix_limit
+    assert limit is not None
+    assert (limit.limit, limit.warning_percent, limit.restart_time) == (1000, 90, 30.0)
+    assert free.prefix_limit is None and free.max_prefixes_warning == 75
+    assert unstructure_config(config)["neighbors"][0]["max_prefixes"] == 1000

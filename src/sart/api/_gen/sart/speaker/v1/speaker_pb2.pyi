@@ -315,6 +315,9 @@ class Neighbor(_message.Message):
     ADMIN_DOWN_FIELD_NUMBER: _builtins.int
     GRACEFUL_RESTART_FIELD_NUMBER: _builtins.int
     NEXT_HOPS_FIELD_NUMBER: _builtins.int
+    MAX_PREFIXES_FIELD_NUMBER: _builtins.int
+    MAX_PREFIXES_WARNING_FIELD_NUMBER: _builtins.int
+    MAX_PREFIXES_RESTART_FIELD_NUMBER: _builtins.int
     address: _builtins.str
     asn: _builtins.int
     name: _builtins.str
@@ -330,6 +333,14 @@ class Neighbor(_message.Message):
     local_address: _builtins.str
     admin_down: _builtins.bool
     graceful_restart: _builtins.bool
+    max_prefixes: _builtins.int
+    """At most this many paths from the peer (0: no limit); past it, Cease / Maximum Number of
+    Prefixes Reached (RFC 4486) and the session stays down max_prefixes_restart seconds
+    (0: until SetNeighborAdmin down=false). A warning at max_prefixes_warning percent.
+    """
+    max_prefixes_warning: _builtins.int
+    """percent, unset: 75"""
+    max_prefixes_restart: _builtins.int
     @_builtins.property
     def families(self) -> _containers.RepeatedScalarFieldContainer[Global___Family.ValueType]:
         """empty: both"""
@@ -352,14 +363,22 @@ class Neighbor(_message.Message):
         admin_down: _builtins.bool = ...,
         graceful_restart: _builtins.bool = ...,
         next_hops: _abc.Iterable[_builtins.str] | None = ...,
+        max_prefixes: _builtins.int = ...,
+        max_prefixes_warning: _builtins.int | None = ...,
+        max_prefixes_restart: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_hold_time", b"_hold_time", "hold_time", b"hold_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_hold_time", b"_hold_time", "_max_prefixes_warning", b"_max_prefixes_warning", "hold_time", b"hold_time", "max_prefixes_warning", b"max_prefixes_warning"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_hold_time", b"_hold_time", "address", b"address", "admin_down", b"admin_down", "asn", b"asn", "families", b"families", "graceful_restart", b"graceful_restart", "hold_time", b"hold_time", "local_address", b"local_address", "name", b"name", "next_hops", b"next_hops", "passive", b"passive", "password", b"password", "port", b"port", "ttl", b"ttl"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_hold_time", b"_hold_time", "_max_prefixes_warning", b"_max_prefixes_warning", "address", b"address", "admin_down", b"admin_down", "asn", b"asn", "families", b"families", "graceful_restart", b"graceful_restart", "hold_time", b"hold_time", "local_address", b"local_address", "max_prefixes", b"max_prefixes", "max_prefixes_restart", b"max_prefixes_restart", "max_prefixes_warning", b"max_prefixes_warning", "name", b"name", "next_hops", b"next_hops", "passive", b"passive", "password", b"password", "port", b"port", "ttl", b"ttl"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__hold_time: _TypeAlias = _typing.Literal["hold_time"]  # noqa: Y015
     _WhichOneofArgType__hold_time: _TypeAlias = _typing.Literal["_hold_time", b"_hold_time"]  # noqa: Y015
+    _WhichOneofReturnType__max_prefixes_warning: _TypeAlias = _typing.Literal["max_prefixes_warning"]  # noqa: Y015
+    _WhichOneofArgType__max_prefixes_warning: _TypeAlias = _typing.Literal["_max_prefixes_warning", b"_max_prefixes_warning"]  # noqa: Y015
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__hold_time) -> _WhichOneofReturnType__hold_time | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_prefixes_warning) -> _WhichOneofReturnType__max_prefixes_warning | None: ...
 
 Global___Neighbor: _TypeAlias = Neighbor  # noqa: Y015
 
@@ -381,6 +400,9 @@ class NeighborState(_message.Message):
     NEGOTIATED_HOLD_TIME_FIELD_NUMBER: _builtins.int
     HAS_PASSWORD_FIELD_NUMBER: _builtins.int
     NEGOTIATED_FAMILIES_FIELD_NUMBER: _builtins.int
+    ROUTES_IGNORED_FIELD_NUMBER: _builtins.int
+    PREFIX_LIMIT_WARNINGS_FIELD_NUMBER: _builtins.int
+    PREFIX_LIMIT_EXCEEDED_FIELD_NUMBER: _builtins.int
     state: Global___SessionState.ValueType
     uptime_seconds: _builtins.float
     """0 unless established"""
@@ -396,6 +418,14 @@ class NeighborState(_message.Message):
     peer_router_id: _builtins.str
     negotiated_hold_time: _builtins.int
     has_password: _builtins.bool
+    routes_ignored: _builtins.int
+    """Routes ignored since the neighbor was added: their NEXT_HOP (or MP_REACH_NLRI next hop)
+    was not a usable host address or was ours (RFC 4271 6.3); the session stays up.
+    """
+    prefix_limit_warnings: _builtins.int
+    """times the max_prefixes_warning threshold was reached"""
+    prefix_limit_exceeded: _builtins.int
+    """sessions ended for more than max_prefixes paths"""
     @_builtins.property
     def config(self) -> Global___Neighbor: ...
     @_builtins.property
@@ -417,10 +447,13 @@ class NeighborState(_message.Message):
         negotiated_hold_time: _builtins.int = ...,
         has_password: _builtins.bool = ...,
         negotiated_families: _abc.Iterable[Global___Family.ValueType] | None = ...,
+        routes_ignored: _builtins.int = ...,
+        prefix_limit_warnings: _builtins.int = ...,
+        prefix_limit_exceeded: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "has_password", b"has_password", "last_error", b"last_error", "messages_received", b"messages_received", "messages_sent", b"messages_sent", "negotiated_families", b"negotiated_families", "negotiated_hold_time", b"negotiated_hold_time", "peer_router_id", b"peer_router_id", "prefixes_received", b"prefixes_received", "prefixes_sent", b"prefixes_sent", "state", b"state", "updates_received", b"updates_received", "updates_sent", b"updates_sent", "uptime_seconds", b"uptime_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "has_password", b"has_password", "last_error", b"last_error", "messages_received", b"messages_received", "messages_sent", b"messages_sent", "negotiated_families", b"negotiated_families", "negotiated_hold_time", b"negotiated_hold_time", "peer_router_id", b"peer_router_id", "prefix_limit_exceeded", b"prefix_limit_exceeded", "prefix_limit_warnings", b"prefix_limit_warnings", "prefixes_received", b"prefixes_received", "prefixes_sent", b"prefixes_sent", "routes_ignored", b"routes_ignored", "state", b"state", "updates_received", b"updates_received", "updates_sent", b"updates_sent", "uptime_seconds", b"uptime_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
