@@ -1,107 +1,123 @@
 """The `sart-cni` executable: a runtime starts it for every pod network operation.
 
-VERSION is answered here; every other command goes to the node agent (``sartd agent``) over its
-unix socket (`sart.cni.spec.DEFAULT_SOCKET`, or the netconf's ``"socket"``), which does the
-work and answers in the 1.1.0 shape. On success the plugin prints the ADD result in the
-requested version's shape (DEL, CHECK, GC and STATUS print nothing, as the spec says) and exits
-0; on failure it prints the spec's error object on stdout and exits 1. Nothing else is ever
-written to stdout. A DEL the agent answers with "container unknown" (code 3) succeeds: DEL of
-what is already gone must (SPEC.md), and the runtime would otherwise retry it forever.
+It forwards the call as the runtime made it (its ``CNI_*`` variables and stdin, byte for byte:
+`sart.cni.wire`) to the node agent (``sartd agent``) over its unix socket, and prints the
+agent's answer verbatim with its exit status. The agent checks the call and composes that
+answer (`sart.cni.spec.parse_request`, `sart.cni.spec.plugin_output`): the ADD result in the
+requested version's shape, nothing for DEL, CHECK, GC and STATUS, or the spec's error object
+with exit status 1. Nothing else is ever written to stdout.
 
-When the agent cannot be reached (no socket, connection refused, no answer in time) ADD, DEL,
-CHECK and GC fail with code 11 (try again later: the kubelet retries) and STATUS with 50
-(plugin not available). Only the standard library's cheap modules are imported: start-up time
-is paid on every pod.
+The normal path (the agent at `sart.cni.wire.DEFAULT_SOCKET`, the default timeout) parses
+nothing and so imports neither json nor re: start-up is paid on every pod, and those two are
+about a third of it. `sart.cni.spec` (and json) is imported only on the rare paths:
+
+- VERSION, answered here without the agent;
+- a netconf that names ``"socket"`` or ``"timeout"`` (seen as those bytes in stdin): it is
+  parsed here to read them, and a netconf that does not parse is refused here;
+- errors of the plugin's own: the agent cannot be reached (no socket, connection refused, no
+  answer in time, the connection closed without one) is code 11 (try again later: the kubelet
+  retries), 50 for STATUS (plugin not available); an answer breaking the contract is 103; a bug
+  here is 105. When the call itself is malformed, its parse error is reported instead, as the
+  agent would have.
 """
 
-from __future__ import annotations
-
-import json
 import os
 import sys
 import time
 
 # The C module under `socket`: that one's Python half builds enums of every address family and
-# pulls in selectors, about 3 ms of the plugin's ~25 ms start-up, for nothing used here.
+# pulls in selectors, about 3 ms of start-up, for nothing used here.
 from _socket import AF_UNIX, SOCK_STREAM
 from _socket import socket as unix_socket
 
-from sart.cni.spec import (
-    CURRENT_VERSION,
-    CniError,
-    ErrorCode,
-    Request,
-    decode_reply,
-    encode_request,
-    parse_request,
-    result_for_version,
-    version_result,
+from sart.cni.wire import (
+    DEFAULT_SOCKET,
+    DEFAULT_TIMEOUT,
+    MAX_ANSWER,
+    decode_answer,
+    encode_invocation,
 )
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from typing import Any
 
-__all__ = ["call_agent", "main", "run"]
+__all__ = ["forward", "main", "run"]
 
-MAX_REPLY = 1 << 20
-"""The largest reply read from the agent (a result is a few hundred bytes)."""
+
+class _Failure(Exception):
+    """An error of the plugin's own; ``code`` names its `sart.cni.spec.ErrorCode`."""
+
+    code = "PLUGIN_FAILED"
+
+    def __init__(self, msg: str, details: str = "") -> None:
+        super().__init__(msg, details)
+        self.msg, self.details = msg, details
+
+
+class _Unavailable(_Failure):
+    """The agent cannot be reached or did not answer (50 instead for STATUS)."""
+
+    code = "TRY_AGAIN_LATER"
+
+
+class _BadAnswer(_Failure):
+    """The agent's answer breaks the contract."""
+
+    code = "BAD_AGENT_REPLY"
 
 
 def main() -> None:
-    """Console script: read stdin, run, print the one JSON document, exit 0 or 1."""
+    """Console script: read stdin, run, write what the agent said to print, exit with its status."""
     try:
         stdin = sys.stdin.buffer.read() if sys.stdin is not None else b""  # None: fd 0 closed
     except OSError as e:
-        status, output = (
-            1,
-            _error_output(
-                CniError(
-                    ErrorCode.IO_FAILURE, "cannot read the network configuration on stdin", str(e)
-                )
-            ),
+        from sart.cni import spec  # noqa: PLC0415 (json: only on this path)
+
+        msg = "cannot read the network configuration on stdin"
+        status, output = spec.plugin_output(
+            None, error=spec.CniError(spec.ErrorCode.IO_FAILURE, msg, str(e))
         )
     else:
-        status, output = run(os.environ, stdin)
+        status, output = run(os.environb, stdin)
     if output:
         sys.stdout.buffer.write(output)
         sys.stdout.buffer.flush()
     sys.exit(status)
 
 
-def run(environ: Mapping[str, str], stdin: bytes) -> tuple[int, bytes]:
+def run(environ: "Mapping[bytes, bytes]", stdin: bytes) -> tuple[int, bytes]:
     """One plugin call: the exit status and what to print on stdout."""
-    request: Request | None = None
     try:
-        request = parse_request(environ, stdin)
-        if request.command == "VERSION":
-            return 0, _document(version_result(request.version))
-        try:
-            result = call_agent(request)
-        except CniError as error:
-            # DEL of what is already gone succeeds (SPEC.md, DEL): should the agent answer
-            # "container unknown" rather than an empty result, that is still a success.
-            if request.command == "DEL" and error.code == ErrorCode.UNKNOWN_CONTAINER:
-                return 0, b""
-            raise
-        if request.command != "ADD":
-            return 0, b""
-        return 0, _document(result_for_version(result, request.version))
-    except CniError as error:
-        return 1, _error_output(error, request)
+        command = environ.get(b"CNI_COMMAND", b"")
+        if command == b"VERSION" or b'"socket"' in stdin or b'"timeout"' in stdin:
+            return _run_parsed(environ, stdin)
+        return forward(environ, stdin, DEFAULT_SOCKET, DEFAULT_TIMEOUT)
+    except _Failure as failure:
+        return _own_error(environ, stdin, failure)
     except Exception as e:  # a bug here must still reach the runtime as a CNI error
-        failed = CniError(ErrorCode.PLUGIN_FAILED, "sart-cni failed", f"{type(e).__name__}: {e}")
-        return 1, _error_output(failed, request)
+        return _own_error(environ, stdin, _Failure("sart-cni failed", f"{type(e).__name__}: {e}"))
 
 
-def call_agent(request: Request) -> dict[str, Any]:
-    """Send the request to the agent and return its result; every failure is a `CniError`."""
-    path = request.agent_socket
-    timeout = request.agent_timeout
-    unavailable = (
-        ErrorCode.PLUGIN_NOT_AVAILABLE if request.command == "STATUS" else ErrorCode.TRY_AGAIN_LATER
-    )
+def _run_parsed(environ: "Mapping[bytes, bytes]", stdin: bytes) -> tuple[int, bytes]:
+    """The slow path: parse the call here, for VERSION or for the agent's socket and timeout."""
+    from sart.cni import spec  # noqa: PLC0415 (json: only on this path)
+
+    try:
+        request = spec.parse_request(_decoded(environ), stdin)
+    except spec.CniError as error:
+        return spec.plugin_output(None, error=error)
+    if request.command == "VERSION":
+        return spec.plugin_output(request)
+    return forward(environ, stdin, request.agent_socket, request.agent_timeout)
+
+
+def forward(
+    environ: "Mapping[bytes, bytes]", stdin: bytes, path: str, timeout: float
+) -> tuple[int, bytes]:
+    """Send the call to the agent at ``path`` and return its answer (exit status, stdout).
+    Raises `_Unavailable` or `_BadAnswer` when it cannot."""
+    command = environ.get(b"CNI_COMMAND", b"").decode("utf-8", "replace") or "the call"
     deadline = time.monotonic() + timeout
     sock = unix_socket(AF_UNIX, SOCK_STREAM)
     try:
@@ -109,39 +125,39 @@ def call_agent(request: Request) -> dict[str, Any]:
             sock.settimeout(timeout)
             sock.connect(path)
         except (FileNotFoundError, ConnectionRefusedError) as e:
-            raise CniError(
-                unavailable,
+            raise _Unavailable(
                 f"the sart agent is not running: cannot connect to {path}",
                 f"{e.strerror}; is sartd agent running on this node?",
             ) from None
         except TimeoutError:
-            raise CniError(
-                unavailable,
-                f"the sart agent did not accept a connection on {path} in {timeout:g} s",
+            raise _Unavailable(
+                f"the sart agent did not accept a connection on {path} in {timeout:g} s"
             ) from None
         except OSError as e:
-            raise CniError(
-                unavailable, f"cannot connect to the sart agent at {path}", str(e)
-            ) from None
+            raise _Unavailable(f"cannot connect to the sart agent at {path}", str(e)) from None
         try:
-            sock.sendall(encode_request(request))
-            reply = _read_reply(sock, deadline)
+            sock.sendall(encode_invocation(environ, stdin))
+            answer = _read_answer(sock, deadline)
         except TimeoutError:
-            raise CniError(
-                unavailable,
-                f"the sart agent did not answer {request.command} within {timeout:g} s"
-                f" (the netconf's timeout) on {path}",
+            raise _Unavailable(
+                f"the sart agent did not answer {command} within {timeout:g} s on {path}",
+                'the netconf\'s "timeout" sets how long to wait',
             ) from None
         except OSError as e:
-            raise CniError(
-                unavailable, f"the connection to the sart agent at {path} failed", str(e)
+            raise _Unavailable(
+                f"the connection to the sart agent at {path} failed", str(e)
             ) from None
     finally:
         sock.close()
-    return decode_reply(reply)
+    if not answer:
+        raise _Unavailable(f"the sart agent at {path} closed the connection without answering")
+    try:
+        return decode_answer(answer)
+    except ValueError as e:
+        raise _BadAnswer("the sart agent's answer is malformed", str(e)) from None
 
 
-def _read_reply(sock: unix_socket, deadline: float) -> bytes:
+def _read_answer(sock: unix_socket, deadline: float) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -154,16 +170,35 @@ def _read_reply(sock: unix_socket, deadline: float) -> bytes:
             return b"".join(chunks)
         chunks.append(chunk)
         size += len(chunk)
-        if size > MAX_REPLY:
-            raise CniError(
-                ErrorCode.BAD_AGENT_REPLY, f"the agent's reply is longer than {MAX_REPLY} bytes"
-            )
+        if size > MAX_ANSWER:
+            raise _BadAnswer(f"the sart agent's answer is longer than {MAX_ANSWER} bytes")
 
 
-def _document(value: Mapping[str, Any]) -> bytes:
-    return json.dumps(value, indent=2).encode() + b"\n"
+def _decoded(environ: "Mapping[bytes, bytes]") -> dict[str, str]:
+    """The CNI_* variables as `os.environ` has them."""
+    return {
+        key.decode("utf-8", "surrogateescape"): value.decode("utf-8", "surrogateescape")
+        for key, value in environ.items()
+        if key.startswith(b"CNI_")
+    }
 
 
-def _error_output(error: CniError, request: Request | None = None) -> bytes:
-    version = request.version if request is not None else CURRENT_VERSION
-    return _document(error.to_json(version))
+def _own_error(
+    environ: "Mapping[bytes, bytes]", stdin: bytes, failure: _Failure
+) -> tuple[int, bytes]:
+    """The output for an error of the plugin's own, in the call's version. A call that does not
+    parse gets its parse error instead, as the agent would have answered it."""
+    from sart.cni import spec  # noqa: PLC0415 (json: only on this path)
+
+    request: spec.Request | None
+    try:
+        request = spec.parse_request(_decoded(environ), stdin)
+    except spec.CniError as error:
+        return spec.plugin_output(None, error=error)
+    except Exception:  # parsing itself failed (a bug): `failure` is that bug, reported as is
+        request = None
+    code = failure.code
+    if isinstance(failure, _Unavailable) and environ.get(b"CNI_COMMAND") == b"STATUS":
+        code = "PLUGIN_NOT_AVAILABLE"
+    failed = spec.CniError(spec.ErrorCode[code], failure.msg, failure.details)
+    return spec.plugin_output(request, error=failed)

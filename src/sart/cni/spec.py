@@ -4,20 +4,21 @@ What a runtime gives a plugin (environment variables and the network configurati
 becomes a `Request`; every way it can be wrong becomes a `CniError` whose message names the
 variable or the configuration field at fault, with the spec's error code. Results come from the
 agent in the 1.1.0 shape and `result_for_version` turns them into the shape the runtime asked
-for. The plugin and the node agent talk over a unix socket, one JSON request and one JSON reply;
-both ends of that contract live here (`encode_request` / `decode_agent_request` for the
-request, `encode_reply` / `decode_reply` for the reply) so they cannot drift apart.
+for; `plugin_output` is exactly what the plugin prints and its exit status. The plugin forwards
+the call as it got it (`sart.cni.wire`) and the agent runs both: `parse_request`, then
+`plugin_output`, so the plugin's normal path never imports this module (nor json).
 
-Standard library only, and the cheap part of it: the runtime starts the plugin for every pod,
-so this module avoids attrs (~50 ms to import), netaddr and even `typing` (a few ms); types are
-for mypy only. No I/O: the executable is `sart.cni.plugin`.
+Standard library only, and the cheap part of it: the plugin still imports it on its rare paths
+(VERSION, a netconf naming its own socket or timeout, its own errors), so this module avoids
+attrs (~50 ms to import), netaddr and even `typing` (a few ms); types are for mypy only. No
+I/O: the executable is `sart.cni.plugin`.
 
 sart's own error codes (the spec leaves 100 and above to plugins):
 
 - 100 `POOL_EXHAUSTED`: no address is left for the pod in its pool (or block);
 - 101 `UNKNOWN_POOL`: the pod asks for an address pool that does not exist;
 - 102 `CHECK_FAILED`: CHECK found the pod's network not as ADD left it (details list what);
-- 103 `BAD_AGENT_REPLY`: the agent's reply is not the JSON the contract describes;
+- 103 `BAD_AGENT_REPLY`: the agent's answer (or its ADD result) breaks the contract;
 - 104 `AGENT_FAILED`: the agent failed in a way that no other code describes (its message says how);
 - 105 `PLUGIN_FAILED`: the plugin itself failed unexpectedly (a bug: details name the exception).
 """
@@ -28,6 +29,7 @@ import json
 import math
 from enum import IntEnum
 
+from sart.cni.wire import DEFAULT_SOCKET, DEFAULT_TIMEOUT
 from sart.errors import SartError
 
 TYPE_CHECKING = False
@@ -45,12 +47,9 @@ __all__ = [
     "ErrorCode",
     "Request",
     "commands_for",
-    "decode_agent_request",
-    "decode_reply",
-    "encode_reply",
-    "encode_request",
     "parse_cni_args",
     "parse_request",
+    "plugin_output",
     "result_for_version",
     "version_result",
 ]
@@ -61,10 +60,6 @@ CURRENT_VERSION = "1.1.0"
 """The version of the shapes the agent speaks (results, errors)."""
 COMMANDS = ("ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION")
 
-DEFAULT_SOCKET = "/run/sart/cni.sock"
-"""The agent's unix socket; the netconf field ``"socket"`` overrides it."""
-DEFAULT_TIMEOUT = 30.0
-"""Seconds the plugin waits for the agent; the netconf field ``"timeout"`` overrides it."""
 VALID_ATTACHMENTS = "cni.dev/valid-attachments"
 """The GC input's list of attachments to keep (``{"containerID", "ifname"}`` objects)."""
 
@@ -533,127 +528,46 @@ def _ip_for(ip: Mapping[str, Any], *, old: bool) -> dict[str, Any]:
     return out
 
 
-# --- the plugin <-> agent contract -------------------------------------------------------------
-# The plugin connects to the agent's unix stream socket, writes one JSON object and "\n", and
-# reads one JSON object until EOF: {"result": {...}} ({} for all but ADD) or
-# {"error": {"code", "msg", "details"}}.
+# --- what the plugin prints ----------------------------------------------------------------------
 
 
-def _encode_line(value: Mapping[str, Any]) -> bytes:
-    # ASCII with escapes: environment values may hold lone surrogates (undecodable bytes).
-    return json.dumps(value, separators=(",", ":")).encode() + b"\n"
-
-
-def encode_request(request: Request) -> bytes:
-    """The request line the plugin sends the agent."""
-    return _encode_line(
-        {
-            "command": request.command,
-            "cniVersion": request.version,
-            "containerId": request.container_id,
-            "netns": request.netns,
-            "ifname": request.ifname,
-            "args": request.args,
-            "path": request.path,
-            "config": request.config,
-        }
-    )
-
-
-_ENV_OF_FIELD = {
-    "containerId": "CNI_CONTAINERID",
-    "netns": "CNI_NETNS",
-    "ifname": "CNI_IFNAME",
-    "path": "CNI_PATH",
-}
-
-
-def decode_agent_request(data: bytes) -> Request:
-    """The agent's side of `encode_request`: the same checks as `parse_request` (so the agent
-    may trust what it gets), raising `CniError` with the field that is wrong."""
-    what = "the request from the plugin"
-    obj = _decode_json_object(data, what, ErrorCode.DECODE_FAILURE)
-    command = obj.get("command")
-    if command not in COMMANDS or command == "VERSION":
-        raise CniError(ErrorCode.DECODE_FAILURE, f"{what} has an invalid command {command!r}")
-    env: dict[str, str] = {}
-    for field, variable in _ENV_OF_FIELD.items():
-        value = obj.get(field, "")
-        if not isinstance(value, str):
-            raise CniError(ErrorCode.DECODE_FAILURE, f"{what} field {field!r} is not a string")
-        env[variable] = value
-    _check_env(command, env)
-    args = obj.get("args", {})
-    if not isinstance(args, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in args.items()
+def plugin_output(
+    request: Request | None,
+    *,
+    result: Mapping[str, Any] | None = None,
+    error: CniError | None = None,
+) -> tuple[int, bytes]:
+    """Exactly what `sart-cni` prints on stdout, and its exit status, for a call that ended with
+    ``result`` (the agent's, in the 1.1.0 shape) or ``error``; ``request`` is None when the call
+    could not be parsed. ADD prints its result in the requested version's shape, VERSION the
+    versions (`version_result`), DEL, CHECK, GC and STATUS nothing, as the spec says; an error
+    prints the spec's error object in the request's version and exits 1. A DEL answered
+    "container unknown" (code 3) succeeds: DEL of what is already gone must (SPEC.md), and the
+    runtime would otherwise retry it forever. A malformed ADD result is `BAD_AGENT_REPLY`."""
+    if error is None:
+        if request is None:
+            raise ValueError("a result needs the request it answers")
+        if request.command == "VERSION":
+            return 0, _document(version_result(request.version))
+        if request.command != "ADD":
+            return 0, b""
+        try:
+            if not isinstance(result, dict):
+                raise _bad_result("is not a JSON object")
+            return 0, _document(result_for_version(result, request.version))
+        except CniError as bad:
+            error = bad
+    elif result is not None:
+        raise ValueError("a call ends with a result or an error, not both")
+    if (
+        request is not None
+        and request.command == "DEL"
+        and error.code == ErrorCode.UNKNOWN_CONTAINER
     ):
-        raise CniError(ErrorCode.DECODE_FAILURE, f"{what} field 'args' is not an object of strings")
-    config = obj.get("config")
-    if not isinstance(config, dict):
-        raise CniError(ErrorCode.DECODE_FAILURE, f"{what} field 'config' is not an object")
-    version = _check_config(command, config)
-    if obj.get("cniVersion", version) != version:
-        raise CniError(
-            ErrorCode.DECODE_FAILURE,
-            f"{what} says cniVersion {obj.get('cniVersion')!r}, its config says {version!r}",
-        )
-    return Request(
-        command,
-        container_id=env["CNI_CONTAINERID"],
-        netns=env["CNI_NETNS"],
-        ifname=env["CNI_IFNAME"],
-        args=args,
-        path=env["CNI_PATH"],
-        config=config,
-        version=version,
-    )
+        return 0, b""
+    version = request.version if request is not None else CURRENT_VERSION
+    return 1, _document(error.to_json(version))
 
 
-def encode_reply(result: dict[str, Any] | None = None, error: CniError | None = None) -> bytes:
-    """The agent's reply: an error, or a result (``{}`` when none is given, as for DEL)."""
-    if error is not None:
-        if result is not None:
-            raise ValueError("a reply is a result or an error, not both")
-        return _encode_line(
-            {"error": {"code": error.code, "msg": error.msg, "details": error.details}}
-        )
-    return _encode_line({"result": {} if result is None else result})
-
-
-def decode_reply(data: bytes) -> dict[str, Any]:
-    """The plugin's side of `encode_reply`: the result, or the agent's error raised as
-    `CniError`. A reply that breaks the contract raises `BAD_AGENT_REPLY`; none at all (the
-    agent closed the connection, e.g. while restarting) raises `TRY_AGAIN_LATER`."""
-    if not data.strip():
-        raise CniError(
-            ErrorCode.TRY_AGAIN_LATER, "the agent closed the connection without replying"
-        )
-    obj = _decode_json_object(data, "the agent's reply", ErrorCode.BAD_AGENT_REPLY)
-    if "error" in obj:
-        error = obj["error"]
-        if (
-            not isinstance(error, dict)
-            or not isinstance(error.get("code"), int)
-            or isinstance(error.get("code"), bool)
-            or not isinstance(error.get("msg"), str)
-            or not isinstance(error.get("details", ""), str)
-        ):
-            raise CniError(
-                ErrorCode.BAD_AGENT_REPLY,
-                "the agent's error reply is not {code: int, msg: str, details: str}",
-                _excerpt(data),
-            )
-        raise CniError(error["code"], error["msg"], error.get("details", ""))
-    result = obj.get("result")
-    if not isinstance(result, dict):
-        raise CniError(
-            ErrorCode.BAD_AGENT_REPLY,
-            "the agent's reply has neither a result object nor an error",
-            _excerpt(data),
-        )
-    return result
-
-
-def _excerpt(data: bytes, limit: int = 200) -> str:
-    text = data.decode("utf-8", "replace")
-    return text if len(text) <= limit else text[:limit] + "..."
+def _document(value: Mapping[str, Any]) -> bytes:
+    return json.dumps(value, indent=2).encode() + b"\n"

@@ -1,4 +1,4 @@
-"""sart.cni.spec: what a runtime hands a plugin, what it gets back, the plugin-agent contract."""
+"""sart.cni.spec: what a runtime hands a plugin, and exactly what the plugin prints back."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import example, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from sart.cni.spec import (
@@ -19,15 +19,13 @@ from sart.cni.spec import (
     ErrorCode,
     Request,
     commands_for,
-    decode_agent_request,
-    decode_reply,
-    encode_reply,
-    encode_request,
     parse_cni_args,
     parse_request,
+    plugin_output,
     result_for_version,
     version_result,
 )
+from sart.cni.wire import decode_invocation, encode_invocation
 
 K8S_ARGS = (
     "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;"
@@ -345,89 +343,77 @@ def test_malformed_agent_result_is_bad_agent_reply(bad: dict[str, Any]) -> None:
     assert caught.value.code == ErrorCode.BAD_AGENT_REPLY
 
 
-# --- the plugin <-> agent contract ---------------------------------------------------------------
+# --- plugin_output: exactly what the plugin prints ----------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "environ",
-    [env(), env("DEL", CNI_NETNS="-"), env("CHECK"), env("STATUS"), env("GC")],
-    ids=lambda e: e["CNI_COMMAND"],
-)
-def test_request_round_trip(environ: dict[str, str]) -> None:
-    config = netconf(prevResult=RESULT, **{"cni.dev/valid-attachments": []})
-    request = parse_request(environ, stdin(config))
-    line = encode_request(request)
-    assert line.endswith(b"\n") and line.count(b"\n") == 1
-    wire = json.loads(line)
-    assert set(wire) == {
-        "command",
-        "cniVersion",
-        "containerId",
-        "netns",
-        "ifname",
-        "args",
-        "path",
-        "config",
-    }
-    assert decode_agent_request(line) == request
+def printed(output: tuple[int, bytes]) -> tuple[int, dict[str, Any] | None]:
+    status, stdout = output
+    if stdout:
+        assert stdout.endswith(b"}\n") and stdout.count(b"\n}") == 1  # one document, one newline
+    return status, json.loads(stdout) if stdout else None
 
 
-@pytest.mark.parametrize(
-    ("data", "says"),
-    [
-        (b"", "empty"),
-        (b"junk\n", "not JSON"),
-        (b'{"command": "VERSION"}\n', "invalid command"),
-        (b'{"command": "ADD", "containerId": 1}\n', "'containerId' is not a string"),
-    ],
-)
-def test_agent_refuses_a_bad_request(data: bytes, says: str) -> None:
-    with pytest.raises(CniError) as caught:
-        decode_agent_request(data or b" ")
-    assert says in caught.value.msg or caught.value.code == ErrorCode.DECODE_FAILURE
-
-
-def test_agent_request_is_checked_like_the_environment() -> None:
-    request = parse_request(env(), stdin(netconf()))
-    wire = json.loads(encode_request(request))
-    with pytest.raises(CniError, match="CNI_NETNS is not set"):
-        decode_agent_request(json.dumps({**wire, "netns": ""}).encode())
-    with pytest.raises(CniError, match=r"says cniVersion '0\.4\.0'"):
-        decode_agent_request(json.dumps({**wire, "cniVersion": "0.4.0"}).encode())
-
-
-def test_reply_round_trip() -> None:
-    assert decode_reply(encode_reply(RESULT)) == RESULT
-    assert decode_reply(encode_reply()) == {}
-    reply = encode_reply(error=CniError(ErrorCode.POOL_EXHAUSTED, "pool full", "default"))
-    assert reply.endswith(b"\n")
-    with pytest.raises(CniError) as caught:
-        decode_reply(reply)
-    assert (caught.value.code, caught.value.msg, caught.value.details) == (
-        100,
-        "pool full",
-        "default",
+@pytest.mark.parametrize("version", SUPPORTED_VERSIONS)
+def test_add_prints_the_result_in_the_requested_version(version: str) -> None:
+    request = parse_request(env(), stdin(netconf(version)))
+    assert printed(plugin_output(request, result=RESULT)) == (
+        0,
+        result_for_version(RESULT, version),
     )
+
+
+@pytest.mark.parametrize("command", ["DEL", "CHECK", "GC", "STATUS"])
+def test_other_commands_print_nothing_on_success(command: str) -> None:
+    config = netconf(prevResult=RESULT, **{"cni.dev/valid-attachments": []})
+    request = parse_request(env(command), stdin(config))
+    assert plugin_output(request, result={}) == plugin_output(request) == (0, b"")
+
+
+@pytest.mark.parametrize("version", ["0.3.1", "1.1.0", "9.9.9"])
+def test_version_prints_the_versions(version: str) -> None:
+    request = parse_request({"CNI_COMMAND": "VERSION"}, stdin({"cniVersion": version}))
+    assert printed(plugin_output(request)) == (0, version_result(version))
+
+
+@pytest.mark.parametrize("version", ["0.4.0", "1.1.0"])
+@pytest.mark.parametrize("command", ["ADD", "CHECK"])
+def test_errors_print_in_the_requests_version_and_exit_1(version: str, command: str) -> None:
+    request = parse_request(env(command), stdin(netconf(version, prevResult=RESULT)))
+    error = CniError(ErrorCode.POOL_EXHAUSTED, "no address left", "pool default")
+    assert printed(plugin_output(request, error=error)) == (1, error.to_json(version))
+    unknown = CniError(ErrorCode.UNKNOWN_CONTAINER, "no such pod")
+    assert printed(plugin_output(request, error=unknown)) == (1, unknown.to_json(version))
+
+
+def test_an_unparsed_call_prints_its_error_in_the_current_version() -> None:
+    error = error_of(env(), b"not json")
+    assert printed(plugin_output(None, error=error)) == (1, error.to_json(CURRENT_VERSION))
+    assert printed(plugin_output(None, error=error))[1]["code"] == ErrorCode.DECODE_FAILURE  # type: ignore[index]
+
+
+def test_del_of_an_unknown_container_succeeds() -> None:
+    request = parse_request(env("DEL"), stdin(netconf("0.3.1")))
+    assert plugin_output(request, error=CniError(ErrorCode.UNKNOWN_CONTAINER, "gone")) == (0, b"")
+    assert printed(plugin_output(request, error=CniError(ErrorCode.TRY_AGAIN_LATER, "x")))[0] == 1
+
+
+@pytest.mark.parametrize("bad", [None, [], {"ips": 3}, {"ips": [{"gateway": "x"}]}])
+def test_a_malformed_add_result_prints_bad_agent_reply(bad: Any) -> None:
+    request = parse_request(env(), stdin(netconf("1.0.0")))
+    status, document = printed(plugin_output(request, result=bad))
+    assert (status, document["code"], document["cniVersion"]) == (  # type: ignore[index]
+        1,
+        ErrorCode.BAD_AGENT_REPLY,
+        "1.0.0",
+    )
+
+
+def test_plugin_output_is_a_result_or_an_error() -> None:
+    request = parse_request(env(), stdin(netconf()))
     with pytest.raises(ValueError, match="not both"):
-        encode_reply({}, CniError(1, "x"))
-
-
-@pytest.mark.parametrize(
-    ("data", "code"),
-    [
-        (b"", ErrorCode.TRY_AGAIN_LATER),
-        (b"garbage", ErrorCode.BAD_AGENT_REPLY),
-        (b"[]", ErrorCode.BAD_AGENT_REPLY),
-        (b'{"ok": true}', ErrorCode.BAD_AGENT_REPLY),
-        (b'{"result": []}', ErrorCode.BAD_AGENT_REPLY),
-        (b'{"error": {"code": "11", "msg": "x"}}', ErrorCode.BAD_AGENT_REPLY),
-        (b'{"error": {"code": true, "msg": "x"}}', ErrorCode.BAD_AGENT_REPLY),
-    ],
-)
-def test_junk_replies(data: bytes, code: int) -> None:
-    with pytest.raises(CniError) as caught:
-        decode_reply(data)
-    assert caught.value.code == code
+        plugin_output(request, result=RESULT, error=CniError(1, "x"))
+    with pytest.raises(ValueError, match="needs the request"):
+        plugin_output(None, result=RESULT)
 
 
 # --- property: junk in, CniError out -------------------------------------------------------------
@@ -468,5 +454,32 @@ def test_parse_request_raises_only_cni_errors(environ: dict[str, str], data: byt
         assert error.msg
         return
     assert request.command in COMMANDS
-    if request.command != "VERSION":
-        assert decode_agent_request(encode_request(request)) == request
+    status, stdout = plugin_output(request, result=RESULT)
+    assert status == 0
+    assert bool(stdout) == (request.command in ("ADD", "VERSION"))
+
+
+@given(_environs, _stdins)
+def test_the_agent_parses_what_the_plugin_was_given(environ: dict[str, str], data: bytes) -> None:
+    """The plugin forwards its CNI_* variables and stdin (`sart.cni.wire`); the agent's parse of
+    them is the parse of the runtime's call, undecodable bytes in variables included."""
+    try:  # what os.environ can hold: no NUL, and surrogates only for undecodable bytes
+        environb = {
+            k.encode("utf-8", "surrogateescape"): v.encode("utf-8", "surrogateescape")
+            for k, v in {**environ, "HOME": "/root"}.items()
+        }
+    except UnicodeEncodeError:
+        assume(False)
+    assume(not any(b"\0" in v for v in environb.values()))
+    forwarded, forwarded_stdin = decode_invocation(encode_invocation(environb, data))
+    assert forwarded_stdin == data
+    assert forwarded == environ
+    try:
+        expected: Request | CniError = parse_request(environ, data)
+    except CniError as error:
+        expected = error
+    try:
+        got: Request | CniError = parse_request(forwarded, forwarded_stdin)
+    except CniError as error:
+        got = error
+    assert repr(got) == repr(expected)

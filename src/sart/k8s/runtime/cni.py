@@ -1,7 +1,7 @@
-"""The agent's CNI side: `sart-cni` calls it over a unix socket (the contract is in
-`sart.cni.spec`), and it gives pods their addresses from this node's AddressBlocks and their
-interfaces (`sart.cni.podnet`). The decisions are `sart.k8s.reconcile.pods`'s; this module
-watches, calls and writes.
+"""The agent's CNI side: `sart-cni` forwards each call over a unix socket (`sart.cni.wire`),
+which this module checks and answers (`sart.cni.spec`), and it gives pods their addresses from
+this node's AddressBlocks and their interfaces (`sart.cni.podnet`). The decisions are
+`sart.k8s.reconcile.pods`'s; this module watches, calls and writes.
 
 - Watches the AddressPools (type pod) and the AddressBlocks; this node's blocks are where
   addresses come from, every node's tell when a pool is exhausted. Watches this node's pods and
@@ -41,14 +41,14 @@ from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi
 from kubernetes_asyncio.client.exceptions import ApiException
 from netaddr import IPAddress, IPNetwork
 
-from sart.cni import podnet
+from sart.cni import podnet, wire
 from sart.cni.spec import (
     DEFAULT_SOCKET,
     CniError,
     ErrorCode,
     Request,
-    decode_agent_request,
-    encode_reply,
+    parse_request,
+    plugin_output,
 )
 from sart.errors import IpamError
 from sart.k8s.models import GROUP, VERSION, AddressPool, AddressType
@@ -298,24 +298,51 @@ class CniService:
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            data = await reader.readline()
-            reply = await self.call(data)
-            writer.write(reply)
+            data = await self._read_invocation(reader)
+            answer = await self.call(data)
+            writer.write(answer)
             await writer.drain()
-        except (ConnectionError, OSError) as error:
+        except (ConnectionError, OSError, asyncio.IncompleteReadError) as error:
             log.info("CNI caller went away", extra={"error": str(error)})
         finally:
             writer.close()
 
+    @staticmethod
+    async def _read_invocation(reader: asyncio.StreamReader) -> bytes:
+        """The bytes of one invocation (`sart.cni.wire`), read to its announced end. Framing
+        that is wrong (magic, size line, over `wire.MAX_INVOCATION`) is returned as read:
+        `call` refuses it with an answer naming the problem."""
+        magic = await reader.readexactly(len(wire.MAGIC))
+        if magic != wire.MAGIC:
+            return magic
+        try:
+            size_line = await reader.readline()  # at most the reader's limit (64 KiB)
+        except ValueError:
+            return magic
+        try:
+            env_size, stdin_size = wire.invocation_size(size_line)
+        except ValueError:
+            return magic + size_line
+        return magic + size_line + await reader.readexactly(env_size + stdin_size)
+
     async def call(self, data: bytes) -> bytes:
-        """One request as sart-cni sends it; the reply as it reads it. Never raises for what
-        the caller sent."""
+        """One invocation as sart-cni sends it (`sart.cni.wire`); the answer as it reads it:
+        the exit status and exactly what the plugin prints. Never raises for what the caller
+        sent."""
         began = time.perf_counter()
         command = "UNKNOWN"
+        request: Request | None = None
         try:
-            request = decode_agent_request(data)
+            try:
+                environ, stdin = wire.decode_invocation(data)
+            except ValueError as error:
+                raise CniError(
+                    ErrorCode.DECODE_FAILURE, "the call from sart-cni is malformed", str(error)
+                ) from None
+            request = parse_request(environ, stdin)
             command = request.command
-            result = await self.handle(request)
+            result = None if command == "VERSION" else await self.handle(request)
+            status, stdout = plugin_output(request, result=result)
         except CniError as error:
             self.metrics.cni_errors.labels(command, str(error.code)).inc()
             log.warning(
@@ -323,18 +350,18 @@ class CniService:
                 extra={"command": command, "code": error.code, "error": error.msg,
                        "details": error.details},
             )  # fmt: skip
-            return encode_reply(error=error)
+            return wire.encode_answer(*plugin_output(request, error=error))
         except Exception as error:
             # A bug of ours: the caller still gets an answer (not a dropped connection) and
             # the log the traceback; what the call had taken was given back on the way out.
             log.exception("CNI call failed", extra={"command": command})
             self.metrics.cni_errors.labels(command, str(ErrorCode.AGENT_FAILED.value)).inc()
             failed = CniError(ErrorCode.AGENT_FAILED, f"the sart agent failed: {error!r}")
-            return encode_reply(error=failed)
+            return wire.encode_answer(*plugin_output(request, error=failed))
         finally:
             self.metrics.cni_calls.labels(command).inc()
             self.metrics.cni_duration.labels(command).observe(time.perf_counter() - began)
-        return encode_reply(result=result)
+        return wire.encode_answer(status, stdout)
 
     async def handle(self, request: Request) -> dict[str, Any]:
         if request.command == "STATUS":
