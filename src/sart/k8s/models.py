@@ -741,6 +741,32 @@ class BGPPeerTemplateSpec:
 
 
 @attrs.frozen(kw_only=True)
+class MaxPrefixes:
+    """The most routes the speaker takes from the peer (RFC 4271 6, RFC 4486)."""
+
+    limit: int = attrs.field(
+        validator=InRange(1, 2**32 - 1),
+        metadata=schema(
+            "Most paths accepted from the peer (all families together); one more and the speaker"
+            " sends Cease / Maximum Number of Prefixes Reached and closes the session"
+        ),
+    )
+    warning_percent: int = attrs.field(
+        default=75,
+        validator=InRange(1, 100),
+        metadata=schema("Percent of the limit at which the speaker logs a warning (default 75)"),
+    )
+    restart_seconds: int = attrs.field(
+        default=0,
+        validator=InRange(0, 2**31 - 1),
+        metadata=schema(
+            "Seconds the session stays down after the limit was passed before the speaker"
+            " starts it again; 0 (the default): down until the neighbor is enabled again"
+        ),
+    )
+
+
+@attrs.frozen(kw_only=True)
 class BGPPeerSpec:
     """A BGP session between a node's speaker and a remote router."""
 
@@ -776,6 +802,9 @@ class BGPPeerSpec:
     speaker: SpeakerConfig = attrs.field(metadata=schema("The node's speaker"))
     groups: tuple[str, ...] | None = attrs.field(
         default=None, metadata=schema("Peer groups, matched by advertisements", max_items=64)
+    )
+    max_prefixes: MaxPrefixes | None = attrs.field(
+        default=None, metadata=schema("Limit on the routes taken from the peer; none by default")
     )
 
 

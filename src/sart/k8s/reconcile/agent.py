@@ -95,6 +95,9 @@ class NeighborSettings:
     admin_down: bool = False
     next_hops: tuple[str, ...] = ()
     has_password: bool = False  # as the speaker reports it; the password itself never
+    max_prefixes: int = 0  # 0: no limit
+    max_prefixes_warning: int = 75  # percent
+    max_prefixes_restart: int = 0  # seconds; 0: down until enabled again
 
     @property
     def bgp_peer(self) -> str | None:
@@ -118,6 +121,10 @@ class NeighborSettings:
         }
         if self.hold_time is not None:
             options["hold_time"] = self.hold_time
+        if self.max_prefixes:
+            options["max_prefixes"] = self.max_prefixes
+            options["max_prefixes_warning"] = self.max_prefixes_warning
+            options["max_prefixes_restart"] = self.max_prefixes_restart
         return options
 
     def same_session(self, other: NeighborSettings) -> bool:
@@ -226,7 +233,7 @@ def neighbor_settings(peer: BGPPeer) -> tuple[NeighborSettings, list[PeerProblem
     The speaker has no keepalive setting of its own: it sends KEEPALIVE every hold time / 3
     (RFC 4271 10's suggestion). So a keepaliveTime without a holdTime asks for a hold time of
     three times it; with a holdTime that does not fit, it is not used, and said so.
-    `groups` do not reach the speaker (it has no per-peer export yet)."""
+    `groups` do not reach the speaker (it has no per-peer export yet); `maxPrefixes` does."""
     spec, name = peer.spec, peer.metadata.name
     problems = []
     hold = spec.hold_time
@@ -269,6 +276,13 @@ def neighbor_settings(peer: BGPPeer) -> tuple[NeighborSettings, list[PeerProblem
         families=tuple(sorted(set(families))) or BOTH_FAMILIES,
         graceful_restart=graceful_restart,
     )
+    if spec.max_prefixes is not None:
+        settings = attrs.evolve(
+            settings,
+            max_prefixes=spec.max_prefixes.limit,
+            max_prefixes_warning=spec.max_prefixes.warning_percent,
+            max_prefixes_restart=spec.max_prefixes.restart_seconds,
+        )
     return settings, problems
 
 

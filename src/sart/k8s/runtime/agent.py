@@ -116,6 +116,11 @@ def neighbor_view(state: pb.NeighborState) -> NeighborSettings:
         admin_down=config.admin_down,
         next_hops=tuple(config.next_hops),
         has_password=state.has_password,
+        max_prefixes=config.max_prefixes,
+        max_prefixes_warning=(
+            config.max_prefixes_warning if config.HasField("max_prefixes_warning") else 75
+        ),
+        max_prefixes_restart=config.max_prefixes_restart,
     )
 
 
