@@ -21,6 +21,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from sart.errors import IpamError
 from sart.k8s.models import GROUP, VERSION, AddressBlock, AddressPool, AddressType
 from sart.k8s.reconcile.blocks import BlockView, PodBlockAllocator, PodPoolView
+from sart.k8s.reconcile.pods import PodPool
 from sart.k8s.runtime.metrics import ControllerMetrics
 from sart.k8s.runtime.outcome import API_ERRORS, Outcome, RetryTimes, classify, describe
 from sart.k8s.runtime.watch import read_object, watch_kind
@@ -30,13 +31,23 @@ BLOCK_LABEL = "sart.terassyi.net/addressblock"  # on a pod block's BGPAdvertisem
 REQUEST_LABEL = "sart.terassyi.net/blockrequest"  # on an AddressBlock: the request it served
 
 
-def pod_pool_view(pool: dict[str, Any]) -> PodPoolView | None:
+def pod_pool(pool: dict[str, Any]) -> PodPool | None:
+    """An AddressPool of type pod as the pod-address code reads it; None for other pools."""
     model = read_object(AddressPool, pool)
     if model is None or model.spec.type is not AddressType.POD:
         return None
     cidr = model.spec.cidr
     size = model.spec.block_size or (32 if cidr.version == 4 else 128)
-    return PodPoolView(name=model.metadata.name, cidr=cidr, block_size=size)
+    return PodPool(
+        name=model.metadata.name, cidr=cidr, block_size=size, auto_assign=model.spec.auto_assign
+    )
+
+
+def pod_pool_view(pool: dict[str, Any]) -> PodPoolView | None:
+    found = pod_pool(pool)
+    if found is None:
+        return None
+    return PodPoolView(name=found.name, cidr=found.cidr, block_size=found.block_size)
 
 
 def block_view(block: dict[str, Any]) -> BlockView | None:

@@ -51,7 +51,7 @@ from sart.cni.spec import (
     plugin_output,
 )
 from sart.errors import IpamError
-from sart.k8s.models import GROUP, VERSION, AddressPool, AddressType
+from sart.k8s.models import GROUP, VERSION
 from sart.k8s.reconcile.blocks import BlockView
 from sart.k8s.reconcile.pods import (
     NodeBlocks,
@@ -61,10 +61,10 @@ from sart.k8s.reconcile.pods import (
     low_water,
     pool_exhausted,
 )
-from sart.k8s.runtime.blocks import REQUEST_LABEL, block_view
+from sart.k8s.runtime.blocks import REQUEST_LABEL, block_view, pod_pool
 from sart.k8s.runtime.metrics import AgentMetrics
 from sart.k8s.runtime.outcome import API_ERRORS, describe
-from sart.k8s.runtime.watch import read_object, watch_kind, watch_objects
+from sart.k8s.runtime.watch import watch_kind, watch_objects
 
 log = logging.getLogger("sart.cni")
 
@@ -72,17 +72,6 @@ GC_INTERVAL = 60.0
 BLOCK_WAIT = 30.0  # how long an ADD waits for a new block before asking to be retried
 Key = tuple[str, str]  # (container id, ifname)
 T = TypeVar("T")
-
-
-def pod_pool(obj: dict[str, Any]) -> PodPool | None:
-    model = read_object(AddressPool, obj)
-    if model is None or model.spec.type is not AddressType.POD:
-        return None
-    cidr = model.spec.cidr
-    size = model.spec.block_size or (32 if cidr.version == 4 else 128)
-    return PodPool(
-        name=model.metadata.name, cidr=cidr, block_size=size, auto_assign=model.spec.auto_assign
-    )
 
 
 def cni_result(attachment: podnet.Attachment, version: str) -> dict[str, Any]:
