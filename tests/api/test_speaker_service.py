@@ -18,7 +18,7 @@ from loopback import speaker_config
 from sart.api._gen.sart.speaker.v1 import speaker_pb2 as pb
 from sart.api._gen.sart.speaker.v1.speaker_grpc import SpeakerApiStub
 from sart.api.speaker_service import SpeakerService
-from sart.bgp.config import NeighborConfig
+from sart.bgp.config import NeighborConfig, password_matches
 from sart.bgp.fsm import State
 from sart.bgp.speaker import Speaker
 from waiting import until
@@ -94,6 +94,14 @@ async def test_identity_changes_only_without_neighbors(api: SpeakerApiStub) -> N
     assert error.value.status is Status.FAILED_PRECONDITION
 
 
+async def test_keepalive_time_round_trips(api: SpeakerApiStub) -> None:
+    neighbor = pb.Neighbor(address="127.0.0.98", asn=65098, hold_time=9, keepalive_time=2, ttl=4)
+    await api.AddNeighbor(pb.AddNeighborRequest(neighbor=neighbor))
+    got = (await api.GetNeighbor(pb.GetNeighborRequest(address="127.0.0.98"))).neighbor
+    assert (got.config.hold_time, got.config.keepalive_time, got.config.ttl) == (9, 2, 4)
+    assert (got.has_password, got.password_digest) == (False, "")
+
+
 async def test_neighbor_lifecycle(api: SpeakerApiStub) -> None:
     neighbor = pb.Neighbor(
         address="127.0.0.99", asn=65099, name="tor", passive=True, hold_time=30, password="pw"
@@ -102,6 +110,9 @@ async def test_neighbor_lifecycle(api: SpeakerApiStub) -> None:
     got = (await api.GetNeighbor(pb.GetNeighborRequest(address="127.0.0.99"))).neighbor
     assert (got.config.name, got.config.hold_time, got.has_password) == ("tor", 30, True)
     assert got.config.password == ""  # never returned
+    assert password_matches("pw", got.password_digest)  # only whether it is the one sent
+    assert not password_matches("other", got.password_digest)
+    assert not got.config.HasField("keepalive_time")
     assert got.state == pb.SESSION_STATE_ACTIVE
     await api.SetNeighborAdmin(pb.SetNeighborAdminRequest(address="127.0.0.99", down=True))
     got = (await api.GetNeighbor(pb.GetNeighborRequest(address="127.0.0.99"))).neighbor
@@ -137,6 +148,22 @@ BAD_CALLS: list[tuple[str, str, Any, Status]] = [
         "AddNeighbor",
         "hold time 2",
         pb.AddNeighborRequest(neighbor=pb.Neighbor(address="127.0.0.51", asn=2, hold_time=2)),
+        Status.INVALID_ARGUMENT,
+    ),
+    (
+        "AddNeighbor",
+        "keepalive at the hold time",
+        pb.AddNeighborRequest(
+            neighbor=pb.Neighbor(address="127.0.0.51", asn=2, hold_time=9, keepalive_time=9)
+        ),
+        Status.INVALID_ARGUMENT,
+    ),
+    (
+        "AddNeighbor",
+        "keepalive beyond the speaker's hold time",
+        pb.AddNeighborRequest(
+            neighbor=pb.Neighbor(address="127.0.0.51", asn=2, keepalive_time=65535)
+        ),
         Status.INVALID_ARGUMENT,
     ),
     (

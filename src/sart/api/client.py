@@ -139,8 +139,8 @@ class SpeakerClient:
 
     async def add_neighbor(self, address: str, asn: int, **options: Any) -> None:
         """Options are the fields of sart.speaker.v1.Neighbor: name, port, passive, hold_time,
-        password, ttl, local_address, families (["ipv4", "ipv6"]), admin_down,
-        graceful_restart, next_hops."""
+        keepalive_time, password, ttl, local_address, families (["ipv4", "ipv6"]),
+        admin_down, graceful_restart, next_hops, max_prefixes..."""
         families = [FAMILY_NAMES[f] for f in options.pop("families", ())]
         neighbor = pb.Neighbor(address=address, asn=asn, families=families, **options)
         await self._call(self._stub.AddNeighbor, pb.AddNeighborRequest(neighbor=neighbor))

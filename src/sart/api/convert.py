@@ -87,6 +87,7 @@ def neighbor_config(message: pb.Neighbor) -> NeighborConfig:
             port=message.port or 179,
             passive=message.passive,
             hold_time=message.hold_time if message.HasField("hold_time") else None,
+            keepalive_time=(message.keepalive_time if message.HasField("keepalive_time") else None),
             password=message.password or None,
             ttl=message.ttl or None,
             local_address=(
@@ -129,6 +130,8 @@ def neighbor_message(config: NeighborConfig) -> pb.Neighbor:
     )
     if config.hold_time is not None:
         message.hold_time = config.hold_time
+    if config.keepalive_time is not None:
+        message.keepalive_time = config.keepalive_time
     return message
 
 

@@ -18,6 +18,7 @@ from grpclib.server import Stream
 from sart.api import convert
 from sart.api._gen.sart.speaker.v1 import speaker_pb2 as pb
 from sart.api._gen.sart.speaker.v1.speaker_grpc import SpeakerApiBase
+from sart.bgp.config import check_keepalive
 from sart.bgp.messages import AsPath, find
 from sart.bgp.speaker import BestPathChanged, Neighbor, PeerStateChanged, Speaker
 from sart.errors import BgpUsageError
@@ -57,6 +58,7 @@ class SpeakerService(SpeakerApiBase):
             prefixes_sent=len(neighbor.adj_out) if neighbor.adj_out is not None else 0,
             last_error=neighbor.stats.last_error,
             has_password=bool(neighbor.config.password),
+            password_digest=neighbor.password_digest,
             routes_ignored=neighbor.stats.routes_ignored,
             prefix_limit_warnings=neighbor.stats.prefix_limit_warnings,
             prefix_limit_exceeded=neighbor.stats.prefix_limit_exceeded,
@@ -161,6 +163,11 @@ class SpeakerService(SpeakerApiBase):
             config = convert.neighbor_config(request.neighbor)
         except convert.InvalidArgument as error:
             raise _invalid(error) from None
+        if config.keepalive_time is not None and config.hold_time is None:
+            try:  # against the speaker's hold time, which the neighbor takes
+                check_keepalive(config.keepalive_time, self.speaker.config.hold_time)
+            except ValueError as error:
+                raise GRPCError(Status.INVALID_ARGUMENT, f"neighbor: {error}") from None
         if config.address in self.speaker.neighbors:
             raise GRPCError(Status.ALREADY_EXISTS, f"neighbor {config.address} already exists")
         self.speaker.add_neighbor(config)

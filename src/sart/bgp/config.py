@@ -9,8 +9,11 @@ so an existing file loads unchanged.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import attrs
 import cattrs
@@ -61,6 +64,10 @@ class NeighborConfig:
     port: int = attrs.field(default=179, validator=_port)
     passive: bool = False
     hold_time: int | None = attrs.field(default=None)  # None: the speaker's
+    # Seconds between our KEEPALIVEs; None: a third of the negotiated hold time. Below the
+    # hold time (RFC 4271 4.4); when the peer negotiates the hold time lower, a third of
+    # that if shorter. Nothing with a hold time of 0 (no keepalives).
+    keepalive_time: int | None = attrs.field(default=None)
     password: str | None = attrs.field(default=None)  # TCP-MD5 (RFC 2385)
     ttl: int | None = attrs.field(
         default=None
@@ -111,6 +118,17 @@ class NeighborConfig:
         if value is not None:
             _hold_time(self, attribute, value)
 
+    @keepalive_time.validator
+    def _check_keepalive_time(
+        self, attribute: attrs.Attribute[int | None], value: int | None
+    ) -> None:
+        if value is None:
+            return
+        if not 1 <= value <= 65535:
+            raise ValueError(f"keepalive_time {value} is outside 1..65535")
+        if self.hold_time is not None:
+            check_keepalive(value, self.hold_time)
+
     @ttl.validator
     def _check_ttl(self, attribute: attrs.Attribute[int | None], value: int | None) -> None:
         if value is not None and not 1 <= value <= 255:
@@ -124,6 +142,41 @@ class NeighborConfig:
     @property
     def label(self) -> str:
         return self.name or str(self.address)
+
+
+def check_keepalive(keepalive_time: int, hold_time: int) -> None:
+    """ValueError unless KEEPALIVEs every `keepalive_time` seconds fit `hold_time` (RFC 4271
+    4.4: below the hold time; a hold time of 0 sends none)."""
+    if hold_time == 0:
+        raise ValueError(
+            f"keepalive_time {keepalive_time} with a hold time of 0: no KEEPALIVE is sent"
+        )
+    if keepalive_time >= hold_time:
+        raise ValueError(f"keepalive_time {keepalive_time} must be below the hold time {hold_time}")
+
+
+PASSWORD_DIGEST: Final = "pbkdf2-sha256"
+_DIGEST_ROUNDS: Final = 10_000
+
+
+def password_digest(password: str, salt: bytes | None = None) -> str:
+    """A salted one-way digest of a TCP-MD5 password, which the speaker shows instead of the
+    password: a client that sent one can tell whether the speaker holds it
+    (`password_matches`), nobody can read it back."""
+    salt = secrets.token_bytes(16) if salt is None else salt
+    key = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, _DIGEST_ROUNDS)
+    return f"{PASSWORD_DIGEST}${_DIGEST_ROUNDS}${salt.hex()}${key.hex()}"
+
+
+def password_matches(password: str, digest: str) -> bool:
+    """Whether `digest` (from `password_digest`) was made of `password`."""
+    try:
+        kind, rounds, salt, key = digest.split("$")
+        expected = bytes.fromhex(key)
+        made = hashlib.pbkdf2_hmac("sha256", password.encode(), bytes.fromhex(salt), int(rounds))
+    except ValueError:
+        return False
+    return kind == PASSWORD_DIGEST and hmac.compare_digest(made, expected)
 
 
 @attrs.frozen(kw_only=True)
@@ -166,6 +219,8 @@ class SpeakerConfig:
             if neighbor.address in seen:
                 raise ValueError(f"neighbor {neighbor.address} is configured twice")
             seen.add(neighbor.address)
+            if neighbor.keepalive_time is not None and neighbor.hold_time is None:
+                check_keepalive(neighbor.keepalive_time, self.hold_time)
 
 
 def _structure_address(value: object, _: type) -> IPAddress:

@@ -218,6 +218,7 @@ class Config:
     delay_open_time: float = 0.0  # 0: no DelayOpen (RFC 4271 8.1.1, optional)
     send_notification_without_open: bool = True  # RFC 4271 8.1.1, optional
     prefix_limit: PrefixLimit | None = None  # None: any number of prefixes
+    keepalive_time: int | None = None  # None: a third of the negotiated hold time
 
 
 @attrs.frozen(kw_only=True)
@@ -411,7 +412,12 @@ def _open_received(s: FsmState, event: Event, config: Config, now: float) -> Res
     if s.state in (State.CONNECT, State.ACTIVE) and s.delay_open_at is None:
         return _close(s, "OPEN received before ours was due")
     try:
-        negotiated = negotiate(config.local, event.message, peer_asn=config.peer_asn)
+        negotiated = negotiate(
+            config.local,
+            event.message,
+            peer_asn=config.peer_asn,
+            keepalive_time=config.keepalive_time,
+        )
     except BgpDecodeError as error:
         return _notify_and_close(s, error.to_notification(), f"OPEN refused: {error.reason}")
     sent_open = (SendMessage(config.local),) if s.state is not State.OPEN_SENT else ()

@@ -42,11 +42,17 @@ class Negotiated:
     route_refresh: bool
     enhanced_route_refresh: bool
     peer_graceful_restart: GracefulRestartCapability | None
+    wanted_keepalive: int | None = None  # ours, configured; None: a third of the hold time
 
     @property
     def keepalive_time(self) -> int:
-        """A third of the hold time (RFC 4271 10, the suggested ratio)."""
-        return self.hold_time // 3
+        """A third of the hold time (RFC 4271 10, the suggested ratio), or the keepalive time
+        we were configured with when that is shorter (as FRR does): a peer that lowers the hold
+        time below three keepalives gets them more often, never less (RFC 4271 4.4)."""
+        third = self.hold_time // 3
+        if self.wanted_keepalive is None:
+            return third
+        return min(self.wanted_keepalive, third)
 
 
 def _families(message: Open) -> frozenset[Family]:
@@ -78,10 +84,16 @@ def _open_error(reason: str, subcode: int, data: bytes = b"") -> BgpDecodeError:
 
 
 def negotiate(
-    local: Open, remote: Open, *, peer_asn: int | None = None, internal: bool | None = None
+    local: Open,
+    remote: Open,
+    *,
+    peer_asn: int | None = None,
+    internal: bool | None = None,
+    keepalive_time: int | None = None,
 ) -> Negotiated:
     """What the session with `remote` may do, given our `local` OPEN. `peer_asn` is the AS we
-    expect (None: any); `internal` says the session is iBGP (None: the ASNs decide). Raises
+    expect (None: any); `internal` says the session is iBGP (None: the ASNs decide);
+    `keepalive_time` is ours (None: a third of the negotiated hold time). Raises
     BgpDecodeError with the NOTIFICATION to send when the peer's OPEN is unacceptable."""
     if peer_asn is not None and remote.asn != peer_asn:
         raise _open_error(
@@ -130,4 +142,5 @@ def negotiate(
             m.capability(EnhancedRouteRefreshCapability) is not None for m in (local, remote)
         ),
         peer_graceful_restart=remote.capability(GracefulRestartCapability),
+        wanted_keepalive=keepalive_time,
     )

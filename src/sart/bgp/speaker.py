@@ -29,7 +29,12 @@ import attrs
 from netaddr import IPAddress, IPNetwork
 
 from sart.bgp.codes import CeaseSubcode
-from sart.bgp.config import NeighborConfig, PathAttributesConfig, SpeakerConfig
+from sart.bgp.config import (
+    NeighborConfig,
+    PathAttributesConfig,
+    SpeakerConfig,
+    password_digest,
+)
 from sart.bgp.export import AdjRibOut, Peer
 from sart.bgp.fsm import (
     Action,
@@ -188,6 +193,8 @@ class Neighbor:
         self._stale_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
+        # What the API shows of its TCP-MD5 password: a salted digest, never the password.
+        self.password_digest = password_digest(config.password) if config.password else ""
 
     @property
     def address(self) -> IPAddress:
@@ -418,6 +425,7 @@ class Speaker:
             peer_asn=neighbor.asn,
             connect_retry_time=self.config.connect_retry_time,
             prefix_limit=neighbor.prefix_limit,
+            keepalive_time=neighbor.keepalive_time,
         )
 
     def _new_session(self, neighbor: Neighbor, *, passive: bool) -> Session:

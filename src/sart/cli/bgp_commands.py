@@ -337,6 +337,12 @@ async def neighbor_get(client: SpeakerClient, output: str, address: str) -> None
     ]
     if flags:
         click.echo(f"  Options: {', '.join(flags)}")
+    hold = f"{config.hold_time} s" if config.HasField("hold_time") else "the speaker's"
+    keepalive = (
+        f"{config.keepalive_time} s" if config.HasField("keepalive_time") else "hold time / 3"
+    )
+    ttl = config.ttl or "default"
+    click.echo(f"  Configured: hold time {hold}, keepalive {keepalive}, TTL {ttl}")
     if state.last_error:
         click.echo(f"  Last error: {state.last_error}")
 
@@ -348,6 +354,9 @@ async def neighbor_get(client: SpeakerClient, output: str, address: str) -> None
 @click.option("--port", type=click.IntRange(1, 65535), default=179, show_default=True)
 @click.option("--passive", is_flag=True, help="Never dial; wait for the peer.")
 @click.option("--hold-time", type=int, help="Seconds: 0 or 3..65535 (default: the speaker's).")
+@click.option(
+    "--keepalive-time", type=click.IntRange(1, 65535), help="Seconds, below the hold time."
+)
 @click.option("--password", default="", help="TCP-MD5 password.")
 @click.option("--ttl", type=click.IntRange(1, 255), help="Default 1 for eBGP, 255 for iBGP.")
 @click.option("--local-address", default="", help="Source address of our connection.")
@@ -381,6 +390,7 @@ async def neighbor_add(
     disabled: bool,
     ttl: int | None,
     hold_time: int | None,
+    keepalive_time: int | None,
     max_prefixes: int | None,
     max_prefixes_warning: int | None,
     **options: Any,
@@ -394,6 +404,8 @@ async def neighbor_add(
         options["ttl"] = ttl
     if hold_time is not None:
         options["hold_time"] = hold_time
+    if keepalive_time is not None:
+        options["keepalive_time"] = keepalive_time
     await client.add_neighbor(address, asn, admin_down=disabled, **options)
 
 

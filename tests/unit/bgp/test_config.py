@@ -7,7 +7,7 @@ import yaml
 from netaddr import IPAddress, IPNetwork
 
 from sart.bgp.codes import OriginCode, WellKnownCommunity
-from sart.bgp.config import load_config, unstructure_config
+from sart.bgp.config import load_config, password_digest, password_matches, unstructure_config
 from sart.bgp.messages import IPV4_UNICAST
 from sart.errors import ConfigError
 
@@ -110,6 +110,26 @@ def test_overrides_replace_the_file() -> None:
         ),
         (
             "asn: 1\nrouter_id: 1.1.1.1\nneighbors: [{address: 10.0.0.1, asn: 2,"
+            " hold_time: 9, keepalive_time: 9}]",
+            "keepalive_time 9 must be below the hold time 9",
+        ),
+        (
+            "asn: 1\nrouter_id: 1.1.1.1\nneighbors: [{address: 10.0.0.1, asn: 2,"
+            " hold_time: 0, keepalive_time: 3}]",
+            "keepalive_time 3 with a hold time of 0: no KEEPALIVE is sent",
+        ),
+        (
+            "asn: 1\nrouter_id: 1.1.1.1\nhold_time: 30\nneighbors: [{address: 10.0.0.1,"
+            " asn: 2, keepalive_time: 30}]",
+            "keepalive_time 30 must be below the hold time 30",
+        ),
+        (
+            "asn: 1\nrouter_id: 1.1.1.1\nneighbors: [{address: 10.0.0.1, asn: 2,"
+            " keepalive_time: 0}]",
+            "keepalive_time 0 is outside 1..65535",
+        ),
+        (
+            "asn: 1\nrouter_id: 1.1.1.1\nneighbors: [{address: 10.0.0.1, asn: 2,"
             " families: [ipv4-multicast]}]",
             "'ipv4-multicast': the speaker carries ipv4-unicast and ipv6-unicast only",
         ),
@@ -154,3 +174,17 @@ def test_max_prefixes() -> None:
     assert (limit.limit, limit.warning_percent, limit.restart_time) == (1000, 90, 30.0)
     assert free.prefix_limit is None and free.max_prefixes_warning == 75
     assert unstructure_config(config)["neighbors"][0]["max_prefixes"] == 1000
+
+
+def test_keepalive_time_and_the_password_digest() -> None:
+    text = (
+        "asn: 1\nrouter_id: 1.1.1.1\nneighbors: [{address: 10.0.0.1, asn: 2, hold_time: 9,"
+        " keepalive_time: 2}, {address: 10.0.0.2, asn: 2, keepalive_time: 29}]"
+    )
+    first, second = load_config(text).neighbors
+    assert (first.keepalive_time, second.keepalive_time) == (2, 29)  # below 9, below 90
+    digest = password_digest("s3cret")
+    assert "s3cret" not in digest and digest != password_digest("s3cret")  # salted
+    assert password_matches("s3cret", digest)
+    assert not password_matches("s3cre", digest)
+    assert not password_matches("s3cret", "junk") and not password_matches("s3cret", "")

@@ -3,6 +3,7 @@ effect an action, so a whole session runs here without a socket or a sleep."""
 
 from __future__ import annotations
 
+import attrs
 from netaddr import IPAddress
 
 from sart.bgp.codes import ErrorCode, ErrorHandling
@@ -85,6 +86,16 @@ def test_active_open_to_established() -> None:
     assert s.state is State.ESTABLISHED
     assert len(actions) == 1 and isinstance(actions[0], SessionUp)
     assert actions[0].negotiated.hold_time == 30
+
+
+def test_a_configured_keepalive_time_drives_the_keepalive_timer() -> None:
+    config = attrs.evolve(CONFIG, keepalive_time=4)
+    s, _ = _run(FsmState(), ManualStart(), TcpConnected(), BgpOpen(PEER), now=2, config=config)
+    assert (s.hold_at, s.keepalive_at) == (32, 6)  # hold 30, keepalive 4 (not 10)
+    s, actions = _run(s, KeepAliveMsg(), *expired(s, 6), now=6, config=config)
+    assert actions[-1] == SendMessage(Keepalive())
+    assert s.keepalive_at == 10
+    assert message_sent(s, 7).keepalive_at == 11
 
 
 def test_passive_start_waits_for_the_peer() -> None:

@@ -68,6 +68,26 @@ def test_times_families_and_contexts() -> None:
     assert not result.route_refresh  # only one side announced it
 
 
+@pytest.mark.parametrize(
+    ("ours", "theirs", "keepalive", "expected"),
+    [
+        (90, 90, None, (90, 30)),  # a third of the hold time
+        (90, 90, 10, (90, 10)),  # ours, shorter
+        (90, 9, 10, (9, 3)),  # the peer lowered the hold time: a third of it, shorter
+        (90, 0, 10, (0, 0)),  # hold time 0: no KEEPALIVE at all (the FSM arms no timer)
+    ],
+)
+def test_keepalive_time_is_ours_or_a_third_of_the_hold_time_whichever_is_shorter(
+    ours: int, theirs: int, keepalive: int | None, expected: tuple[int, int]
+) -> None:
+    result = negotiate(
+        _open(65001, "10.0.0.1", hold=ours),
+        _open(65002, "10.0.0.2", hold=theirs),
+        keepalive_time=keepalive,
+    )
+    assert (result.hold_time, result.keepalive_time) == expected
+
+
 def test_no_multiprotocol_capability_means_ipv4_unicast() -> None:
     result = negotiate(_open(65001, "10.0.0.1"), _open(65002, "10.0.0.2"))
     assert result.families == {IPV4_UNICAST}

@@ -318,6 +318,7 @@ class Neighbor(_message.Message):
     MAX_PREFIXES_FIELD_NUMBER: _builtins.int
     MAX_PREFIXES_WARNING_FIELD_NUMBER: _builtins.int
     MAX_PREFIXES_RESTART_FIELD_NUMBER: _builtins.int
+    KEEPALIVE_TIME_FIELD_NUMBER: _builtins.int
     address: _builtins.str
     asn: _builtins.int
     name: _builtins.str
@@ -341,6 +342,11 @@ class Neighbor(_message.Message):
     max_prefixes_warning: _builtins.int
     """percent, unset: 75"""
     max_prefixes_restart: _builtins.int
+    keepalive_time: _builtins.int
+    """Seconds between our KEEPALIVEs; unset: a third of the negotiated hold time. Must be below
+    the hold time (the speaker's when hold_time is unset), and unset with a hold time of 0.
+    A peer that negotiates the hold time lower gets them every third of it if that is shorter.
+    """
     @_builtins.property
     def families(self) -> _containers.RepeatedScalarFieldContainer[Global___Family.ValueType]:
         """empty: both"""
@@ -366,17 +372,22 @@ class Neighbor(_message.Message):
         max_prefixes: _builtins.int = ...,
         max_prefixes_warning: _builtins.int | None = ...,
         max_prefixes_restart: _builtins.int = ...,
+        keepalive_time: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_hold_time", b"_hold_time", "_max_prefixes_warning", b"_max_prefixes_warning", "hold_time", b"hold_time", "max_prefixes_warning", b"max_prefixes_warning"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_hold_time", b"_hold_time", "_keepalive_time", b"_keepalive_time", "_max_prefixes_warning", b"_max_prefixes_warning", "hold_time", b"hold_time", "keepalive_time", b"keepalive_time", "max_prefixes_warning", b"max_prefixes_warning"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_hold_time", b"_hold_time", "_max_prefixes_warning", b"_max_prefixes_warning", "address", b"address", "admin_down", b"admin_down", "asn", b"asn", "families", b"families", "graceful_restart", b"graceful_restart", "hold_time", b"hold_time", "local_address", b"local_address", "max_prefixes", b"max_prefixes", "max_prefixes_restart", b"max_prefixes_restart", "max_prefixes_warning", b"max_prefixes_warning", "name", b"name", "next_hops", b"next_hops", "passive", b"passive", "password", b"password", "port", b"port", "ttl", b"ttl"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_hold_time", b"_hold_time", "_keepalive_time", b"_keepalive_time", "_max_prefixes_warning", b"_max_prefixes_warning", "address", b"address", "admin_down", b"admin_down", "asn", b"asn", "families", b"families", "graceful_restart", b"graceful_restart", "hold_time", b"hold_time", "keepalive_time", b"keepalive_time", "local_address", b"local_address", "max_prefixes", b"max_prefixes", "max_prefixes_restart", b"max_prefixes_restart", "max_prefixes_warning", b"max_prefixes_warning", "name", b"name", "next_hops", b"next_hops", "passive", b"passive", "password", b"password", "port", b"port", "ttl", b"ttl"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__hold_time: _TypeAlias = _typing.Literal["hold_time"]  # noqa: Y015
     _WhichOneofArgType__hold_time: _TypeAlias = _typing.Literal["_hold_time", b"_hold_time"]  # noqa: Y015
+    _WhichOneofReturnType__keepalive_time: _TypeAlias = _typing.Literal["keepalive_time"]  # noqa: Y015
+    _WhichOneofArgType__keepalive_time: _TypeAlias = _typing.Literal["_keepalive_time", b"_keepalive_time"]  # noqa: Y015
     _WhichOneofReturnType__max_prefixes_warning: _TypeAlias = _typing.Literal["max_prefixes_warning"]  # noqa: Y015
     _WhichOneofArgType__max_prefixes_warning: _TypeAlias = _typing.Literal["_max_prefixes_warning", b"_max_prefixes_warning"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__hold_time) -> _WhichOneofReturnType__hold_time | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__keepalive_time) -> _WhichOneofReturnType__keepalive_time | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__max_prefixes_warning) -> _WhichOneofReturnType__max_prefixes_warning | None: ...
 
@@ -403,6 +414,7 @@ class NeighborState(_message.Message):
     ROUTES_IGNORED_FIELD_NUMBER: _builtins.int
     PREFIX_LIMIT_WARNINGS_FIELD_NUMBER: _builtins.int
     PREFIX_LIMIT_EXCEEDED_FIELD_NUMBER: _builtins.int
+    PASSWORD_DIGEST_FIELD_NUMBER: _builtins.int
     state: Global___SessionState.ValueType
     uptime_seconds: _builtins.float
     """0 unless established"""
@@ -426,6 +438,10 @@ class NeighborState(_message.Message):
     """times the max_prefixes_warning threshold was reached"""
     prefix_limit_exceeded: _builtins.int
     """sessions ended for more than max_prefixes paths"""
+    password_digest: _builtins.str
+    """A salted digest of the TCP-MD5 password ("pbkdf2-sha256$rounds$salt$key", empty without
+    one): a client tells whether the speaker holds the password it sent, nobody reads it back.
+    """
     @_builtins.property
     def config(self) -> Global___Neighbor: ...
     @_builtins.property
@@ -450,10 +466,11 @@ class NeighborState(_message.Message):
         routes_ignored: _builtins.int = ...,
         prefix_limit_warnings: _builtins.int = ...,
         prefix_limit_exceeded: _builtins.int = ...,
+        password_digest: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "has_password", b"has_password", "last_error", b"last_error", "messages_received", b"messages_received", "messages_sent", b"messages_sent", "negotiated_families", b"negotiated_families", "negotiated_hold_time", b"negotiated_hold_time", "peer_router_id", b"peer_router_id", "prefix_limit_exceeded", b"prefix_limit_exceeded", "prefix_limit_warnings", b"prefix_limit_warnings", "prefixes_received", b"prefixes_received", "prefixes_sent", b"prefixes_sent", "routes_ignored", b"routes_ignored", "state", b"state", "updates_received", b"updates_received", "updates_sent", b"updates_sent", "uptime_seconds", b"uptime_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "has_password", b"has_password", "last_error", b"last_error", "messages_received", b"messages_received", "messages_sent", b"messages_sent", "negotiated_families", b"negotiated_families", "negotiated_hold_time", b"negotiated_hold_time", "password_digest", b"password_digest", "peer_router_id", b"peer_router_id", "prefix_limit_exceeded", b"prefix_limit_exceeded", "prefix_limit_warnings", b"prefix_limit_warnings", "prefixes_received", b"prefixes_received", "prefixes_sent", b"prefixes_sent", "routes_ignored", b"routes_ignored", "state", b"state", "updates_received", b"updates_received", "updates_sent", b"updates_sent", "uptime_seconds", b"uptime_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
