@@ -310,6 +310,11 @@ class Speaker:
 
     # --- life cycle ---------------------------------------------------------------------------
 
+    @property
+    def listening(self) -> bool:
+        """Whether the speaker accepts connections (started and not stopped): for /readyz."""
+        return bool(self._servers) and all(server.is_serving() for server in self._servers)
+
     async def start(self) -> None:
         for address in self.config.listen_addresses:
             await self._listen(address)

@@ -1,87 +1,20 @@
 """`sart-controller` (also `sartd controller`): the cluster-wide controllers behind one Lease:
 LoadBalancer addresses, pod address blocks, cluster BGP configuration (ClusterBGP -> NodeBGPs
-and BGPPeers), and the release of the original sart's finalizers."""
+and BGPPeers), and the release of the original sart's finalizers.
+
+This module is the flags only; what runs is in `sart.cli.run_controller`, imported when it
+runs, so `--help` and `sartd` load neither the Kubernetes client nor the runtime."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
 import socket
 from pathlib import Path
 
 import click
-from kubernetes_asyncio.client import ApiClient, CoordinationV1Api
-from prometheus_client import start_http_server
 
-from sart import __version__
-from sart.api.client import parse_endpoint
-from sart.cli.daemon import load_kube_config, run_daemon, run_until_stopped
+from sart.cli.daemon import run_daemon
 from sart.cli.logs import configure_logging, log_options
-from sart.k8s.runtime.blocks import BlockController
-from sart.k8s.runtime.clusterbgp import ClusterBgpController
-from sart.k8s.runtime.controller import LoadBalancerController
-from sart.k8s.runtime.leader import LeaderElection
-from sart.k8s.runtime.legacy import LegacyFinalizers
-from sart.k8s.runtime.metrics import ControllerMetrics
-from sart.k8s.runtime.webhook import serve as serve_webhook
-
-log = logging.getLogger("sart.controller")
-
-
-async def _run(
-    kubeconfig: str | None,
-    lease_namespace: str,
-    lease_name: str,
-    identity: str,
-    field_manager: str,
-    elect: bool,
-    timing: tuple[float, float, float],
-    metrics_address: str,
-    webhook: tuple[str, Path, Path] | None,
-) -> None:
-    await load_kube_config(kubeconfig)
-    async with ApiClient() as api:
-        # The apiserver names the manager of a write (managedFields) after the User-Agent's
-        # first part; the identity goes in the rest, for audit logs.
-        api.user_agent = f"{field_manager}/{__version__} ({identity})"
-        metrics = ControllerMetrics()
-        if metrics_address:
-            host, port = parse_endpoint(metrics_address)
-            start_http_server(port, host, registry=metrics.registry)
-        leader = LeaderElection(
-            CoordinationV1Api(api),
-            name=lease_name,
-            namespace=lease_namespace,
-            identity=identity,
-            duration=timing[0],
-            renew_deadline=timing[1],
-            renew=timing[2],
-            on_change=lambda leading: metrics.leader.set(1 if leading else 0),
-        )
-        fence = leader.fence if elect else (lambda: None)
-        parts = (
-            LoadBalancerController(api, metrics, fence=fence),
-            BlockController(api, advertise_namespace=lease_namespace, fence=fence, metrics=metrics),
-            ClusterBgpController(api, fence=fence),
-            LegacyFinalizers(api, fence=fence),
-        )
-
-        async def every_part() -> None:
-            async with asyncio.TaskGroup() as tasks:
-                for part in parts:
-                    tasks.create_task(part.run())
-
-        if webhook is not None:
-            address, cert, key = webhook
-            host, port = parse_endpoint(address)
-            await serve_webhook(api, host, port, cert, key)
-        try:
-            await run_until_stopped(leader.hold(every_part) if elect else every_part())
-        finally:
-            if elect:
-                await leader.release()
-        log.info("controller stopped")
 
 
 def options(function: click.decorators.FC) -> click.decorators.FC:
@@ -136,7 +69,8 @@ def options(function: click.decorators.FC) -> click.decorators.FC:
             "--metrics-address",
             default="0.0.0.0:9470",
             show_default=True,
-            help="Prometheus metrics; empty to turn them off.",
+            help="Prometheus metrics (/metrics) and the probes (/healthz, /readyz); empty to"
+            " turn them off.",
         ),
     ]
     for decorator in reversed(decorators):
@@ -175,8 +109,10 @@ def run(
     webhook = None
     if webhook_cert is not None and webhook_key is not None:
         webhook = (webhook_address, webhook_cert, webhook_key)
+    from sart.cli.run_controller import serve  # noqa: PLC0415  (the Kubernetes client: only now)
+
     run_daemon(
-        _run(
+        serve(
             kubeconfig, lease_namespace, lease_name, identity, field_manager, leader_elect,
             (lease_duration, renew_deadline, retry_period), metrics_address, webhook,
         ),

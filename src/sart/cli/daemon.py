@@ -12,7 +12,7 @@ import logging
 import signal
 import sys
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, NoReturn
 
 log = logging.getLogger("sart.daemon")
 
@@ -44,6 +44,12 @@ async def run_until_stopped(work: Coroutine[Any, Any, None]) -> None:
     if ended:
         error = None if task.cancelled() else task.exception()
         raise WorkEnded(f"the work ended by itself: {error!r}") from error
+
+
+def config_error(message: str, program: str = "sartd") -> NoReturn:
+    """A flag or file the daemon cannot start with: said on standard error, exit 2."""
+    print(f"{program}: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def run_daemon(main: Coroutine[Any, Any, None], name: str) -> None:

@@ -1,53 +1,28 @@
-"""`sartd`: the daemons. `sartd bgp` runs the BGP speaker (the agent and the controller join
-it as subcommands)."""
+"""`sartd`: the daemons. `sartd bgp` runs the BGP speaker; `agent`, `fib` and `controller` join
+it as subcommands.
+
+This module is the flags only: each command imports what it runs (`sart.cli.run_<command>`)
+when it runs, so `sartd bgp` never loads the Kubernetes client and `--help` loads nothing
+heavy (benchmarks/startup.py measures it, tests/unit/test_imports.py keeps it so)."""
 
 from __future__ import annotations
 
-import asyncio
-import gc
-import logging
-import sys
 from pathlib import Path
-from typing import Any
 
 import click
-from grpclib.server import Server
-from kubernetes_asyncio.client import ApiClient
-from netaddr import AddrFormatError, IPNetwork
-from prometheus_client import CollectorRegistry, start_http_server
 
-from sart.api.client import parse_endpoint, unix_socket_path
-from sart.api.original_service import OriginalBgpService
-from sart.api.speaker_service import SpeakerService
-from sart.bgp.config import load_config
-from sart.bgp.metrics import SpeakerCollector
-from sart.bgp.speaker import Speaker
 from sart.cli.controller import options as controller_options
-from sart.cli.controller import run as run_controller
-from sart.cli.daemon import load_kube_config, run_daemon, run_until_stopped, stop_on_signals
-from sart.cli.logs import configure_logging, log_options
+from sart.cli.logs import log_options
 from sart.cni.spec import DEFAULT_SOCKET as CNI_SOCKET
-from sart.errors import ConfigError
-from sart.fib.follow import Follower
-from sart.fib.kernel import KernelRoutes
-from sart.fib.metrics import FibMetrics
-from sart.fib.plan import FibConfig, RouteFilter
-from sart.k8s.runtime.agent import NodeAgent
-from sart.k8s.runtime.cni import GC_INTERVAL, CniService
-from sart.k8s.runtime.metrics import AgentMetrics
 
-log = logging.getLogger("sart.sartd")
+CNI_GC_INTERVAL = 60.0  # sart.k8s.runtime.cni.GC_INTERVAL (a test keeps them equal)
+METRICS_HELP = "; also /healthz and /readyz. Empty to turn them off."
 
 
 @click.group()
 @click.version_option(package_name="sart")
 def main() -> None:
     """sartd: the sart daemons."""
-
-
-def _config_error(message: str) -> None:
-    click.echo(f"sartd: {message}", err=True)
-    sys.exit(2)
 
 
 @main.command()
@@ -72,7 +47,7 @@ def _config_error(message: str) -> None:
     "--metrics-address",
     default="0.0.0.0:9469",
     show_default=True,
-    help="Where Prometheus metrics are served; empty to turn them off.",
+    help="Where Prometheus metrics are served (/metrics)" + METRICS_HELP,
 )
 @log_options
 def bgp(
@@ -86,69 +61,18 @@ def bgp(
     level: str,
 ) -> None:
     """Run the BGP speaker."""
-    overrides: dict[str, Any] = {}
-    if asn is not None:
-        overrides["asn"] = asn
-    if router_id is not None:
-        overrides["router_id"] = router_id
-    if port is not None:
-        overrides["port"] = port
-    text = ""
-    where = "config"
-    if config_file is not None:
-        where = str(config_file)
-        try:
-            text = config_file.read_text()
-        except OSError as error:
-            _config_error(f"cannot read {config_file}: {error.strerror}")
-    try:
-        config = load_config(text, where=where, overrides=overrides)
-    except ConfigError as error:
-        _config_error(str(error))
-    try:
-        if unix_socket_path(api_address) is None:
-            parse_endpoint(api_address)
-        metrics = parse_endpoint(metrics_address) if metrics_address else None
-    except ValueError as error:
-        _config_error(str(error))
-    configure_logging(log_format, level)
-    run_daemon(_serve(Speaker(config), api_address, metrics), "sartd bgp")
+    from sart.cli import run_bgp  # noqa: PLC0415  (what the command runs: only now)
 
-
-async def _serve(speaker: Speaker, api: str, metrics: tuple[str, int] | None) -> None:
-    # A full table is millions of long-lived objects: the cyclic collector would keep walking
-    # them for nothing (a third of decode time in benchmarks/codec.py).
-    gc.set_threshold(200_000, 50, 1000)
-    stop = stop_on_signals()
-    server = Server([SpeakerService(speaker), OriginalBgpService(speaker)])
-    try:
-        await speaker.start()
-        path = unix_socket_path(api)
-        if path is not None:
-            await server.start(path=path)
-        else:
-            await server.start(*parse_endpoint(api))
-        if metrics is not None:
-            registry = CollectorRegistry()
-            registry.register(SpeakerCollector(speaker))
-            start_http_server(metrics[1], metrics[0], registry=registry)
-    except OSError as error:
-        log.error("cannot start: %s", error)
-        sys.exit(1)
-    where = f"{metrics[0]}:{metrics[1]}" if metrics else "off"
-    log.info("API listening", extra={"api": api, "metrics": where})
-    gc.freeze()
-    await stop.wait()
-    server.close()
-    await speaker.stop("speaker shutting down")
-    await server.wait_closed()
+    run_bgp.run(config_file, asn, router_id, port, api_address, metrics_address, log_format, level)
 
 
 @main.command("controller")
 @controller_options
 def controller(**kwargs: str | bool | None) -> None:
     """Run the LoadBalancer controller (the same as sart-controller)."""
-    run_controller(**kwargs)  # type: ignore[arg-type]
+    from sart.cli.controller import run  # noqa: PLC0415
+
+    run(**kwargs)  # type: ignore[arg-type]
 
 
 @main.command("agent")
@@ -167,7 +91,7 @@ def controller(**kwargs: str | bool | None) -> None:
     "--metrics-address",
     default="0.0.0.0:9471",
     show_default=True,
-    help="Where the agent's Prometheus metrics (sart_agent_*) are served; empty to turn them off.",
+    help="Where the agent's Prometheus metrics (sart_agent_*) are served" + METRICS_HELP,
 )
 @click.option(
     "--cni-socket",
@@ -179,7 +103,7 @@ def controller(**kwargs: str | bool | None) -> None:
 @click.option(
     "--cni-gc-interval",
     type=click.FloatRange(min=1),
-    default=GC_INTERVAL,
+    default=CNI_GC_INTERVAL,
     show_default=True,
     help="Seconds between sweeps removing the pod interfaces of pods that no longer exist.",
 )
@@ -197,48 +121,11 @@ def agent(
     """Run the node agent: configure the local speaker as the node's NodeBGP, BGPPeers and
     BGPAdvertisements say, and report its state in their status; with --cni-socket, also
     give pods their addresses and interfaces (sart-cni)."""
-    try:
-        metrics = parse_endpoint(metrics_address) if metrics_address else None
-    except ValueError as error:
-        _config_error(str(error))
-    if cni_socket and not cni_socket.startswith("/"):
-        _config_error(f"--cni-socket {cni_socket!r}: an absolute path is needed")
-    configure_logging(log_format, level)
-    cni = (cni_socket, cni_gc_interval) if cni_socket else None
-    run_daemon(_agent(kubeconfig, node, endpoint, metrics, cni), "sartd agent")
+    from sart.cli import run_agent  # noqa: PLC0415  (the Kubernetes client: only now)
 
-
-async def _agent(
-    kubeconfig: str | None,
-    node: str,
-    endpoint: str,
-    metrics_at: tuple[str, int] | None,
-    cni: tuple[str, float] | None,
-) -> None:
-    await load_kube_config(kubeconfig)
-    metrics = AgentMetrics()
-    if metrics_at is not None:
-        start_http_server(metrics_at[1], metrics_at[0], registry=metrics.registry)
-    async with ApiClient() as api:
-        await run_until_stopped(_agent_parts(api, node, endpoint, metrics, cni))
-    log.info("agent stopped")
-
-
-async def _agent_parts(
-    api: ApiClient,
-    node: str,
-    endpoint: str,
-    metrics: AgentMetrics,
-    cni: tuple[str, float] | None,
-) -> None:
-    async with asyncio.TaskGroup() as parts:
-        parts.create_task(NodeAgent(api, node, endpoint, metrics=metrics).run())
-        if cni is not None:
-            socket_path, gc_interval = cni
-            service = CniService(
-                api, node, socket_path=socket_path, gc_interval=gc_interval, metrics=metrics
-            )
-            parts.create_task(service.run())
+    run_agent.run(
+        kubeconfig, node, endpoint, metrics_address, cni_socket, cni_gc_interval, log_format, level
+    )
 
 
 @main.command("fib")
@@ -307,7 +194,7 @@ async def _agent_parts(
     "--metrics-address",
     default="0.0.0.0:9472",
     show_default=True,
-    help="Where Prometheus metrics (sart_fib_*) are served; empty to turn them off.",
+    help="Where Prometheus metrics (sart_fib_*) are served" + METRICS_HELP,
 )
 @log_options
 def fib(
@@ -325,55 +212,12 @@ def fib(
     level: str,
 ) -> None:
     """Install the routes the speaker selected into the kernel (the original's `sartd fib`)."""
-    allowed = []
-    for text in prefixes:
-        try:
-            network = IPNetwork(text)
-        except (AddrFormatError, ValueError):
-            _config_error(f"--prefix {text!r} is not a prefix")
-        if network.ip != network.network:
-            _config_error(f"--prefix {text!r} has host bits set (did you mean {network.cidr}?)")
-        allowed.append(network)
-    versions = frozenset(4 if f == "ipv4" else 6 for f in families) or frozenset({4, 6})
-    config = FibConfig(
-        table=table,
-        protocol=protocol,
-        metric=metric,
-        filter=RouteFilter(prefixes=tuple(allowed), families=versions),
-        grace=grace,
-    )
-    try:
-        if unix_socket_path(endpoint) is None:
-            parse_endpoint(endpoint)
-        metrics = parse_endpoint(metrics_address) if metrics_address else None
-    except ValueError as error:
-        _config_error(str(error))
-    configure_logging(log_format, level)
-    run_daemon(_fib(endpoint, config, resync_interval, flush_on_exit, metrics), "sartd fib")
+    from sart.cli import run_fib  # noqa: PLC0415  (netlink and the API client: only now)
 
-
-async def _fib(
-    endpoint: str,
-    config: FibConfig,
-    resync_interval: float,
-    flush_on_exit: bool,
-    metrics_at: tuple[str, int] | None,
-) -> None:
-    metrics = FibMetrics()
-    if metrics_at is not None:
-        start_http_server(metrics_at[1], metrics_at[0], registry=metrics.registry)
-    async with KernelRoutes(config.table, config.protocol) as kernel:
-        follower = Follower(
-            endpoint, config, kernel, resync_interval=resync_interval, metrics=metrics
-        )
-        log.info(
-            "fib started",
-            extra={"endpoint": endpoint, "table": config.table, "protocol": config.protocol},
-        )
-        await run_until_stopped(follower.run())
-        if flush_on_exit:
-            await follower.flush()
-    log.info("fib stopped", extra={"routes_left": follower.statistics().routes})
+    run_fib.run(
+        endpoint, table, protocol, metric, prefixes, families, grace, resync_interval,
+        flush_on_exit, metrics_address, log_format, level,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -127,6 +127,12 @@ class Follower:
             routes=self.fib.route_count,
         )
 
+    @property
+    def connected(self) -> bool:
+        """Whether the speaker is reached and the kernel was synchronised with it on this
+        connection (for /readyz)."""
+        return self._connected
+
     @staticmethod
     def _now() -> float:
         return asyncio.get_running_loop().time()

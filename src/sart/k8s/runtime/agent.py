@@ -221,6 +221,11 @@ class NodeAgent:
 
     # --- the watches ------------------------------------------------------------------------
 
+    @property
+    def unlisted(self) -> tuple[str, ...]:
+        """The kinds whose first listing has not come yet (for /readyz)."""
+        return tuple(plural for plural, listed in self._synced.items() if not listed)
+
     def _synced_kind(self, plural: str) -> None:
         self._synced[plural] = True
         self._wake.set()

@@ -147,6 +147,12 @@ class LoadBalancerController:
         self._backoff = KeyedBackoff(base=RETRY_DELAY, cap=RETRY_MAX)
         self.events = EventRecorder(self.core, COMPONENT, fence=fence)
 
+    @property
+    def synced(self) -> bool:
+        """Whether Services, AddressPools and BGPAdvertisements are listed and the addresses
+        in use adopted: the controller acts from then on (for /readyz)."""
+        return self._started.is_set()
+
     # --- events from the watches ----------------------------------------------------------
 
     def _on_service(self, kind: str, service: Any) -> None:

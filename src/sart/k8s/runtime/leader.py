@@ -137,6 +137,12 @@ class LeaderElection:
             self.clock() - self._renewed_at < self.renew_deadline
         )
 
+    @property
+    def answered(self) -> bool:
+        """Whether the apiserver has answered an attempt on the Lease: we hold it, or know who
+        does (a standby that knows is ready to take over; for /readyz)."""
+        return self._observed is not None or self._renewed_at is not None
+
     def fence(self) -> None:
         """Call before every write made as the leader."""
         if not self.leading():

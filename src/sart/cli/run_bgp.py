@@ -1,0 +1,105 @@
+"""`sartd bgp`: the speaker, its gRPC APIs, and its metrics and probes (imported only when the
+command runs)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from grpclib.server import Server
+from prometheus_client import CollectorRegistry
+
+from sart.api.client import parse_endpoint, unix_socket_path
+from sart.api.original_service import OriginalBgpService
+from sart.api.speaker_service import SpeakerService
+from sart.bgp.config import load_config
+from sart.bgp.metrics import SpeakerCollector
+from sart.bgp.speaker import Speaker
+from sart.cli.daemon import config_error, run_daemon, stop_on_signals
+from sart.cli.logs import configure_logging
+from sart.cli.serving import Health, HttpEndpoint
+from sart.errors import ConfigError
+
+log = logging.getLogger("sart.sartd")
+
+
+def run(
+    config_file: Path | None,
+    asn: int | None,
+    router_id: str | None,
+    port: int | None,
+    api_address: str,
+    metrics_address: str,
+    log_format: str,
+    level: str,
+) -> None:
+    overrides: dict[str, Any] = {}
+    if asn is not None:
+        overrides["asn"] = asn
+    if router_id is not None:
+        overrides["router_id"] = router_id
+    if port is not None:
+        overrides["port"] = port
+    text = ""
+    where = "config"
+    if config_file is not None:
+        where = str(config_file)
+        try:
+            text = config_file.read_text()
+        except OSError as error:
+            config_error(f"cannot read {config_file}: {error.strerror}")
+    try:
+        config = load_config(text, where=where, overrides=overrides)
+    except ConfigError as error:
+        config_error(str(error))
+    try:
+        if unix_socket_path(api_address) is None:
+            parse_endpoint(api_address)
+        metrics = parse_endpoint(metrics_address) if metrics_address else None
+    except ValueError as error:
+        config_error(str(error))
+    configure_logging(log_format, level)
+    run_daemon(_serve(Speaker(config), api_address, metrics), "sartd bgp")
+
+
+async def _serve(speaker: Speaker, api: str, metrics: tuple[str, int] | None) -> None:
+    # A full table is millions of long-lived objects: the cyclic collector would keep walking
+    # them for nothing (a third of decode time in benchmarks/codec.py).
+    gc.set_threshold(200_000, 50, 1000)
+    stop = stop_on_signals()
+    server = Server([SpeakerService(speaker), OriginalBgpService(speaker)])
+    health = Health()
+    health.ready("bgp", lambda: None if speaker.listening else "not listening for BGP")
+    health.ready("api", lambda: f"the API is not listening on {api} yet")
+    health.start_heartbeat(asyncio.get_running_loop())
+    endpoint = None
+    try:
+        if metrics is not None:
+            registry = CollectorRegistry()
+            registry.register(SpeakerCollector(speaker))
+            endpoint = HttpEndpoint.start(metrics, health, registry)
+        await speaker.start()
+        path = unix_socket_path(api)
+        if path is not None:
+            await server.start(path=path)
+        else:
+            await server.start(*parse_endpoint(api))
+        health.ready("api", lambda: None)
+    except OSError as error:
+        log.error("cannot start: %s", error)
+        sys.exit(1)
+    where = f"{metrics[0]}:{metrics[1]}" if metrics else "off"
+    log.info("API listening", extra={"api": api, "metrics": where})
+    gc.freeze()
+    await stop.wait()
+    health.ready("api", lambda: "stopping")
+    server.close()
+    await speaker.stop("speaker shutting down")
+    await server.wait_closed()
+    health.stop_heartbeat()
+    if endpoint is not None:
+        endpoint.close()

@@ -1,0 +1,116 @@
+"""What `sart-controller` (and `sartd controller`) runs once its flags are checked: the
+controllers behind the Lease, the webhook, metrics and probes. Imported only then: this is
+where the Kubernetes client comes in."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from kubernetes_asyncio.client import ApiClient, CoordinationV1Api
+
+from sart import __version__
+from sart.api.client import parse_endpoint
+from sart.cli.daemon import load_kube_config, run_until_stopped
+from sart.cli.serving import Health, HttpEndpoint
+from sart.k8s.runtime.blocks import BlockController
+from sart.k8s.runtime.clusterbgp import ClusterBgpController
+from sart.k8s.runtime.controller import LoadBalancerController
+from sart.k8s.runtime.leader import LeaderElection
+from sart.k8s.runtime.legacy import LegacyFinalizers
+from sart.k8s.runtime.metrics import ControllerMetrics
+from sart.k8s.runtime.webhook import serve as serve_webhook
+
+log = logging.getLogger("sart.controller")
+
+
+async def serve(
+    kubeconfig: str | None,
+    lease_namespace: str,
+    lease_name: str,
+    identity: str,
+    field_manager: str,
+    elect: bool,
+    timing: tuple[float, float, float],
+    metrics_address: str,
+    webhook: tuple[str, Path, Path] | None,
+) -> None:
+    health = Health()
+    health.ready("controller", lambda: "no kubeconfig loaded yet")
+    health.start_heartbeat(asyncio.get_running_loop())
+    metrics = ControllerMetrics()
+    served = None
+    if metrics_address:
+        served = HttpEndpoint.start(parse_endpoint(metrics_address), health, metrics.registry)
+    try:
+        await load_kube_config(kubeconfig)
+        async with ApiClient() as api:
+            await _run(
+                api, health, metrics, lease_namespace, lease_name, identity, field_manager,
+                elect, timing, webhook,
+            )  # fmt: skip
+    finally:
+        health.stop_heartbeat()
+        if served is not None:
+            served.close()
+    log.info("controller stopped")
+
+
+async def _run(
+    api: ApiClient,
+    health: Health,
+    metrics: ControllerMetrics,
+    lease_namespace: str,
+    lease_name: str,
+    identity: str,
+    field_manager: str,
+    elect: bool,
+    timing: tuple[float, float, float],
+    webhook: tuple[str, Path, Path] | None,
+) -> None:
+    # The apiserver names the manager of a write (managedFields) after the User-Agent's
+    # first part; the identity goes in the rest, for audit logs.
+    api.user_agent = f"{field_manager}/{__version__} ({identity})"
+    leader = LeaderElection(
+        CoordinationV1Api(api),
+        name=lease_name,
+        namespace=lease_namespace,
+        identity=identity,
+        duration=timing[0],
+        renew_deadline=timing[1],
+        renew=timing[2],
+        on_change=lambda leading: metrics.leader.set(1 if leading else 0),
+    )
+    fence = leader.fence if elect else (lambda: None)
+    balancers = LoadBalancerController(api, metrics, fence=fence)
+    parts = (
+        balancers,
+        BlockController(api, advertise_namespace=lease_namespace, fence=fence, metrics=metrics),
+        ClusterBgpController(api, fence=fence),
+        LegacyFinalizers(api, fence=fence),
+    )
+
+    def ready() -> str | None:
+        if elect and not leader.leading():
+            # A standby is ready: it is there to take over (the body says leader: false).
+            return None if leader.answered else f"the Lease {lease_name} not read yet"
+        return None if balancers.synced else "watches not listed yet"
+
+    health.ready("controller", ready)
+    health.fact("leader", lambda: leader.leading() if elect else True)
+
+    async def every_part() -> None:
+        async with asyncio.TaskGroup() as tasks:
+            for part in parts:
+                tasks.create_task(part.run())
+
+    if webhook is not None:
+        address, cert, key = webhook
+        host, port = parse_endpoint(address)
+        await serve_webhook(api, host, port, cert, key)
+    try:
+        await run_until_stopped(leader.hold(every_part) if elect else every_part())
+    finally:
+        if elect:
+            await leader.release()
