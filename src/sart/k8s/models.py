@@ -767,6 +767,17 @@ class MaxPrefixes:
 
 
 @attrs.frozen(kw_only=True)
+class SecretKeyRef:
+    """A key of a Secret in the namespace the node agent runs in (sart-system as shipped)."""
+
+    name: str = attrs.field(metadata=schema("Name of the Secret, in the agent's namespace"))
+    key: str = attrs.field(
+        default="password",
+        metadata=schema("Key of the password in the Secret's data", publish_default=True),
+    )
+
+
+@attrs.frozen(kw_only=True)
 class BGPPeerSpec:
     """A BGP session between a node's speaker and a remote router."""
 
@@ -805,6 +816,28 @@ class BGPPeerSpec:
     )
     max_prefixes: MaxPrefixes | None = attrs.field(
         default=None, metadata=schema("Limit on the routes taken from the peer; none by default")
+    )
+    passive: bool | None = attrs.field(
+        default=None,
+        metadata=schema(
+            "Whether the speaker only accepts the peer's connection and never connects to it"
+            " (an addition to the original sart)"
+        ),
+    )
+    ttl: int | None = attrs.field(
+        default=None,
+        validator=InRange(1, 255),
+        metadata=schema(
+            "IP TTL of the session's packets: above 1 for an eBGP peer more than one hop away"
+            " (multihop); default 1 for eBGP, 255 for iBGP (an addition to the original sart)"
+        ),
+    )
+    auth_secret_ref: SecretKeyRef | None = attrs.field(
+        default=None,
+        metadata=schema(
+            "TCP-MD5 (RFC 2385) password of the session, from a Secret in the node agent's"
+            " namespace (1-80 bytes); none by default (an addition to the original sart)"
+        ),
     )
 
 

@@ -8,6 +8,7 @@ import attrs
 import pytest
 from netaddr import IPAddress, IPNetwork
 
+from sart.bgp.config import password_digest
 from sart.k8s.models import (
     AddressPool,
     AddressPoolSpec,
@@ -24,6 +25,7 @@ from sart.k8s.models import (
     NodeBGPSpec,
     ObjectMeta,
     Protocol,
+    SecretKeyRef,
     SpeakerConfig,
 )
 from sart.k8s.reconcile.agent import (
@@ -182,23 +184,112 @@ def test_every_bgppeer_field_the_speaker_takes_reaches_it() -> None:
 
 
 @pytest.mark.parametrize(
-    ("hold", "keepalive", "expected_hold", "problem"),
+    ("hold", "keepalive", "expected", "problem"),
     [
-        (None, 10, 30, None),  # keepalive alone: hold = 3 x keepalive
-        (None, 0, 0, None),  # no keepalives: no hold timer
-        (90, 30, 90, None),  # what the speaker does anyway
-        (90, 10, 90, "KeepaliveTimeNotUsed"),  # the speaker sends one every 30 s
-        (None, 30000, 65535, None),  # bounded by the largest hold time
+        (None, 10, (None, 10), None),  # alone: the speaker's hold time (it checks it fits)
+        (90, 10, (90, 10), None),  # its own setting, not hold / 3
+        (9, 3, (9, 3), None),
+        (9, 9, (9, None), "KeepaliveTimeNotUsed"),  # not below the hold time (RFC 4271 4.4)
+        (9, 20, (9, None), "KeepaliveTimeNotUsed"),
+        (0, 10, (0, None), "KeepaliveTimeNotUsed"),  # hold 0: no keepalives at all
+        (90, 0, (90, None), "KeepaliveTimeNotUsed"),  # 0 is no interval
+        (None, None, (None, None), None),
     ],
 )
-def test_keepalive_time(
-    hold: int | None, keepalive: int, expected_hold: int, problem: str | None
+def test_keepalive_time_is_its_own_setting(
+    hold: int | None,
+    keepalive: int | None,
+    expected: tuple[int | None, int | None],
+    problem: str | None,
 ) -> None:
     settings, problems = neighbor_settings(
         peer("a", "10.0.0.1", hold_time=hold, keepalive_time=keepalive)
     )
-    assert settings.hold_time == expected_hold
+    assert (settings.hold_time, settings.keepalive_time) == expected
     assert [p.reason for p in problems] == ([problem] if problem else [])
+    options = settings.options()
+    assert options.get("keepalive_time") == expected[1]
+    assert ("keepalive_time" in options) == (expected[1] is not None)
+
+
+def test_passive_and_ttl_reach_the_speaker() -> None:
+    settings, problems = neighbor_settings(peer("a", "10.0.0.1", passive=True, ttl=3))
+    assert (settings.passive, settings.ttl, problems) == (True, 3, [])
+    assert (settings.options()["passive"], settings.options()["ttl"]) == (True, 3)
+    plain, _ = neighbor_settings(peer("b", "10.0.0.2"))
+    assert (plain.passive, plain.ttl) == (False, 0)  # 0: the speaker's 1 (eBGP) or 255 (iBGP)
+    # Changed on the BGPPeer: the neighbor is added again with it.
+    view = speaker(ours("10.0.0.1", "a"))
+    todo = plan(observe(view, peer("a", "10.0.0.1", passive=True, ttl=3)))
+    assert todo.delete_neighbors == ("10.0.0.1",)
+    assert todo.add_neighbors == (ours("10.0.0.1", "a", passive=True, ttl=3),)
+    assert not plan(observe(speaker(ours("10.0.0.1", "a", passive=True, ttl=3)), *[
+        peer("a", "10.0.0.1", passive=True, ttl=3)]))  # fmt: skip
+
+
+SECRET = SecretKeyRef(name="bgp-auth")
+SECRETS = {"bgp-auth": {"password": b"s3cret", "other": b"0ther"}}
+
+
+def test_the_password_comes_from_the_secret_and_is_never_shown() -> None:
+    settings, problems = neighbor_settings(peer("a", "10.0.0.1", auth_secret_ref=SECRET), SECRETS)
+    assert (settings.password, problems) == ("s3cret", [])
+    assert settings.options()["password"] == "s3cret"
+    assert "s3cret" not in repr(settings)  # so never in a log
+    observed = observe(speaker(), peer("a", "10.0.0.1", auth_secret_ref=SECRET), secrets=SECRETS)
+    assert "s3cret" not in repr(observed) and "s3cret" not in repr(plan(observed))
+    other, _ = neighbor_settings(
+        peer("a", "10.0.0.1", auth_secret_ref=SecretKeyRef(name="bgp-auth", key="other")), SECRETS
+    )
+    assert other.password == "0ther"
+
+
+@pytest.mark.parametrize(
+    ("ref", "secrets", "says"),
+    [
+        (SecretKeyRef(name="gone"), SECRETS, "Secret 'gone' not found"),
+        (SecretKeyRef(name="bgp-auth", key="nope"), SECRETS, "has no key 'nope'"),
+        (SECRET, {"bgp-auth": {"password": b""}}, "1-80 bytes"),
+        (SECRET, {"bgp-auth": {"password": b"x" * 81}}, "1-80 bytes"),
+        (SECRET, {"bgp-auth": {"password": b"\xff\xfe"}}, "not UTF-8"),
+    ],
+)
+def test_a_secret_that_cannot_be_used_is_a_problem(
+    ref: SecretKeyRef, secrets: dict[str, dict[str, bytes]], says: str
+) -> None:
+    settings, problems = neighbor_settings(peer("a", "10.0.0.1", auth_secret_ref=ref), secrets)
+    assert settings.password == ""
+    assert [(p.peer, p.reason) for p in problems] == [("a", "AuthSecretNotUsable")]
+    assert says in problems[0].message
+    # Never a session without the password asked for: not added ...
+    todo = plan(observe(speaker(), peer("a", "10.0.0.1", auth_secret_ref=ref), secrets=secrets))
+    assert todo.add_neighbors == todo.delete_neighbors == ()
+    assert [(p.peer, p.reason) for p in todo.unconfigured] == [("a", "AuthSecretNotUsable")]
+    # ... and one the speaker has is left as it is (its session goes on with its password).
+    held = ours("10.0.0.1", "a", has_password=True, password_digest=password_digest("old"))
+    todo = plan(observe(speaker(held), peer("a", "10.0.0.1", auth_secret_ref=ref), secrets=secrets))
+    assert todo.add_neighbors == todo.delete_neighbors == ()
+    # That neighbor cannot be added again: a new AS waits (said why).
+    todo = plan(observe(speaker(held, asn=65099), peer("a", "10.0.0.1", auth_secret_ref=ref),
+                        secrets=secrets))  # fmt: skip
+    assert todo.set_asn is None and "10.0.0.1" in todo.identity_blocked
+
+
+def test_the_speaker_s_password_is_compared_by_its_digest() -> None:
+    """The speaker never returns the password: its salted digest tells whether it holds the
+    one the Secret has, so an agent (even a restarted one) re-adds only on a change."""
+    wanted = peer("a", "10.0.0.1", auth_secret_ref=SECRET)
+    same = ours("10.0.0.1", "a", has_password=True, password_digest=password_digest("s3cret"))
+    assert not plan(observe(speaker(same), wanted, secrets=SECRETS))
+    changed = ours("10.0.0.1", "a", has_password=True, password_digest=password_digest("old"))
+    none = ours("10.0.0.1", "a")
+    for view in (changed, none):
+        todo = plan(observe(speaker(view), wanted, secrets=SECRETS))
+        assert todo.delete_neighbors == ("10.0.0.1",)
+        assert [n.password for n in todo.add_neighbors] == ["s3cret"]
+    # The Secret reference removed: the neighbor is added again without one.
+    todo = plan(observe(speaker(same), peer("a", "10.0.0.1"), secrets=SECRETS))
+    assert todo.delete_neighbors == ("10.0.0.1",) and todo.add_neighbors == (none,)
 
 
 def test_an_unknown_capability_is_a_warning_not_a_failure() -> None:

@@ -29,12 +29,14 @@ alone and the NodeBGP reported InvalidConfiguration (`AgentPlan.identity_blocked
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Any, Final, TypeVar
 
 import attrs
 from netaddr import IPNetwork
 
+from sart.bgp.config import password_matches
 from sart.k8s.models import (
     IPV4_BITS,
     IPV6_BITS,
@@ -69,6 +71,8 @@ ALWAYS_ANNOUNCED: Final = frozenset(
 )
 """Capabilities the speaker announces on every session: accepted, nothing to set."""
 KNOWN_CAPABILITIES: Final = frozenset({*FAMILY_CAPABILITIES, GRACEFUL_RESTART, *ALWAYS_ANNOUNCED})
+MAX_PASSWORD: Final = 80  # octets (TCP_MD5SIG_MAXKEYLEN)
+AUTH_SECRET_PROBLEM: Final = "AuthSecretNotUsable"
 
 ESTABLISHED: Final = BGPPeerConditionStatus.ESTABLISHED
 T = TypeVar("T")
@@ -88,13 +92,19 @@ class NeighborSettings:
     port: int = DEFAULT_PORT
     passive: bool = False
     hold_time: int | None = None  # None: the speaker's
+    keepalive_time: int | None = None  # None: a third of the negotiated hold time
     ttl: int = 0  # 0: 1 for eBGP, 255 for iBGP
     local_address: str = ""
     families: tuple[str, ...] = BOTH_FAMILIES
     graceful_restart: bool = True
     admin_down: bool = False
     next_hops: tuple[str, ...] = ()
-    has_password: bool = False  # as the speaker reports it; the password itself never
+    # The TCP-MD5 password: what the agent sends (from the BGPPeer's Secret; never in a repr,
+    # so never in a log). The speaker never returns it: it reports whether it has one and a
+    # salted digest of it, which tells whether it is the password the agent wants.
+    password: str = attrs.field(default="", repr=False)
+    has_password: bool = False  # as the speaker reports it
+    password_digest: str = ""  # as the speaker reports it
     max_prefixes: int = 0  # 0: no limit
     max_prefixes_warning: int = 75  # percent
     max_prefixes_restart: int = 0  # seconds; 0: down until enabled again
@@ -121,6 +131,10 @@ class NeighborSettings:
         }
         if self.hold_time is not None:
             options["hold_time"] = self.hold_time
+        if self.keepalive_time is not None:
+            options["keepalive_time"] = self.keepalive_time
+        if self.password:
+            options["password"] = self.password
         if self.max_prefixes:
             options["max_prefixes"] = self.max_prefixes
             options["max_prefixes_warning"] = self.max_prefixes_warning
@@ -128,8 +142,23 @@ class NeighborSettings:
         return options
 
     def same_session(self, other: NeighborSettings) -> bool:
-        """Whether the speaker holds `other` as these settings say (the password aside)."""
-        return attrs.evolve(self, has_password=False) == attrs.evolve(other, has_password=False)
+        """Whether the speaker holds `other` (as it reports it) as these settings say: the
+        same settings, and the same password, told by the speaker's digest of it."""
+        if self._without_password() != other._without_password():
+            return False
+        if not self.password:
+            return not other.has_password
+        return other.has_password and _holds(self.password, other.password_digest)
+
+    def _without_password(self) -> NeighborSettings:
+        return attrs.evolve(self, password="", has_password=False, password_digest="")
+
+
+@functools.lru_cache(maxsize=1024)
+def _holds(password: str, digest: str) -> bool:
+    """password_matches, remembered: the digest is costly on purpose, and the speaker keeps
+    one per neighbor, so each sync asks the same question again."""
+    return password_matches(password, digest)
 
 
 @attrs.frozen(kw_only=True)
@@ -152,6 +181,10 @@ class PeerProblem:
     message: str
 
 
+SecretData = Mapping[str, Mapping[str, bytes]]
+"""The Secrets of the agent's namespace, by name: their data, decoded from base64."""
+
+
 @attrs.frozen(kw_only=True)
 class AgentObserved:
     node: str
@@ -161,6 +194,7 @@ class AgentObserved:
     pools: tuple[AddressPool, ...] = ()
     speaker: SpeakerView
     added_paths: frozenset[str] = frozenset()  # what this agent added since it started
+    secrets: SecretData = attrs.field(factory=dict, repr=False)  # BGPPeers' authSecretRefs
     # The speaker's own neighbors this agent removed to change the AS and has not yet put
     # back (a call failed in between): put back like those still there.
     removed: tuple[NeighborSettings, ...] = ()
@@ -180,6 +214,9 @@ class AgentPlan:
     # Not calls:
     peers: Mapping[str, str] = attrs.field(factory=dict)  # address -> BGPPeer name, this node's
     problems: tuple[PeerProblem, ...] = ()
+    # BGPPeers the speaker is not given (or keeps as it has them) for now, with why: their
+    # Configured condition is False with the problem's reason.
+    unconfigured: tuple[PeerProblem, ...] = ()
     identity_blocked: str = ""  # why the NodeBGP's ASN and router ID cannot be applied
     replaced: tuple[str, ...] = ()  # the file's neighbors a BGPPeer takes over
     kept_neighbors: tuple[str, ...] = ()  # the file's neighbors, left alone
@@ -227,29 +264,40 @@ def node_peers(node: str, peers: Iterable[BGPPeer]) -> tuple[dict[str, BGPPeer],
     return chosen, problems
 
 
-def neighbor_settings(peer: BGPPeer) -> tuple[NeighborSettings, list[PeerProblem]]:
+def neighbor_settings(
+    peer: BGPPeer, secrets: SecretData | None = None
+) -> tuple[NeighborSettings, list[PeerProblem]]:
     """The speaker's neighbor for a BGPPeer, and what of the BGPPeer it cannot take.
 
-    The speaker has no keepalive setting of its own: it sends KEEPALIVE every hold time / 3
-    (RFC 4271 10's suggestion). So a keepaliveTime without a holdTime asks for a hold time of
-    three times it; with a holdTime that does not fit, it is not used, and said so.
-    `groups` do not reach the speaker (it has no per-peer export yet); `maxPrefixes` does."""
+    `keepaliveTime` goes to the speaker as it is when it fits the hold time (RFC 4271 4.4:
+    below it; none with a hold time of 0); otherwise it is not used (KEEPALIVE every third of
+    the hold time) and said so. Without a holdTime the speaker checks it against its own.
+    `authSecretRef` is read from `secrets` (the agent's namespace); a Secret or key that is
+    missing or not a usable password is a problem with reason AUTH_SECRET_PROBLEM, and the
+    settings then have no password (`plan` does not give them to the speaker).
+    `groups` do not reach the speaker (it has no per-peer export yet); the rest does."""
     spec, name = peer.spec, peer.metadata.name
     problems = []
     hold = spec.hold_time
     keepalive = spec.keepalive_time
     if keepalive is not None:
-        if hold is None:
-            hold = min(3 * keepalive, 65535)
-        elif (hold // 3 if hold else 0) != keepalive:
+        why = ""
+        if keepalive == 0:
+            why = "keepaliveTime 0 is no interval"
+        elif hold == 0:
+            why = "with holdTime 0 no KEEPALIVE is sent (RFC 4271 4.4)"
+        elif hold is not None and keepalive >= hold:
+            why = f"it must be below holdTime {hold} (RFC 4271 4.4)"
+        if why:
             problems.append(
                 PeerProblem(
                     name,
                     "KeepaliveTimeNotUsed",
-                    f"the speaker sends KEEPALIVE every holdTime / 3 ({hold // 3} s);"
-                    f" keepaliveTime {keepalive} is not used",
+                    f"keepaliveTime {keepalive} is not used: {why}; the speaker sends"
+                    " KEEPALIVE every third of the hold time",
                 )
             )
+            keepalive = None
     families: list[str] = []
     graceful_restart = True
     if spec.capabilities is not None:
@@ -268,13 +316,22 @@ def neighbor_settings(peer: BGPPeer) -> tuple[NeighborSettings, list[PeerProblem
                     f" {', '.join(sorted(KNOWN_CAPABILITIES))}); ignored",
                 )
             )
+    password = ""
+    if spec.auth_secret_ref is not None:
+        password, why = _password(spec.auth_secret_ref.name, spec.auth_secret_ref.key, secrets)
+        if why:
+            problems.append(PeerProblem(name, AUTH_SECRET_PROBLEM, why))
     settings = NeighborSettings(
         address=str(spec.addr),
         asn=spec.asn,
         name=NEIGHBOR_PREFIX + name,
+        passive=bool(spec.passive),
         hold_time=hold,
+        keepalive_time=keepalive,
+        ttl=spec.ttl or 0,
         families=tuple(sorted(set(families))) or BOTH_FAMILIES,
         graceful_restart=graceful_restart,
+        password=password,
     )
     if spec.max_prefixes is not None:
         settings = attrs.evolve(
@@ -284,6 +341,23 @@ def neighbor_settings(peer: BGPPeer) -> tuple[NeighborSettings, list[PeerProblem
             max_prefixes_restart=spec.max_prefixes.restart_seconds,
         )
     return settings, problems
+
+
+def _password(name: str, key: str, secrets: SecretData | None) -> tuple[str, str]:
+    """The password in key `key` of Secret `name`, or why there is none (never the value)."""
+    where = f"authSecretRef: Secret {name!r}"
+    data = (secrets or {}).get(name)
+    if data is None:
+        return "", f"{where} not found in the agent's namespace"
+    value = data.get(key)
+    if value is None:
+        return "", f"{where} has no key {key!r}"
+    if not 1 <= len(value) <= MAX_PASSWORD:
+        return "", f"{where} key {key!r}: a TCP-MD5 password is 1-{MAX_PASSWORD} bytes"
+    try:
+        return value.decode(), ""
+    except UnicodeDecodeError:
+        return "", f"{where} key {key!r}: the password is not UTF-8 text"
 
 
 def wanted_paths(node: str, advertisements: Iterable[BGPAdvertisement]) -> frozenset[str]:
@@ -318,12 +392,23 @@ def plan(observed: AgentObserved) -> AgentPlan:
     cluster's (see the module docstring)."""
     speaker = observed.speaker
     by_address, problems = node_peers(observed.node, observed.peers)
-    desired: dict[str, NeighborSettings] = {}
-    for address, peer in by_address.items():
-        settings, found = neighbor_settings(peer)
-        desired[address] = settings
-        problems.extend(found)
     current = {n.address: n for n in speaker.neighbors}
+    desired: dict[str, NeighborSettings] = {}
+    held: dict[str, NeighborSettings] = {}  # left as the speaker has them (their Secret)
+    unconfigured = []
+    for address, peer in by_address.items():
+        settings, found = neighbor_settings(peer, observed.secrets)
+        problems.extend(found)
+        secret = [p for p in found if p.reason == AUTH_SECRET_PROBLEM]
+        if secret:
+            # Never a session without the password asked for: the neighbor stays as the
+            # speaker has it (a Secret deleted by mistake ends no session), or is not added.
+            unconfigured.extend(secret)
+            there = current.get(address)
+            if there is not None and there.bgp_peer == peer.metadata.name:
+                held[address] = there
+            continue
+        desired[address] = settings
     files = {a: n for a, n in current.items() if n.bgp_peer is None}
     kept = {a: n for a, n in files.items() if a not in desired}
     missing = {n.address: n for n in observed.removed if n.address not in current}
@@ -338,24 +423,27 @@ def plan(observed: AgentObserved) -> AgentPlan:
         if speaker.router_id != str(node_bgp.spec.router_id):
             set_router_id = str(node_bgp.spec.router_id)
     locked = sorted(a for a, n in kept.items() if n.has_password)
-    if (set_asn is not None or set_router_id is not None) and locked:
+    unread = sorted(a for a, n in held.items() if n.has_password)
+    if (set_asn is not None or set_router_id is not None) and (locked or unread):
         blocked = (
-            f"the speaker's AS and router ID change only while it has no neighbor, and its own"
-            f" neighbor(s) {', '.join(locked)} (from its configuration file) have a TCP-MD5"
-            f" password the agent cannot read back to add them again; the speaker keeps AS"
-            f" {speaker.asn} and router ID {speaker.router_id}"
+            f"the speaker's AS and router ID change only while it has no neighbor, and"
+            f" neighbor(s) {', '.join(locked + unread)} (from its configuration file, or of"
+            f" a BGPPeer whose Secret cannot be read now) have a TCP-MD5 password the agent"
+            f" cannot add again; the speaker keeps AS {speaker.asn} and router ID"
+            f" {speaker.router_id}"
         )
         set_asn = set_router_id = None
 
     if set_asn is not None or set_router_id is not None:
         delete = sorted(current)
         add = [desired[a] for a in sorted(desired)] + [kept[a] for a in sorted(kept)]
+        add += [held[a] for a in sorted(held)]
     else:
         delete = sorted(
             a
             for a, n in current.items()
             if (a in desired and not desired[a].same_session(n))
-            or (a not in desired and n.bgp_peer is not None)
+            or (a not in desired and a not in held and n.bgp_peer is not None)
         )
         add = [desired[a] for a in sorted(desired) if a not in current or a in delete]
         add += [n for a, n in sorted(missing.items()) if a in kept]
@@ -386,6 +474,7 @@ def plan(observed: AgentObserved) -> AgentPlan:
         add_paths=tuple(sorted(wanted - local)),
         peers={a: p.metadata.name for a, p in sorted(by_address.items())},
         problems=tuple(problems),
+        unconfigured=tuple(unconfigured),
         identity_blocked=blocked,
         replaced=tuple(sorted(a for a in files if a in desired)),
         kept_neighbors=tuple(sorted(kept)),

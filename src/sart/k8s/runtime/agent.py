@@ -25,9 +25,12 @@ and writes.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import datetime
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -58,6 +61,7 @@ from sart.k8s.reconcile.agent import (
     AgentPlan,
     NeighborSettings,
     PeerEvent,
+    SecretData,
     SpeakerView,
     last_state,
     node_condition,
@@ -72,13 +76,24 @@ from sart.k8s.runtime import MERGE
 from sart.k8s.runtime.events import EventRecorder
 from sart.k8s.runtime.metrics import AgentMetrics
 from sart.k8s.runtime.outcome import API_ERRORS, Backoff, KeyedBackoff, Outcome, classify, describe
-from sart.k8s.runtime.watch import WatchStats, object_key, read_object, watch_kind
+from sart.k8s.runtime.watch import (
+    WatchStats,
+    object_key,
+    object_meta,
+    read_object,
+    watch_kind,
+    watch_objects,
+)
 
 log = logging.getLogger("sart.agent")
 
 COMPONENT = "sartd-agent"
 DEFAULT_TIMEOUT = 10.0  # seconds per speaker call, unless the NodeBGP says otherwise
 KINDS = ("nodebgps", "bgppeers", "bgpadvertisements", "addresspools")
+# BGPPeers' authSecretRef name Secrets of the agent's own namespace (its Pod's, from the
+# downward API or its ServiceAccount; sart-system as shipped).
+NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+DEFAULT_NAMESPACE = "sart-system"
 
 STATES = {
     pb.SESSION_STATE_UNSPECIFIED: BGPPeerConditionStatus.UNKNOWN,
@@ -98,8 +113,27 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def own_namespace() -> str:
+    """The namespace the agent runs in: $POD_NAMESPACE, else its ServiceAccount's."""
+    if namespace := os.environ.get("POD_NAMESPACE", ""):
+        return namespace
+    with contextlib.suppress(OSError), open(NAMESPACE_FILE) as file:
+        return file.read().strip() or DEFAULT_NAMESPACE
+    return DEFAULT_NAMESPACE
+
+
+def secret_data(secret: Any) -> dict[str, bytes]:
+    """A Secret's data (a kubernetes-asyncio V1Secret), decoded; keys that do not decode
+    are left out (the BGPPeer is then told the key is missing)."""
+    data = {}
+    for key, value in (secret.data or {}).items():
+        with contextlib.suppress(binascii.Error, ValueError):
+            data[key] = base64.b64decode(value, validate=True)
+    return data
+
+
 def neighbor_view(state: pb.NeighborState) -> NeighborSettings:
-    """A neighbor as ListNeighbors shows it."""
+    """A neighbor as ListNeighbors shows it (the password as the speaker's digest of it)."""
     config = state.config
     families = tuple(sorted(FAMILY_NAMES[f] for f in config.families if f in FAMILY_NAMES))
     return NeighborSettings(
@@ -109,6 +143,7 @@ def neighbor_view(state: pb.NeighborState) -> NeighborSettings:
         port=config.port or 179,
         passive=config.passive,
         hold_time=config.hold_time if config.HasField("hold_time") else None,
+        keepalive_time=config.keepalive_time if config.HasField("keepalive_time") else None,
         ttl=config.ttl,
         local_address=config.local_address,
         families=families or ("ipv4", "ipv6"),
@@ -116,6 +151,7 @@ def neighbor_view(state: pb.NeighborState) -> NeighborSettings:
         admin_down=config.admin_down,
         next_hops=tuple(config.next_hops),
         has_password=state.has_password,
+        password_digest=state.password_digest,
         max_prefixes=config.max_prefixes,
         max_prefixes_warning=(
             config.max_prefixes_warning if config.HasField("max_prefixes_warning") else 75
@@ -144,8 +180,11 @@ class NodeAgent:
         stats: WatchStats | None = None,
         clock: Callable[[], str] = _now,
         metrics: AgentMetrics | None = None,
+        namespace: str | None = None,
     ) -> None:
         self.custom = CustomObjectsApi(api)
+        self.core = CoreV1Api(api)
+        self.namespace = namespace or own_namespace()  # where authSecretRefs point
         self.metrics = metrics or AgentMetrics()
         self.events = EventRecorder(CoreV1Api(api), COMPONENT)
         self.node = node
@@ -156,6 +195,7 @@ class NodeAgent:
         self.peers: dict[str, BGPPeer] = {}
         self.advertisements: dict[str, BGPAdvertisement] = {}
         self.pools: dict[str, AddressPool] = {}
+        self.secrets: dict[str, Any] = {}  # the namespace's Secrets, by name (as read)
         self.added_paths: set[str] = set()  # paths this agent added to the speaker
         self.removed: dict[str, NeighborSettings] = {}  # the speaker's own, to put back
         self.speaker_states: dict[str, tuple[BGPPeerConditionStatus, str]] = {}
@@ -165,7 +205,7 @@ class NodeAgent:
         self.syncs = 0  # syncs that reached the speaker (tests wait on these)
         self.stream_opened = 0  # event streams opened
         self.status_writes = 0
-        self._synced = dict.fromkeys(KINDS, False)
+        self._synced = dict.fromkeys((*KINDS, "secrets"), False)
         self._wake = asyncio.Event()
         self._backoff = Backoff(base=0.2, cap=10.0)
         self._dirty: set[tuple[str, str]] = set()
@@ -314,6 +354,35 @@ class NodeAgent:
                 return  # its status (the controller's counts): nothing for the speaker
         self._wake.set()
 
+    def _on_secret(self, kind: str, obj: Any) -> None:
+        """A Secret of the agent's namespace: a wake-up when a BGPPeer of this node names it
+        (a password set, changed or gone re-adds the neighbor). Never logged."""
+        if kind == "SYNCED":
+            self._synced_kind("secrets")
+            return
+        name = object_meta(obj).name
+        old = self.secrets.pop(name, None)
+        if kind != "DELETED":
+            self.secrets[name] = obj
+        changed = old is None or kind == "DELETED" or old.data != obj.data
+        if changed and name in self._secret_names():
+            self._wake.set()
+
+    def _secret_names(self) -> set[str]:
+        return {
+            p.spec.auth_secret_ref.name
+            for p in self.peers.values()
+            if p.spec.auth_secret_ref is not None
+        }
+
+    def _secret_data(self) -> SecretData:
+        """The data of the Secrets this node's BGPPeers name, decoded (only those)."""
+        return {
+            name: secret_data(self.secrets[name])
+            for name in self._secret_names()
+            if name in self.secrets
+        }
+
     def _track(self, plural: str, metadata: Any, stored: Any) -> None:
         """Start following an object's status: what is stored is what we know it holds. The
         same object seen again keeps what we know (our own write may not be in the watch
@@ -339,6 +408,14 @@ class NodeAgent:
                     options["field_selector"] = f"metadata.name={self.node}"
                 watch = watch_kind(self.custom, plural, handler, stats=self.stats, **options)
                 tasks.create_task(watch)
+            secrets = watch_objects(
+                self.core.list_namespaced_secret,
+                self._on_secret,
+                f"secrets in {self.namespace}",
+                stats=self.stats,
+                namespace=self.namespace,
+            )
+            tasks.create_task(secrets)
             tasks.create_task(self._work())
             tasks.create_task(self._follow_speaker())
             tasks.create_task(self._write_statuses())
@@ -383,6 +460,7 @@ class NodeAgent:
             pools=tuple(self.pools.values()),
             speaker=speaker,
             added_paths=frozenset(self.added_paths),
+            secrets=self._secret_data(),
             removed=tuple(self.removed.values()),
         )
 
@@ -523,6 +601,7 @@ class NodeAgent:
         problems: dict[str, list[str]] = {}
         for problem in todo.problems:
             problems.setdefault(problem.peer, []).append(problem.message)
+        unconfigured = {problem.peer: problem.reason for problem in todo.unconfigured}
         chosen, _ = node_peers(self.node, self.peers.values())
         chosen_names = {p.metadata.name for p in chosen.values()}
         for peer in self.peers.values():
@@ -535,6 +614,8 @@ class NodeAgent:
                 ok, reason, message = False, "Refused", refused[str(peer.spec.addr)]
             elif name not in chosen_names:
                 ok, reason = False, "DuplicatePeer"
+            elif name in unconfigured:
+                ok, reason = False, unconfigured[name]
             else:
                 ok, reason = True, "Configured"
             status = record_configured(
