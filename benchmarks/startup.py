@@ -66,6 +66,8 @@ def _readyz(port: int) -> int:
     """The status /readyz answers, 0 while nothing answers."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as reply:
+            if reply.headers.get_content_type() != "application/json":
+                return 404  # an older sartd: prometheus_client's metrics on every path
             return int(reply.status)
     except urllib.error.HTTPError as error:
         return error.code
