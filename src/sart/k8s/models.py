@@ -712,6 +712,43 @@ class SpeakerConfig:
     )
 
 
+def _max_prefixes_field() -> Any:
+    return attrs.field(
+        default=None, metadata=schema("Limit on the routes taken from the peer; none by default")
+    )
+
+
+def _passive_field() -> Any:
+    return attrs.field(
+        default=None,
+        metadata=schema(
+            "Whether the speaker only accepts the peer's connection and never connects to it"
+            " (an addition to the original sart)"
+        ),
+    )
+
+
+def _ttl_field() -> Any:
+    return attrs.field(
+        default=None,
+        validator=InRange(1, 255),
+        metadata=schema(
+            "IP TTL of the session's packets: above 1 for an eBGP peer more than one hop away"
+            " (multihop); default 1 for eBGP, 255 for iBGP (an addition to the original sart)"
+        ),
+    )
+
+
+def _auth_secret_ref_field() -> Any:
+    return attrs.field(
+        default=None,
+        metadata=schema(
+            "TCP-MD5 (RFC 2385) password of the session, from a Secret in the node agent's"
+            " namespace (1-80 bytes); none by default (an addition to the original sart)"
+        ),
+    )
+
+
 @attrs.frozen(kw_only=True)
 class BGPPeerTemplateSpec:
     """A reusable peer configuration; every field is optional."""
@@ -738,6 +775,10 @@ class BGPPeerTemplateSpec:
     groups: tuple[str, ...] | None = attrs.field(
         default=None, metadata=schema("Peer groups, matched by advertisements", max_items=64)
     )
+    max_prefixes: MaxPrefixes | None = _max_prefixes_field()
+    passive: bool | None = _passive_field()
+    ttl: int | None = _ttl_field()
+    auth_secret_ref: SecretKeyRef | None = _auth_secret_ref_field()
 
 
 @attrs.frozen(kw_only=True)
@@ -814,31 +855,10 @@ class BGPPeerSpec:
     groups: tuple[str, ...] | None = attrs.field(
         default=None, metadata=schema("Peer groups, matched by advertisements", max_items=64)
     )
-    max_prefixes: MaxPrefixes | None = attrs.field(
-        default=None, metadata=schema("Limit on the routes taken from the peer; none by default")
-    )
-    passive: bool | None = attrs.field(
-        default=None,
-        metadata=schema(
-            "Whether the speaker only accepts the peer's connection and never connects to it"
-            " (an addition to the original sart)"
-        ),
-    )
-    ttl: int | None = attrs.field(
-        default=None,
-        validator=InRange(1, 255),
-        metadata=schema(
-            "IP TTL of the session's packets: above 1 for an eBGP peer more than one hop away"
-            " (multihop); default 1 for eBGP, 255 for iBGP (an addition to the original sart)"
-        ),
-    )
-    auth_secret_ref: SecretKeyRef | None = attrs.field(
-        default=None,
-        metadata=schema(
-            "TCP-MD5 (RFC 2385) password of the session, from a Secret in the node agent's"
-            " namespace (1-80 bytes); none by default (an addition to the original sart)"
-        ),
-    )
+    max_prefixes: MaxPrefixes | None = _max_prefixes_field()
+    passive: bool | None = _passive_field()
+    ttl: int | None = _ttl_field()
+    auth_secret_ref: SecretKeyRef | None = _auth_secret_ref_field()
 
 
 @attrs.frozen(kw_only=True)

@@ -133,6 +133,22 @@ def test_inline_settings_override_the_template_and_ipv6_names_are_valid() -> Non
     assert [p.message for p in wanted.problems] == ["peers[2]: no BGPPeerTemplate 'missing'"]
 
 
+def test_session_options_come_from_the_template_and_the_inline_settings() -> None:
+    template = structure(BGPPeerTemplate, {
+        "apiVersion": "sart.terassyi.net/v1alpha2", "kind": "BGPPeerTemplate",
+        "metadata": {"name": "secure"},
+        "spec": {"asn": 65000, "addr": "9.9.9.9", "passive": True, "ttl": 2,
+                 "authSecretRef": {"name": "router-md5"},
+                 "maxPrefixes": {"limit": 100}}})  # fmt: skip
+    peers = [{"peerTemplateRef": "secure", "peerConfig": {"ttl": 3}}]
+    wanted = plan([cluster_bgp("clusterbgp-sample-a", peers=peers)], {"secure": template},
+                  [node("n1", "a")], {})  # fmt: skip
+    spec = wanted.peers["secure-n1-65000-9.9.9.9"].spec
+    assert (spec.passive, spec.ttl, spec.max_prefixes and spec.max_prefixes.limit) == (True, 3, 100)
+    assert spec.auth_secret_ref is not None
+    assert (spec.auth_secret_ref.name, spec.auth_secret_ref.key) == ("router-md5", "password")
+
+
 def test_two_cluster_bgps_claiming_one_node_the_older_keeps_it() -> None:
     old = cluster_bgp("clusterbgp-sample-a", created="2026-01-01T00:00:00Z")
     new = cluster_bgp("clusterbgp-sample-b", created="2026-02-01T00:00:00Z",

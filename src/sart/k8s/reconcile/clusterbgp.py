@@ -186,6 +186,10 @@ def node_peers(
             cluster_bgp_ref=name,
             speaker=cluster_bgp.spec.speaker,
             groups=spec.groups,
+            max_prefixes=spec.max_prefixes,
+            passive=spec.passive,
+            ttl=spec.ttl,
+            auth_secret_ref=spec.auth_secret_ref,
         )
         peer_id = peer_name(entry.peer_template_ref, node.name, spec.asn, spec.addr)
         peers.append(BGPPeerSlim(name=peer_id, spec=peer))
