@@ -8,6 +8,7 @@ heavy (benchmarks/startup.py measures it, tests/unit/test_imports.py keeps it so
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -50,20 +51,11 @@ def main() -> None:
     help="Where Prometheus metrics are served (/metrics)" + METRICS_HELP,
 )
 @log_options
-def bgp(
-    config_file: Path | None,
-    asn: int | None,
-    router_id: str | None,
-    port: int | None,
-    api_address: str,
-    metrics_address: str,
-    log_format: str,
-    level: str,
-) -> None:
+def bgp(**options: Any) -> None:
     """Run the BGP speaker."""
     from sart.cli import run_bgp  # noqa: PLC0415  (what the command runs: only now)
 
-    run_bgp.run(config_file, asn, router_id, port, api_address, metrics_address, log_format, level)
+    run_bgp.run(**options)
 
 
 @main.command("controller")
@@ -108,24 +100,13 @@ def controller(**kwargs: str | bool | None) -> None:
     help="Seconds between sweeps removing the pod interfaces of pods that no longer exist.",
 )
 @log_options
-def agent(
-    kubeconfig: str | None,
-    node: str,
-    endpoint: str,
-    metrics_address: str,
-    cni_socket: str,
-    cni_gc_interval: float,
-    log_format: str,
-    level: str,
-) -> None:
+def agent(**options: Any) -> None:
     """Run the node agent: configure the local speaker as the node's NodeBGP, BGPPeers and
     BGPAdvertisements say, and report its state in their status; with --cni-socket, also
     give pods their addresses and interfaces (sart-cni)."""
     from sart.cli import run_agent  # noqa: PLC0415  (the Kubernetes client: only now)
 
-    run_agent.run(
-        kubeconfig, node, endpoint, metrics_address, cni_socket, cni_gc_interval, log_format, level
-    )
+    run_agent.run(**options)
 
 
 @main.command("fib")
@@ -197,27 +178,11 @@ def agent(
     help="Where Prometheus metrics (sart_fib_*) are served" + METRICS_HELP,
 )
 @log_options
-def fib(
-    endpoint: str,
-    table: int,
-    protocol: int,
-    metric: int,
-    prefixes: tuple[str, ...],
-    families: tuple[str, ...],
-    grace: float,
-    resync_interval: float,
-    flush_on_exit: bool,
-    metrics_address: str,
-    log_format: str,
-    level: str,
-) -> None:
+def fib(**options: Any) -> None:
     """Install the routes the speaker selected into the kernel (the original's `sartd fib`)."""
     from sart.cli import run_fib  # noqa: PLC0415  (netlink and the API client: only now)
 
-    run_fib.run(
-        endpoint, table, protocol, metric, prefixes, families, grace, resync_interval,
-        flush_on_exit, metrics_address, log_format, level,
-    )  # fmt: skip
+    run_fib.run(**options)
 
 
 if __name__ == "__main__":
