@@ -53,7 +53,11 @@ async def test_health_info_and_paths(api: SpeakerApiStub) -> None:
     info = await api.GetBgpInfo(pb.GetBgpInfoRequest())
     assert (info.asn, info.router_id, info.neighbors) == (65001, "10.255.0.21", 0)
     attributes = pb.PathAttributes(
-        origin=pb.ORIGIN_INCOMPLETE, med=7, local_pref=200, communities=["65001:5", "no-export"]
+        origin=pb.ORIGIN_INCOMPLETE,
+        med=7,
+        local_pref=200,
+        communities=["65001:5", "no-export"],
+        large_communities=["65001:7:4294967295", "65001:1:2"],
     )
     added = await api.AddPaths(
         pb.AddPathsRequest(prefixes=["10.1.0.0/24", "2001:db8::/48"], attributes=attributes)
@@ -70,6 +74,7 @@ async def test_health_info_and_paths(api: SpeakerApiStub) -> None:
         "local",
     )
     assert list(path.communities) == ["65001:5", "NO_EXPORT"]
+    assert list(path.large_communities) == ["65001:1:2", "65001:7:4294967295"]
     v6 = await api.GetRib(pb.GetRibRequest(family=pb.FAMILY_IPV6_UNICAST))
     assert [p.prefix for p in v6.paths] == ["2001:db8::/48"]
     covering = await api.GetRib(pb.GetRibRequest(prefixes=["10.1.0.99"], longest_match=True))
@@ -191,6 +196,15 @@ BAD_CALLS: list[tuple[str, str, Any, Status]] = [
         "community",
         pb.AddPathsRequest(
             prefixes=["10.3.0.0/24"], attributes=pb.PathAttributes(communities=["70000:1"])
+        ),
+        Status.INVALID_ARGUMENT,
+    ),
+    (
+        "AddPaths",
+        "large community",
+        pb.AddPathsRequest(
+            prefixes=["10.3.0.0/24"],
+            attributes=pb.PathAttributes(large_communities=["65000:1:4294967296"]),
         ),
         Status.INVALID_ARGUMENT,
     ),

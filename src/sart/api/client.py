@@ -164,9 +164,13 @@ class SpeakerClient:
         med: int | None = None,
         communities: Iterable[str] = (),
         next_hop: str = "",
+        large_communities: Iterable[str] = (),
     ) -> int:
         attributes = pb.PathAttributes(
-            origin=ORIGIN_NAMES[origin], communities=list(communities), next_hop=next_hop
+            origin=ORIGIN_NAMES[origin],
+            communities=list(communities),
+            next_hop=next_hop,
+            large_communities=list(large_communities),
         )
         if local_pref is not None:
             attributes.local_pref = local_pref

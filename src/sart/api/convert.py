@@ -19,6 +19,8 @@ from sart.bgp.messages import (
     IPV6_UNICAST,
     Communities,
     Family,
+    LargeCommunities,
+    LargeCommunity,
     LocalPref,
     MultiExitDisc,
     find,
@@ -140,6 +142,10 @@ def path_attributes(message: pb.PathAttributes) -> PathAttributesConfig:
         communities = tuple(parse_community(c) for c in message.communities)
     except ValueError as error:
         raise InvalidArgument(f"attributes.communities: {error}") from None
+    try:
+        large = tuple(LargeCommunity.from_str(c) for c in message.large_communities)
+    except ValueError as error:
+        raise InvalidArgument(f"attributes.large_communities: {error}") from None
     if message.origin not in (0, 1, 2):
         raise InvalidArgument(f"attributes.origin: unknown origin {message.origin}")
     return PathAttributesConfig(
@@ -147,6 +153,7 @@ def path_attributes(message: pb.PathAttributes) -> PathAttributesConfig:
         local_pref=message.local_pref if message.HasField("local_pref") else None,
         med=message.med if message.HasField("med") else None,
         communities=communities,
+        large_communities=large,
         next_hop=address(message.next_hop, "attributes.next_hop") if message.next_hop else None,
     )
 
@@ -155,6 +162,7 @@ def path_message(
     path: Path, *, best: bool, now: float, stale: bool = False, next_hop: IPAddress | None = None
 ) -> pb.Path:
     communities = find(path.attributes, Communities)
+    large = find(path.attributes, LargeCommunities)
     local_pref = find(path.attributes, LocalPref)
     med = find(path.attributes, MultiExitDisc)
     hop = next_hop if next_hop is not None else path.next_hop
@@ -165,6 +173,7 @@ def path_message(
         origin=path.origin,  # type: ignore[arg-type]
         as_path=str(path.as_path),
         communities=[format_community(c) for c in communities.values] if communities else [],
+        large_communities=[str(c) for c in large.values] if large else [],
         best=best,
         age_seconds=max(now - path.learned, 0.0) if path.learned else 0.0,
         source=str(path.source.address) if path.source.address is not None else "local",

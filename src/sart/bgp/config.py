@@ -23,7 +23,13 @@ from netaddr import AddrFormatError, IPAddress, IPNetwork
 
 from sart.bgp.codes import OriginCode
 from sart.bgp.limits import DEFAULT_WARNING_PERCENT, PrefixLimit
-from sart.bgp.messages import IPV4_UNICAST, IPV6_UNICAST, Family, parse_community
+from sart.bgp.messages import (
+    IPV4_UNICAST,
+    IPV6_UNICAST,
+    Family,
+    LargeCommunity,
+    parse_community,
+)
 from sart.errors import ConfigError
 
 MAX_ASN = 2**32 - 1
@@ -187,6 +193,7 @@ class PathAttributesConfig:
     local_pref: int | None = None
     med: int | None = None
     communities: tuple[int, ...] = ()
+    large_communities: tuple[LargeCommunity, ...] = ()  # RFC 8092
     next_hop: IPAddress | None = None  # None: our address on each session
 
 
@@ -294,6 +301,8 @@ def _make_converter() -> cattrs.Converter:
         lambda t: t == tuple[int, ...],
         lambda v, _: tuple(_structure_community(c, int) for c in v),
     )
+    converter.register_structure_hook(LargeCommunity, lambda v, _: LargeCommunity.from_str(str(v)))
+    converter.register_unstructure_hook(LargeCommunity, str)
     converter.register_unstructure_hook(IPAddress, str)
     converter.register_unstructure_hook(IPNetwork, str)
     converter.register_unstructure_hook(Family, str)

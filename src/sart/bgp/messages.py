@@ -424,6 +424,10 @@ class ExtendedCommunities:
     flags: int = _flags(OPTIONAL_TRANSITIVE)
 
 
+def _decimal(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
 @attrs.frozen
 class LargeCommunity:
     global_admin: int
@@ -432,6 +436,16 @@ class LargeCommunity:
 
     def __str__(self) -> str:
         return f"{self.global_admin}:{self.local_data_1}:{self.local_data_2}"
+
+    @classmethod
+    def from_str(cls, text: str) -> LargeCommunity:
+        """'GLOBAL:LOCAL1:LOCAL2' (RFC 8092), each part 0..2^32-1."""
+        parts = text.strip().split(":")
+        if len(parts) != 3 or not all(_decimal(p) and int(p) <= 0xFFFFFFFF for p in parts):
+            raise ValueError(
+                f"not a large community: {text!r} (want GLOBAL:LOCAL1:LOCAL2, each 0-4294967295)"
+            )
+        return cls(*(int(p) for p in parts))
 
 
 @attrs.frozen

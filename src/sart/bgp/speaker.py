@@ -57,6 +57,7 @@ from sart.bgp.messages import (
     Family,
     FourOctetAsCapability,
     GracefulRestartCapability,
+    LargeCommunities,
     LocalPref,
     MpReachNlri,
     MultiExitDisc,
@@ -461,6 +462,9 @@ class Speaker:
             shared.append(LocalPref(config.local_pref))
         if config.communities:
             shared.append(Communities(tuple(sorted(set(config.communities)))))
+        if config.large_communities:
+            large = sorted(set(config.large_communities), key=attrs.astuple)
+            shared.append(LargeCommunities(tuple(large)))
         now = _now()
         paths = [
             Path(IPNetwork(p).cidr, self.local_source, config.next_hop, tuple(shared), 0, now)

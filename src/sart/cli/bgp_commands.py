@@ -127,6 +127,8 @@ def _print_paths(paths: list[pb.Path], output: str) -> None:
             attributes.append(f"MED {path.med}")
         if path.communities:
             attributes.append("Communities " + " ".join(path.communities))
+        if path.large_communities:
+            attributes.append("LargeCommunities " + " ".join(path.large_communities))
         marks = ("*>" if path.best else "* ") + ("S" if path.stale else "")
         as_path = f"{path.as_path} {ORIGIN_LETTERS[path.origin]}".strip()
         rows.append(
@@ -223,6 +225,12 @@ async def rib_get(
 @click.option("--local-pref", type=click.IntRange(0, 2**32 - 1))
 @click.option("--med", type=click.IntRange(0, 2**32 - 1))
 @click.option("--community", "communities", multiple=True, help="ASN:VALUE or a name. Repeatable.")
+@click.option(
+    "--large-community",
+    "large_communities",
+    multiple=True,
+    help="GLOBAL:LOCAL1:LOCAL2 (RFC 8092). Repeatable.",
+)
 @click.option("--next-hop", default="", help="Default: our address on each session.")
 @api_command
 async def rib_add(
@@ -234,6 +242,7 @@ async def rib_add(
     local_pref: int | None,
     med: int | None,
     communities: tuple[str, ...],
+    large_communities: tuple[str, ...],
     next_hop: str,
 ) -> None:
     """Originate paths to PREFIXES (all or none)."""
@@ -243,6 +252,7 @@ async def rib_add(
         local_pref=local_pref,
         med=med,
         communities=communities,
+        large_communities=large_communities,
         next_hop=next_hop,
     )
     if output == "json":

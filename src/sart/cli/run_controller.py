@@ -84,18 +84,21 @@ async def _run(
     )
     fence = leader.fence if elect else (lambda: None)
     balancers = LoadBalancerController(api, metrics, fence=fence)
-    parts = (
-        balancers,
-        BlockController(api, advertise_namespace=lease_namespace, fence=fence, metrics=metrics),
-        ClusterBgpController(api, fence=fence),
-        LegacyFinalizers(api, fence=fence),
-    )
+    blocks = BlockController(api, advertise_namespace=lease_namespace, fence=fence, metrics=metrics)
+    cluster_bgps = ClusterBgpController(api, fence=fence)
+    parts = (balancers, blocks, cluster_bgps, LegacyFinalizers(api, fence=fence))
 
     def ready() -> str | None:
         if elect and not leader.leading():
             # A standby is ready: it is there to take over (the body says leader: false).
             return None if leader.answered else f"the Lease {lease_name} not read yet"
-        return None if balancers.synced else "watches not listed yet"
+        unlisted = [
+            name
+            for name, part in (("LoadBalancer", balancers), ("pod blocks", blocks),
+                               ("ClusterBGP", cluster_bgps))
+            if not part.synced
+        ]  # fmt: skip
+        return f"watches not listed yet: {', '.join(unlisted)}" if unlisted else None
 
     health.ready("controller", ready)
     health.fact("leader", lambda: leader.leading() if elect else True)

@@ -8,7 +8,7 @@ from netaddr import IPAddress, IPNetwork
 
 from sart.bgp.codes import OriginCode, WellKnownCommunity
 from sart.bgp.config import load_config, password_digest, password_matches, unstructure_config
-from sart.bgp.messages import IPV4_UNICAST
+from sart.bgp.messages import IPV4_UNICAST, LargeCommunity
 from sart.errors import ConfigError
 
 # As in the original sart's e2e data (multipath_simple/node1/config.yaml) and config.rs test.
@@ -62,7 +62,8 @@ neighbors:
 paths:
   - prefixes: ['2001:db8:1::/48']
     attributes: {origin: incomplete, med: 10, local_pref: '200',
-                 communities: ['65000:1', no-export, 7]}
+                 communities: ['65000:1', no-export, 7],
+                 large_communities: ['65000:1:2']}
 """
     )
     neighbor = config.neighbors[0]
@@ -72,6 +73,7 @@ paths:
     assert attributes.origin is OriginCode.INCOMPLETE
     assert (attributes.med, attributes.local_pref) == (10, 200)
     assert attributes.communities == (65000 << 16 | 1, WellKnownCommunity.NO_EXPORT, 7)
+    assert attributes.large_communities == (LargeCommunity(65000, 1, 2),)
     assert load_config(yaml.safe_dump(unstructure_config(config))) == config
 
 

@@ -88,6 +88,11 @@ class BlockController:
         self._started = asyncio.Event()
         self._wake = asyncio.Event()
 
+    @property
+    def synced(self) -> bool:
+        """Whether pools, blocks and requests are listed and the blocks adopted (/readyz)."""
+        return self._started.is_set()
+
     def _handler(self, store: dict[str, dict[str, Any]], what: str) -> Any:
         def handle(kind: str, obj: Any) -> None:
             if kind == "SYNCED":

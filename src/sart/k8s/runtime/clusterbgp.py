@@ -118,13 +118,18 @@ class ClusterBgpController:
                 tasks.create_task(watch_kind(self.custom, plural, handle, **options))
             tasks.create_task(self._work())
 
+    @property
+    def synced(self) -> bool:
+        """Whether every kind it decides from is listed (/readyz)."""
+        return len(self._synced) >= 5
+
     async def _work(self) -> None:
         retry: float | None = None
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), retry)
             self._wake.clear()
-            if len(self._synced) < 5:
+            if not self.synced:
                 continue  # decide only on a full view of the cluster
             try:
                 await self.sync()

@@ -665,6 +665,7 @@ class PathAttributes(_message.Message):
     MED_FIELD_NUMBER: _builtins.int
     COMMUNITIES_FIELD_NUMBER: _builtins.int
     NEXT_HOP_FIELD_NUMBER: _builtins.int
+    LARGE_COMMUNITIES_FIELD_NUMBER: _builtins.int
     origin: Global___Origin.ValueType
     local_pref: _builtins.int
     med: _builtins.int
@@ -674,6 +675,10 @@ class PathAttributes(_message.Message):
     def communities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """"65000:100" or well-known names ("no-export")"""
 
+    @_builtins.property
+    def large_communities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """"65000:1:2" (RFC 8092)"""
+
     def __init__(
         self,
         *,
@@ -682,10 +687,11 @@ class PathAttributes(_message.Message):
         med: _builtins.int | None = ...,
         communities: _abc.Iterable[_builtins.str] | None = ...,
         next_hop: _builtins.str = ...,
+        large_communities: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_local_pref", b"_local_pref", "_med", b"_med", "local_pref", b"local_pref", "med", b"med"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_local_pref", b"_local_pref", "_med", b"_med", "communities", b"communities", "local_pref", b"local_pref", "med", b"med", "next_hop", b"next_hop", "origin", b"origin"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_local_pref", b"_local_pref", "_med", b"_med", "communities", b"communities", "large_communities", b"large_communities", "local_pref", b"local_pref", "med", b"med", "next_hop", b"next_hop", "origin", b"origin"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__local_pref: _TypeAlias = _typing.Literal["local_pref"]  # noqa: Y015
     _WhichOneofArgType__local_pref: _TypeAlias = _typing.Literal["_local_pref", b"_local_pref"]  # noqa: Y015
@@ -797,6 +803,7 @@ class Path(_message.Message):
     SOURCE_FIELD_NUMBER: _builtins.int
     PATH_ID_FIELD_NUMBER: _builtins.int
     STALE_FIELD_NUMBER: _builtins.int
+    LARGE_COMMUNITIES_FIELD_NUMBER: _builtins.int
     prefix: _builtins.str
     family: Global___Family.ValueType
     next_hop: _builtins.str
@@ -814,6 +821,10 @@ class Path(_message.Message):
     """kept for a restarting peer (graceful restart)"""
     @_builtins.property
     def communities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def large_communities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """"65000:1:2" (RFC 8092)"""
+
     def __init__(
         self,
         *,
@@ -830,10 +841,11 @@ class Path(_message.Message):
         source: _builtins.str = ...,
         path_id: _builtins.int = ...,
         stale: _builtins.bool = ...,
+        large_communities: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_local_pref", b"_local_pref", "_med", b"_med", "local_pref", b"local_pref", "med", b"med"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_local_pref", b"_local_pref", "_med", b"_med", "age_seconds", b"age_seconds", "as_path", b"as_path", "best", b"best", "communities", b"communities", "family", b"family", "local_pref", b"local_pref", "med", b"med", "next_hop", b"next_hop", "origin", b"origin", "path_id", b"path_id", "prefix", b"prefix", "source", b"source", "stale", b"stale"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_local_pref", b"_local_pref", "_med", b"_med", "age_seconds", b"age_seconds", "as_path", b"as_path", "best", b"best", "communities", b"communities", "family", b"family", "large_communities", b"large_communities", "local_pref", b"local_pref", "med", b"med", "next_hop", b"next_hop", "origin", b"origin", "path_id", b"path_id", "prefix", b"prefix", "source", b"source", "stale", b"stale"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__local_pref: _TypeAlias = _typing.Literal["local_pref"]  # noqa: Y015
     _WhichOneofArgType__local_pref: _TypeAlias = _typing.Literal["_local_pref", b"_local_pref"]  # noqa: Y015
