@@ -209,10 +209,19 @@ class SpeakerClient:
         response = await self._call(self._stub.GetNeighborRib, request)
         return list(response.paths)
 
+    async def paths_sent(self, prefixes: Iterable[str] = ()) -> dict[str, list[str]]:
+        """Prefix -> the neighbors a path of ours to it has been sent to (their current
+        sessions): of `prefixes`, or of every path the speaker originates. The state that
+        the events' `paths_sent` change."""
+        request = pb.GetPathsSentRequest(prefixes=list(prefixes))
+        response = await self._call(self._stub.GetPathsSent, request)
+        return {path.prefix: list(path.peers) for path in response.paths}
+
     async def events(self, registered: asyncio.Event | None = None) -> AsyncIterator[pb.Event]:
-        """Peer state and best path changes until the caller stops iterating. `registered` is
-        set once the speaker has subscribed this stream: a reading of its state made after
-        that (neighbors, the RIB) is older than every event that follows."""
+        """Peer state and best path changes, and our own paths sent (`paths_sent`), until the
+        caller stops iterating. `registered` is set once the speaker has subscribed this
+        stream: a reading of its state made after that (neighbors, the RIB, `paths_sent()`)
+        is older than every event that follows."""
         try:
             async with self._stub.WatchEvents.open() as stream:
                 await stream.send_message(pb.WatchEventsRequest(), end=True)

@@ -20,7 +20,7 @@ from sart.api._gen.sart.speaker.v1 import speaker_pb2 as pb
 from sart.api._gen.sart.speaker.v1.speaker_grpc import SpeakerApiBase
 from sart.bgp.config import check_keepalive
 from sart.bgp.messages import AsPath, find
-from sart.bgp.speaker import BestPathChanged, Neighbor, PeerStateChanged, Speaker
+from sart.bgp.speaker import BestPathChanged, Neighbor, PathsSent, PeerStateChanged, Speaker
 from sart.errors import BgpUsageError
 
 
@@ -302,5 +302,28 @@ class SpeakerService(SpeakerApiBase):
                     ]
                     best = pb.Event.BestPathChanged(prefix=str(event.change.prefix), paths=paths)
                     await stream.send_message(pb.Event(best_path_changed=best))
+                elif isinstance(event, PathsSent):
+                    sent = pb.Event.PathsSent(
+                        peer=str(event.address),
+                        advertised=[str(p) for p in event.advertised],
+                        withdrawn=[str(p) for p in event.withdrawn],
+                    )
+                    await stream.send_message(pb.Event(paths_sent=sent))
         finally:
             self.speaker.unsubscribe(queue)
+
+    async def GetPathsSent(
+        self, stream: Stream[pb.GetPathsSentRequest, pb.GetPathsSentResponse]
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        try:
+            wanted = [convert.prefix(p, "prefixes") for p in request.prefixes] or None
+        except convert.InvalidArgument as error:
+            raise _invalid(error) from None
+        found = self.speaker.own_paths_sent(wanted)
+        paths = [
+            pb.PathSent(prefix=str(prefix), peers=[str(a) for a in peers])
+            for prefix, peers in sorted(found.items(), key=lambda item: item[0].sort_key())
+        ]
+        await stream.send_message(pb.GetPathsSentResponse(paths=paths))

@@ -186,6 +186,19 @@ def _fill(
 Route = tuple[IPNetwork, tuple[PathAttribute, ...], IPAddress]  # as sent: with its next hop
 
 
+@attrs.frozen
+class OwnPathsSent:
+    """What a sync changed of our own paths at one peer: the prefixes whose UPDATEs now
+    carry a path we originate (`advertised`), and those whose route of ours was withdrawn or
+    replaced by someone else's (`withdrawn`). The caller tells when those UPDATEs went out."""
+
+    advertised: tuple[IPNetwork, ...] = ()
+    withdrawn: tuple[IPNetwork, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.advertised or self.withdrawn)
+
+
 class AdjRibOut:
     """What one peer has been sent (RFC 4271 3.2), and the UPDATEs that bring it in line
     with the Loc-RIB. Only the best path of a prefix is advertised (no add-path sending).
@@ -207,6 +220,7 @@ class AdjRibOut:
         self.versions = families  # IP versions negotiated: 4, 6
         self.next_hops = next_hops
         self.sent: dict[int, Route] = {}  # by rib.prefix_key
+        self.own: dict[int, IPNetwork] = {}  # of `sent`, the routes that are our own paths
 
     def _route(self, path: Path | None) -> Route | None:
         if path is None or path.prefix.version not in self.versions:
@@ -227,12 +241,27 @@ class AdjRibOut:
     def sync(self, entries: Iterable[tuple[IPNetwork, Path | None]]) -> list[Update]:
         """The UPDATEs (withdrawals first) that make the peer hold, for each prefix, what
         `entries` says is now best (None: no route)."""
+        return self.sync_own(entries)[0]
+
+    def sync_own(
+        self, entries: Iterable[tuple[IPNetwork, Path | None]]
+    ) -> tuple[list[Update], OwnPathsSent]:
+        """`sync`, and what those UPDATEs change of our own paths at the peer."""
         announce: list[tuple[IPNetwork, tuple[PathAttribute, ...], IPAddress]] = []
         withdraw: list[IPNetwork] = []
+        own, advertised, withdrawn = self.own, [], []
         for prefix, best in entries:
             key = prefix_key(prefix)
             want = self._route(best)
             have = self.sent.get(key)
+            mine = want is not None and best is not None and best.source.local
+            if mine != (key in own):
+                if mine:
+                    own[key] = prefix
+                    advertised.append(prefix)
+                else:
+                    del own[key]
+                    withdrawn.append(prefix)
             if want == have:
                 continue
             if want is None:
@@ -241,7 +270,8 @@ class AdjRibOut:
             else:
                 self.sent[key] = want
                 announce.append(want)
-        return withdraw_updates(withdraw, self.ctx) + pack_updates(announce, self.ctx)
+        updates = withdraw_updates(withdraw, self.ctx) + pack_updates(announce, self.ctx)
+        return updates, OwnPathsSent(tuple(advertised), tuple(withdrawn))
 
     def __len__(self) -> int:
         return len(self.sent)

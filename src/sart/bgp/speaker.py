@@ -35,7 +35,7 @@ from sart.bgp.config import (
     SpeakerConfig,
     password_digest,
 )
-from sart.bgp.export import AdjRibOut, Peer
+from sart.bgp.export import AdjRibOut, OwnPathsSent, Peer
 from sart.bgp.fsm import (
     Action,
     Config,
@@ -124,7 +124,17 @@ class BestPathChanged:
     change: Change
 
 
-SpeakerEvent = PeerStateChanged | BestPathChanged
+@attrs.frozen
+class PathsSent:
+    """Our own paths whose UPDATEs to the neighbor at `address` have been handed to the
+    kernel (`advertised`), or whose withdrawal has (`withdrawn`): see Speaker._write_loop."""
+
+    address: IPAddress
+    advertised: tuple[IPNetwork, ...] = ()
+    withdrawn: tuple[IPNetwork, ...] = ()
+
+
+SpeakerEvent = PeerStateChanged | BestPathChanged | PathsSent
 
 
 class _Connection:
@@ -182,6 +192,8 @@ class Neighbor:
         self.source: Source | None = None
         self.adj_out: AdjRibOut | None = None
         self.pending: dict[int, IPNetwork] = {}  # prefixes to redo, by rib.prefix_key
+        # Our own paths the peer has been sent on this session, as far as the bytes are out.
+        self.own_sent: dict[int, IPNetwork] = {}
         self.wake = asyncio.Event()
         self.stats = NeighborStats()
         self.stale_source: Source | None = None  # a restarting peer's routes, kept
@@ -804,6 +816,7 @@ class Speaker:
         neighbor.established = None
         neighbor.adj_out = None
         neighbor.pending = {}
+        neighbor.own_sent = {}  # the peer drops what it had with the session
         neighbor.wake.set()  # the writer sees the session gone and ends
         neighbor.stats.last_error = down.reason
         neighbor.stats.established_at = None
@@ -912,6 +925,8 @@ class Speaker:
         for every family once the initial table is out (RFC 4724 2)."""
         session = connection.session
         end_of_rib_sent = False
+        # drain() returns once every byte is in the kernel: what _sent reports has left us.
+        connection.writer.transport.set_write_buffer_limits(high=0)
         while neighbor.established is connection and not connection.closed:
             adj_out = neighbor.adj_out
             assert adj_out is not None
@@ -926,7 +941,7 @@ class Speaker:
                 for prefix in batch:
                     best = self.rib.lookup(prefix)
                     entries.append((prefix, best[0] if best else None))
-                updates = adj_out.sync(entries)
+                updates, own = adj_out.sync_own(entries)
                 if session.state is not State.ESTABLISHED:
                     return
                 for update in updates:
@@ -937,6 +952,8 @@ class Speaker:
                     await connection.writer.drain()
                 except OSError:
                     return  # the reader sees the connection fail and ends the session
+                if own and neighbor.established is connection:
+                    self._sent(neighbor, own)
             if not end_of_rib_sent and session.state is State.ESTABLISHED:
                 for family in sorted(families, key=lambda f: (f.afi, f.safi)):
                     session.send(Update.end_of_rib(family), _now())
@@ -946,7 +963,34 @@ class Speaker:
             if not neighbor.pending:
                 await neighbor.wake.wait()
 
+    def _sent(self, neighbor: Neighbor, own: OwnPathsSent) -> None:
+        """The UPDATEs carrying these changes of our own paths are in the kernel's send
+        buffer: the peer gets them unless the connection fails (and the session with it)."""
+        for prefix in own.withdrawn:
+            neighbor.own_sent.pop(prefix_key(prefix), None)
+        for prefix in own.advertised:
+            neighbor.own_sent[prefix_key(prefix)] = prefix
+        self._publish(PathsSent(neighbor.address, own.advertised, own.withdrawn))
+
     # --- reading state ------------------------------------------------------------------------
+
+    def own_paths_sent(
+        self, prefixes: Iterable[IPNetwork] | None = None
+    ) -> dict[IPNetwork, list[IPAddress]]:
+        """The neighbors a path of ours to each prefix has been sent to on their current
+        sessions, as PathsSent told it: of `prefixes`, or of every path we originate (and any
+        prefix still held by a neighbor whose withdrawal has not gone out yet)."""
+        if prefixes is None:
+            wanted = {prefix_key(p.prefix): p.prefix for p in self.local_paths()}
+            for neighbor in self.neighbors.values():
+                wanted.update(neighbor.own_sent)
+        else:
+            wanted = {prefix_key(p): p for p in prefixes}
+        order = sorted(self.neighbors.items(), key=lambda item: item[0].sort_key())
+        return {
+            prefix: [address for address, n in order if key in n.own_sent]
+            for key, prefix in wanted.items()
+        }
 
     def uptime(self, neighbor: Neighbor) -> float | None:
         at = neighbor.stats.established_at

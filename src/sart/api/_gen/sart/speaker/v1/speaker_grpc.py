@@ -74,6 +74,10 @@ class SpeakerApiBase(abc.ABC):
     async def WatchEvents(self, stream: 'grpclib.server.Stream[speaker_pb2.WatchEventsRequest, speaker_pb2.Event]') -> None:
         pass
 
+    @abc.abstractmethod
+    async def GetPathsSent(self, stream: 'grpclib.server.Stream[speaker_pb2.GetPathsSentRequest, speaker_pb2.GetPathsSentResponse]') -> None:
+        pass
+
     def __mapping__(self) -> typing.Dict[str, grpclib.const.Handler]:
         return {
             '/sart.speaker.v1.SpeakerApi/Health': grpclib.const.Handler(
@@ -165,6 +169,12 @@ class SpeakerApiBase(abc.ABC):
                 grpclib.const.Cardinality.UNARY_STREAM,
                 speaker_pb2.WatchEventsRequest,
                 speaker_pb2.Event,
+            ),
+            '/sart.speaker.v1.SpeakerApi/GetPathsSent': grpclib.const.Handler(
+                self.GetPathsSent,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                speaker_pb2.GetPathsSentRequest,
+                speaker_pb2.GetPathsSentResponse,
             ),
         }
 
@@ -261,4 +271,10 @@ class SpeakerApiStub:
             '/sart.speaker.v1.SpeakerApi/WatchEvents',
             speaker_pb2.WatchEventsRequest,
             speaker_pb2.Event,
+        )
+        self.GetPathsSent = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/sart.speaker.v1.SpeakerApi/GetPathsSent',
+            speaker_pb2.GetPathsSentRequest,
+            speaker_pb2.GetPathsSentResponse,
         )

@@ -1017,24 +1017,125 @@ class Event(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class PathsSent(_message.Message):
+        """Our own paths whose UPDATEs to `peer` went out (handed to the kernel): announced in
+        `advertised`, withdrawn (or replaced by another's route) in `withdrawn`. A session that
+        ends takes everything it was sent with it: PeerStateChanged says so, not this.
+        """
+
+        DESCRIPTOR: _descriptor.Descriptor
+
+        PEER_FIELD_NUMBER: _builtins.int
+        ADVERTISED_FIELD_NUMBER: _builtins.int
+        WITHDRAWN_FIELD_NUMBER: _builtins.int
+        peer: _builtins.str
+        @_builtins.property
+        def advertised(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+        @_builtins.property
+        def withdrawn(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+        def __init__(
+            self,
+            *,
+            peer: _builtins.str = ...,
+            advertised: _abc.Iterable[_builtins.str] | None = ...,
+            withdrawn: _abc.Iterable[_builtins.str] | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["advertised", b"advertised", "peer", b"peer", "withdrawn", b"withdrawn"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     PEER_STATE_CHANGED_FIELD_NUMBER: _builtins.int
     BEST_PATH_CHANGED_FIELD_NUMBER: _builtins.int
+    PATHS_SENT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def peer_state_changed(self) -> Global___Event.PeerStateChanged: ...
     @_builtins.property
     def best_path_changed(self) -> Global___Event.BestPathChanged: ...
+    @_builtins.property
+    def paths_sent(self) -> Global___Event.PathsSent: ...
     def __init__(
         self,
         *,
         peer_state_changed: Global___Event.PeerStateChanged | None = ...,
         best_path_changed: Global___Event.BestPathChanged | None = ...,
+        paths_sent: Global___Event.PathsSent | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["best_path_changed", b"best_path_changed", "event", b"event", "peer_state_changed", b"peer_state_changed"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["best_path_changed", b"best_path_changed", "event", b"event", "paths_sent", b"paths_sent", "peer_state_changed", b"peer_state_changed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["best_path_changed", b"best_path_changed", "event", b"event", "peer_state_changed", b"peer_state_changed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["best_path_changed", b"best_path_changed", "event", b"event", "paths_sent", b"paths_sent", "peer_state_changed", b"peer_state_changed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["peer_state_changed", "best_path_changed"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["peer_state_changed", "best_path_changed", "paths_sent"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
 Global___Event: _TypeAlias = Event  # noqa: Y015
+
+@_typing.final
+class GetPathsSentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PREFIXES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def prefixes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """empty: every path we originate"""
+
+    def __init__(
+        self,
+        *,
+        prefixes: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["prefixes", b"prefixes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPathsSentRequest: _TypeAlias = GetPathsSentRequest  # noqa: Y015
+
+@_typing.final
+class PathSent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PREFIX_FIELD_NUMBER: _builtins.int
+    PEERS_FIELD_NUMBER: _builtins.int
+    prefix: _builtins.str
+    @_builtins.property
+    def peers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """neighbors it has been sent to on their current sessions"""
+
+    def __init__(
+        self,
+        *,
+        prefix: _builtins.str = ...,
+        peers: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["peers", b"peers", "prefix", b"prefix"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PathSent: _TypeAlias = PathSent  # noqa: Y015
+
+@_typing.final
+class GetPathsSentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATHS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def paths(self) -> _containers.RepeatedCompositeFieldContainer[Global___PathSent]: ...
+    def __init__(
+        self,
+        *,
+        paths: _abc.Iterable[Global___PathSent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["paths", b"paths"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPathsSentResponse: _TypeAlias = GetPathsSentResponse  # noqa: Y015
