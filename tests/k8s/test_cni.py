@@ -274,6 +274,26 @@ async def test_addresses_come_from_the_right_pool_and_pods_ping_their_node(
         await cluster.core.delete_namespace(other_namespace)
 
 
+async def test_a_dual_stack_pod_gets_an_address_of_each_family(cluster: Cluster) -> None:
+    await cluster.pool("10.119.0.0/24", 28, auto=True)
+    await cluster.pool("fd00:119::/112", 120, auto=True)
+    node = cluster.node()
+    node.netns.add_address("lo", "2001:db8:119::1/128")
+    service = await node.start()
+    pod, sandbox = await cluster.pod(node)
+    code, result = await cni(node, "ADD", container_id(), sandbox, pod=(cluster.namespace, pod))
+    assert code == 0, result
+    assert [ip["address"] for ip in result["ips"]] == ["10.119.0.1/32", "fd00:119::1/128"]
+    assert [route["dst"] for route in result["routes"]] == ["0.0.0.0/0", "::/0"]
+    assert await ping(sandbox, NODE_ADDRESS)
+    assert await ping(sandbox, "2001:db8:119::1")
+    await node.stop()
+    service = await node.start()  # both taken back from the kernel
+    assert service.blocks.used() == 2
+    assert (await cni(node, "DEL", container_id(), sandbox))[0] == 0
+    assert service.blocks.used() == 0
+
+
 async def test_a_full_block_brings_a_second_and_an_empty_one_goes_back(cluster: Cluster) -> None:
     pool = await cluster.pool("10.113.0.0/24", 30, auto=True)
     node = cluster.node()

@@ -12,7 +12,7 @@ from sart.k8s.reconcile.pods import (
     NodeBlocks,
     NoPool,
     PodPool,
-    choose_pool,
+    choose_pools,
     low_water,
     pool_capacity,
     pool_exhausted,
@@ -27,32 +27,43 @@ def block(pool: PodPool, cidr: str, node: str = "n1") -> BlockView:
     return BlockView(name=f"{pool.name}-{cidr}", pool=pool.name, cidr=IPNetwork(cidr), node=node)
 
 
+V6 = PodPool(name="v6", cidr=IPNetwork("fd00:10::/64"), block_size=120, auto_assign=True)
+
+
 def test_the_pod_annotation_comes_first_then_the_namespace_then_auto_assign() -> None:
     named = {POOL_ANNOTATION: "other"}
-    assert choose_pool(named, {POOL_ANNOTATION: "default"}, POOLS).why == "pod annotation"
-    chosen = choose_pool({}, named, POOLS)
-    assert (chosen.pool, chosen.why) == (OTHER, "namespace annotation")
-    assert choose_pool(None, None, POOLS) == choose_pool({}, {}, POOLS)
-    assert choose_pool({}, {}, POOLS).pool == DEFAULT
+    assert choose_pools(named, {POOL_ANNOTATION: "default"}, POOLS).why == "pod annotation"
+    chosen = choose_pools({}, named, POOLS)
+    assert (chosen.pools, chosen.why) == ((OTHER,), "namespace annotation")
+    assert choose_pools(None, None, POOLS) == choose_pools({}, {}, POOLS)
+    assert choose_pools({}, {}, POOLS).pools == (DEFAULT,)
+
+
+def test_a_dual_stack_pod_gets_a_pool_of_each_family() -> None:
+    pools = {**POOLS, "v6": V6}
+    assert choose_pools({}, {}, pools).pools == (DEFAULT, V6)  # the autoAssign of each family
+    both = choose_pools({POOL_ANNOTATION: "v6, other"}, {}, pools)
+    assert both.pools == (OTHER, V6)  # IPv4 first, whatever the annotation's order
 
 
 @pytest.mark.parametrize(
     ("pod", "namespace", "says"),
     [
         ({POOL_ANNOTATION: "nope"}, {}, "pod annotation sart.terassyi.net/addresspool='nope'"),
-        ({}, {POOL_ANNOTATION: "a,b"}, "a pod takes one pool"),
+        ({}, {POOL_ANNOTATION: "default,other"}, "one pool per IP family"),
+        ({}, {POOL_ANNOTATION: "default,nope"}, "no AddressPool of type pod is named nope"),
     ],
 )
 def test_a_pool_that_does_not_fit_is_named(
     pod: dict[str, str], namespace: dict[str, str], says: str
 ) -> None:
-    with pytest.raises(NoPool, match=says.replace("?", r"\?")):
-        choose_pool(pod, namespace, POOLS)
+    with pytest.raises(NoPool, match=says):
+        choose_pools(pod, namespace, POOLS)
 
 
 def test_no_auto_assign_pool_says_how_to_name_one() -> None:
     with pytest.raises(NoPool, match="autoAssign"):
-        choose_pool({}, {}, {"other": OTHER})
+        choose_pools({}, {}, {"other": OTHER})
 
 
 def test_addresses_lowest_first_across_blocks_skipping_the_pools_network_address() -> None:

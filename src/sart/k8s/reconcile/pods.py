@@ -1,7 +1,9 @@
 """Pod addresses on one node, as the agent's CNI side decides them. Pure: no I/O, no clock.
 
 - Which pool: the pod's annotation `sart.terassyi.net/addresspool`, else its namespace's, else
-  the pod pool with `autoAssign: true` (`choose_pool`). A pod takes one pool.
+  the pod pool with `autoAssign: true` (`choose_pools`). A pod takes one pool per IP family: a
+  dual-stack pod gets an address of each (the annotation names both, or the autoAssign pool of
+  each family is taken).
 - Which address: the lowest free address of this node's blocks of that pool, the blocks taken
   lowest first (`NodeBlocks.allocate`); None when every block is full: the caller asks for one
   more block (a BlockRequest) and tries again when it comes. The caller asks early, when the
@@ -9,8 +11,9 @@
 - Which blocks go back: a block that becomes empty is released, unless it is the node's last
   usable block of its pool (the next pod would wait for a new block otherwise, as Calico keeps
   a node's affine block). A block being released hands out nothing.
-- The pool's own network and broadcast addresses (IPv4) are never handed out; every other
-  address of a block is, as each pod has a /32 of its own and no subnet.
+- The pool's own network and broadcast addresses (IPv4) and its Subnet-Router anycast address
+  (IPv6) are never handed out; every other address of a block is, as each pod has a /32 (or
+  /128) of its own and no subnet.
 """
 
 from __future__ import annotations
@@ -41,16 +44,21 @@ class PodPool:
 
 @attrs.frozen
 class PoolChoice:
-    pool: PodPool
+    pools: tuple[PodPool, ...]  # one per IP family, IPv4 first
     why: str  # "pod annotation", "namespace annotation" or "autoAssign"
 
 
-def choose_pool(
+def _by_family(pools: list[PodPool]) -> tuple[PodPool, ...]:
+    return tuple(sorted(pools, key=lambda p: p.cidr.version))
+
+
+def choose_pools(
     pod_annotations: Mapping[str, str] | None,
     namespace_annotations: Mapping[str, str] | None,
     pools: Mapping[str, PodPool],
 ) -> PoolChoice:
-    """The pool a pod's address comes from. Raises NoPool saying which name did not fit."""
+    """The pools a pod's addresses come from: one, or one per family for a dual-stack pod.
+    Raises NoPool saying which name did not fit."""
     for found, source in (
         (pod_annotations, "pod annotation"),
         (namespace_annotations, "namespace annotation"),
@@ -58,20 +66,25 @@ def choose_pool(
         named = ((found or {}).get(POOL_ANNOTATION) or "").strip()
         if not named:
             continue
-        if "," in named:
-            raise NoPool(f"{source} {POOL_ANNOTATION}={named!r}: a pod takes one pool, not a list")
-        if named not in pools:
-            raise NoPool(
-                f"{source} {POOL_ANNOTATION}={named!r}: no AddressPool of type pod has that name"
-            )
-        return PoolChoice(pools[named], source)
-    auto = sorted(name for name, pool in pools.items() if pool.auto_assign)
+        said = f"{source} {POOL_ANNOTATION}={named!r}"
+        names = [n.strip() for n in named.split(",")]
+        missing = [n for n in names if n not in pools]
+        if missing:
+            raise NoPool(f"{said}: no AddressPool of type pod is named {', '.join(missing)}")
+        chosen = [pools[n] for n in names]
+        if len({p.cidr.version for p in chosen}) != len(chosen):
+            raise NoPool(f"{said}: a pod takes one pool per IP family")
+        return PoolChoice(_by_family(chosen), source)
+    auto: dict[int, PodPool] = {}
+    for name in sorted(pools, reverse=True):  # the first name of each family wins
+        if pools[name].auto_assign:
+            auto[pools[name].cidr.version] = pools[name]
     if not auto:
         raise NoPool(
             f"no AddressPool of type pod has autoAssign: true, and neither the pod nor its "
             f"namespace names one with the annotation {POOL_ANNOTATION}"
         )
-    return PoolChoice(pools[auto[0]], "autoAssign")
+    return PoolChoice(_by_family(list(auto.values())), "autoAssign")
 
 
 @attrs.frozen
@@ -81,15 +94,22 @@ class Allocation:
     pool: str
 
 
+def _never_handed_out(cidr: IPNetwork) -> tuple[IPAddress, ...]:
+    """The pool's own network and broadcast addresses (IPv4), its Subnet-Router anycast
+    address (IPv6, RFC 4291 2.6.1)."""
+    if cidr.version == 4:
+        return (cidr.network, cidr.broadcast) if cidr.prefixlen < 31 else ()
+    return (cidr.network,) if cidr.prefixlen < 127 else ()
+
+
 class _Block:
     def __init__(self, view: BlockView, pool: PodPool) -> None:
         self.view = view
         self.addresses = Pool(view.cidr, skip_network_and_broadcast=False)
         self.releasing = False
-        if pool.cidr.version == 4 and pool.cidr.prefixlen < 31:
-            for edge in (pool.cidr.network, pool.cidr.broadcast):
-                if edge in view.cidr:
-                    self.addresses.reserve(edge)
+        for edge in _never_handed_out(pool.cidr):
+            if edge in view.cidr:
+                self.addresses.reserve(edge)
 
     @property
     def empty(self) -> bool:

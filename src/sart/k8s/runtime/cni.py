@@ -57,7 +57,7 @@ from sart.k8s.reconcile.pods import (
     NodeBlocks,
     NoPool,
     PodPool,
-    choose_pool,
+    choose_pools,
     low_water,
     pool_exhausted,
 )
@@ -397,39 +397,42 @@ class CniService:
         namespace, name = request.pod_namespace, request.pod_name
         pod_annotations, namespace_annotations = await self._annotations(namespace, name)
         try:
-            choice = choose_pool(pod_annotations, namespace_annotations, self.pools)
+            choice = choose_pools(pod_annotations, namespace_annotations, self.pools)
         except NoPool as error:
             raise CniError(ErrorCode.UNKNOWN_POOL, str(error), f"pod {namespace}/{name}") from None
-        pool, mtu = choice.pool, _mtu(request.config)
-        address = await self._allocate(pool)
-        length = 32 if address.version == 4 else 128
+        mtu = _mtu(request.config)
+        addresses: list[IPAddress] = []
         try:
+            for pool in choice.pools:  # a dual-stack pod: one of each family, all or none
+                addresses.append(await self._allocate(pool))
             attachment = await self._blocking(
                 podnet.attach,
                 container_id=request.container_id,
                 ifname=request.ifname,
                 network=str(request.config.get("name", "")),
                 netns=request.netns,
-                addresses=(IPNetwork(f"{address}/{length}"),),
+                addresses=tuple(
+                    IPNetwork(f"{a}/{32 if a.version == 4 else 128}") for a in addresses
+                ),
                 pod=f"{namespace}/{name}" if name else "",
-                pool=pool.name,
+                pool=",".join(p.name for p in choice.pools),
                 mtu=mtu,
             )
-        except podnet.NetnsMissing as error:
-            self._give_back(address)
-            raise CniError(ErrorCode.UNKNOWN_CONTAINER, str(error), request.netns) from None
-        except (podnet.PodNetworkError, OSError) as error:
-            self._give_back(address)
-            raise CniError(ErrorCode.IO_FAILURE, str(error), request.netns) from None
-        except BaseException:
-            self._give_back(address)
+        except BaseException as error:
+            for address in addresses:
+                self._give_back(address)
+            if isinstance(error, podnet.NetnsMissing):
+                raise CniError(ErrorCode.UNKNOWN_CONTAINER, str(error), request.netns) from None
+            if isinstance(error, (podnet.PodNetworkError, OSError)):
+                raise CniError(ErrorCode.IO_FAILURE, str(error), request.netns) from None
             raise
         self.attachments[key] = attachment
         self._measure()
         log.info(
             "pod attached",
-            extra={"pod": attachment.pod, "address": str(address), "pool": pool.name,
-                   "chosen_by": choice.why, "container": request.container_id[:12]},
+            extra={"pod": attachment.pod, "addresses": [str(a) for a in addresses],
+                   "pools": [p.name for p in choice.pools], "chosen_by": choice.why,
+                   "container": request.container_id[:12]},
         )  # fmt: skip
         return cni_result(attachment, request.version)
 
