@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -59,30 +59,53 @@ SPEAKER_API = "127.0.0.1:5000"  # the original sart's default, as in a real clus
 APISERVER_PORT = 6443  # where a node's agent finds the apiserver on its own loopback
 
 
+DAEMONS = ("bgp", "agent", "fib")
+
+
 def start_node(
-    namespace: Namespace, address: str, asn: int, kubeconfig: Path, name: str, cni_socket: Path
+    namespace: Namespace,
+    address: str,
+    asn: int,
+    kubeconfig: Path,
+    name: str,
+    cni_socket: Path,
+    *,
+    only: Collection[str] = DAEMONS,
+    logs: Path | None = None,
 ) -> list[subprocess.Popen[bytes]]:
     """`sartd bgp`, `sartd agent` (with its CNI side) and `sartd fib` inside the node's network
     namespace, as the DaemonSet runs them on a host-network node: the speaker's API on the
     node's 127.0.0.1:5000, the apiserver on the node's 127.0.0.1:6443 (a proxy out to the
-    lab's control plane), sart-cni's socket in the lab's directory."""
+    lab's control plane), sart-cni's socket in the lab's directory. `only` starts some of
+    them (in that order; a restart of one); with `logs` (a directory) each one's output is
+    appended to `<name>-<daemon>.log` there instead of being dropped or inherited."""
     python = sys.executable
-    namespace.enable_forwarding()  # pods leave the node
-    bgp = namespace.popen(
-        [python, "-m", "sart.cli.sartd", "bgp", "--as", str(asn), "--router-id", address,
-         "--api-address", SPEAKER_API, "--metrics-address", ""],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    agent = namespace.popen(
-        [python, "-m", "sart.cli.sartd", "agent", "--kubeconfig", str(kubeconfig), "--node", name,
-         "--cni-socket", str(cni_socket), "--level", "warning"],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    fib = namespace.popen(
-        [python, "-m", "sart.cli.sartd", "fib", "--endpoint", SPEAKER_API, "--level", "warning"],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    return [bgp, agent, fib]
+    if set(only) == set(DAEMONS):
+        namespace.enable_forwarding()  # pods leave the node
+    argv = {
+        "bgp": [python, "-m", "sart.cli.sartd", "bgp", "--as", str(asn), "--router-id", address,
+                "--api-address", SPEAKER_API, "--metrics-address", ""],
+        "agent": [python, "-m", "sart.cli.sartd", "agent", "--kubeconfig", str(kubeconfig),
+                  "--node", name, "--cni-socket", str(cni_socket), "--level", "warning"],
+        "fib": [python, "-m", "sart.cli.sartd", "fib", "--endpoint", SPEAKER_API, "--level",
+                "warning"],
+    }  # fmt: skip
+    quiet: dict[str, tuple[Any, Any]] = {
+        "bgp": (subprocess.DEVNULL, subprocess.DEVNULL),
+        "agent": (subprocess.DEVNULL, None),
+        "fib": (subprocess.DEVNULL, None),
+    }
+    started = []
+    for daemon in DAEMONS:
+        if daemon not in only:
+            continue
+        if logs is None:
+            stdout, stderr = quiet[daemon]
+            started.append(namespace.popen(argv[daemon], stdout=stdout, stderr=stderr))
+            continue
+        with (logs / f"{name}-{daemon}.log").open("ab") as log:
+            started.append(namespace.popen(argv[daemon], stdout=log, stderr=subprocess.STDOUT))
+    return started
 
 
 async def demo(plane: ControlPlane, workdir: Path) -> None:
