@@ -43,6 +43,7 @@ from sart.k8s.models import (
     STATUS_HISTORY,
     AddressPool,
     AddressType,
+    AdvertiseStatus,
     BGPAdvertisement,
     BGPPeer,
     BGPPeerCondition,
@@ -626,3 +627,60 @@ def record_node_condition(
     if history and history[-1] == condition:
         return status or NodeBGPStatus(conditions=tuple(history))
     return NodeBGPStatus(conditions=_bounded([*history, condition], limit))
+
+
+# --- BGPAdvertisement status.peers --------------------------------------------------------------
+
+
+@attrs.frozen
+class PeerAdvertising:
+    """What this node's speaker reported of its session with one BGPPeer: whether it is
+    Established, and of our own prefixes the ones sent to it (`sent`) and the ones whose
+    withdrawal was sent on this session (`withdrawn`), from its PathsSent events."""
+
+    established: bool
+    sent: frozenset[str] = frozenset()
+    withdrawn: frozenset[str] = frozenset()
+
+
+def advertised_state(
+    cidr: str, announced: bool, session: PeerAdvertising, before: AdvertiseStatus | None
+) -> AdvertiseStatus | None:
+    """One BGPPeer's entry in a BGPAdvertisement's status.peers (None: no entry).
+
+    Advertised once the speaker sent the path to it; Withdraw once the withdrawal was sent,
+    and kept while that session lasts; NotAdvertised otherwise (not sent yet, kept from it,
+    or its session ended, which takes the path with it). An advertisement this node does not
+    announce gets no entry, unless it had one (the node announced it before)."""
+    if cidr in session.sent:
+        return AdvertiseStatus.ADVERTISED
+    if cidr in session.withdrawn:
+        return AdvertiseStatus.WITHDRAW
+    if before is AdvertiseStatus.WITHDRAW and session.established:
+        return AdvertiseStatus.WITHDRAW
+    if announced or before is not None:
+        return AdvertiseStatus.NOT_ADVERTISED
+    return None
+
+
+def advertisement_patch(
+    cidr: str,
+    announced: bool,
+    sessions: Mapping[str, PeerAdvertising],
+    stored: Mapping[str, AdvertiseStatus],
+    gone: Iterable[str] = (),
+) -> dict[str, AdvertiseStatus | None]:
+    """The entries of status.peers this node's agent must change: its own BGPPeers'
+    (`sessions`, by BGPPeer name) that differ from what is `stored`, and None for those of
+    its BGPPeers that are `gone`. Every other entry is another node's: never in the patch,
+    so a merge patch of it leaves them as they are."""
+    patch: dict[str, AdvertiseStatus | None] = {}
+    for name, session in sessions.items():
+        before = stored.get(name)
+        after = advertised_state(cidr, announced, session, before)
+        if after != before:
+            patch[name] = after
+    for name in gone:
+        if name in stored and name not in sessions:
+            patch[name] = None
+    return patch

@@ -48,7 +48,9 @@ from sart.k8s.models import (
     GROUP,
     VERSION,
     AddressPool,
+    AdvertiseStatus,
     BGPAdvertisement,
+    BGPAdvertisementStatus,
     BGPPeer,
     BGPPeerConditionStatus,
     BGPPeerStatus,
@@ -60,9 +62,11 @@ from sart.k8s.reconcile.agent import (
     AgentObserved,
     AgentPlan,
     NeighborSettings,
+    PeerAdvertising,
     PeerEvent,
     SecretData,
     SpeakerView,
+    advertisement_patch,
     last_state,
     node_condition,
     node_peers,
@@ -107,6 +111,11 @@ STATES = {
 UNKNOWN = BGPPeerConditionStatus.UNKNOWN
 FAMILY_NAMES = {pb.FAMILY_IPV4_UNICAST: "ipv4", pb.FAMILY_IPV6_UNICAST: "ipv6"}
 STREAM_ERRORS = (ApiError, StreamTerminatedError, ConnectionError, OSError, TimeoutError)
+ESTABLISHED = BGPPeerConditionStatus.ESTABLISHED
+# BGPAdvertisement status.peers: events that come together (a write of the speaker to each
+# peer, a session going down) make one patch per advertisement.
+ADVERTISEMENT_COALESCE = 0.05  # seconds
+ADVERTISEMENT_WRITERS = 16  # patches in flight
 
 
 def _now() -> str:
@@ -161,6 +170,26 @@ def neighbor_view(state: pb.NeighborState) -> NeighborSettings:
 
 
 @attrs.define
+class AdvertisementRecord:
+    """A BGPAdvertisement as the agent follows its status.peers: the entries as last seen in
+    the watch (`observed`) and the ones this agent wrote since (`ours`, None: removed), which
+    win over the watch (it may not show them yet). Only this node's BGPPeers' entries are the
+    agent's; the others belong to the other nodes' agents."""
+
+    uid: str | None
+    namespace: str
+    name: str
+    cidr: str
+    announced: bool  # this node announces it (it lists the node, or no node)
+    observed: dict[str, AdvertiseStatus]
+    ours: dict[str, AdvertiseStatus | None] = attrs.field(factory=dict)
+
+    def stored(self) -> dict[str, AdvertiseStatus]:
+        found = {**self.observed, **self.ours}
+        return {name: state for name, state in found.items() if state is not None}
+
+
+@attrs.define
 class StatusRecord:
     """One object's status as the agent wants it (`current`) and as it knows it stored
     (`written`: its last successful write, or what it read first)."""
@@ -200,6 +229,17 @@ class NodeAgent:
         self.removed: dict[str, NeighborSettings] = {}  # the speaker's own, to put back
         self.speaker_states: dict[str, tuple[BGPPeerConditionStatus, str]] = {}
         self.statuses: dict[tuple[str, str], StatusRecord] = {}  # (plural, name) -> record
+        # BGPAdvertisement status.peers: what the speaker reported sent to (and withdrawn
+        # from) each neighbor address on its current session, every advertisement's record
+        # by namespace/name, and this node's BGPPeers deleted (their entries to remove).
+        self.paths_sent: dict[str, set[str]] = {}
+        self.paths_withdrawn: dict[str, set[str]] = {}
+        self.advertisement_records: dict[str, AdvertisementRecord] = {}
+        self.by_cidr: dict[str, set[str]] = {}
+        self.gone_peers: set[str] = set()
+        self.advertisement_writes = 0
+        self._advertisements_dirty: set[str] = set()
+        self._advertisements_wake = asyncio.Event()
         self.reached = ""  # the endpoint the speaker answered on last
         self.streaming = ""  # the endpoint of the event stream, while it is open
         self.syncs = 0  # syncs that reached the speaker (tests wait on these)
@@ -301,10 +341,18 @@ class NodeAgent:
             if kind == "DELETED" or peer is not None:
                 self.peers.pop(name, None)
                 self.statuses.pop(("bgppeers", name), None)
+                if peer is not None:
+                    self.gone_peers.discard(name)  # another node's: its entries are not ours
+                elif old is not None:
+                    self.gone_peers.add(name)
                 if old is not None:
                     self._wake.set()
+                    self._mark_advertisements()
             return
         self.peers[name] = peer
+        self.gone_peers.discard(name)
+        if old is None or old.spec.addr != peer.spec.addr:
+            self._mark_advertisements()
         self._track("bgppeers", peer.metadata, peer.status)
         state = self.speaker_states.get(str(peer.spec.addr))
         if state is not None:
@@ -325,6 +373,7 @@ class NodeAgent:
         new = None if kind == "DELETED" else read_object(BGPAdvertisement, obj)
         if new is None and kind != "DELETED":
             return  # does not fit its model (logged): keep what we had
+        self._follow_advertisement(key, new)
         if new is not None and self._announced_here(new):
             self.advertisements[key] = new
         else:
@@ -332,6 +381,32 @@ class NodeAgent:
             new = None
         if (old is None) != (new is None) or (old and new and old.spec != new.spec):
             self._wake.set()
+
+    def _follow_advertisement(self, key: str, new: BGPAdvertisement | None) -> None:
+        """Keep the record of an advertisement's status.peers (every advertisement: one this
+        node announced before may still hold its entries)."""
+        record = self.advertisement_records.pop(key, None)
+        if record is not None:
+            self.by_cidr.get(record.cidr, set()).discard(key)
+        if new is None:
+            return
+        status = new.status or BGPAdvertisementStatus()
+        observed = dict(status.peers or {})
+        meta = new.metadata
+        if record is None or record.uid != meta.uid:
+            ours: dict[str, AdvertiseStatus | None] = {}
+        else:
+            ours = record.ours
+            # What the watch shows now of what we wrote is the stored value from here on.
+            ours = {n: s for n, s in ours.items() if observed.get(n) != s}
+        cidr = str(new.spec.cidr)
+        record = AdvertisementRecord(
+            meta.uid, meta.namespace or "", meta.name, cidr, self._announced_here(new),
+            observed, ours,
+        )  # fmt: skip
+        self.advertisement_records[key] = record
+        self.by_cidr.setdefault(cidr, set()).add(key)
+        self._mark_advertisement(key)
 
     def _announced_here(self, advertisement: BGPAdvertisement) -> bool:
         nodes = advertisement.spec.nodes
@@ -419,6 +494,7 @@ class NodeAgent:
             tasks.create_task(self._work())
             tasks.create_task(self._follow_speaker())
             tasks.create_task(self._write_statuses())
+            tasks.create_task(self._write_advertisements())
 
     async def _work(self) -> None:
         while True:
@@ -646,6 +722,125 @@ class NodeAgent:
             log.info(event.message, extra={"bgppeer": peer.metadata.name, "reason": reason})
             self._event(_involved("BGPPeer", peer.metadata), event)
 
+    # --- BGPAdvertisement status.peers -------------------------------------------------------
+
+    def _mark_advertisement(self, key: str) -> None:
+        self._advertisements_dirty.add(key)
+        self._advertisements_wake.set()
+
+    def _mark_advertisements(self, cidrs: Any = None) -> None:
+        """Look again at the advertisements of these prefixes (None: all)."""
+        if cidrs is None:
+            keys: Any = self.advertisement_records
+        else:
+            keys = {key for cidr in cidrs for key in self.by_cidr.get(cidr, ())}
+        if keys:
+            self._advertisements_dirty.update(keys)
+            self._advertisements_wake.set()
+
+    def _paths_sent(self, address: str, advertised: Any, withdrawn: Any) -> None:
+        """The speaker's PathsSent: these of our prefixes went out to the neighbor."""
+        sent = self.paths_sent.setdefault(address, set())
+        gone = self.paths_withdrawn.setdefault(address, set())
+        for prefix in withdrawn:
+            sent.discard(prefix)
+            gone.add(prefix)
+        for prefix in advertised:
+            sent.add(prefix)
+            gone.discard(prefix)
+        self._mark_advertisements({*advertised, *withdrawn})
+
+    def _session_changed(self, address: str, established: bool) -> None:
+        """A session that is not Established holds nothing of ours (the peer dropped what it
+        had when it ended)."""
+        if not established:
+            self.paths_sent.pop(address, None)
+            self.paths_withdrawn.pop(address, None)
+        self._mark_advertisements()
+
+    def _sessions(self) -> dict[str, PeerAdvertising]:
+        """This node's BGPPeers, by name, with what the speaker reported of their sessions."""
+        chosen, _ = node_peers(self.node, self.peers.values())
+        sessions = {}
+        for address, peer in chosen.items():
+            state = self.speaker_states.get(address)
+            sessions[peer.metadata.name] = PeerAdvertising(
+                established=state is not None and state[0] is ESTABLISHED,
+                sent=frozenset(self.paths_sent.get(address, ())),
+                withdrawn=frozenset(self.paths_withdrawn.get(address, ())),
+            )
+        return sessions
+
+    async def _write_advertisements(self) -> None:
+        """Patch the status.peers entries that changed: after a short wait, so that the
+        events of one burst make one patch per advertisement; a few at a time."""
+        limit = asyncio.Semaphore(ADVERTISEMENT_WRITERS)
+
+        async def write(key: str, sessions: dict[str, PeerAdvertising]) -> None:
+            async with limit:
+                outcome = await self._write_advertisement(key, sessions)
+            if outcome is Outcome.REDO:
+                self._mark_advertisement(key)
+            elif outcome is Outcome.TEMPORARY:
+                delay = self._write_backoff.next(f"bgpadvertisements/{key}")
+                asyncio.get_running_loop().call_later(delay, self._mark_advertisement, key)
+            else:
+                self._write_backoff.reset(f"bgpadvertisements/{key}")
+
+        while True:
+            await self._advertisements_wake.wait()
+            await asyncio.sleep(ADVERTISEMENT_COALESCE)
+            self._advertisements_wake.clear()
+            dirty, self._advertisements_dirty = self._advertisements_dirty, set()
+            sessions = self._sessions()
+            await asyncio.gather(*(write(key, sessions) for key in sorted(dirty)))
+
+    def advertisement_patch(
+        self, key: str, sessions: dict[str, PeerAdvertising] | None = None
+    ) -> dict[str, AdvertiseStatus | None]:
+        """The entries of this node's BGPPeers to change in the advertisement's status."""
+        record = self.advertisement_records.get(key)
+        if record is None:
+            return {}
+        return advertisement_patch(
+            record.cidr,
+            record.announced,
+            self._sessions() if sessions is None else sessions,
+            record.stored(),
+            self.gone_peers,
+        )
+
+    async def _write_advertisement(self, key: str, sessions: dict[str, PeerAdvertising]) -> Outcome:
+        """A JSON merge patch of only this node's entries of status.peers: the other nodes'
+        agents write theirs into the same map, and a merge patch leaves what it does not name
+        as it is (None removes an entry)."""
+        patch = self.advertisement_patch(key, sessions)
+        record = self.advertisement_records.get(key)
+        if not patch or record is None:
+            return Outcome.DONE
+        written = {name: state for name, state in patch.items() if state is not None}
+        peers = unstructure(BGPAdvertisementStatus(peers=written))["peers"]
+        peers.update((name, None) for name, state in patch.items() if state is None)
+        body = {"status": {"peers": peers}}
+        try:
+            await self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, record.namespace, "bgpadvertisements", record.name, body, **MERGE
+            )
+        except API_ERRORS as error:
+            outcome = classify(error)
+            problem = {"object": f"bgpadvertisements/{key}", "error": describe(error)}
+            if outcome is Outcome.DONE:
+                pass  # gone meanwhile: the watch will say so
+            elif outcome is Outcome.PERMANENT:
+                log.error("status write refused", extra=problem)
+            else:
+                log.warning("status write failed, retrying", extra=problem)
+            return outcome
+        if self.advertisement_records.get(key) is record:
+            record.ours.update(patch)
+        self.advertisement_writes += 1
+        return Outcome.DONE
+
     def _mark(self, key: tuple[str, str]) -> None:
         self._dirty.add(key)
         self._write_wake.set()
@@ -754,6 +949,8 @@ class NodeAgent:
                     if event.HasField("peer_state_changed"):
                         seen.add(event.peer_state_changed.address)
                         await queue.put(event)
+                    elif event.HasField("paths_sent"):
+                        await queue.put(event)
             finally:
                 await queue.put(None)
 
@@ -770,6 +967,7 @@ class NodeAgent:
                 pumping.result()  # what broke the stream
                 raise SpeakerUnreachable(Status.UNAVAILABLE, "the speaker ended its event stream")
             states = await speaker.neighbors()
+            sent = await speaker.paths_sent()
             self.stream_opened += 1
             self.streaming = speaker.endpoint
             backoff.reset()
@@ -778,8 +976,19 @@ class NodeAgent:
                 # What the stream said since it opened is newer than this reading.
                 if state.config.address not in seen:
                     self._speaker_state(state.config.address, STATES[state.state], "Observed")
+            # Our paths as sent now; the PathsSent events queued meanwhile replay on top (each
+            # says where one prefix stands after it, so replaying them ends where they did).
+            self.paths_sent, self.paths_withdrawn = {}, {}
+            for prefix, peers in sent.items():
+                for address in peers:
+                    self.paths_sent.setdefault(address, set()).add(prefix)
+            self._mark_advertisements()
             self._wake.set()  # a speaker met again may have restarted: sync everything
             while (event := await queue.get()) is not None:
+                if event.HasField("paths_sent"):
+                    paths = event.paths_sent
+                    self._paths_sent(paths.peer, paths.advertised, paths.withdrawn)
+                    continue
                 change = event.peer_state_changed
                 self._speaker_state(change.address, STATES[change.state], change.reason)
         finally:
@@ -794,6 +1003,8 @@ class NodeAgent:
         is Unavailable until a sync finds the speaker configured again."""
         self._node_status(None, None, f"lost the speaker's event stream: {why}")
         self.speaker_states.clear()
+        self.paths_sent, self.paths_withdrawn = {}, {}  # no news: nothing known sent
+        self._mark_advertisements()
         chosen, _ = node_peers(self.node, self.peers.values())
         for peer in chosen.values():
             record = self.statuses.get(("bgppeers", peer.metadata.name))
@@ -802,7 +1013,10 @@ class NodeAgent:
             self._peer_state(peer, UNKNOWN, f"no news from the speaker: {why}")
 
     def _speaker_state(self, address: str, state: BGPPeerConditionStatus, reason: str) -> None:
+        before = self.speaker_states.get(address)
         self.speaker_states[address] = (state, reason)
+        if (before is not None and before[0] is ESTABLISHED) != (state is ESTABLISHED):
+            self._session_changed(address, state is ESTABLISHED)
         chosen, _ = node_peers(self.node, self.peers.values())
         peer = chosen.get(address)
         if peer is not None:
