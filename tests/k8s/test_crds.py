@@ -313,6 +313,27 @@ INVALID = [
     (_pool(blockSize=40), "spec.blockSize", "blockSize must be between the prefix length"),
     (_pool(type="service", blockSize=28), "spec.blockSize", "service pool must equal"),
     (_pool(autoAssign="yes"), "spec.autoAssign", "must be of type boolean"),
+    (
+        _pool(type="service", bgpAttributes={"communities": ["65000:100", "65536:1"]}),
+        "spec.bgpAttributes.communities",
+        "not a community: 65536:1",
+    ),
+    (
+        _pool(type="service", bgpAttributes={"largeCommunities": ["65000:1"]}),
+        "spec.bgpAttributes.largeCommunities",
+        "not a large community: 65000:1",
+    ),
+    (
+        _pool(type="service", bgpAttributes={"med": 2**32}),
+        "spec.bgpAttributes.med",
+        "less than or equal to 4294967295",
+    ),
+    (
+        _pool(type="service", aggregationLength=20),
+        "spec.aggregationLength",
+        "aggregationLength must be between the prefix length",
+    ),
+    (_pool(aggregationLength=28), "spec.aggregationLength", "for service pools only"),
     (_peer(asn=0), "spec.asn", "greater than or equal to 1"),
     (_peer(asn=2**32), "spec.asn", "less than or equal to 4294967295"),
     (_peer(addr="9.9.9"), "spec.addr", "must be an IPv4 or IPv6 address"),
@@ -338,6 +359,14 @@ INVALID = [
         _other("BGPAdvertisement", {"cidr": "10.0.1.1/32", "type": "service", "protocol": "ipv6"}),
         "spec.protocol",
         "protocol must be the address family of cidr",
+    ),
+    (
+        _other(
+            "BGPAdvertisement",
+            {"cidr": "10.0.1.1/32", "type": "service", "protocol": "ipv4", "attrs": ["med:5"]},
+        ),
+        "spec.attrs",
+        "not a path attribute: med:5",
     ),
 ]
 

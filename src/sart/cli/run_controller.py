@@ -83,7 +83,9 @@ async def _run(
         on_change=lambda leading: metrics.leader.set(1 if leading else 0),
     )
     fence = leader.fence if elect else (lambda: None)
-    balancers = LoadBalancerController(api, metrics, fence=fence)
+    balancers = LoadBalancerController(
+        api, metrics, fence=fence, aggregate_namespace=lease_namespace
+    )
     blocks = BlockController(api, advertise_namespace=lease_namespace, fence=fence, metrics=metrics)
     cluster_bgps = ClusterBgpController(api, fence=fence)
     parts = (balancers, blocks, cluster_bgps, LegacyFinalizers(api, fence=fence))

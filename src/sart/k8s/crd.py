@@ -80,6 +80,8 @@ def _without_none(annotation: Any) -> tuple[Any, bool]:
 
 def _rule_json(rule: Rule, field_path: str | None = None) -> dict[str, str]:
     found = {"rule": rule.rule, "message": rule.message}
+    if rule.message_expression:
+        found["messageExpression"] = rule.message_expression
     if field_path:
         found["fieldPath"] = field_path
     return found
@@ -159,6 +161,9 @@ def field_json_schema(field: attrs.Attribute[Any], *, correlatable: bool) -> dic
         found["default"] = default.value if isinstance(default, enum.Enum) else default
     if meta.max_items is not None:
         found["maxItems"] = meta.max_items
+    if meta.max_length is not None:
+        strings = found["items"] if found.get("type") == "array" else found
+        strings["maxLength"] = meta.max_length
     for key, value in _validator_schema(field.validator):
         if key == "x-kubernetes-validations":
             rules.append(value)

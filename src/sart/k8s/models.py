@@ -24,12 +24,22 @@ CIDRs are ``netaddr.IPNetwork`` and addresses ``netaddr.IPAddress``; parsing the
 from __future__ import annotations
 
 import enum
+import re
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Final
 
 import attrs
 from netaddr import IPAddress, IPNetwork
+
+from sart.k8s.attributes import (
+    ATTR_FORMAT,
+    ATTR_PATTERN,
+    COMMUNITY_FORMAT,
+    COMMUNITY_PATTERN,
+    LARGE_COMMUNITY_FORMAT,
+    LARGE_COMMUNITY_PATTERN,
+)
 
 GROUP: Final = "sart.terassyi.net"
 VERSION: Final = "v1alpha2"
@@ -102,6 +112,10 @@ class Rule:
     message: str
     field: str | None = None
     check: Callable[[Any], bool] | None = None
+    # A CEL expression for the message (``messageExpression``), so the apiserver can name the
+    # value; ``explain`` is its Python twin, given the value.
+    message_expression: str | None = None
+    explain: Callable[[Any], str] | None = None
 
     @property
     def is_transition(self) -> bool:
@@ -118,6 +132,7 @@ class FieldSchema:
     rules: tuple[Rule, ...] = ()
     publish_default: bool = False
     max_items: int | None = None
+    max_length: int | None = None
 
 
 def schema(
@@ -128,11 +143,13 @@ def schema(
     rules: tuple[Rule, ...] = (),
     publish_default: bool = False,
     max_items: int | None = None,
+    max_length: int | None = None,
 ) -> dict[str, FieldSchema]:
     """The ``metadata=`` of a model field: its description (for the CRD and the docs), its JSON
     name when not the camelCase of the Python name, whether it is immutable once created, extra
     CEL rules on its value, whether the default is written into the schema (the apiserver then
-    fills it in), and the most items a list may have (bounds the cost of CEL rules inside)."""
+    fills it in), the most items a list may have and the longest a string (or each string of a
+    list) may be (both bound the cost of CEL rules)."""
     return {
         SCHEMA_KEY: FieldSchema(
             description=description,
@@ -141,6 +158,7 @@ def schema(
             rules=rules,
             publish_default=publish_default,
             max_items=max_items,
+            max_length=max_length,
         )
     }
 
@@ -194,7 +212,8 @@ class Check:
         if value is None or self.rule.check is None:
             return
         if not self.rule.check(value):
-            raise InvalidField(attribute.name, self.rule.message)
+            explain = self.rule.explain
+            raise InvalidField(attribute.name, explain(value) if explain else self.rule.message)
 
 
 @attrs.frozen
@@ -401,6 +420,66 @@ class CustomResource(typing.Protocol):
 # --- AddressPool ----------------------------------------------------------------------------------
 
 
+def _each(pattern: str, what: str, want: str) -> Rule:
+    """A CEL rule (and its Python twin) that every string of a list matches ``pattern``; the
+    apiserver's message names the first that does not."""
+    return Rule(
+        rule=f"self.all(x, x.matches('{pattern}'))",
+        message=f"each must be {want}",
+        message_expression=(
+            f"'not {what}: ' + self.filter(x, !x.matches('{pattern}'))[0] + ' (want {want})'"
+        ),
+        check=lambda values: all(re.fullmatch(pattern, v) for v in values),
+        explain=lambda values: next(
+            f"not {what}: {v} (want {want})" for v in values if not re.fullmatch(pattern, v)
+        ),
+    )
+
+
+@attrs.frozen(kw_only=True)
+class BGPAttributes:
+    """Path attributes of the prefixes announced for a pool's addresses (an addition to the
+    original sart). A Service's annotations add to them: see docs/loadbalancer.md."""
+
+    communities: tuple[str, ...] | None = attrs.field(
+        default=None,
+        validator=Check(_each(COMMUNITY_PATTERN, "a community", COMMUNITY_FORMAT)),
+        metadata=schema(
+            "Communities (RFC 1997): ASN:VALUE or a well-known name such as no-export",
+            max_items=32,
+            max_length=32,
+        ),
+    )
+    large_communities: tuple[str, ...] | None = attrs.field(
+        default=None,
+        validator=Check(
+            _each(LARGE_COMMUNITY_PATTERN, "a large community", LARGE_COMMUNITY_FORMAT)
+        ),
+        metadata=schema(
+            "Large communities (RFC 8092): GLOBAL:LOCAL1:LOCAL2",
+            max_items=32,
+            max_length=32,
+        ),
+    )
+    local_pref: int | None = attrs.field(
+        default=None,
+        validator=InRange(0, UINT32_MAX),
+        metadata=schema("LOCAL_PREF: sent to iBGP peers only (RFC 4271 5.1.5)"),
+    )
+    med: int | None = attrs.field(
+        default=None,
+        validator=InRange(0, UINT32_MAX),
+        metadata=schema("MULTI_EXIT_DISC (RFC 4271 5.1.4)"),
+    )
+
+
+def _aggregation_fits(spec: AddressPoolSpec) -> bool:
+    if spec.aggregation_length is None:
+        return True
+    width = IPV4_BITS if spec.cidr.version == 4 else IPV6_BITS
+    return bool(spec.cidr.prefixlen <= spec.aggregation_length <= width)
+
+
 def _block_size_fits(spec: AddressPoolSpec) -> bool:
     if spec.block_size is None:
         return True
@@ -448,6 +527,25 @@ class AddressPoolSpec:
             message="blockSize is immutable",
             field="block_size",
         ),
+        Rule(
+            rule=(
+                "!has(self.aggregationLength) || !isCIDR(self.cidr) || ("
+                "self.aggregationLength >= cidr(self.cidr).prefixLength() && "
+                "self.aggregationLength <= (cidr(self.cidr).ip().family() == 4 ? 32 : 128))"
+            ),
+            message=(
+                "aggregationLength must be between the prefix length of cidr and 32 (IPv4)"
+                " or 128 (IPv6)"
+            ),
+            field="aggregation_length",
+            check=_aggregation_fits,
+        ),
+        Rule(
+            rule="!has(self.aggregationLength) || self.type == 'service'",
+            message="aggregationLength is for service pools only",
+            field="aggregation_length",
+            check=lambda spec: spec.aggregation_length is None or spec.type is AddressType.SERVICE,
+        ),
     )
 
     cidr: IPNetwork = attrs.field(
@@ -494,6 +592,22 @@ class AddressPoolSpec:
         metadata=schema(
             "Only Services with all these labels get addresses from the pool; all when absent"
             " (an addition to the original sart)",
+        ),
+    )
+    bgp_attributes: BGPAttributes | None = attrs.field(
+        default=None,
+        metadata=schema(
+            "BGP path attributes of the pool's announced prefixes; a Service's annotations"
+            " add to them (an addition to the original sart)"
+        ),
+    )
+    aggregation_length: int | None = attrs.field(
+        default=None,
+        validator=InRange(0, IPV6_BITS),
+        metadata=schema(
+            "Service pools: announce the addresses in use as their covering prefixes of this"
+            " length, each from the nodes of the Services inside it, instead of one prefix"
+            " per address (an addition to the original sart)"
         ),
     )
 
@@ -1222,7 +1336,14 @@ class BGPAdvertisementSpec:
     protocol: Protocol = attrs.field(metadata=schema("ipv4 or ipv6, the family of cidr"))
     attributes: tuple[str, ...] | None = attrs.field(
         default=None,
-        metadata=schema("Path attributes (reserved)", json_name="attrs", max_items=64),
+        validator=Check(_each(ATTR_PATTERN, "a path attribute", ATTR_FORMAT)),
+        metadata=schema(
+            "Path attributes of the announcement: community=ASN:VALUE,"
+            " large-community=GLOBAL:LOCAL1:LOCAL2, local-pref=N, med=N",
+            json_name="attrs",
+            max_items=64,
+            max_length=64,
+        ),
     )
     nodes: tuple[str, ...] | None = attrs.field(
         default=None,

@@ -134,7 +134,8 @@ def test_required_spec_fields_as_the_original(kind: type) -> None:
 def test_addresspool_fields() -> None:
     spec = _schema(models.AddressPool, "spec")
     original = ["cidr", "type", "allocType", "blockSize", "autoAssign"]
-    assert list(spec["properties"]) == [*original, "namespaces", "serviceSelector"]
+    additions = ["namespaces", "serviceSelector", "bgpAttributes", "aggregationLength"]
+    assert list(spec["properties"]) == [*original, *additions]
     assert spec["properties"]["type"]["enum"] == ["service", "pod"]
     assert spec["properties"]["allocType"] == {
         **spec["properties"]["allocType"],

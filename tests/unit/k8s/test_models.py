@@ -243,7 +243,7 @@ FULL: list[Any] = [
             cidr=IPNetwork("2001:db8::1/128"),
             type=AddressType.SERVICE,
             protocol=Protocol.IPV6,
-            attributes=("community:65000:1",),
+            attributes=("community=65000:1",),
             nodes=("node1",),
         ),
         status=BGPAdvertisementStatus(peers={"tor-node1": AdvertiseStatus.ADVERTISED}),
@@ -279,7 +279,7 @@ def test_writing_leaves_out_nothing_and_names_fields_as_kubernetes_does() -> Non
     template = unstructure(FULL[6])
     assert template["spec"] == {} and template["status"] == {}
     advertisement = unstructure(FULL[7])["spec"]
-    assert advertisement["attrs"] == ["community:65000:1"]
+    assert advertisement["attrs"] == ["community=65000:1"]
     selector = unstructure(FULL[3])["spec"]["asnSelector"]
     assert selector == {"from": "asn", "asn": 65000}
     pool = unstructure(AddressPoolSpec(cidr=IPNetwork("10.0.0.0/24"), type=AddressType.SERVICE))

@@ -5,6 +5,13 @@ from __future__ import annotations
 import attrs
 from netaddr import IPAddress, IPNetwork
 
+from sart.k8s.attributes import (
+    COMMUNITIES_ANNOTATION,
+    LARGE_COMMUNITIES_ANNOTATION,
+    LOCAL_PREF_ANNOTATION,
+    MED_ANNOTATION,
+    Attributes,
+)
 from sart.k8s.reconcile.loadbalancer import (
     FINALIZER,
     EndpointView,
@@ -12,6 +19,8 @@ from sart.k8s.reconcile.loadbalancer import (
     PoolView,
     ServiceView,
     advertisements,
+    aggregate_name,
+    aggregates,
     announcing_nodes,
 )
 
@@ -282,3 +291,133 @@ def test_a_refused_request_does_not_keep_an_address_it_may_no_longer_share() -> 
         lb("s0", annotations=refused, ports=(("TCP", 1),), ingress=plan.ingress),
     ]
     assert fresh.adopt(statuses) == []
+
+
+# --- BGP attributes and aggregation ---------------------------------------------------------------
+
+TAGGED = PoolView(
+    name="tagged",
+    cidr=IPNetwork("10.0.4.0/24"),
+    attributes=Attributes.of(communities=["65000:1"], local_pref=200, med=5),
+)
+AGGREGATED = PoolView(
+    name="agg",
+    cidr=IPNetwork("10.0.5.0/24"),
+    attributes=Attributes.of(communities=["65000:9"]),
+    aggregation_length=28,
+)
+
+
+def test_pool_attributes_with_the_service_annotations_over_them() -> None:
+    lba = allocator(TAGGED, V6)
+    annotations = {
+        "sart.terassyi.net/addresspool": "tagged,v6",
+        COMMUNITIES_ANNOTATION: "65000:100, no-export",
+        LARGE_COMMUNITIES_ANNOTATION: "65000:1:2",
+        MED_ANNOTATION: "7",
+    }
+    plan = lba.reconcile(lb(annotations=annotations))
+    v4, v6 = plan.addresses
+    # communities: the union; MED: the Service's; LOCAL_PREF: the pool's (the Service says none)
+    assert plan.attributes[v4].to_attrs() == (
+        "community=65000:1",
+        "community=65000:100",
+        "community=NO_EXPORT",
+        "large-community=65000:1:2",
+        "local-pref=200",
+        "med=7",
+    )
+    assert plan.attributes[v6] == Attributes.of(
+        communities=["65000:100", "no-export"], large_communities=["65000:1:2"], med=7
+    )
+    specs = advertisements(lb(), plan.addresses, ("a",), plan.attributes)
+    assert specs["web-10-0-4-1"]["attrs"] == list(plan.attributes[v4].to_attrs())
+    assert not [e for e in plan.events if e.type == "Warning"]
+
+
+def test_a_malformed_annotation_is_a_warning_naming_the_service_and_value() -> None:
+    lba = allocator(TAGGED)
+    annotations = {COMMUNITIES_ANNOTATION: "65000:100,65000:x", LOCAL_PREF_ANNOTATION: "300"}
+    plan = lba.reconcile(lb(annotations={"sart.terassyi.net/addresspool": "tagged", **annotations}))
+    assert plan.ingress == ("10.0.4.1",)
+    (warning,) = [e for e in plan.events if e.type == "Warning"]
+    assert warning.reason == "InvalidBGPAttributes"
+    assert "Service default/web" in warning.message
+    assert f"{COMMUNITIES_ANNOTATION}: '65000:x' is not a community" in warning.message
+    # the bad annotation is left out whole; the good one applies, over the pool's
+    assert plan.attributes[IPAddress("10.0.4.1")] == Attributes.of(
+        communities=["65000:1"], local_pref=300, med=5
+    )
+
+
+def test_no_attributes_no_attrs_field() -> None:
+    plan = allocator().reconcile(lb())
+    specs = advertisements(lb(), plan.addresses, ("a",), plan.attributes)
+    assert "attrs" not in specs["web-10-0-1-1"]
+
+
+def test_aggregating_pool_announces_covering_prefixes_from_the_union_of_nodes() -> None:
+    lba = allocator(AGGREGATED)
+    named = {"sart.terassyi.net/addresspool": "agg"}
+    first = lba.reconcile(lb("a", annotations=named))
+    second = lba.reconcile(lb("b", annotations=named))
+    far = lba.reconcile(
+        lb("c", annotations={**named, "sart.terassyi.net/loadBalancerIPs": "10.0.5.200"})
+    )
+    assert (first.ingress, second.ingress, far.ingress) == (
+        ("10.0.5.1",),
+        ("10.0.5.2",),
+        ("10.0.5.200",),
+    )
+    # no per-address advertisement for an aggregating pool's addresses
+    assert first.attributes == {} and advertisements(lb("a"), first.addresses, (), {}) == {}
+    nodes = {"default/a": ("n1",), "default/b": ("n2",), "default/c": ("n3",)}
+    assert lba.aggregate_advertisements(nodes) == {
+        "agg-10-0-5-0-28": (
+            "agg",
+            {
+                "cidr": "10.0.5.0/28",
+                "type": "service",
+                "protocol": "ipv4",
+                "nodes": ["n1", "n2"],
+                "attrs": ["community=65000:9"],
+            },
+        ),
+        "agg-10-0-5-192-28": (
+            "agg",
+            {
+                "cidr": "10.0.5.192/28",
+                "type": "service",
+                "protocol": "ipv4",
+                "nodes": ["n3"],
+                "attrs": ["community=65000:9"],
+            },
+        ),
+    }
+    lba.release("default/c")
+    assert list(lba.aggregate_advertisements(nodes)) == ["agg-10-0-5-0-28"]
+
+
+def test_service_annotations_do_not_apply_to_covering_prefixes() -> None:
+    lba = allocator(AGGREGATED)
+    annotations = {"sart.terassyi.net/addresspool": "agg", MED_ANNOTATION: "1"}
+    plan = lba.reconcile(lb(annotations=annotations))
+    (warning,) = [e for e in plan.events if e.type == "Warning"]
+    assert warning.reason == "BGPAttributesIgnored" and "10.0.5.1" in warning.message
+
+
+def test_aggregation_length_of_the_host_is_one_prefix_per_address() -> None:
+    host = attrs.evolve(AGGREGATED, aggregation_length=32)
+    lba = allocator(host)
+    plan = lba.reconcile(lb(annotations={"sart.terassyi.net/addresspool": "agg"}))
+    assert list(plan.attributes) == [IPAddress("10.0.5.1")]
+    assert lba.aggregate_advertisements({}) == {}
+
+
+def test_aggregates_cover_v6() -> None:
+    pool = PoolView(name="v6agg", cidr=IPNetwork("2001:db8::/64"), aggregation_length=120)
+    found = aggregates(pool, {IPAddress("2001:db8::1:5"): ["n1"], IPAddress("2001:db8::1:7"): []})
+    assert found == {IPNetwork("2001:db8::1:0/120"): ("n1",)}
+    assert aggregate_name("v6agg", IPNetwork("2001:db8::1:0/120")) == (
+        "v6agg-20010db8000000000000000000010000-120"
+    )

@@ -37,6 +37,7 @@ import attrs
 from netaddr import IPNetwork
 
 from sart.bgp.config import password_matches
+from sart.k8s.attributes import Attributes
 from sart.k8s.models import (
     IPV4_BITS,
     IPV6_BITS,
@@ -171,6 +172,8 @@ class SpeakerView:
     multipath: bool = False
     neighbors: tuple[NeighborSettings, ...] = ()
     local_paths: frozenset[str] = frozenset()
+    # The attributes the speaker holds for each local path (absent: none read).
+    path_attributes: Mapping[str, Attributes] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -212,6 +215,8 @@ class AgentPlan:
     add_neighbors: tuple[NeighborSettings, ...] = ()
     delete_paths: tuple[str, ...] = ()
     add_paths: tuple[str, ...] = ()
+    # The attributes of each of add_paths that has any (BGPAdvertisement spec.attrs).
+    path_attributes: Mapping[str, Attributes] = attrs.field(factory=dict)
     # Not calls:
     peers: Mapping[str, str] = attrs.field(factory=dict)  # address -> BGPPeer name, this node's
     problems: tuple[PeerProblem, ...] = ()
@@ -368,9 +373,28 @@ def wanted_paths(node: str, advertisements: Iterable[BGPAdvertisement]) -> froze
     )
 
 
+def wanted_attributes(
+    node: str, advertisements: Iterable[BGPAdvertisement]
+) -> dict[str, Attributes]:
+    """The path attributes of each prefix this node announces (`spec.attrs`); two
+    advertisements of one prefix: their attributes merged, the later name's numbers winning."""
+    found: dict[str, Attributes] = {}
+    for advertisement in sorted(advertisements, key=lambda a: a.metadata.name):
+        spec = advertisement.spec
+        if spec.nodes is not None and node not in spec.nodes:
+            continue
+        try:
+            attributes = Attributes.from_attrs(spec.attributes or ())
+        except ValueError:  # the schema refuses these; announced without them
+            attributes = Attributes()
+        prefix = str(spec.cidr)
+        found[prefix] = attributes.over(found[prefix]) if prefix in found else attributes
+    return found
+
+
 def cluster_shaped(prefix: str, pools: Iterable[AddressPool]) -> bool:
     """Whether a prefix is one the cluster could announce: inside an AddressPool, as long as
-    one of its addresses (service) or of its blocks (pod)."""
+    one of its addresses or its aggregation length (service) or one of its blocks (pod)."""
     network = IPNetwork(prefix)
     for pool in pools:
         cidr = pool.spec.cidr
@@ -378,6 +402,8 @@ def cluster_shaped(prefix: str, pools: Iterable[AddressPool]) -> bool:
             continue
         if pool.spec.type is AddressType.SERVICE:
             length = IPV4_BITS if cidr.version == 4 else IPV6_BITS
+            if network.prefixlen == pool.spec.aggregation_length:
+                return True  # a covering prefix of an aggregating pool
         else:
             length = pool.spec.block_size if pool.spec.block_size is not None else cidr.prefixlen
         if network.prefixlen == length:
@@ -457,6 +483,14 @@ def plan(observed: AgentObserved) -> AgentPlan:
 
     wanted = wanted_paths(observed.node, observed.advertisements)
     local = speaker.local_paths
+    attributes = wanted_attributes(observed.node, observed.advertisements)
+    # A path the speaker holds with other attributes is added again (AddPaths replaces it).
+    changed = {
+        p
+        for p in wanted & local
+        if speaker.path_attributes.get(p, Attributes()) != attributes.get(p, Attributes())
+    }
+    adding = (wanted - local) | changed
 
     def ours(prefix: str) -> bool:
         return (
@@ -472,7 +506,8 @@ def plan(observed: AgentObserved) -> AgentPlan:
         set_multipath=multipath,
         add_neighbors=tuple(add),
         delete_paths=tuple(sorted(p for p in local if p not in wanted and ours(p))),
-        add_paths=tuple(sorted(wanted - local)),
+        add_paths=tuple(sorted(adding)),
+        path_attributes={p: attributes[p] for p in sorted(adding) if attributes.get(p)},
         peers={a: p.metadata.name for a, p in sorted(by_address.items())},
         problems=tuple(problems),
         unconfigured=tuple(unconfigured),

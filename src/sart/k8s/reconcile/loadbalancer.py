@@ -6,6 +6,10 @@ the ingress addresses it must show, whether it carries our finalizer, and the ev
 It allocates and releases as a side effect on the allocator, never on the cluster: the
 runtime applies the plan. Start-up rebuilds the allocator from the Services' status
 (`adopt`), so nothing is double-allocated across restarts.
+
+What is announced for the addresses: one BGPAdvertisement per address (`advertisements`), with
+the path attributes of its pool and of the Service's annotations (`ServicePlan.attributes`),
+or, for a pool with an aggregation length, one per covering prefix (`aggregates`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from netaddr import AddrFormatError, IPAddress, IPNetwork
 from sart.errors import AddressInUse, IpamError, PoolExhausted
 from sart.ipam.allocator import Allocator, Request
 from sart.ipam.pool import Pool
+from sart.k8s.attributes import Attributes, from_annotations
 from sart.k8s.models import (
     ADDRESS_POOL_ANNOTATIONS,
     ALLOW_SHARED_IP_ANNOTATION,
@@ -62,6 +67,14 @@ class PoolView:
     auto_assign: bool = False
     namespaces: tuple[str, ...] = ()  # empty: every namespace
     service_selector: Mapping[str, str] = attrs.field(factory=dict)  # empty: every Service
+    attributes: Attributes = attrs.field(factory=Attributes)  # spec.bgpAttributes
+    aggregation_length: int | None = None  # announce covering prefixes of this length
+
+    @property
+    def aggregating(self) -> bool:
+        """Whether its addresses are announced as covering prefixes (not one per address)."""
+        width = 32 if self.cidr.version == 4 else 128
+        return self.aggregation_length is not None and self.aggregation_length < width
 
     def admits(self, service: ServiceView) -> bool:
         return self.refusal(service) is None
@@ -121,6 +134,10 @@ class ServicePlan:
     finalizer: bool  # whether the Service must carry FINALIZER
     events: tuple[Event, ...] = ()
     pending: bool = False  # wants addresses it could not get: retry when some are released
+    # The path attributes of each address's announcement: its pool's, with the Service's
+    # annotations over them. Addresses of an aggregating pool are not here: their covering
+    # prefix carries the pool's attributes (see `aggregates`).
+    attributes: Mapping[IPAddress, Attributes] = attrs.field(factory=dict)
 
     @property
     def ingress(self) -> tuple[str, ...]:
@@ -417,6 +434,36 @@ class LoadBalancerAllocator:
         return held
 
     def reconcile(self, service: ServiceView) -> ServicePlan:
+        plan = self._reconcile(service)
+        if not plan.addresses:
+            return plan
+        return self._with_attributes(service, plan)
+
+    def _with_attributes(self, service: ServiceView, plan: ServicePlan) -> ServicePlan:
+        """The plan with the attributes of each address's announcement, and a Warning for
+        each annotation that does not parse (left out; the rest apply)."""
+        own, problems = from_annotations(service.annotations)
+        found: dict[IPAddress, Attributes] = {}
+        aggregated = []
+        for address in plan.addresses:
+            pool = self.pools.get(self._pool_name(address) or "")
+            if pool is not None and pool.aggregating:
+                aggregated.append(address)
+                continue
+            found[address] = own.over(pool.attributes if pool is not None else Attributes())
+        events = list(plan.events)
+        for problem in problems:
+            message = f"Service {service.key}: {problem}; announced without it"
+            events.append(Event("Warning", "InvalidBGPAttributes", message))
+        if own and aggregated:
+            message = (
+                f"{', '.join(map(str, aggregated))}: the pool announces covering prefixes with"
+                " its own attributes; this Service's BGP annotations do not apply to them"
+            )
+            events.append(Event("Warning", "BGPAttributesIgnored", message))
+        return attrs.evolve(plan, attributes=found, events=tuple(events))
+
+    def _reconcile(self, service: ServiceView) -> ServicePlan:
         key = service.key
         if service.deleting or not is_ours(service):
             released = self.release(key)
@@ -483,6 +530,26 @@ class LoadBalancerAllocator:
             finalizer=True,
             events=(Event("Normal", "AddressAllocated", message),),
         )
+
+    def aggregate_advertisements(
+        self, nodes_of: Mapping[str, Iterable[str]]
+    ) -> dict[str, tuple[str, dict[str, object]]]:
+        """The BGPAdvertisements of every aggregating pool, by object name: (pool, spec).
+        `nodes_of` maps a Service key to the nodes its addresses are announced from (a Service
+        not in it counts as announced from no node, yet its address is covered)."""
+        announced: dict[str, dict[IPAddress, set[str]]] = {}
+        for address, holders in self.holders.items():
+            pool = self.pools.get(self._pool_name(address) or "")
+            if pool is None or not pool.aggregating:
+                continue
+            nodes = announced.setdefault(pool.name, {}).setdefault(address, set())
+            for key in holders:
+                nodes.update(nodes_of.get(key, ()))
+        found: dict[str, tuple[str, dict[str, object]]] = {}
+        for name, addresses in sorted(announced.items()):
+            for object_name, spec in aggregate_advertisements(self.pools[name], addresses).items():
+                found[object_name] = (name, spec)
+        return found
 
     def _full(self, request: Request) -> str:
         full = [n for n in request.pools if self.allocator.pool(n).free == 0]
@@ -558,16 +625,88 @@ def advertisement_name(service: str, address: IPAddress) -> str:
     return f"{service}-{int(address):032x}"
 
 
+def _spec(
+    cidr: IPNetwork, nodes: Iterable[str], attributes: Attributes | None
+) -> dict[str, object]:
+    spec: dict[str, object] = {
+        "cidr": str(cidr),
+        "type": "service",
+        "protocol": f"ipv{cidr.version}",
+        "nodes": list(nodes),
+    }
+    if attributes:
+        spec["attrs"] = list(attributes.to_attrs())
+    return spec
+
+
 def advertisements(
-    service: ServiceView, addresses: Iterable[IPAddress], nodes: tuple[str, ...]
+    service: ServiceView,
+    addresses: Iterable[IPAddress],
+    nodes: tuple[str, ...],
+    attributes: Mapping[IPAddress, Attributes] | None = None,
 ) -> dict[str, dict[str, object]]:
-    """The BGPAdvertisement specs a Service wants, by object name."""
+    """The BGPAdvertisement specs a Service wants, by object name: one per address, with its
+    attributes (`ServicePlan.attributes`) where it has any. With `attributes` given, only
+    the addresses in it (the others are announced by their pool's covering prefix)."""
     return {
-        advertisement_name(service.name, address): {
-            "cidr": f"{address}/{32 if address.version == 4 else 128}",
-            "type": "service",
-            "protocol": f"ipv{address.version}",
-            "nodes": list(nodes),
-        }
+        advertisement_name(service.name, address): _spec(
+            IPNetwork(f"{address}/{_width(address)}"),
+            nodes,
+            attributes.get(address) if attributes is not None else None,
+        )
         for address in addresses
+        if attributes is None or address in attributes
+    }
+
+
+def _width(address: IPAddress) -> int:
+    return 32 if address.version == 4 else 128
+
+
+# --- aggregation ---------------------------------------------------------------------------------
+
+
+def covering(address: IPAddress, length: int) -> IPNetwork:
+    """The prefix of `length` that holds `address`."""
+    return IPNetwork(f"{address}/{length}").cidr
+
+
+def aggregates(
+    pool: PoolView, announced: Mapping[IPAddress, Iterable[str]]
+) -> dict[IPNetwork, tuple[str, ...]]:
+    """The covering prefixes an aggregating pool announces, with their nodes.
+
+    `announced` maps each address of the pool held by some Service to the nodes it would be
+    announced from on its own (`announcing_nodes` of each Service holding it, together).
+    Every such address is covered by exactly one prefix (of `pool.aggregation_length`, never
+    shorter than the pool), no prefix is announced without an address in it, and a prefix is
+    announced from every node any address inside it is: with Local traffic policy a node may
+    so receive traffic for a Service it has no endpoint of (MetalLB's caveat)."""
+    length = pool.aggregation_length
+    if length is None:
+        return {}
+    length = max(length, pool.cidr.prefixlen)
+    found: dict[IPNetwork, set[str]] = {}
+    for address, nodes in announced.items():
+        if address not in pool.cidr:
+            continue
+        found.setdefault(covering(address, length), set()).update(nodes)
+    return {prefix: tuple(sorted(nodes)) for prefix, nodes in sorted(found.items())}
+
+
+def aggregate_name(pool: str, prefix: IPNetwork) -> str:
+    """DNS-safe and stable: the pool's name, the prefix's digits and its length."""
+    if prefix.version == 4:
+        return f"{pool}-{str(prefix.network).replace('.', '-')}-{prefix.prefixlen}"
+    return f"{pool}-{int(prefix.network):032x}-{prefix.prefixlen}"
+
+
+def aggregate_advertisements(
+    pool: PoolView, announced: Mapping[IPAddress, Iterable[str]]
+) -> dict[str, dict[str, object]]:
+    """The BGPAdvertisement specs of an aggregating pool, by object name (the pool's
+    attributes on each)."""
+    return {
+        aggregate_name(pool.name, prefix): _spec(prefix, nodes, pool.attributes)
+        for prefix, nodes in aggregates(pool, announced).items()
     }

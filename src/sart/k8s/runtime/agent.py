@@ -42,6 +42,7 @@ from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi
 
 from sart.api._gen.sart.speaker.v1 import speaker_pb2 as pb
 from sart.api.client import ApiError, SpeakerClient, SpeakerUnreachable
+from sart.k8s.attributes import Attributes
 from sart.k8s.convert import unstructure
 from sart.k8s.models import (
     API_VERSION,
@@ -167,6 +168,20 @@ def neighbor_view(state: pb.NeighborState) -> NeighborSettings:
         ),
         max_prefixes_restart=config.max_prefixes_restart,
     )
+
+
+def path_attributes(path: pb.Path) -> Attributes:
+    """The attributes of a local path as GetRib shows them (none it cannot read: the path
+    is then added again with the ones wanted)."""
+    try:
+        return Attributes.of(
+            communities=path.communities,
+            large_communities=path.large_communities,
+            local_pref=path.local_pref if path.HasField("local_pref") else None,
+            med=path.med if path.HasField("med") else None,
+        )
+    except ValueError:
+        return Attributes()
 
 
 @attrs.define
@@ -545,13 +560,15 @@ class NodeAgent:
         with contextlib.ExitStack() as stack:
             speaker, info = await self._reach(stack)
             neighbors = await speaker.neighbors()
-            local = frozenset(p.prefix for p in await speaker.rib() if p.source == "local")
+            own = [p for p in await speaker.rib() if p.source == "local"]
+            local = frozenset(p.prefix for p in own)
             view = SpeakerView(
                 asn=info.asn,
                 router_id=info.router_id,
                 multipath=info.multi_path,
                 neighbors=tuple(neighbor_view(n) for n in neighbors),
                 local_paths=local,
+                path_attributes={p.prefix: path_attributes(p) for p in own},
             )
             todo = plan(self.observed(view))
             self._say(todo)
@@ -596,7 +613,17 @@ class NodeAgent:
             await speaker.delete_paths(todo.delete_paths)
             self.added_paths.difference_update(todo.delete_paths)
         if todo.add_paths:
-            await speaker.add_paths(todo.add_paths)
+            groups: dict[Attributes, list[str]] = {}
+            for prefix in todo.add_paths:
+                groups.setdefault(todo.path_attributes.get(prefix, Attributes()), []).append(prefix)
+            for attributes, prefixes in groups.items():
+                await speaker.add_paths(
+                    prefixes,
+                    communities=attributes.communities,
+                    large_communities=attributes.large_communities,
+                    local_pref=attributes.local_pref,
+                    med=attributes.med,
+                )
             self.added_paths.update(todo.add_paths)
         log.info(
             "speaker updated",

@@ -20,6 +20,7 @@ from typing import Any
 from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi, DiscoveryV1Api
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from sart.k8s.attributes import Attributes
 from sart.k8s.models import GROUP, VERSION, AddressPool, AddressType
 from sart.k8s.reconcile.loadbalancer import (
     FINALIZER,
@@ -43,6 +44,8 @@ log = logging.getLogger("sart.k8s")
 
 COMPONENT = "sart-controller"
 SERVICE_LABEL = "sart.terassyi.net/service"  # on our BGPAdvertisements: the Service's name
+POOL_LABEL = "sart.terassyi.net/addresspool"  # on an aggregating pool's: the pool's name
+AGGREGATES = "aggregates"  # the backoff key of the aggregates' writes
 SLICE_SERVICE_LABEL = "kubernetes.io/service-name"
 WRITERS = 64  # concurrent writes to the apiserver
 RETRY_DELAY = 0.5
@@ -94,12 +97,23 @@ def pool_view(pool: dict[str, Any]) -> PoolView | None:
     if model is None or model.spec.type is not AddressType.SERVICE:
         return None
     spec = model.spec
+    bgp = spec.bgp_attributes
+    attributes = Attributes()
+    if bgp is not None:
+        attributes = Attributes.of(
+            communities=bgp.communities or (),
+            large_communities=bgp.large_communities or (),
+            local_pref=bgp.local_pref,
+            med=bgp.med,
+        )
     return PoolView(
         name=model.metadata.name,
         cidr=spec.cidr,
         auto_assign=spec.auto_assign,
         namespaces=spec.namespaces or (),
         service_selector=dict(spec.service_selector or {}),
+        attributes=attributes,
+        aggregation_length=spec.aggregation_length,
     )
 
 
@@ -123,6 +137,7 @@ class LoadBalancerController:
         metrics: ControllerMetrics | None = None,
         *,
         fence: Callable[[], None] = _no_fence,
+        aggregate_namespace: str = "kube-system",
     ) -> None:
         self.metrics = metrics or ControllerMetrics()
         self.fence = fence  # raises LeadershipLost once we may no longer write
@@ -135,13 +150,24 @@ class LoadBalancerController:
         self.announced: dict[str, dict[str, dict[str, Any]]] = {}  # Service key -> name -> spec
         self.services: dict[str, Any] = {}
         self.pools: dict[str, dict[str, Any]] = {}
+        # Aggregating pools: the nodes each Service is announced from, the advertisements of
+        # the covering prefixes (in aggregate_namespace, owned by their pool) by name.
+        self.aggregate_namespace = aggregate_namespace
+        self.nodes_of: dict[str, tuple[str, ...]] = {}
+        self.aggregated: dict[str, dict[str, Any]] = {}
+        self._aggregates_dirty = asyncio.Event()
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._queued: set[str] = set()
         self._writing: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
         self._writers = asyncio.Semaphore(WRITERS)
         self._crash: asyncio.Future[None] | None = None  # a detached write failed for good
-        self._synced = {"services": False, "pools": False, "advertisements": False}
+        self._synced = {
+            "services": False,
+            "pools": False,
+            "advertisements": False,
+            "aggregates": False,
+        }
         self._started = asyncio.Event()
         self._pool_counts: dict[str, tuple[int, int]] = {}
         self._backoff = KeyedBackoff(base=RETRY_DELAY, cap=RETRY_MAX)
@@ -233,14 +259,38 @@ class LoadBalancerController:
         if self._started.is_set():
             self.enqueue(key)
 
+    def _on_aggregate(self, kind: str, advertisement: Any) -> None:
+        if kind == "SYNCED":
+            self._synced["aggregates"] = True
+            self._maybe_start()
+            return
+        meta = advertisement["metadata"]
+        if meta.get("namespace") != self.aggregate_namespace:
+            return
+        if kind == "DELETED":
+            self.aggregated.pop(meta["name"], None)
+        else:
+            self.aggregated[meta["name"]] = advertisement.get("spec", {})
+        self._aggregates_dirty.set()
+
     def _desired_advertisements(
         self, view: ServiceView, plan: ServicePlan
     ) -> dict[str, dict[str, Any]]:
         if not plan.addresses or view.deleting or not is_ours(view):
+            self._set_nodes(view.key, None)
             return {}
         endpoints = [e for views in self.slices.get(view.key, {}).values() for e in views]
         nodes = announcing_nodes(view.external_traffic_policy, self.bgp_nodes, endpoints)
-        return advertisements(view, plan.addresses, nodes)
+        self._set_nodes(view.key, nodes)
+        return advertisements(view, plan.addresses, nodes, plan.attributes)
+
+    def _set_nodes(self, key: str, nodes: tuple[str, ...] | None) -> None:
+        """Record where a Service is announced from; the aggregates are looked at again."""
+        if nodes is None:
+            self.nodes_of.pop(key, None)
+        else:
+            self.nodes_of[key] = nodes
+        self._aggregates_dirty.set()
 
     def _apply_pools(self) -> None:
         views = [v for v in (pool_view(p) for p in self.pools.values()) if v is not None]
@@ -306,8 +356,17 @@ class LoadBalancerController:
                     "endpointslices",
                 )
             )
+            tasks.create_task(
+                watch_kind(
+                    self.custom,
+                    "bgpadvertisements",
+                    self._on_aggregate,
+                    label_selector=POOL_LABEL,
+                )
+            )
             tasks.create_task(self._work())
             tasks.create_task(self._pool_status_loop())
+            tasks.create_task(self._aggregate_loop())
 
     async def _work(self) -> None:
         await self._started.wait()
@@ -326,6 +385,7 @@ class LoadBalancerController:
                 continue
             if service is None:
                 self._backoff.reset(key)
+                self._set_nodes(key, None)
                 released = self.allocator.release(key)
                 if released:
                     self._wake_pending()
@@ -498,6 +558,82 @@ class LoadBalancerController:
                 if error.status != 404:
                     raise
             mine.pop(name, None)
+
+    # --- aggregating pools ----------------------------------------------------------------
+
+    async def _aggregate_loop(self) -> None:
+        """Keep the aggregating pools' BGPAdvertisements as the allocations say, whenever an
+        allocation, a Service's nodes or a pool change; failed writes back off."""
+        await self._started.wait()
+        while True:
+            await self._aggregates_dirty.wait()
+            self._aggregates_dirty.clear()
+            try:
+                await self._write_aggregates()
+            except API_ERRORS as error:
+                log.warning(
+                    "aggregate advertisements not written, retrying",
+                    extra={"error": describe(error)},
+                )
+                await asyncio.sleep(self._backoff.next(AGGREGATES))
+                self._aggregates_dirty.set()
+                continue
+            self._backoff.reset(AGGREGATES)
+
+    async def _write_aggregates(self) -> None:
+        wanted = self.allocator.aggregate_advertisements(self.nodes_of)
+        namespace, plural = self.aggregate_namespace, "bgpadvertisements"
+        for name, (pool, spec) in wanted.items():
+            have = self.aggregated.get(name)
+            if have == spec:
+                continue
+            self.fence()
+            if have is not None:
+                await self.custom.patch_namespaced_custom_object(
+                    GROUP, VERSION, namespace, plural, name, {"spec": spec}, **MERGE
+                )
+            else:
+                owner = self.pools.get(pool, {}).get("metadata", {})
+                body = {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": "BGPAdvertisement",
+                    "metadata": {
+                        "name": name,
+                        "labels": {POOL_LABEL: pool},
+                        "ownerReferences": [
+                            {
+                                "apiVersion": f"{GROUP}/{VERSION}",
+                                "kind": "AddressPool",
+                                "name": pool,
+                                "uid": owner.get("uid", ""),
+                            }
+                        ]
+                        if owner.get("uid")
+                        else None,
+                    },
+                    "spec": spec,
+                }
+                try:
+                    await self.custom.create_namespaced_custom_object(
+                        GROUP, VERSION, namespace, plural, body
+                    )
+                except ApiException as error:
+                    if error.status != 409:
+                        raise
+                    await self.custom.patch_namespaced_custom_object(
+                        GROUP, VERSION, namespace, plural, name, {"spec": spec}, **MERGE
+                    )
+            self.aggregated[name] = spec
+        for name in set(self.aggregated) - set(wanted):
+            self.fence()
+            try:
+                await self.custom.delete_namespaced_custom_object(
+                    GROUP, VERSION, namespace, plural, name
+                )
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+            self.aggregated.pop(name, None)
 
     async def _record(self, view: ServiceView, event: Event) -> None:
         self.fence()  # before the log line: a fenced ex-leader must not say it allocated
