@@ -37,3 +37,16 @@ def test_cni_benchmark_runs_both_plugins_on_a_real_agent() -> None:
         assert set(phase) == {"sart", "reference"}
         assert all(len(run.add) == len(run.delete) == 4 for run in phase.values())
     assert cni.print_report(report) in (True, False)
+
+
+@pytest.mark.k8s
+@pytest.mark.e2e
+def test_cluster_bgp_benchmark_runs_on_the_sample_lab() -> None:
+    import cluster_bgp  # noqa: PLC0415 - imports the Kubernetes client, only here
+
+    report = cluster_bgp.run(services=2, drains=1, idle=30.0)
+    assert len(report.first_route) == len(report.all_routes) == 2
+    assert len(report.drained) == 1
+    assert set(report.agent_cpu) == {"sart-control-plane", "sart-worker", "sart-worker2"}
+    assert any(resource == "leases" for _, _, resource in report.requests)  # the log is read
+    assert cluster_bgp.print_report(report) in (True, False)

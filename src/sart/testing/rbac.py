@@ -1,6 +1,6 @@
-"""The shipped RBAC (manifests/deploy/controller.yaml) applied to a test control plane, and a
-client configuration holding a token of one of its ServiceAccounts: tests run the controller
-and the agent with exactly the rights users install."""
+"""The shipped RBAC (manifests/deploy/namespace.yaml and rbac.yaml) applied to a test control
+plane, and a client configuration holding a token of one of its ServiceAccounts: tests run the
+controller and the agent with exactly the rights users install."""
 
 from __future__ import annotations
 
@@ -16,15 +16,17 @@ from kubernetes_asyncio.client import (
 )
 from kubernetes_asyncio.client.exceptions import ApiException
 
-DEPLOY = Path(__file__).resolve().parents[3] / "manifests" / "deploy" / "controller.yaml"
+DEPLOY = Path(__file__).resolve().parents[3] / "manifests" / "deploy"
+RBAC = (DEPLOY / "namespace.yaml", DEPLOY / "rbac.yaml")
 NAMESPACE = "sart-system"
 
 
-async def apply_shipped_rbac(api: ApiClient, path: Path = DEPLOY) -> None:
-    """The namespace, ServiceAccounts and roles of the manifest, as it is now (roles that
+async def apply_shipped_rbac(api: ApiClient, paths: tuple[Path, ...] = RBAC) -> None:
+    """The namespace, ServiceAccounts and roles of the manifests, as they are now (roles that
     exist already are replaced, so a test sees the current rules)."""
     core, rbac = CoreV1Api(api), RbacAuthorizationV1Api(api)
-    for document in yaml.safe_load_all(path.read_text()):
+    documents = [d for path in paths for d in yaml.safe_load_all(path.read_text())]
+    for document in documents:
         kind, name = document["kind"], document["metadata"]["name"]
         create: Any = {
             "Namespace": core.create_namespace,

@@ -1,0 +1,305 @@
+"""manifests/ as users install it: `kubectl kustomize` (kubectl built from Go modules at the
+control plane's version, scripts/kubectl) renders the base and its components; every rendered
+object is accepted by the real apiserver (server-side apply, dry run: validation, defaulting and
+admission, without a kubelet), and the Pods the workloads would make are admitted too (the
+controller's under the restricted Pod Security level)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes_asyncio.client import CoreV1Api
+
+from sart.k8s.runtime import webhook
+from sart.testing.controlplane import ControlPlane
+from sart.testing.rbac import NAMESPACE, apply_shipped_rbac
+
+pytestmark = pytest.mark.k8s
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFESTS = ROOT / "manifests"
+# Where each daemon serves /healthz and /readyz (its --metrics-address default).
+METRICS_PORTS = {"bgp": 9469, "controller": 9470, "agent": 9471, "fib": 9472}
+VARIANTS = {
+    "base": (),
+    "cni": ("components/cni",),
+    "webhook": ("components/webhook",),
+    "cni+webhook": ("components/cni", "components/webhook"),
+}
+
+
+@pytest.fixture(scope="session")
+def kubectl(request: pytest.FixtureRequest) -> Path:
+    """scripts/kubectl's binary, built first when missing (about 80 s with the control plane's
+    Go caches warm)."""
+    script = ROOT / "scripts" / "kubectl"
+    found = subprocess.run([script, "path"], capture_output=True, text=True, check=False)
+    if found.returncode != 0:
+        capture = request.config.pluginmanager.getplugin("capturemanager")
+        with capture.global_and_fixture_disabled():
+            print("\nno kubectl yet: running scripts/kubectl build", flush=True)
+            subprocess.run([script, "build"], check=True)
+        found = subprocess.run([script, "path"], capture_output=True, text=True, check=True)
+    return Path(found.stdout.strip())
+
+
+def render_with(kubectl: Path, tmp: Path, components: tuple[str, ...]) -> list[dict[str, Any]]:
+    """What `kubectl apply -k` would send: manifests/ with `components`, as a user's own
+    kustomization names them (kustomize refuses one inside manifests/ itself)."""
+    (tmp / "sart").symlink_to(MANIFESTS)
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": ["sart"],
+        "components": [f"sart/{c}" for c in components],
+    }
+    (tmp / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    out = subprocess.run(
+        [kubectl, "kustomize", tmp], capture_output=True, text=True, check=True
+    ).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+@pytest.fixture(scope="module")
+def rendered(kubectl: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return {
+        name: render_with(kubectl, tmp_path_factory.mktemp(name), components)
+        for name, components in VARIANTS.items()
+    }
+
+
+def find(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    [found] = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    return found
+
+
+def containers(pod_spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in pod_spec["containers"]}
+
+
+def test_kubectl_apply_k_manifests_is_the_base(kubectl: Path) -> None:
+    """`kubectl kustomize manifests/` itself (what `kubectl apply -k manifests/` sends) renders,
+    and is the CRDs of manifests/crd plus the daemons."""
+    out = subprocess.run(
+        [kubectl, "kustomize", MANIFESTS], capture_output=True, text=True, check=True
+    ).stdout
+    objects = [d for d in yaml.safe_load_all(out) if d]
+    kinds = sorted({(o["kind"], o["metadata"]["name"]) for o in objects})
+    crds = {
+        yaml.safe_load(p.read_text())["metadata"]["name"]
+        for p in (MANIFESTS / "crd").glob("*.yaml")
+        if p.name != "kustomization.yaml"
+    }
+    assert {n for k, n in kinds if k == "CustomResourceDefinition"} == crds
+    assert {
+        ("Namespace", "sart-system"),
+        ("ServiceAccount", "sart-controller"),
+        ("ServiceAccount", "sart-agent"),
+        ("ClusterRole", "sart-controller"),
+        ("ClusterRole", "sart-agent"),
+        ("Deployment", "sart-controller"),
+        ("PodDisruptionBudget", "sart-controller"),
+        ("DaemonSet", "sartd"),
+    } <= set(kinds)
+    for o in objects:
+        assert o["metadata"]["labels"]["app.kubernetes.io/part-of"] == "sart"
+
+
+def test_the_base_writes_nothing_to_the_nodes(rendered: dict[str, Any]) -> None:
+    """LoadBalancer-only clusters: no CNI configuration, plugin, host path or FIB on the nodes."""
+    daemonset = find(rendered["base"], "DaemonSet", "sartd")
+    spec = daemonset["spec"]["template"]["spec"]
+    assert "initContainers" not in spec
+    assert set(containers(spec)) == {"bgp", "agent"}
+    assert all("hostPath" not in v for v in spec["volumes"])
+    assert "--cni-socket" not in containers(spec)["agent"]["command"]
+    controller = find(rendered["base"], "Deployment", "sart-controller")
+    assert "hostNetwork" not in controller["spec"]["template"]["spec"]
+
+
+def test_the_cni_component_installs_the_plugin_and_serves_it(rendered: dict[str, Any]) -> None:
+    spec = find(rendered["cni"], "DaemonSet", "sartd")["spec"]["template"]["spec"]
+    [init] = spec["initContainers"]
+    assert init["command"] == [
+        "python", "-m", "sart.cni.install",
+        "--bin-dir", "/host/opt/cni/bin", "--conf-dir", "/host/etc/cni/net.d",
+    ]  # fmt: skip
+    agent = containers(spec)["agent"]
+    command = agent["command"]
+    assert command[command.index("--cni-socket") + 1] == "/run/sart/cni.sock"
+    assert set(agent["securityContext"]["capabilities"]["add"]) == {"NET_ADMIN", "SYS_ADMIN"}
+    fib = containers(spec)["fib"]
+    assert fib["command"][:2] == ["sartd", "fib"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["run"] == {
+        "name": "run",
+        "hostPath": {"path": "/run/sart", "type": "DirectoryOrCreate"},
+    }
+    assert volumes["netns"]["hostPath"]["path"] == "/run/netns"
+    netns = [m for m in agent["volumeMounts"] if m["name"] == "netns"]
+    assert netns == [
+        {"name": "netns", "mountPath": "/run/netns", "mountPropagation": "HostToContainer"}
+    ]
+    mounts = {m["mountPath"]: volumes[m["name"]]["hostPath"]["path"] for m in init["volumeMounts"]}
+    assert mounts == {"/host/opt/cni/bin": "/opt/cni/bin", "/host/etc/cni/net.d": "/etc/cni/net.d"}
+    controller = find(rendered["cni"], "Deployment", "sart-controller")
+    assert controller["spec"]["template"]["spec"]["hostNetwork"] is True
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_every_daemon_is_probed_at_its_metrics_port(rendered: dict[str, Any], variant: str) -> None:
+    """docs/operations.md's probes, at the port each daemon serves them by default (none of the
+    commands moves --metrics-address), and the node daemons as critical."""
+    seen = set()
+    for kind, name in (("Deployment", "sart-controller"), ("DaemonSet", "sartd")):
+        spec = find(rendered[variant], kind, name)["spec"]["template"]["spec"]
+        for container in spec["containers"]:
+            command = container["command"]
+            daemon = "controller" if command[0] == "sart-controller" else command[1]
+            assert "--metrics-address" not in command
+            port = METRICS_PORTS[daemon]
+            ports = {p.get("name"): p["containerPort"] for p in container["ports"]}
+            for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+                get = container[probe]["httpGet"]
+                assert get["path"] == path
+                assert ports.get(get["port"], get["port"]) == port
+            assert container["resources"]["requests"]
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+            assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+            seen.add(daemon)
+        if kind == "DaemonSet":
+            assert spec["priorityClassName"] == "system-node-critical"
+            assert spec["tolerations"] == [{"operator": "Exists"}]
+    assert seen == ({"bgp", "agent", "controller", "fib"} if "cni" in variant else
+                    {"bgp", "agent", "controller"})  # fmt: skip
+
+
+def test_the_speaker_starts_with_the_node_address_for_the_agent_to_set(
+    rendered: dict[str, Any],
+) -> None:
+    """No shared configuration file: the router ID is the node's address (downward API) until
+    the agent sets the NodeBGP's; the AS a reserved placeholder."""
+    spec = find(rendered["base"], "DaemonSet", "sartd")["spec"]["template"]["spec"]
+    bgp = containers(spec)["bgp"]
+    command = bgp["command"]
+    assert command[command.index("--router-id") + 1] == "$(NODE_IP)"
+    assert command[command.index("--as") + 1] == "65535"
+    assert "-f" not in command
+    [env] = bgp["env"]
+    assert env == {"name": "NODE_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}
+    assert all(o["kind"] != "ConfigMap" for o in rendered["base"])
+
+
+def test_the_webhook_component_registers_what_the_controller_serves(
+    rendered: dict[str, Any],
+) -> None:
+    objects = rendered["webhook"]
+    registered = find(objects, "ValidatingWebhookConfiguration", "sart")
+    service = {"name": "sart-webhook", "namespace": NAMESPACE, "path": webhook.PATH, "port": 443}
+    expected = webhook.configuration({"service": service})
+    registered["metadata"].pop("labels")
+    assert registered == expected
+    assert "sart-webhook" in {o["metadata"]["name"] for o in objects if o["kind"] == "Service"}
+    spec = find(objects, "Deployment", "sart-controller")["spec"]["template"]["spec"]
+    command = containers(spec)["controller"]["command"]
+    assert command[command.index("--webhook-cert") + 1] == "/etc/sart/webhook/tls.crt"
+    assert "webhook" not in {o["metadata"]["name"] for o in rendered["base"]}
+
+
+def dry_run_apply(
+    kubectl: Path, plane: ControlPlane, objects: list[dict[str, Any]]
+) -> subprocess.CompletedProcess[str]:
+    documents = "---\n".join(yaml.safe_dump(o) for o in objects)
+    return subprocess.run(
+        [kubectl, "--kubeconfig", plane.kubeconfig, "apply", "--server-side", "--force-conflicts",
+         "--field-manager", "sart-test-manifests", "--dry-run=server", "-o", "json", "-f", "-"],
+        input=documents, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+def pod_of(workload: dict[str, Any], namespace: str) -> dict[str, Any]:
+    template = workload["spec"]["template"]
+    metadata = {**template["metadata"], "name": f"{workload['metadata']['name']}-x"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {**metadata, "namespace": namespace},
+        "spec": template["spec"],
+    }
+
+
+@pytest.fixture
+def report_time(request: pytest.FixtureRequest) -> Iterator[None]:
+    began = time.monotonic()
+    yield
+    print(f"\n{request.node.name}: {time.monotonic() - began:.1f} s")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("variant", list(VARIANTS))
+async def test_the_apiserver_accepts_every_rendered_object(
+    rendered: dict[str, Any],
+    kubectl: Path,
+    control_plane: ControlPlane,
+    k8s: Any,
+    variant: str,
+    report_time: None,
+) -> None:
+    """Server-side apply, dry run, of everything `kubectl apply -k` sends (CRDs, RBAC, the
+    workloads, the webhook), then of the Pods the workloads would make: the apiserver's
+    validation and admission (Pod Security at the namespace's level, priority classes, service
+    accounts) accept them. sart-system and its accounts are created for real first (what the
+    RBAC tests apply): namespaced objects need their namespace to exist even in a dry run."""
+    await apply_shipped_rbac(k8s)
+    objects = rendered[variant]
+    applied = dry_run_apply(kubectl, control_plane, objects)
+    assert applied.returncode == 0, applied.stderr
+    assert "Warning" not in applied.stderr, applied.stderr
+    answered = json.loads(applied.stdout)
+    items = answered["items"] if answered["kind"] == "List" else [answered]
+    assert sorted((i["kind"], i["metadata"]["name"]) for i in items) == sorted(
+        (o["kind"], o["metadata"]["name"]) for o in objects
+    )
+    pods = [
+        pod_of(find(objects, "Deployment", "sart-controller"), NAMESPACE),
+        pod_of(find(objects, "DaemonSet", "sartd"), NAMESPACE),
+    ]
+    admitted = dry_run_apply(kubectl, control_plane, pods)
+    assert admitted.returncode == 0, admitted.stderr
+    assert "Warning" not in admitted.stderr, admitted.stderr
+
+
+@pytest.mark.asyncio
+async def test_the_controller_pod_is_admitted_as_restricted(
+    rendered: dict[str, Any], kubectl: Path, control_plane: ControlPlane, k8s: Any, namespace: str
+) -> None:
+    """The controller's Pod (without the webhook's or CNI's changes too) passes the restricted
+    Pod Security level; the node daemons' Pod is refused there (host network, root, and with
+    the CNI component host paths): sart-system is privileged for them."""
+    core = CoreV1Api(k8s)
+    await core.patch_namespace(
+        namespace, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
+    )
+    for account in ("sart-controller", "sart-agent"):
+        await core.create_namespaced_service_account(namespace, {"metadata": {"name": account}})
+    for variant in VARIANTS:
+        objects = rendered[variant]
+        controller = pod_of(find(objects, "Deployment", "sart-controller"), namespace)
+        admitted = dry_run_apply(kubectl, control_plane, [controller])
+        if "cni" in variant:  # on the host network: refused, as it should be
+            assert admitted.returncode != 0
+            assert "hostNetwork" in admitted.stderr
+        else:
+            assert admitted.returncode == 0, (variant, admitted.stderr)
+            assert "Warning" not in admitted.stderr, admitted.stderr
+        node = pod_of(find(objects, "DaemonSet", "sartd"), namespace)
+        refused = dry_run_apply(kubectl, control_plane, [node])
+        assert refused.returncode != 0
+        assert "violates PodSecurity" in refused.stderr
