@@ -489,7 +489,7 @@ async def _configured(objects: Objects, name: str) -> bool:
 async def test_the_agent_runs_with_exactly_the_shipped_rbac(
     k8s: ApiClient, objects: Objects, node_speaker: tuple[Sartd, int]
 ) -> None:
-    """manifests/deploy/controller.yaml's sart-agent account may do all the agent does:
+    """manifests/deploy/rbac.yaml's sart-agent account may do all the agent does:
     watch its kinds, write NodeBGP and BGPPeer status, record Events."""
     speaker, _ = node_speaker
     await apply_shipped_rbac(k8s)

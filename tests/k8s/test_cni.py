@@ -415,7 +415,7 @@ async def test_check_names_what_is_wrong(cluster: Cluster) -> None:
 
 
 async def test_the_cni_side_runs_with_exactly_the_shipped_rbac(cluster: Cluster) -> None:
-    """manifests/deploy/controller.yaml's sart-agent account may do all the CNI side does:
+    """manifests/deploy/rbac.yaml's sart-agent account may do all the CNI side does:
     watch pools, blocks, its pods and the namespaces, ask for a block, release an empty one."""
     await apply_shipped_rbac(cluster.k8s)
     configuration = await account_configuration(cluster.k8s, "sart-agent")

@@ -381,7 +381,7 @@ async def test_services_with_one_sharing_key_share_an_address(cluster: Cluster) 
 
 
 async def test_controller_runs_with_exactly_the_shipped_rbac(cluster: Cluster) -> None:
-    """manifests/deploy/controller.yaml's ServiceAccount and roles are enough (and the
+    """manifests/deploy/rbac.yaml's ServiceAccount and roles are enough (and the
     controller uses nothing else): the controller runs on a token of that account."""
     await apply_shipped_rbac(cluster.k8s)
     configuration = await account_configuration(cluster.k8s, "sart-controller")

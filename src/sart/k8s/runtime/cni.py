@@ -20,8 +20,8 @@ this node's AddressBlocks and their interfaces (`sart.cni.podnet`). The decision
   served, so a restart loses nothing.
 - Every `gc_interval` seconds, attachments whose pod no longer exists in the API, or whose
   interface is gone (the netns went away without a DEL), are removed and their addresses
-  freed. The attachments are read before the pods are listed: one that existed before the
-  listing and whose pod the listing lacks is surely leaked.
+  freed. The pods are the watch's; a pod it lacks is read before its attachment goes (404:
+  gone), so an idle node makes no request.
 - Calls on one container are served one at a time; calls on different containers at once.
 """
 
@@ -651,18 +651,16 @@ class CniService:
 
     async def collect_garbage(self) -> int:
         """Remove attachments of pods the API no longer has, and forget those whose interface
-        is gone; returns how many were removed."""
+        is gone; returns how many were removed. The pods come from the watch; only a pod the
+        watch does not hold is asked for (a watch a moment behind must not make a new pod look
+        gone), so a node whose pods all exist makes no request at all."""
         found = await self._blocking(podnet.list_attachments)
         present = {(a.container_id, a.ifname) for a in found}
-        pods = await self.core.list_pod_for_all_namespaces(
-            field_selector=f"spec.nodeName={self.node}"
-        )
-        alive = {f"{p.metadata.namespace}/{p.metadata.name}" for p in pods.items}
         removed = 0
         for key, attachment in list(self.attachments.items()):
             if key not in present:
                 why = "its interface is gone (the netns went away without a DEL)"
-            elif attachment.pod and attachment.pod not in alive:
+            elif attachment.pod and not await self._pod_exists(attachment.pod):
                 why = f"pod {attachment.pod} no longer exists"
             else:
                 continue
@@ -670,6 +668,18 @@ class CniService:
             removed += 1
         self.gc_runs += 1
         return removed
+
+    async def _pod_exists(self, pod: str) -> bool:
+        namespace, _, name = pod.partition("/")
+        if (namespace, name) in self.pod_annotations:
+            return True
+        try:
+            await self.core.read_namespaced_pod(name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
 
 
 async def _nothing() -> None:
