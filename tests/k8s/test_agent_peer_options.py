@@ -40,7 +40,7 @@ from test_agent import (  # the node speaker, the objects and the helpers of the
 from sart.bgp.config import password_matches
 from sart.k8s.runtime.agent import NodeAgent
 from sart.testing.controlplane import unique_name
-from sart.testing.rbac import NAMESPACE, account_configuration, apply_shipped_rbac
+from sart.testing.rbac import NAMESPACE, RBAC, account_configuration, apply_shipped_rbac
 
 pytestmark = [pytest.mark.k8s, pytest.mark.asyncio]
 __all__ = ["objects"]  # the fixture, used by name below
@@ -264,8 +264,7 @@ async def _at_least(value: int, wanted: int) -> bool:
 
 async def test_the_shipped_role_is_namespaced() -> None:
     """The agent reads Secrets through a Role in sart-system, not its ClusterRole."""
-    manifest = Path(__file__).resolve().parents[2] / "manifests" / "deploy" / "controller.yaml"
-    documents = list(yaml.safe_load_all(manifest.read_text()))
+    documents = [d for path in RBAC for d in yaml.safe_load_all(path.read_text())]
     cluster_rules = [
         rule
         for d in documents
