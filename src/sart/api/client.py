@@ -116,6 +116,12 @@ class SpeakerClient:
         )
         return response
 
+    async def end_of_initial_table(self) -> bool:
+        """Tell a restarted speaker its table is complete (End-of-RIB may go out); whether
+        it was holding End-of-RIB."""
+        response = await self._call(self._stub.EndOfInitialTable, pb.EndOfInitialTableRequest())
+        return bool(response.released)
+
     async def set_as(self, asn: int) -> None:
         await self._call(self._stub.SetAs, pb.SetAsRequest(asn=asn))
 

@@ -94,8 +94,16 @@ class SpeakerService(SpeakerApiBase):
                 local_paths=speaker.rib.count(speaker.local_source),
                 multi_path=speaker.config.multi_path,
                 uptime_seconds=time.monotonic() - speaker.started_at,
+                end_of_rib_deferred=not speaker.initial_table.complete,
             )
         )
+
+    async def EndOfInitialTable(
+        self, stream: Stream[pb.EndOfInitialTableRequest, pb.EndOfInitialTableResponse]
+    ) -> None:
+        await stream.recv_message()
+        released = self.speaker.end_of_initial_table()
+        await stream.send_message(pb.EndOfInitialTableResponse(released=released))
 
     async def SetAs(self, stream: Stream[pb.SetAsRequest, pb.SetAsResponse]) -> None:
         request = await stream.recv_message()

@@ -212,10 +212,23 @@ class SpeakerConfig:
     hold_time: int = attrs.field(default=90, validator=_hold_time)
     connect_retry_time: float = 5.0
     graceful_restart_time: int = 120  # how long a restarting peer's routes are kept (s)
+    # Graceful restart as the restarting speaker (RFC 4724 4.1): announce every family with
+    # its forwarding-state bit, the Restart State bit on each neighbor's first session, and
+    # stop without a NOTIFICATION so that the routers keep our routes while we are away.
+    restarting_side: bool = False
+    # Hold End-of-RIB until EndOfInitialTable (the agent's first full sync) or until
+    # selection_deferral_time seconds after start (RFC 4724 4.1's selection deferral timer).
+    defer_end_of_rib: bool = False
+    selection_deferral_time: int = attrs.field(default=60)
     multi_path: bool = False
     multi_path_relax: bool = False  # ECMP across neighbouring ASes (FRR's multipath-relax)
     neighbors: tuple[NeighborConfig, ...] = attrs.field(default=())
     paths: tuple[PathConfig, ...] = ()
+
+    @selection_deferral_time.validator
+    def _check_deferral(self, attribute: attrs.Attribute[int], value: int) -> None:
+        if not 1 <= value <= 3600:
+            raise ValueError(f"selection_deferral_time {value} is outside 1..3600 seconds")
 
     @neighbors.validator
     def _check_neighbors(

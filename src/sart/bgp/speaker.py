@@ -56,7 +56,6 @@ from sart.bgp.messages import (
     ExtendedMessageCapability,
     Family,
     FourOctetAsCapability,
-    GracefulRestartCapability,
     LargeCommunities,
     LocalPref,
     MpReachNlri,
@@ -70,6 +69,7 @@ from sart.bgp.messages import (
     Update,
 )
 from sart.bgp.negotiation import Negotiated
+from sart.bgp.restart import InitialTable, may_send_end_of_rib, restart_capability
 from sart.bgp.rib import Change, Ignored, NextHopProblem, Path, Rib, Source, prefix_key
 from sart.bgp.session import Session
 from sart.errors import BgpUsageError
@@ -199,6 +199,8 @@ class Neighbor:
         self.stale_source: Source | None = None  # a restarting peer's routes, kept
         self.end_of_rib_due: set[Family] = set()  # families the restarted peer still owes
         self.connecting = False
+        # Restarting side: the Restart State bit goes in our OPENs until a session is up.
+        self.restarting = False
         # The last session's Idle state while the prefix limit holds the neighbor down.
         self.held: FsmState | None = None
         self.own_addresses: frozenset[IPAddress] = frozenset()  # ours on the session
@@ -248,10 +250,22 @@ class Neighbor:
         if not self.config.passive and not self.config.admin_down:
             self.spawn(self._speaker._connect_loop(self))
 
-    async def stop(self, reason: str, subcode: int = CeaseSubcode.ADMINISTRATIVE_SHUTDOWN) -> None:
+    async def stop(
+        self,
+        reason: str,
+        subcode: int = CeaseSubcode.ADMINISTRATIVE_SHUTDOWN,
+        *,
+        graceful: bool = False,
+    ) -> None:
+        """Close the sessions with a Cease; `graceful`: without a NOTIFICATION, the TCP
+        connection just closes, so a graceful-restart peer keeps our routes (RFC 4724 4.2)."""
         self._stopping = True
         for connection in list(self.connections):
-            self._speaker._close(self, connection, reason, subcode)
+            if graceful:
+                self._speaker._act(self, connection, connection.session.connection_lost(_now()))
+                connection.close()
+            else:
+                self._speaker._close(self, connection, reason, subcode)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -320,6 +334,9 @@ class Speaker:
         self.ports: list[int] = []  # the ports listened on (useful with port 0)
         self.transitions: dict[tuple[IPAddress, State], int] = {}  # for metrics
         self.started_at = _now()
+        # Complete once start() has loaded the configured paths, or, deferred, once signalled.
+        self.initial_table = InitialTable(None)
+        self._deferral_timer: asyncio.TimerHandle | None = None
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -329,12 +346,21 @@ class Speaker:
         return bool(self._servers) and all(server.is_serving() for server in self._servers)
 
     async def start(self) -> None:
+        if self.config.defer_end_of_rib:
+            now = _now()
+            self.initial_table = InitialTable.waiting(now, self.config.selection_deferral_time)
+            deadline = self.initial_table.next_deadline()
+            if deadline is not None:
+                loop = asyncio.get_running_loop()
+                self._deferral_timer = loop.call_later(deadline - now, self._deferral_expired)
         for address in self.config.listen_addresses:
             await self._listen(address)
         for neighbor_config in self.config.neighbors:
             self.add_neighbor(neighbor_config)
         for path in self.config.paths:
             self.announce(path.prefixes, path.attributes)
+        if not self.config.defer_end_of_rib:
+            self._table_completed(InitialTable())  # the configured paths are the table
         log.info(
             "speaker started",
             extra={
@@ -345,13 +371,46 @@ class Speaker:
         )
 
     async def stop(self, reason: str = "speaker shutting down") -> None:
+        """Close every session: with a Cease, or, on the restarting side (RFC 4724), by
+        closing the connections only, so that the peers keep our routes until we are back."""
         for server in self._servers:
             server.close()
-        await asyncio.gather(*(n.stop(reason) for n in self.neighbors.values()))
+        if self._deferral_timer is not None:
+            self._deferral_timer.cancel()
+            self._deferral_timer = None
+        graceful = self.config.restarting_side
+        await asyncio.gather(*(n.stop(reason, graceful=graceful) for n in self.neighbors.values()))
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
-        log.info("speaker stopped", extra={"reason": reason})
+        log.info("speaker stopped", extra={"reason": reason, "graceful": graceful})
+
+    # --- graceful restart, restarting side ------------------------------------------------------
+
+    def end_of_initial_table(self) -> bool:
+        """Our table is complete (the agent re-added every path): End-of-RIB may go out.
+        False when it was complete already."""
+        return self._table_completed(self.initial_table.signal())
+
+    def _deferral_expired(self) -> None:
+        self._deferral_timer = None
+        self._table_completed(self.initial_table.handle_timer(_now()))
+
+    def _table_completed(self, table: InitialTable) -> bool:
+        if table == self.initial_table or not table.complete:
+            return False
+        self.initial_table = table
+        if self._deferral_timer is not None:
+            self._deferral_timer.cancel()
+            self._deferral_timer = None
+        assert table.completed is not None
+        log.info(
+            "initial table complete, End-of-RIB released",
+            extra={"why": table.completed.value, "paths": self.rib.count(self.local_source)},
+        )
+        for neighbor in self.neighbors.values():
+            neighbor.wake.set()
+        return True
 
     async def _listen(self, address: IPAddress) -> None:
         family = socket.AF_INET if address.version == 4 else socket.AF_INET6
@@ -384,6 +443,9 @@ class Speaker:
         if config.address in self.neighbors:
             raise BgpUsageError(f"neighbor {config.address} already exists")
         neighbor = Neighbor(config, self)
+        # Added while we come back (before our table is complete): our first OPENs to it say
+        # we restarted. One added later is a new neighbor, with no routes of ours to keep.
+        neighbor.restarting = self.config.restarting_side and not self.initial_table.complete
         self.neighbors[config.address] = neighbor
         if config.password:
             for server in self._servers:
@@ -420,17 +482,22 @@ class Speaker:
             raise BgpUsageError(f"no neighbor {address}")
         return neighbor
 
-    def _fsm_config(self, neighbor: NeighborConfig) -> Config:
+    def _fsm_config(self, neighbor: NeighborConfig, *, restarting: bool = False) -> Config:
         hold = neighbor.hold_time if neighbor.hold_time is not None else self.config.hold_time
         families = neighbor.families
+        # Receiving side only (no families) unless we are a restarting side too; the Restart
+        # State bit on the first sessions after we started (RFC 4724 3, 4.1).
+        restart_families = families if self.config.restarting_side else ()
+        graceful_restart = restart_capability(
+            self.config.graceful_restart_time, restart_families, restarting=restarting
+        )
         capabilities: list[Any] = [MultiprotocolCapability(f.afi, f.safi) for f in families]
         capabilities += [
             RouteRefreshCapability(),
             EnhancedRouteRefreshCapability(),
             FourOctetAsCapability(self.config.asn),
             ExtendedMessageCapability(),
-            # Receiving side only: no families, we keep no forwarding state (RFC 4724 3).
-            GracefulRestartCapability(0, min(self.config.graceful_restart_time, 4095)),
+            graceful_restart,
         ]
         local = Open(
             my_as=self.config.asn,
@@ -450,7 +517,8 @@ class Speaker:
         """A Session for a new connection; still Idle when the prefix limit holds the
         neighbor down (its IdleHoldTimer is the session's deadline)."""
         now = _now()
-        session = Session(self._fsm_config(neighbor.config), neighbor.held)
+        config = self._fsm_config(neighbor.config, restarting=neighbor.restarting)
+        session = Session(config, neighbor.held)
         if neighbor.held is None:
             session.start(now, passive=passive)
             return session
@@ -780,6 +848,7 @@ class Speaker:
         neighbor.established = connection
         neighbor.negotiated = negotiated
         neighbor.source = source
+        neighbor.restarting = False  # the peer knows we are back
         versions = frozenset(4 if f.afi == 1 else 6 for f in negotiated.families if f.safi == 1)
         next_hops = {connection.local_address.version: connection.local_address}
         next_hops.update((address.version, address) for address in neighbor.config.next_hops)
@@ -954,7 +1023,12 @@ class Speaker:
                     return  # the reader sees the connection fail and ends the session
                 if own and neighbor.established is connection:
                     self._sent(neighbor, own)
-            if not end_of_rib_sent and session.state is State.ESTABLISHED:
+            if may_send_end_of_rib(
+                self.initial_table,
+                sent=end_of_rib_sent,
+                pending=bool(neighbor.pending),
+                established=session.state is State.ESTABLISHED,
+            ):
                 for family in sorted(families, key=lambda f: (f.afi, f.safi)):
                     session.send(Update.end_of_rib(family), _now())
                 connection.flush()

@@ -32,6 +32,9 @@ def run(
     asn: int | None,
     router_id: str | None,
     port: int | None,
+    restarting_side: bool | None,
+    defer_end_of_rib: bool | None,
+    selection_deferral_time: int | None,
     api_address: str,
     metrics_address: str,
     log_format: str,
@@ -44,6 +47,13 @@ def run(
         overrides["router_id"] = router_id
     if port is not None:
         overrides["port"] = port
+    for key, value in (
+        ("restarting_side", restarting_side),
+        ("defer_end_of_rib", defer_end_of_rib),
+        ("selection_deferral_time", selection_deferral_time),
+    ):
+        if value is not None:
+            overrides[key] = value
     text = ""
     where = "config"
     if config_file is not None:

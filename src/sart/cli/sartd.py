@@ -38,6 +38,26 @@ def main() -> None:
 @click.option("--router-id", help="Our BGP identifier, an IPv4 address (overrides the file).")
 @click.option("--port", type=click.IntRange(0, 65535), help="TCP port to listen on (default 179).")
 @click.option(
+    "--graceful-restart/--no-graceful-restart",
+    "restarting_side",
+    default=None,
+    help="Graceful restart as the restarting speaker (RFC 4724): announce each family with "
+    "its forwarding-state bit, set the Restart State bit on the first sessions after start, "
+    "and stop without a NOTIFICATION so that the routers keep our routes until we are back.",
+)
+@click.option(
+    "--defer-end-of-rib/--no-defer-end-of-rib",
+    "defer_end_of_rib",
+    default=None,
+    help="Hold End-of-RIB until the API's EndOfInitialTable (the agent calls it after its "
+    "first full sync) or until --selection-deferral-time.",
+)
+@click.option(
+    "--selection-deferral-time",
+    type=click.IntRange(1, 3600),
+    help="Seconds End-of-RIB waits for EndOfInitialTable at most (default 60).",
+)
+@click.option(
     "--api-address",
     default="localhost:5000",
     show_default=True,
@@ -98,16 +118,6 @@ def controller(**kwargs: str | bool | None) -> None:
     default=CNI_GC_INTERVAL,
     show_default=True,
     help="Seconds between sweeps removing the pod interfaces of pods that no longer exist.",
-)
-@click.option(
-    "--bind-addresses",
-    "bind_interface",
-    is_flag=False,
-    flag_value="lo",
-    default=None,
-    metavar="[=IFNAME]",
-    help="Put every LoadBalancer address this node announces on IFNAME (lo when none is"
-    " given) as a /32 or /128, and take it off when withdrawn. Default: off.",
 )
 @log_options
 def agent(**options: Any) -> None:

@@ -15,7 +15,9 @@ and writes.
   becomes the BGPPeer's status (the state history, backoff, the Established condition) and, on
   reaching or leaving Established, an Event. A broken stream (the speaker restarting) is opened
   again with backoff, and then the speaker is read once: the neighbors' states as they are now,
-  and a full sync, as a restarted speaker has forgotten everything.
+  and a full sync, as a restarted speaker has forgotten everything. A speaker that holds its
+  End-of-RIBs (graceful restart: `end_of_rib_deferred` in its info) is told after that sync
+  that its table is complete (EndOfInitialTable).
 - Writes statuses as merge patches of the status subresource, built by the models' converter,
   only when they differ from what it knows is stored (its own last write, or what it read);
   failed writes follow the error model (409: again at once, temporary: backoff, permanent: an
@@ -77,9 +79,7 @@ from sart.k8s.reconcile.agent import (
     record_state,
     state_event,
 )
-from sart.k8s.reconcile.binding import bound_addresses
 from sart.k8s.runtime import MERGE
-from sart.k8s.runtime.binding import AddressBinding
 from sart.k8s.runtime.events import EventRecorder
 from sart.k8s.runtime.metrics import AgentMetrics
 from sart.k8s.runtime.outcome import API_ERRORS, Backoff, KeyedBackoff, Outcome, classify, describe
@@ -227,7 +227,6 @@ class NodeAgent:
         clock: Callable[[], str] = _now,
         metrics: AgentMetrics | None = None,
         namespace: str | None = None,
-        binding: AddressBinding | None = None,
     ) -> None:
         self.custom = CustomObjectsApi(api)
         self.core = CoreV1Api(api)
@@ -274,9 +273,6 @@ class NodeAgent:
         self._told: set[tuple[str, ...]] = set()  # problems said already (once per generation)
         self._said_kept: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
         self._said_no_node_bgp = False
-        # --bind-addresses: the LoadBalancer addresses announced here, on an interface.
-        self.binding = binding
-        self._bind_wake = asyncio.Event()
 
     # --- where the speaker is ---------------------------------------------------------------
 
@@ -388,7 +384,6 @@ class NodeAgent:
     def _on_advertisement(self, kind: str, obj: Any) -> None:
         if kind == "SYNCED":
             self._synced_kind("bgpadvertisements")
-            self._bind_wake.set()
             return
         key = object_key(obj)
         old = self.advertisements.get(key)
@@ -403,7 +398,6 @@ class NodeAgent:
             new = None
         if (old is None) != (new is None) or (old and new and old.spec != new.spec):
             self._wake.set()
-            self._bind_wake.set()
 
     def _follow_advertisement(self, key: str, new: BGPAdvertisement | None) -> None:
         """Keep the record of an advertisement's status.peers (every advertisement: one this
@@ -518,14 +512,6 @@ class NodeAgent:
             tasks.create_task(self._follow_speaker())
             tasks.create_task(self._write_statuses())
             tasks.create_task(self._write_advertisements())
-            if self.binding is not None:
-                tasks.create_task(self.binding.follow(self._bound, self._bind_wake))
-
-    def _bound(self) -> frozenset[Any] | None:
-        """The addresses to bind, once the advertisements have listed (None before)."""
-        if not self._synced["bgpadvertisements"]:
-            return None
-        return bound_addresses(self.node, self.advertisements.values())
 
     async def _work(self) -> None:
         while True:
@@ -589,6 +575,11 @@ class NodeAgent:
             todo = plan(self.observed(view))
             self._say(todo)
             refused = await self._apply(speaker, todo)
+            if info.end_of_rib_deferred:
+                # A (re)started speaker holds End-of-RIB until its table is complete: it is,
+                # with everything this sync put back (graceful restart, RFC 4724 4.1).
+                await speaker.end_of_initial_table()
+                log.info("speaker told its table is complete", extra={"endpoint": self.reached})
             if todo.set_asn is not None or todo.set_router_id is not None:
                 info = await speaker.info()
         self.syncs += 1

@@ -35,6 +35,10 @@ class SpeakerApiBase(abc.ABC):
         pass
 
     @abc.abstractmethod
+    async def EndOfInitialTable(self, stream: 'grpclib.server.Stream[speaker_pb2.EndOfInitialTableRequest, speaker_pb2.EndOfInitialTableResponse]') -> None:
+        pass
+
+    @abc.abstractmethod
     async def ListNeighbors(self, stream: 'grpclib.server.Stream[speaker_pb2.ListNeighborsRequest, speaker_pb2.ListNeighborsResponse]') -> None:
         pass
 
@@ -109,6 +113,12 @@ class SpeakerApiBase(abc.ABC):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 speaker_pb2.SetMultiPathRequest,
                 speaker_pb2.SetMultiPathResponse,
+            ),
+            '/sart.speaker.v1.SpeakerApi/EndOfInitialTable': grpclib.const.Handler(
+                self.EndOfInitialTable,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                speaker_pb2.EndOfInitialTableRequest,
+                speaker_pb2.EndOfInitialTableResponse,
             ),
             '/sart.speaker.v1.SpeakerApi/ListNeighbors': grpclib.const.Handler(
                 self.ListNeighbors,
@@ -211,6 +221,12 @@ class SpeakerApiStub:
             '/sart.speaker.v1.SpeakerApi/SetMultiPath',
             speaker_pb2.SetMultiPathRequest,
             speaker_pb2.SetMultiPathResponse,
+        )
+        self.EndOfInitialTable = grpclib.client.UnaryUnaryMethod(
+            channel,
+            '/sart.speaker.v1.SpeakerApi/EndOfInitialTable',
+            speaker_pb2.EndOfInitialTableRequest,
+            speaker_pb2.EndOfInitialTableResponse,
         )
         self.ListNeighbors = grpclib.client.UnaryUnaryMethod(
             channel,

@@ -159,6 +159,7 @@ class GetBgpInfoResponse(_message.Message):
     LOCAL_PATHS_FIELD_NUMBER: _builtins.int
     MULTI_PATH_FIELD_NUMBER: _builtins.int
     UPTIME_SECONDS_FIELD_NUMBER: _builtins.int
+    END_OF_RIB_DEFERRED_FIELD_NUMBER: _builtins.int
     asn: _builtins.int
     router_id: _builtins.str
     port: _builtins.int
@@ -170,6 +171,8 @@ class GetBgpInfoResponse(_message.Message):
     local_paths: _builtins.int
     multi_path: _builtins.bool
     uptime_seconds: _builtins.float
+    end_of_rib_deferred: _builtins.bool
+    """True while End-of-RIB waits for EndOfInitialTable (defer_end_of_rib, after a start)."""
     def __init__(
         self,
         *,
@@ -183,14 +186,50 @@ class GetBgpInfoResponse(_message.Message):
         local_paths: _builtins.int = ...,
         multi_path: _builtins.bool = ...,
         uptime_seconds: _builtins.float = ...,
+        end_of_rib_deferred: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["asn", b"asn", "established", b"established", "local_paths", b"local_paths", "multi_path", b"multi_path", "neighbors", b"neighbors", "port", b"port", "rib_ipv4", b"rib_ipv4", "rib_ipv6", b"rib_ipv6", "router_id", b"router_id", "uptime_seconds", b"uptime_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["asn", b"asn", "end_of_rib_deferred", b"end_of_rib_deferred", "established", b"established", "local_paths", b"local_paths", "multi_path", b"multi_path", "neighbors", b"neighbors", "port", b"port", "rib_ipv4", b"rib_ipv4", "rib_ipv6", b"rib_ipv6", "router_id", b"router_id", "uptime_seconds", b"uptime_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetBgpInfoResponse: _TypeAlias = GetBgpInfoResponse  # noqa: Y015
+
+@_typing.final
+class EndOfInitialTableRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EndOfInitialTableRequest: _TypeAlias = EndOfInitialTableRequest  # noqa: Y015
+
+@_typing.final
+class EndOfInitialTableResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RELEASED_FIELD_NUMBER: _builtins.int
+    released: _builtins.bool
+    """End-of-RIB was being held and now goes out; false: it was already"""
+    def __init__(
+        self,
+        *,
+        released: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["released", b"released"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EndOfInitialTableResponse: _TypeAlias = EndOfInitialTableResponse  # noqa: Y015
 
 @_typing.final
 class SetAsRequest(_message.Message):
