@@ -17,6 +17,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "sart"
 ADAPTERS = (
     "cli", "api", "k8s/runtime", "bgp/speaker.py", "testing",
     "cni/plugin.py", "cni/podnet.py", "cni/install.py", "fib/kernel.py", "fib/follow.py",
+    "bfd/udp.py",
 )  # fmt: skip
 IO_MODULES = {
     "asyncio", "socket", "time", "selectors", "grpclib", "kubernetes_asyncio", "pyroute2",
@@ -26,6 +27,7 @@ FORBIDDEN_BY_PACKAGE = {
     "ipam": {"sart.k8s", "sart.bgp", "sart.cli", "sart.api"},
     "cni": {"sart.k8s", "sart.bgp", "sart.cli", "sart.api", "sart.fib"},
     "fib": {"sart.k8s", "sart.cli", "sart.ipam", "sart.cni"},
+    "bfd": {"sart.k8s", "sart.cli", "sart.api", "sart.ipam", "sart.bgp"},
 }
 
 

@@ -13,6 +13,7 @@ from sart.cli.daemon import config_error, load_kube_config, run_daemon, run_unti
 from sart.cli.logs import configure_logging
 from sart.cli.serving import Health, HttpEndpoint
 from sart.k8s.runtime.agent import NodeAgent
+from sart.k8s.runtime.binding import AddressBinding
 from sart.k8s.runtime.cni import CniService
 from sart.k8s.runtime.metrics import AgentMetrics
 
@@ -28,6 +29,7 @@ def run(
     cni_gc_interval: float,
     log_format: str,
     level: str,
+    bind_interface: str | None = None,
 ) -> None:
     try:
         metrics = parse_endpoint(metrics_address) if metrics_address else None
@@ -36,8 +38,11 @@ def run(
     if cni_socket and not cni_socket.startswith("/"):
         config_error(f"--cni-socket {cni_socket!r}: an absolute path is needed")
     configure_logging(log_format, level)
+    if bind_interface is not None and not 0 < len(bind_interface) <= 15:
+        config_error(f"--bind-addresses={bind_interface!r}: not an interface name")
     cni = (cni_socket, cni_gc_interval) if cni_socket else None
-    run_daemon(_agent(kubeconfig, node, endpoint, metrics, cni), "sartd agent")
+    agent = _agent(kubeconfig, node, endpoint, metrics, cni, bind_interface)
+    run_daemon(agent, "sartd agent")
 
 
 async def _agent(
@@ -46,6 +51,7 @@ async def _agent(
     endpoint: str,
     metrics_at: tuple[str, int] | None,
     cni: tuple[str, float] | None,
+    bind_interface: str | None,
 ) -> None:
     health = Health()
     health.ready("watches", lambda: "no kubeconfig loaded yet")
@@ -57,7 +63,8 @@ async def _agent(
     try:
         await load_kube_config(kubeconfig)
         async with ApiClient() as api:
-            await run_until_stopped(_agent_parts(api, node, endpoint, metrics, cni, health))
+            parts = _agent_parts(api, node, endpoint, metrics, cni, health, bind_interface)
+            await run_until_stopped(parts)
     finally:
         health.stop_heartbeat()
         if served is not None:
@@ -72,8 +79,10 @@ async def _agent_parts(
     metrics: AgentMetrics,
     cni: tuple[str, float] | None,
     health: Health,
+    bind_interface: str | None = None,
 ) -> None:
-    agent = NodeAgent(api, node, endpoint, metrics=metrics)
+    binding = AddressBinding(bind_interface) if bind_interface is not None else None
+    agent = NodeAgent(api, node, endpoint, metrics=metrics, binding=binding)
 
     def listed() -> str | None:
         waiting = agent.unlisted

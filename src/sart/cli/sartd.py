@@ -119,6 +119,16 @@ def controller(**kwargs: str | bool | None) -> None:
     show_default=True,
     help="Seconds between sweeps removing the pod interfaces of pods that no longer exist.",
 )
+@click.option(
+    "--bind-addresses",
+    "bind_interface",
+    is_flag=False,
+    flag_value="lo",
+    default=None,
+    metavar="[=IFNAME]",
+    help="Put every LoadBalancer address this node announces on IFNAME (lo when none is"
+    " given) as a /32 or /128, and take it off when withdrawn. Default: off.",
+)
 @log_options
 def agent(**options: Any) -> None:
     """Run the node agent: configure the local speaker as the node's NodeBGP, BGPPeers and

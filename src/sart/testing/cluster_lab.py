@@ -13,10 +13,12 @@ BGPPeers, pools, Services) is the caller's, so a test can apply the original's s
         await lab.apply(yaml.safe_load_all(ORIGINAL_SAMPLES))
         lab.restart_agent("sart-worker")
 
-Addresses: link number k between spine s and node n is 10.255.k.0/24 (spine .1, node .2),
-spines first by order, then nodes; a node's InternalIP (and router id) is its address on the
-first spine's link; the client is on the last link, behind the first spine, and every node
-routes the client's subnet back through the first spine.
+Addresses: link number k between spine s and node n is 10.255.k.0/24 and fd00:255:k::/64
+(spine .1 / ::1, node .2 / ::2), spines first by order, then nodes; a node's InternalIP (and
+router id) is its address on the first spine's link; the client is on the last link, behind
+the first spine, and every node routes the client's subnets back through the first spine. A
+spine given an `address6` has it on its loopback too, and peers with every node over IPv6
+from there (IPv6 unicast), as it does over IPv4 from `address`.
 
 `LabControlPlane` is the test control plane plus the Deployment and ReplicaSet controllers
 (the original's sample Services come with Deployments) and an audit log of every request, so
@@ -152,6 +154,7 @@ class SpineSpec:
     asn: int
     kind: Literal["frr", "bird"] = "frr"
     node_asn: int = 65000  # the AS it expects of every node
+    address6: str | None = None  # an IPv6 loopback too: IPv6 sessions with every node
 
 
 @attrs.define(kw_only=True)
@@ -194,6 +197,7 @@ class ClusterLab:
         client: bool = True,
         controller: bool = True,
         tag: str = "cl",
+        agent_args: Sequence[str] = (),
     ) -> None:
         if not nodes or not spines:
             raise ValueError("a cluster lab needs at least one node and one spine")
@@ -204,6 +208,7 @@ class ClusterLab:
         self.spine_specs = tuple(spines)
         self.with_client = client
         self.with_controller = controller
+        self.agent_args = tuple(agent_args)  # more flags for every node's `sartd agent`
         self.lab = Lab(tag)
         self.nodes: dict[str, LabNode] = {}
         self.spines: dict[str, LabSpine] = {}
@@ -245,6 +250,8 @@ class ClusterLab:
             ns = self.lab.namespace(spine_spec.name)
             ns.enable_forwarding()
             ns.add_address("lo", f"{spine_spec.address}/32")
+            if spine_spec.address6 is not None:
+                ns.add_address("lo", f"{spine_spec.address6}/128")
             self.spines[spine_spec.name] = LabSpine(spec=spine_spec, namespace=ns)
         first = self.spine_specs[0].name
         for spec in self.node_specs:
@@ -254,6 +261,9 @@ class ClusterLab:
                 link = self.lab.link(spine.namespace, ns)
                 links[spine.spec.name] = link
                 ns.ip("route", "add", f"{spine.spec.address}/32", "via", link.a.ipv4)
+                if spine.spec.address6 is not None:
+                    route = f"{spine.spec.address6}/128"
+                    ns.ip("-6", "route", "add", route, "via", link.a.ipv6)
             self.nodes[spec.name] = LabNode(
                 spec=spec, namespace=ns, address=links[first].b.ipv4, links=links
             )
@@ -262,12 +272,16 @@ class ClusterLab:
             spine0 = self.spines[first].namespace
             self.client_link = self.lab.link(spine0, self.client)
             self.client.ip("route", "add", "default", "via", self.client_link.a.ipv4)
+            self.client.ip("-6", "route", "add", "default", "via", self.client_link.a.ipv6)
             # Spread flows (not just address pairs) over the ECMP next hops, as a fabric does.
             spine0.sysctl("net.ipv4.fib_multipath_hash_policy", "1")
-            subnet = self.client_link.b.addresses[0]
-            for node in self.nodes.values():
+            spine0.sysctl("net.ipv6.fib_multipath_hash_policy", "1")
+            for subnet in self.client_link.b.addresses:
                 back = str(_network(subnet))
-                node.namespace.ip("route", "add", back, "via", node.links[first].a.ipv4)
+                for node in self.nodes.values():
+                    via = node.links[first].a
+                    gateway = via.ipv6 if ":" in back else via.ipv4
+                    node.namespace.ip("route", "add", back, "via", gateway)
         for spine in self.spines.values():
             spine.router = self.lab.start(self._router(spine))
         for node in self.nodes.values():
@@ -290,11 +304,16 @@ class ClusterLab:
             neighbor(node.links[spec.name].b.ipv4, spec.node_asn, passive=True)
             for node in self.nodes.values()
         )
+        if spec.address6 is not None:
+            neighbors += tuple(
+                neighbor(node.links[spec.name].b.ipv6, spec.node_asn, passive=True)
+                for node in self.nodes.values()
+            )
         config = BgpConfig(
             router_id=spec.address,
             local_as=spec.asn,
             neighbors=neighbors,
-            max_paths=max(2, len(neighbors)),
+            max_paths=max(2, len(self.nodes)),
         )
         if spec.kind == "bird":
             return Bird(spine.namespace, config)
@@ -305,6 +324,7 @@ class ClusterLab:
         started = start_node(
             node.namespace, node.address, node.spec.asn, node.kubeconfig, node.spec.name,
             self.workdir / f"{node.spec.name}.sock", only=daemons, logs=self.logs,
+            agent_args=self.agent_args,
         )  # fmt: skip
         names = [d for d in ("bgp", "agent", "fib") if d in daemons]
         node.processes.update(zip(names, started, strict=True))
@@ -405,11 +425,18 @@ class ClusterLab:
         a LoadBalancer address) and answers TCP on it with its name: a host-network backend."""
         for node in self.nodes.values():
             node.namespace.add_address("lo", f"{address}/32")
+        self.serve(port)
+
+    def serve(self, port: int = 80) -> None:
+        """Every node answers TCP on `port` of all its addresses, IPv4 and IPv6, with its
+        name (a host-network backend): what reaches it depends on which addresses it has."""
+        for node in self.nodes.values():
             if port not in self._responders.setdefault(node.spec.name, set()):
                 self._responders[node.spec.name].add(port)
-                listener = listening_socket(node.namespace, "0.0.0.0", port)
-                Responder(listener, node.spec.name.encode()).start()
-                self._listeners.append(listener)
+                for host in ("0.0.0.0", "::"):
+                    listener = listening_socket(node.namespace, host, port)
+                    Responder(listener, node.spec.name.encode()).start()
+                    self._listeners.append(listener)
 
     # -- teardown -----------------------------------------------------------------------------
 

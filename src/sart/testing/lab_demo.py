@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,13 +72,15 @@ def start_node(
     *,
     only: Collection[str] = DAEMONS,
     logs: Path | None = None,
+    agent_args: Sequence[str] = (),
 ) -> list[subprocess.Popen[bytes]]:
     """`sartd bgp`, `sartd agent` (with its CNI side) and `sartd fib` inside the node's network
     namespace, as the DaemonSet runs them on a host-network node: the speaker's API on the
     node's 127.0.0.1:5000, the apiserver on the node's 127.0.0.1:6443 (a proxy out to the
     lab's control plane), sart-cni's socket in the lab's directory. `only` starts some of
     them (in that order; a restart of one); with `logs` (a directory) each one's output is
-    appended to `<name>-<daemon>.log` there instead of being dropped or inherited."""
+    appended to `<name>-<daemon>.log` there instead of being dropped or inherited;
+    `agent_args` are added to the agent's command line."""
     python = sys.executable
     if set(only) == set(DAEMONS):
         namespace.enable_forwarding()  # pods leave the node
@@ -86,7 +88,8 @@ def start_node(
         "bgp": [python, "-m", "sart.cli.sartd", "bgp", "--as", str(asn), "--router-id", address,
                 "--api-address", SPEAKER_API, "--metrics-address", ""],
         "agent": [python, "-m", "sart.cli.sartd", "agent", "--kubeconfig", str(kubeconfig),
-                  "--node", name, "--cni-socket", str(cni_socket), "--level", "warning"],
+                  "--node", name, "--cni-socket", str(cni_socket), "--level", "warning",
+                  *agent_args],
         "fib": [python, "-m", "sart.cli.sartd", "fib", "--endpoint", SPEAKER_API, "--level",
                 "warning"],
     }  # fmt: skip

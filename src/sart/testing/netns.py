@@ -431,7 +431,8 @@ def enter(namespace: Namespace) -> None:
 
 
 def listening_socket(namespace: Namespace, host: str, port: int) -> socket.socket:
-    """A TCP socket listening on host:port inside the namespace, made by a short-lived thread
+    """A TCP socket listening on host:port (IPv4, or IPv6 only when host has a colon) inside
+    the namespace, made by a short-lived thread
     that entered it. The socket stays in that namespace wherever it is used from: a server in
     this process (sart.testing.proxy) can accept there and connect out from here."""
     made: list[socket.socket] = []
@@ -440,8 +441,11 @@ def listening_socket(namespace: Namespace, host: str, port: int) -> socket.socke
     def make() -> None:
         try:
             enter(namespace)
-            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            listener = socket.socket(family, socket.SOCK_STREAM)
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # IPv6 only: an IPv4 listener may share the port
+                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             listener.bind((host, port))
             listener.listen(128)
             made.append(listener)

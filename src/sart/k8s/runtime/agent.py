@@ -79,7 +79,9 @@ from sart.k8s.reconcile.agent import (
     record_state,
     state_event,
 )
+from sart.k8s.reconcile.binding import bound_addresses
 from sart.k8s.runtime import MERGE
+from sart.k8s.runtime.binding import AddressBinding
 from sart.k8s.runtime.events import EventRecorder
 from sart.k8s.runtime.metrics import AgentMetrics
 from sart.k8s.runtime.outcome import API_ERRORS, Backoff, KeyedBackoff, Outcome, classify, describe
@@ -227,6 +229,7 @@ class NodeAgent:
         clock: Callable[[], str] = _now,
         metrics: AgentMetrics | None = None,
         namespace: str | None = None,
+        binding: AddressBinding | None = None,
     ) -> None:
         self.custom = CustomObjectsApi(api)
         self.core = CoreV1Api(api)
@@ -273,6 +276,9 @@ class NodeAgent:
         self._told: set[tuple[str, ...]] = set()  # problems said already (once per generation)
         self._said_kept: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
         self._said_no_node_bgp = False
+        # --bind-addresses: the LoadBalancer addresses announced here, on an interface.
+        self.binding = binding
+        self._bind_wake = asyncio.Event()
 
     # --- where the speaker is ---------------------------------------------------------------
 
@@ -384,6 +390,7 @@ class NodeAgent:
     def _on_advertisement(self, kind: str, obj: Any) -> None:
         if kind == "SYNCED":
             self._synced_kind("bgpadvertisements")
+            self._bind_wake.set()
             return
         key = object_key(obj)
         old = self.advertisements.get(key)
@@ -398,6 +405,7 @@ class NodeAgent:
             new = None
         if (old is None) != (new is None) or (old and new and old.spec != new.spec):
             self._wake.set()
+            self._bind_wake.set()
 
     def _follow_advertisement(self, key: str, new: BGPAdvertisement | None) -> None:
         """Keep the record of an advertisement's status.peers (every advertisement: one this
@@ -512,6 +520,14 @@ class NodeAgent:
             tasks.create_task(self._follow_speaker())
             tasks.create_task(self._write_statuses())
             tasks.create_task(self._write_advertisements())
+            if self.binding is not None:
+                tasks.create_task(self.binding.follow(self._bound, self._bind_wake))
+
+    def _bound(self) -> frozenset[Any] | None:
+        """The addresses to bind, once the advertisements have listed (None before)."""
+        if not self._synced["bgpadvertisements"]:
+            return None
+        return bound_addresses(self.node, self.advertisements.values())
 
     async def _work(self) -> None:
         while True:
