@@ -12,6 +12,7 @@ from sart.bgp.errors import BgpDecodeError
 from sart.bgp.fsm import (
     AutomaticStart,
     AutomaticStop,
+    BfdDown,
     BgpOpen,
     Config,
     ConnectRetryTimerExpires,
@@ -79,6 +80,7 @@ EVENTS = st.sampled_from(
         MAX_PREFIXES_RESTART,
         MAX_PREFIXES_STAY_DOWN,
         IdleHoldTimerExpires(),
+        BfdDown("control detection time expired"),
     ]
 )
 STARTS = (ManualStart, AutomaticStart)
@@ -100,8 +102,8 @@ def expected_state(s: FsmState, event: Event, delay_open: bool) -> State:
         return I
     if isinstance(event, STARTS):
         return state  # a start event is ignored outside Idle
-    if isinstance(event, ManualStop):
-        return I
+    if isinstance(event, ManualStop | BfdDown):
+        return I  # BfdDown: as TcpConnectionFails, whatever the state (RFC 5882 4.3)
     if state in (C, A):
         delay_running = s.delay_open_at is not None
         if isinstance(event, ConnectRetryTimerExpires):
@@ -155,7 +157,7 @@ class FsmMachine(RuleBasedStateMachine):
             a for a in actions if isinstance(a, SendMessage) and isinstance(a.message, Notification)
         ]
         closes_after_open = before.state in (OS, OC, E) and after.state is I
-        silent = isinstance(event, TcpConnectionFails | NotifMsg)
+        silent = isinstance(event, TcpConnectionFails | NotifMsg | BfdDown)
         if closes_after_open and not silent:
             assert len(notifications) == 1  # every error path tells the peer why
         if isinstance(event, NotifMsg):

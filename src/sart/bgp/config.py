@@ -59,6 +59,17 @@ def _ipv4(instance: object, attribute: attrs.Attribute[IPAddress | None], value:
 
 
 @attrs.frozen(kw_only=True)
+class BfdConfig:
+    """BFD with the neighbor (RFC 5880 asynchronous mode, RFC 5881 single hop), milliseconds:
+    the session goes down after `multiplier` x the agreed interval without a packet, and the
+    BGP session with it."""
+
+    min_rx: int = attrs.field(default=300, validator=attrs.validators.in_(range(1, 4_294_968)))
+    min_tx: int = attrs.field(default=300, validator=attrs.validators.in_(range(1, 4_294_968)))
+    multiplier: int = attrs.field(default=3, validator=attrs.validators.in_(range(1, 256)))
+
+
+@attrs.frozen(kw_only=True)
 class NeighborConfig:
     """One peer. `router_id` is the original sart's field: when given, the peer's OPEN must
     carry that BGP identifier."""
@@ -85,6 +96,7 @@ class NeighborConfig:
     families: tuple[Family, ...] = (IPV4_UNICAST, IPV6_UNICAST)
     graceful_restart: bool = True  # honour the peer's restart (RFC 4724 receiving side)
     admin_down: bool = False
+    bfd: BfdConfig | None = None  # None: no BFD; the hold timer alone detects a failure
     # At most this many paths from the peer (None: no limit); past it, Cease / Maximum
     # Number of Prefixes Reached (RFC 4486) and down for max_prefixes_restart seconds
     # (0: until enabled again). A warning at max_prefixes_warning percent.

@@ -100,6 +100,11 @@ class TcpConnectionFails:  # 18: the peer closed, or the connection broke
 
 
 @attrs.frozen
+class BfdDown:  # 18 TcpConnectionFails as BFD reports it (RFC 5882 4.3): the path is gone
+    diagnostic: str = ""
+
+
+@attrs.frozen
 class BgpOpen:  # 19 (and 20 with DelayOpen running)
     message: Open
 
@@ -136,6 +141,7 @@ Event = (
     | IdleHoldTimerExpires
     | TcpConnected
     | TcpConnectionFails
+    | BfdDown
     | BgpOpen
     | MessageError
     | NotifMsg
@@ -446,6 +452,14 @@ def _connection_lost(s: FsmState, event: Event, config: Config, now: float) -> R
     return _close(s, "connection closed", connection_lost=True)
 
 
+def _bfd_down(s: FsmState, event: Event, config: Config, now: float) -> Result:
+    """The BFD session with the peer went down: the connection is dropped at once, without a
+    NOTIFICATION (the path is gone), and the routes with it (no graceful-restart keep)."""
+    assert isinstance(event, BfdDown)
+    why = f": {event.diagnostic}" if event.diagnostic else ""
+    return _close(s, f"BFD session down{why}")
+
+
 def _hold_expired(s: FsmState, event: Event, config: Config, now: float) -> Result:
     notification = Notification(ErrorCode.HOLD_TIMER_EXPIRED, 0)
     return _notify_and_close(s, notification, "hold timer expired")
@@ -528,6 +542,7 @@ TRANSITIONS: dict[tuple[State, type[Event]], Handler] = {
     **{(state, BgpOpen): _open_received for state in (*_BEFORE_OPEN, State.OPEN_SENT)},
     **{(state, MessageError): _message_error for state in _AFTER_CONNECT},
     **{(state, NotifMsg): _notification_received for state in _AFTER_CONNECT},
+    **{(state, BfdDown): _bfd_down for state in _AFTER_CONNECT},
     **{(state, HoldTimerExpires): _hold_expired for state in _AFTER_OPEN},
     (State.OPEN_CONFIRM, TcpConnectionFails): _connection_lost,
     (State.ESTABLISHED, TcpConnectionFails): _connection_lost,

@@ -16,6 +16,7 @@ from sart.bgp.fsm import (
     Action,
     AutomaticStart,
     AutomaticStop,
+    BfdDown,
     Config,
     Event,
     FsmState,
@@ -145,6 +146,10 @@ class Session:
     def connection_lost(self, now: float) -> list[Action]:
         """The peer closed the connection (EOF) or it broke: an FSM event, once."""
         return self._feed(TcpConnectionFails(), now)
+
+    def bfd_down(self, now: float, diagnostic: str = "") -> list[Action]:
+        """The BFD session with the peer left Up: down at once (RFC 5882 4.3)."""
+        return self._feed(BfdDown(diagnostic), now)
 
     def receive_data(self, data: bytes, now: float) -> list[Action]:
         """Everything `data` completes, message by message, through the state machine."""

@@ -28,6 +28,9 @@ from typing import Any
 import attrs
 from netaddr import IPAddress, IPNetwork
 
+from sart.bfd.packet import SessionState as BfdState
+from sart.bfd.session import StateChanged as BfdStateChanged
+from sart.bfd.udp import BfdEndpoint
 from sart.bgp.codes import CeaseSubcode
 from sart.bgp.config import (
     NeighborConfig,
@@ -334,6 +337,7 @@ class Speaker:
         self.ports: list[int] = []  # the ports listened on (useful with port 0)
         self.transitions: dict[tuple[IPAddress, State], int] = {}  # for metrics
         self.started_at = _now()
+        self.bfd: BfdEndpoint | None = None  # opened with the first neighbor that has BFD
         # Complete once start() has loaded the configured paths, or, deferred, once signalled.
         self.initial_table = InitialTable(None)
         self._deferral_timer: asyncio.TimerHandle | None = None
@@ -383,6 +387,9 @@ class Speaker:
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
+        if self.bfd is not None:
+            self.bfd.close()
+            self.bfd = None
         log.info("speaker stopped", extra={"reason": reason, "graceful": graceful})
 
     # --- graceful restart, restarting side ------------------------------------------------------
@@ -455,13 +462,36 @@ class Speaker:
                     ):
                         _set_md5(sock, config.address, config.password)
         neighbor.start()
+        if config.bfd is not None:
+            if self.bfd is None:
+                self.bfd = BfdEndpoint(self._bfd_changed)
+                self.bfd.start()
+            self.bfd.add_peer(
+                config.address,
+                min_tx_us=config.bfd.min_tx * 1000,
+                min_rx_us=config.bfd.min_rx * 1000,
+                multiplier=config.bfd.multiplier,
+                local_address=config.local_address,
+            )
         self._publish(PeerStateChanged(config.address, neighbor.state, "configured"))
         return neighbor
+
+    def _bfd_changed(self, address: IPAddress, change: BfdStateChanged) -> None:
+        """BFD left Up: every session with the neighbor goes down at once (RFC 5882 4.3)."""
+        neighbor = self.neighbors.get(address)
+        if neighbor is None or change.old is not BfdState.UP:
+            return
+        diagnostic = change.diagnostic.name.lower().replace("_", " ")
+        for connection in list(neighbor.connections):
+            self._act(neighbor, connection, connection.session.bfd_down(_now(), diagnostic))
+            connection.close()
 
     async def remove_neighbor(self, address: IPAddress) -> None:
         neighbor = self._neighbor(address)
         await neighbor.stop("peer deconfigured", CeaseSubcode.PEER_DECONFIGURED)
         del self.neighbors[address]
+        if self.bfd is not None:
+            self.bfd.remove_peer(address)
 
     async def set_admin_down(self, address: IPAddress, down: bool) -> None:
         neighbor = self._neighbor(address)

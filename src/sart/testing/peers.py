@@ -105,6 +105,8 @@ class Neighbor:
     families: tuple[Family, ...] = ()
     port: int = 179
     local_address: str | None = None
+    # BFD with the neighbor (FRR's bfdd): (min_rx, min_tx, multiplier), milliseconds.
+    bfd: tuple[int, int, int] | None = None
 
     @property
     def afis(self) -> tuple[Family, ...]:
@@ -205,6 +207,8 @@ def render_frr_bgpd(config: BgpConfig, *, hostname: str = "sartlab") -> str:
             lines.append(f" neighbor {a} update-source {n.local_address}")
         if n.graceful_restart:
             lines.append(f" neighbor {a} graceful-restart")
+        if n.bfd is not None:
+            lines.append(f" neighbor {a} bfd profile {bfd_profile_name(n.bfd)}")
     for family in FAMILIES:
         members = [n for n in config.neighbors if family in n.afis]
         routes = config.routes_of(family)
@@ -219,6 +223,26 @@ def render_frr_bgpd(config: BgpConfig, *, hostname: str = "sartlab") -> str:
                 f"  maximum-paths ibgp {config.max_paths}",
             ]
         lines.append(" exit-address-family")
+    lines += ["!", ""]
+    return "\n".join(lines)
+
+
+def bfd_profile_name(bfd: tuple[int, int, int]) -> str:
+    return "sart-{}-{}-{}".format(*bfd)
+
+
+def render_frr_bfdd(config: BgpConfig, *, hostname: str = "sartlab") -> str:
+    """bfdd.conf: a profile per distinct (min_rx, min_tx, multiplier) its neighbors use."""
+    lines = [f"hostname {hostname}", "!", "bfd"]
+    for bfd in sorted({n.bfd for n in config.neighbors if n.bfd is not None}):
+        rx, tx, mult = bfd
+        lines += [
+            f" profile {bfd_profile_name(bfd)}",
+            f"  receive-interval {rx}",
+            f"  transmit-interval {tx}",
+            f"  detect-multiplier {mult}",
+            " !",
+        ]
     lines += ["!", ""]
     return "\n".join(lines)
 
@@ -817,6 +841,11 @@ class Frr(Peer):
                 timeout=timeout,
                 what="zebra",
             )
+        if any(n.bfd is not None for n in self.config.neighbors) and "bfdd" not in self._procs:
+            (d / "bfdd.conf").write_text(render_frr_bfdd(self.config, hostname=hostname))
+            shutil.chown(d / "bfdd.conf", "frr", "frr")
+            self._spawn("bfdd", [*self._common_args("bfdd"), "--bfdctl", str(d / "bfdd.sock")])
+            self._wait_ready((d / "bfdd.vty").exists, timeout=timeout, what="bfdd")
         port = ["-p", str(self.config.listen_port)]
         self._spawn("bgpd", [*self._common_args("bgpd"), *port])
         self._wait_ready(
