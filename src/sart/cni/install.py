@@ -35,8 +35,10 @@ BUNDLE = ("sart/__init__.py", "sart/errors.py", "sart/cni/__init__.py", "sart/cn
 CONFLIST = "10-sart.conflist"
 LAUNCHER = """#!{python} -IS
 # sart-cni {version}, installed by `python -m sart.cni.install`.
+# The bundle beside this file: installed from a container (/host/opt/cni/bin), run on the host
+# (/opt/cni/bin), so no path of the installer's is written here.
 import sys
-sys.path.insert(0, {bundle!r})
+sys.path.insert(0, __file__ + ".d")
 from sart.cni.plugin import main
 main()
 """
@@ -91,7 +93,7 @@ def install(
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
-    launcher = LAUNCHER.format(python=python, version=sart.__version__, bundle=str(bundle))
+    launcher = LAUNCHER.format(python=python, version=sart.__version__)
     written = [bundle, bin_dir / "sart-cni"]
     _write(written[1], launcher.encode(), 0o755)
     if conf_dir is not None:

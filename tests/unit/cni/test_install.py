@@ -75,3 +75,18 @@ def test_bad_flags_say_what_is_wrong(
         main(["--bin-dir", str(tmp_path), *argv])
     assert exited.value.code == 2
     assert says in capsys.readouterr().err
+
+
+def test_the_plugin_runs_from_another_path_than_it_was_installed_at(tmp_path: Path) -> None:
+    """The DaemonSet's init container installs into /host/opt/cni/bin; the runtime runs the
+    plugin as /opt/cni/bin/sart-cni. Found on a real node (tests/k8s/test_real_node.py): the
+    launcher named the installer's path and failed with "No module named 'sart'"."""
+    installed = tmp_path / "host" / "opt" / "cni" / "bin"
+    installed.mkdir(parents=True)
+    install(installed, None, python=node_python())
+    moved = tmp_path / "bin"
+    installed.rename(moved)
+    assert str(installed) not in (moved / "sart-cni").read_text()
+    config = {"cniVersion": "1.0.0", "name": "sart", "type": "sart-cni"}
+    code, version = run(moved / "sart-cni", "VERSION", config, tmp_path)
+    assert code == 0 and "1.1.0" in version["supportedVersions"]
