@@ -194,7 +194,9 @@ def _write_certificates(directory: Path) -> None:
     _openssl(directory, *req, "-new", "-key", "ca.key", "-subj", "/CN=sart-test-ca",
              "-addext", "basicConstraints=critical,CA:TRUE",
              "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-out", "ca.crt")  # fmt: skip
-    sans = "IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default.svc"
+    # 10.0.0.1: the `kubernetes` Service's ClusterIP, which pods on a real node (sart.testing.node)
+    # reach through a DNAT rule and check the certificate against.
+    sans = "IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default.svc"
     _openssl(directory, *req, *_EC_KEY, *signed, "-keyout", "apiserver.key",
              "-subj", "/CN=kube-apiserver", "-addext", f"subjectAltName={sans}",
              "-addext", "extendedKeyUsage=serverAuth", *_LEAF, "-out", "apiserver.crt")  # fmt: skip
@@ -348,8 +350,11 @@ class ControlPlane:
         controllers: Sequence[str] = CONTROLLERS,
         timeout: float = 90.0,
         attempts: int = 3,
+        bind_address: str = "127.0.0.1",
     ) -> None:
         self._bin_dir = bin_dir
+        self.bind_address = bind_address
+        """Where the apiserver listens: 0.0.0.0 lets a node in a network namespace reach it."""
         self.controllers = tuple(controllers)
         self.timeout = timeout
         self.attempts = attempts
@@ -505,7 +510,7 @@ class ControlPlane:
             "kube-apiserver": (
                 str(bin_dir / "kube-apiserver"),
                 f"--etcd-servers={self.etcd_url}",
-                "--bind-address=127.0.0.1",
+                f"--bind-address={self.bind_address}",
                 f"--secure-port={apiserver_port}",
                 "--advertise-address=127.0.0.1",
                 f"--cert-dir={directory}",
