@@ -90,6 +90,10 @@ def test_cli_drives_a_real_daemon(daemon: Daemon) -> None:
     daemon.sart("bgp", "neighbor", "disable", "127.0.0.77")
     assert "admin down" in daemon.sart("bgp", "neighbor", "get", "127.0.0.77").stdout
     daemon.sart("bgp", "neighbor", "del", "127.0.0.77")
+    daemon.sart("bgp", "neighbor", "add", "127.0.0.78", "65078", "--passive", "--bfd", "150,200,4")
+    shown = daemon.sart("bgp", "neighbor", "get", "127.0.0.78").stdout
+    assert "BFD: min rx 150 ms, min tx 200 ms, multiplier 4" in shown
+    daemon.sart("bgp", "neighbor", "del", "127.0.0.78")
     assert "127.0.0.77" not in daemon.sart("bgp", "neighbor", "list").stdout
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{daemon.metrics}/metrics").read().decode()
     assert 'sart_bgp_rib_prefixes{family="ipv6-unicast"} 1.0' in metrics
@@ -107,6 +111,8 @@ def test_cli_errors_and_exit_codes(daemon: Daemon) -> None:
     assert bad.returncode == 1 and "host bits set (did you mean 10.0.0.0/8?)" in bad.stderr
     usage = daemon.sart("bgp", "neighbor", "add", "127.0.0.5", "x", check=False)
     assert usage.returncode == 2 and "'x' is not a valid integer" in usage.stderr
+    bfd = daemon.sart("bgp", "neighbor", "add", "127.0.0.5", "1", "--bfd", "300,300", check=False)
+    assert bfd.returncode == 2 and "RX,TX,MULT" in bfd.stderr
     assert daemon.sart("bgp", "global", "get").returncode == 0  # the daemon is fine
     daemon.stop()
     gone = daemon.sart("bgp", "global", "get", check=False)

@@ -107,6 +107,26 @@ async def test_keepalive_time_round_trips(api: SpeakerApiStub) -> None:
     assert (got.has_password, got.password_digest) == (False, "")
 
 
+async def test_bfd_round_trips(speaker: Speaker, api: SpeakerApiStub) -> None:
+    bfd = pb.Bfd(min_rx_ms=150, min_tx_ms=200, multiplier=4)
+    neighbor = pb.Neighbor(address="127.0.0.97", asn=65097, bfd=bfd)
+    await api.AddNeighbor(pb.AddNeighborRequest(neighbor=neighbor))
+    got = (await api.GetNeighbor(pb.GetNeighborRequest(address="127.0.0.97"))).neighbor
+    assert got.config.bfd == bfd
+    config = speaker.neighbors[IPAddress("127.0.0.97")].config
+    assert config.bfd is not None
+    assert (config.bfd.min_rx, config.bfd.min_tx, config.bfd.multiplier) == (150, 200, 4)
+    # 0 in a field is its default; no bfd at all is no BFD
+    zeros = pb.Neighbor(address="127.0.0.96", asn=65096, bfd=pb.Bfd())
+    await api.AddNeighbor(pb.AddNeighborRequest(neighbor=zeros))
+    got = (await api.GetNeighbor(pb.GetNeighborRequest(address="127.0.0.96"))).neighbor
+    assert got.config.bfd == pb.Bfd(min_rx_ms=300, min_tx_ms=300, multiplier=3)
+    await api.AddNeighbor(pb.AddNeighborRequest(neighbor=pb.Neighbor(address="127.0.0.95", asn=1)))
+    got = (await api.GetNeighbor(pb.GetNeighborRequest(address="127.0.0.95"))).neighbor
+    assert not got.config.HasField("bfd")
+    assert speaker.neighbors[IPAddress("127.0.0.95")].config.bfd is None
+
+
 async def test_neighbor_lifecycle(api: SpeakerApiStub) -> None:
     neighbor = pb.Neighbor(
         address="127.0.0.99", asn=65099, name="tor", passive=True, hold_time=30, password="pw"
@@ -168,6 +188,14 @@ BAD_CALLS: list[tuple[str, str, Any, Status]] = [
         "keepalive beyond the speaker's hold time",
         pb.AddNeighborRequest(
             neighbor=pb.Neighbor(address="127.0.0.51", asn=2, keepalive_time=65535)
+        ),
+        Status.INVALID_ARGUMENT,
+    ),
+    (
+        "AddNeighbor",
+        "BFD multiplier 256",
+        pb.AddNeighborRequest(
+            neighbor=pb.Neighbor(address="127.0.0.51", asn=2, bfd=pb.Bfd(multiplier=256))
         ),
         Status.INVALID_ARGUMENT,
     ),

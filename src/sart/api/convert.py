@@ -11,7 +11,7 @@ from netaddr import AddrFormatError, IPAddress, IPNetwork
 
 from sart.api._gen.sart.speaker.v1 import speaker_pb2 as pb
 from sart.bgp.codes import OriginCode
-from sart.bgp.config import NeighborConfig, PathAttributesConfig
+from sart.bgp.config import BfdConfig, NeighborConfig, PathAttributesConfig
 from sart.bgp.fsm import State
 from sart.bgp.limits import DEFAULT_WARNING_PERCENT
 from sart.bgp.messages import (
@@ -108,9 +108,24 @@ def neighbor_config(message: pb.Neighbor) -> NeighborConfig:
                 else DEFAULT_WARNING_PERCENT
             ),
             max_prefixes_restart=message.max_prefixes_restart,
+            bfd=bfd_config(message.bfd) if message.HasField("bfd") else None,
         )
     except ValueError as error:  # the model's validators: ASN range, hold time, TTL...
         raise InvalidArgument(f"neighbor: {error}") from None
+
+
+def bfd_config(message: pb.Bfd) -> BfdConfig:
+    """0 in a field: BfdConfig's default for it."""
+    defaults = BfdConfig()
+    return BfdConfig(
+        min_rx=message.min_rx_ms or defaults.min_rx,
+        min_tx=message.min_tx_ms or defaults.min_tx,
+        multiplier=message.multiplier or defaults.multiplier,
+    )
+
+
+def bfd_message(config: BfdConfig) -> pb.Bfd:
+    return pb.Bfd(min_rx_ms=config.min_rx, min_tx_ms=config.min_tx, multiplier=config.multiplier)
 
 
 def neighbor_message(config: NeighborConfig) -> pb.Neighbor:
@@ -134,6 +149,8 @@ def neighbor_message(config: NeighborConfig) -> pb.Neighbor:
         message.hold_time = config.hold_time
     if config.keepalive_time is not None:
         message.keepalive_time = config.keepalive_time
+    if config.bfd is not None:
+        message.bfd.CopyFrom(bfd_message(config.bfd))
     return message
 
 

@@ -352,9 +352,27 @@ async def neighbor_get(client: SpeakerClient, output: str, address: str) -> None
         f"{config.keepalive_time} s" if config.HasField("keepalive_time") else "hold time / 3"
     )
     ttl = config.ttl or "default"
+    if config.HasField("bfd"):
+        bfd = config.bfd
+        click.echo(
+            f"  BFD: min rx {bfd.min_rx_ms} ms, min tx {bfd.min_tx_ms} ms,"
+            f" multiplier {bfd.multiplier}"
+        )
     click.echo(f"  Configured: hold time {hold}, keepalive {keepalive}, TTL {ttl}")
     if state.last_error:
         click.echo(f"  Last error: {state.last_error}")
+
+
+def _bfd_option(value: str | None) -> pb.Bfd | None:
+    if value is None:
+        return None
+    try:
+        rx, tx, multiplier = (int(part) for part in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not RX,TX,MULT (three integers)") from None
+    if not (0 < rx < 2**32 and 0 < tx < 2**32 and 0 < multiplier < 256):
+        raise click.BadParameter(f"{value!r}: intervals of 1 ms or more, a multiplier 1..255")
+    return pb.Bfd(min_rx_ms=rx, min_tx_ms=tx, multiplier=multiplier)
 
 
 @neighbor.command("add")
@@ -391,6 +409,12 @@ async def neighbor_get(client: SpeakerClient, output: str, address: str) -> None
     show_default=True,
     help="Seconds down after the limit was passed; 0: until `neighbor enable`.",
 )
+@click.option(
+    "--bfd",
+    metavar="RX,TX,MULT",
+    callback=lambda _ctx, _param, value: _bfd_option(value),
+    help="BFD with the peer: min RX and min TX interval (ms), detect multiplier.",
+)
 @api_command
 async def neighbor_add(
     client: SpeakerClient,
@@ -403,9 +427,12 @@ async def neighbor_add(
     keepalive_time: int | None,
     max_prefixes: int | None,
     max_prefixes_warning: int | None,
+    bfd: pb.Bfd | None,
     **options: Any,
 ) -> None:
     """Add a neighbor ADDRESS in AS ASN."""
+    if bfd is not None:
+        options["bfd"] = bfd
     if max_prefixes is not None:
         options["max_prefixes"] = max_prefixes
     if max_prefixes_warning is not None:

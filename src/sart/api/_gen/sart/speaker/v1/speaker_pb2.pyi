@@ -358,6 +358,7 @@ class Neighbor(_message.Message):
     MAX_PREFIXES_WARNING_FIELD_NUMBER: _builtins.int
     MAX_PREFIXES_RESTART_FIELD_NUMBER: _builtins.int
     KEEPALIVE_TIME_FIELD_NUMBER: _builtins.int
+    BFD_FIELD_NUMBER: _builtins.int
     address: _builtins.str
     asn: _builtins.int
     name: _builtins.str
@@ -392,6 +393,12 @@ class Neighbor(_message.Message):
 
     @_builtins.property
     def next_hops(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def bfd(self) -> Global___Bfd:
+        """BFD with the peer (RFC 5880 asynchronous mode, RFC 5881 single hop); unset: none, the
+        hold timer alone detects a failure. BFD Down takes the BGP session down at once.
+        """
+
     def __init__(
         self,
         *,
@@ -412,17 +419,22 @@ class Neighbor(_message.Message):
         max_prefixes_warning: _builtins.int | None = ...,
         max_prefixes_restart: _builtins.int = ...,
         keepalive_time: _builtins.int | None = ...,
+        bfd: Global___Bfd | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_hold_time", b"_hold_time", "_keepalive_time", b"_keepalive_time", "_max_prefixes_warning", b"_max_prefixes_warning", "hold_time", b"hold_time", "keepalive_time", b"keepalive_time", "max_prefixes_warning", b"max_prefixes_warning"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_bfd", b"_bfd", "_hold_time", b"_hold_time", "_keepalive_time", b"_keepalive_time", "_max_prefixes_warning", b"_max_prefixes_warning", "bfd", b"bfd", "hold_time", b"hold_time", "keepalive_time", b"keepalive_time", "max_prefixes_warning", b"max_prefixes_warning"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_hold_time", b"_hold_time", "_keepalive_time", b"_keepalive_time", "_max_prefixes_warning", b"_max_prefixes_warning", "address", b"address", "admin_down", b"admin_down", "asn", b"asn", "families", b"families", "graceful_restart", b"graceful_restart", "hold_time", b"hold_time", "keepalive_time", b"keepalive_time", "local_address", b"local_address", "max_prefixes", b"max_prefixes", "max_prefixes_restart", b"max_prefixes_restart", "max_prefixes_warning", b"max_prefixes_warning", "name", b"name", "next_hops", b"next_hops", "passive", b"passive", "password", b"password", "port", b"port", "ttl", b"ttl"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_bfd", b"_bfd", "_hold_time", b"_hold_time", "_keepalive_time", b"_keepalive_time", "_max_prefixes_warning", b"_max_prefixes_warning", "address", b"address", "admin_down", b"admin_down", "asn", b"asn", "bfd", b"bfd", "families", b"families", "graceful_restart", b"graceful_restart", "hold_time", b"hold_time", "keepalive_time", b"keepalive_time", "local_address", b"local_address", "max_prefixes", b"max_prefixes", "max_prefixes_restart", b"max_prefixes_restart", "max_prefixes_warning", b"max_prefixes_warning", "name", b"name", "next_hops", b"next_hops", "passive", b"passive", "password", b"password", "port", b"port", "ttl", b"ttl"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__bfd: _TypeAlias = _typing.Literal["bfd"]  # noqa: Y015
+    _WhichOneofArgType__bfd: _TypeAlias = _typing.Literal["_bfd", b"_bfd"]  # noqa: Y015
     _WhichOneofReturnType__hold_time: _TypeAlias = _typing.Literal["hold_time"]  # noqa: Y015
     _WhichOneofArgType__hold_time: _TypeAlias = _typing.Literal["_hold_time", b"_hold_time"]  # noqa: Y015
     _WhichOneofReturnType__keepalive_time: _TypeAlias = _typing.Literal["keepalive_time"]  # noqa: Y015
     _WhichOneofArgType__keepalive_time: _TypeAlias = _typing.Literal["_keepalive_time", b"_keepalive_time"]  # noqa: Y015
     _WhichOneofReturnType__max_prefixes_warning: _TypeAlias = _typing.Literal["max_prefixes_warning"]  # noqa: Y015
     _WhichOneofArgType__max_prefixes_warning: _TypeAlias = _typing.Literal["_max_prefixes_warning", b"_max_prefixes_warning"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__bfd) -> _WhichOneofReturnType__bfd | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__hold_time) -> _WhichOneofReturnType__hold_time | None: ...
     @_typing.overload
@@ -431,6 +443,35 @@ class Neighbor(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__max_prefixes_warning) -> _WhichOneofReturnType__max_prefixes_warning | None: ...
 
 Global___Neighbor: _TypeAlias = Neighbor  # noqa: Y015
+
+@_typing.final
+class Bfd(_message.Message):
+    """Milliseconds; the session goes down after `multiplier` x the agreed interval without a
+    packet. 0 in a field: its default (300, 300, 3).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MIN_RX_MS_FIELD_NUMBER: _builtins.int
+    MIN_TX_MS_FIELD_NUMBER: _builtins.int
+    MULTIPLIER_FIELD_NUMBER: _builtins.int
+    min_rx_ms: _builtins.int
+    min_tx_ms: _builtins.int
+    multiplier: _builtins.int
+    def __init__(
+        self,
+        *,
+        min_rx_ms: _builtins.int = ...,
+        min_tx_ms: _builtins.int = ...,
+        multiplier: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_rx_ms", b"min_rx_ms", "min_tx_ms", b"min_tx_ms", "multiplier", b"multiplier"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Bfd: _TypeAlias = Bfd  # noqa: Y015
 
 @_typing.final
 class NeighborState(_message.Message):
