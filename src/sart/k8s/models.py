@@ -832,6 +832,16 @@ def _max_prefixes_field() -> Any:
     )
 
 
+def _bfd_field() -> Any:
+    return attrs.field(
+        default=None,
+        metadata=schema(
+            "BFD with the peer (RFC 5880, single hop RFC 5881): the session goes down as soon as"
+            " BFD detects the peer gone; none by default (an addition to the original sart)"
+        ),
+    )
+
+
 def _passive_field() -> Any:
     return attrs.field(
         default=None,
@@ -890,6 +900,7 @@ class BGPPeerTemplateSpec:
         default=None, metadata=schema("Peer groups, matched by advertisements", max_items=64)
     )
     max_prefixes: MaxPrefixes | None = _max_prefixes_field()
+    bfd: Bfd | None = _bfd_field()
     passive: bool | None = _passive_field()
     ttl: int | None = _ttl_field()
     auth_secret_ref: SecretKeyRef | None = _auth_secret_ref_field()
@@ -917,6 +928,29 @@ class MaxPrefixes:
         metadata=schema(
             "Seconds the session stays down after the limit was passed before the speaker"
             " starts it again; 0 (the default): down until the neighbor is enabled again"
+        ),
+    )
+
+
+@attrs.frozen(kw_only=True)
+class Bfd:
+    """Bidirectional Forwarding Detection with the peer (RFC 5880 asynchronous mode)."""
+
+    min_rx_ms: int = attrs.field(
+        default=300,
+        validator=InRange(1, 4_294_967),
+        metadata=schema("Shortest interval between the peer's packets we accept, in ms (300)"),
+    )
+    min_tx_ms: int = attrs.field(
+        default=300,
+        validator=InRange(1, 4_294_967),
+        metadata=schema("Shortest interval at which we would send, in ms (300)"),
+    )
+    multiplier: int = attrs.field(
+        default=3,
+        validator=InRange(1, 255),
+        metadata=schema(
+            "Detection time multiplier: down after this many agreed intervals without a packet (3)"
         ),
     )
 
@@ -970,6 +1004,7 @@ class BGPPeerSpec:
         default=None, metadata=schema("Peer groups, matched by advertisements", max_items=64)
     )
     max_prefixes: MaxPrefixes | None = _max_prefixes_field()
+    bfd: Bfd | None = _bfd_field()
     passive: bool | None = _passive_field()
     ttl: int | None = _ttl_field()
     auth_secret_ref: SecretKeyRef | None = _auth_secret_ref_field()

@@ -8,11 +8,14 @@ import attrs
 import pytest
 from netaddr import IPAddress, IPNetwork
 
+from sart.api import convert
+from sart.api._gen.sart.speaker.v1 import speaker_pb2 as pb
 from sart.bgp.config import password_digest
 from sart.k8s.models import (
     AddressPool,
     AddressPoolSpec,
     AddressType,
+    Bfd,
     BGPAdvertisement,
     BGPAdvertisementSpec,
     BGPPeer,
@@ -44,6 +47,7 @@ from sart.k8s.reconcile.agent import (
     state_event,
     wanted_paths,
 )
+from sart.k8s.runtime.agent import neighbor_view
 
 NODE = "n1"
 SPEAKER = SpeakerConfig(path="unix:/run/sart/bgp.sock")
@@ -225,6 +229,41 @@ def test_passive_and_ttl_reach_the_speaker() -> None:
     assert todo.add_neighbors == (ours("10.0.0.1", "a", passive=True, ttl=3),)
     assert not plan(observe(speaker(ours("10.0.0.1", "a", passive=True, ttl=3)), *[
         peer("a", "10.0.0.1", passive=True, ttl=3)]))  # fmt: skip
+
+
+def test_bfd_reaches_the_speaker_and_a_change_re_adds_the_neighbor() -> None:
+    bfd = Bfd(min_rx_ms=100, min_tx_ms=150, multiplier=4)
+    settings, problems = neighbor_settings(peer("a", "10.0.0.1", bfd=bfd))
+    assert (settings.bfd, problems) == ((100, 150, 4), [])
+    assert settings.options()["bfd"] == {"min_rx_ms": 100, "min_tx_ms": 150, "multiplier": 4}
+    plain, _ = neighbor_settings(peer("b", "10.0.0.2"))
+    assert plain.bfd is None and "bfd" not in plain.options()
+    # The speaker holds it as asked: nothing to do (no delete-and-add loop).
+    assert not plan(observe(speaker(ours("10.0.0.1", "a", bfd=(100, 150, 4))),
+                            peer("a", "10.0.0.1", bfd=bfd)))  # fmt: skip
+    # Changed, added or removed on the BGPPeer: the neighbor is added again with it.
+    for held in (None, (100, 150, 3)):
+        todo = plan(observe(speaker(ours("10.0.0.1", "a", bfd=held)),
+                            peer("a", "10.0.0.1", bfd=bfd)))  # fmt: skip
+        assert todo.delete_neighbors == ("10.0.0.1",)
+        assert todo.add_neighbors == (ours("10.0.0.1", "a", bfd=(100, 150, 4)),)
+    todo = plan(observe(speaker(ours("10.0.0.1", "a", bfd=(100, 150, 4))),
+                        peer("a", "10.0.0.1")))  # fmt: skip
+    assert todo.add_neighbors == (ours("10.0.0.1", "a"),)
+
+
+@pytest.mark.parametrize("bfd", [None, Bfd(), Bfd(min_rx_ms=50, min_tx_ms=20, multiplier=255)])
+def test_bfd_as_the_speaker_reports_it_back_is_the_same_session(bfd: Bfd | None) -> None:
+    """Through the API conversion both ways and neighbor_view, as the runtime reads it."""
+    settings, _ = neighbor_settings(peer("a", "10.0.0.1", bfd=bfd))
+    options = settings.options()
+    families = [convert.FAMILY_OF_VERSION[4 if f == "ipv4" else 6] for f in options.pop("families")]
+    message = pb.Neighbor(address=settings.address, asn=settings.asn, families=families, **options)
+    config = convert.neighbor_config(message)
+    assert (config.bfd is None) == (bfd is None)
+    listed = neighbor_view(pb.NeighborState(config=convert.neighbor_message(config)))
+    assert listed.bfd == settings.bfd
+    assert listed.same_session(settings)
 
 
 SECRET = SecretKeyRef(name="bgp-auth")

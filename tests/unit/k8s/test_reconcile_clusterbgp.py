@@ -149,6 +149,22 @@ def test_session_options_come_from_the_template_and_the_inline_settings() -> Non
     assert (spec.auth_secret_ref.name, spec.auth_secret_ref.key) == ("router-md5", "password")
 
 
+def test_bfd_comes_from_the_template_or_the_inline_settings() -> None:
+    template = structure(BGPPeerTemplate, {
+        "apiVersion": "sart.terassyi.net/v1alpha2", "kind": "BGPPeerTemplate",
+        "metadata": {"name": "fast"},
+        "spec": {"asn": 65000, "addr": "9.9.9.9",
+                 "bfd": {"minRxMs": 100, "minTxMs": 100}}})  # fmt: skip
+    peers = [{"peerTemplateRef": "fast"},
+             {"peerTemplateRef": "fast", "peerConfig": {"addr": "9.9.9.8",
+                                                         "bfd": {"multiplier": 5}}}]  # fmt: skip
+    wanted = plan([cluster_bgp("clusterbgp-sample-a", peers=peers)], {"fast": template},
+                  [node("n1", "a")], {})  # fmt: skip
+    bfds = [wanted.peers[f"fast-n1-65000-9.9.9.{i}"].spec.bfd for i in (9, 8)]
+    assert [(b.min_rx_ms, b.min_tx_ms, b.multiplier) if b else None for b in bfds] == [
+        (100, 100, 3), (300, 300, 5)]  # fmt: skip
+
+
 def test_two_cluster_bgps_claiming_one_node_the_older_keeps_it() -> None:
     old = cluster_bgp("clusterbgp-sample-a", created="2026-01-01T00:00:00Z")
     new = cluster_bgp("clusterbgp-sample-b", created="2026-02-01T00:00:00Z",

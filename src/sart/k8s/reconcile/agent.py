@@ -110,6 +110,7 @@ class NeighborSettings:
     max_prefixes: int = 0  # 0: no limit
     max_prefixes_warning: int = 75  # percent
     max_prefixes_restart: int = 0  # seconds; 0: down until enabled again
+    bfd: tuple[int, int, int] | None = None  # (min rx ms, min tx ms, multiplier); None: no BFD
 
     @property
     def bgp_peer(self) -> str | None:
@@ -141,6 +142,9 @@ class NeighborSettings:
             options["max_prefixes"] = self.max_prefixes
             options["max_prefixes_warning"] = self.max_prefixes_warning
             options["max_prefixes_restart"] = self.max_prefixes_restart
+        if self.bfd is not None:
+            min_rx, min_tx, multiplier = self.bfd
+            options["bfd"] = {"min_rx_ms": min_rx, "min_tx_ms": min_tx, "multiplier": multiplier}
         return options
 
     def same_session(self, other: NeighborSettings) -> bool:
@@ -338,6 +342,11 @@ def neighbor_settings(
         families=tuple(sorted(set(families))) or BOTH_FAMILIES,
         graceful_restart=graceful_restart,
         password=password,
+        bfd=(
+            (spec.bfd.min_rx_ms, spec.bfd.min_tx_ms, spec.bfd.multiplier)
+            if spec.bfd is not None
+            else None
+        ),
     )
     if spec.max_prefixes is not None:
         settings = attrs.evolve(

@@ -187,6 +187,7 @@ def node_peers(
             speaker=cluster_bgp.spec.speaker,
             groups=spec.groups,
             max_prefixes=spec.max_prefixes,
+            bfd=spec.bfd,
             passive=spec.passive,
             ttl=spec.ttl,
             auth_secret_ref=spec.auth_secret_ref,

@@ -171,6 +171,11 @@ def neighbor_view(state: pb.NeighborState) -> NeighborSettings:
             config.max_prefixes_warning if config.HasField("max_prefixes_warning") else 75
         ),
         max_prefixes_restart=config.max_prefixes_restart,
+        bfd=(
+            (config.bfd.min_rx_ms, config.bfd.min_tx_ms, config.bfd.multiplier)
+            if config.HasField("bfd")
+            else None
+        ),
     )
 
 
