@@ -513,6 +513,9 @@ class ControlPlane:
                 f"--bind-address={self.bind_address}",
                 f"--secure-port={apiserver_port}",
                 "--advertise-address=127.0.0.1",
+                # A real node's (sart.testing.node) host name resolves nowhere: logs and exec
+                # reach its kubelet by its InternalIP.
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
                 f"--cert-dir={directory}",
                 f"--tls-cert-file={directory / 'apiserver.crt'}",
                 f"--tls-private-key-file={directory / 'apiserver.key'}",

@@ -23,13 +23,14 @@ Layout of one node (``Node.start``):
   fail with "can't get final child's PID from pipe: EOF"), the locally imported sandbox image,
   the node's CNI directories with the reference ``loopback`` plugin in ``bin/`` (containerd 1.6
   runs it before the configured network);
-- the kubelet: cgroupfs driver, cgroup v1 allowed, swap allowed, no eviction, no node
-  allocatable enforcement, anonymous access with AlwaysAllow (a lab), ``--node-ip`` the node's
-  non-loopback address (logs and exec need one).
+- the kubelet: cgroupfs driver under a cgroup of the node's own (``/sart-<name>``; a second
+  kubelet on the machine would otherwise kill the first one's pods as orphaned cgroups), cgroup
+  v1 allowed, swap allowed, no eviction, no node allocatable enforcement, anonymous access with
+  AlwaysAllow (a lab), ``--node-ip`` the node's non-loopback address (logs and exec need one).
 
-Stop order (``Node.stop``): the pods of the node are force-deleted by the caller (or left to the
-kubelet's last sync), then kube-proxy, the kubelet, the containers' shims, containerd; then the
-mounts under the directory, the namespace and the directory are removed.
+Stop order (``Node.stop``): kube-proxy, the kubelet, the containers' shims (with the
+containers), containerd; then the mounts under the directory, the pods' network namespaces, the
+node's cgroups, its namespace and its directory are removed.
 """
 
 from __future__ import annotations
@@ -305,6 +306,7 @@ class Node:
             (d / sub).mkdir(parents=True)
         began = time.monotonic()
         self._network()
+        self._cgroups()
         self._phase("network", began)
 
         began = time.monotonic()
@@ -382,6 +384,35 @@ class Node:
         # Packets the node forwards (pods' traffic) must be routed.
         self.exec("sysctl", "-qw", "net.ipv4.ip_forward=1")
 
+    @property
+    def cgroup_root(self) -> str:
+        """The kubelet's cgroupRoot: each node's pods under a cgroup of its own, or a second
+        kubelet on the machine kills the first one's pods as orphaned cgroups."""
+        return f"/sart-{self.name}"
+
+    def _cgroup_dirs(self) -> list[Path]:
+        """The node's cgroup in every hierarchy (runc also makes one in cgroup v2's)."""
+        hierarchies = sorted(Path("/sys/fs/cgroup").iterdir())
+        return [h / self.cgroup_root.lstrip("/") for h in hierarchies if h.is_dir()]
+
+    def _cgroups(self) -> None:
+        for directory in self._cgroup_dirs():
+            if directory.parent.name == "unified":
+                continue
+            directory.mkdir(exist_ok=True)
+            if directory.parent.name == "cpuset":  # an empty cpuset admits no process
+                for name in ("cpuset.cpus", "cpuset.mems"):
+                    (directory / name).write_text((directory.parent / name).read_text())
+
+    def _remove_cgroups(self) -> None:
+        for root in self._cgroup_dirs():
+            if not root.is_dir():
+                continue
+            found = [Path(d) for d, _, _ in os.walk(root)]
+            for directory in sorted(found, key=lambda p: len(p.parts), reverse=True):
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
+
     def _containerd_config(self) -> str:
         d = self.directory
         cri = 'plugins."io.containerd.grpc.v1.cri"'
@@ -414,6 +445,7 @@ class Node:
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
             "kind": "KubeletConfiguration",
             "cgroupDriver": "cgroupfs",
+            "cgroupRoot": self.cgroup_root,
             "failCgroupV1": False,
             "failSwapOn": False,
             "containerRuntimeEndpoint": f"unix://{self.containerd_socket}",
@@ -524,6 +556,7 @@ class Node:
             self._unmount(directory)
         for name in namespaces:  # the pods' namespaces, which a CNI DEL would have removed
             _run("ip", "netns", "delete", name, check=False)
+        self._remove_cgroups()
         _run("ip", "link", "delete", self.host_veth, check=False)
         _run("ip", "netns", "delete", self.netns, check=False)
         if directory is not None:
