@@ -617,26 +617,33 @@ class AddressPoolSpec:
 
 @attrs.frozen(kw_only=True)
 class AddressPoolStatus:
-    """What has been handed out from the pool."""
+    """What has been handed out from the pool: the controller writes allocatedAddresses and
+    freeAddresses of service pools; requested, allocated and released are the original sart's
+    and sart does not write them."""
 
     requested: tuple[str, ...] | None = attrs.field(
-        default=None, metadata=schema("BlockRequests waiting for a block", max_items=4096)
+        default=None,
+        metadata=schema("BlockRequests waiting for a block (not written by sart)", max_items=4096),
     )
     allocated: Mapping[str, int] | None = attrs.field(
-        default=None, metadata=schema("AddressBlocks carved from the pool, with their index")
+        default=None,
+        metadata=schema(
+            "AddressBlocks carved from the pool, with their index (not written by sart)"
+        ),
     )
     released: tuple[str, ...] | None = attrs.field(
-        default=None, metadata=schema("AddressBlocks being given back", max_items=4096)
+        default=None,
+        metadata=schema("AddressBlocks being given back (not written by sart)", max_items=4096),
     )
     allocated_addresses: int | None = attrs.field(
         default=None,
         validator=InRange(0),
-        metadata=schema("How many addresses are allocated (for pod pools: in allocated blocks)"),
+        metadata=schema("How many addresses are allocated (service pools, by the controller)"),
     )
     free_addresses: int | None = attrs.field(
         default=None,
         validator=InRange(0),
-        metadata=schema("How many addresses are left"),
+        metadata=schema("How many addresses are left (service pools, by the controller)"),
     )
 
 
@@ -695,8 +702,8 @@ class AddressPool:
 @attrs.frozen(kw_only=True)
 class AddressBlockSpec:
     """A part of an AddressPool owned by one node: a block of a pod pool, made by the controller
-    for a BlockRequest (the original also made one per service pool; sart accepts those and
-    does not need them)."""
+    for a BlockRequest and deleted by the node's agent when it is empty (the original also made
+    one per service pool; sart accepts those and does not need them)."""
 
     cidr: IPNetwork = attrs.field(metadata=schema("The addresses of the block", immutable=True))
     type: AddressType = attrs.field(
@@ -713,12 +720,12 @@ class AddressBlockSpec:
 
 @attrs.frozen(kw_only=True)
 class AddressBlockStatus:
-    """Where the block sits in its pool."""
+    """Where the block sits in its pool (the original sart's; sart does not write it)."""
 
     index: int | None = attrs.field(
         default=None,
         validator=InRange(0),
-        metadata=schema("Position of the block in its pool"),
+        metadata=schema("Position of the block in its pool (not written by sart)"),
     )
 
 
@@ -756,7 +763,8 @@ class AddressBlock:
 
 @attrs.frozen(kw_only=True)
 class BlockRequestSpec:
-    """A node agent's request for one more block of a pod pool."""
+    """A node agent's request for one more block of a pod pool, made by the agent's CNI side
+    when its node's blocks of the pool are full and deleted by the controller once served."""
 
     pool: str = attrs.field(metadata=schema("Name of the AddressPool", immutable=True))
     node: str = attrs.field(metadata=schema("Name of the node", immutable=True))
@@ -1109,7 +1117,7 @@ class ClusterBGPSpec:
 
 @attrs.frozen(kw_only=True)
 class ClusterBGPStatus:
-    """Which nodes the ClusterBGP covers."""
+    """Which nodes the ClusterBGP covers, written by the controller."""
 
     desired_nodes: tuple[str, ...] | None = attrs.field(
         default=None, metadata=schema("Nodes the selector matches")
@@ -1352,7 +1360,9 @@ def _protocol_matches(spec: BGPAdvertisementSpec) -> bool:
 @attrs.frozen(kw_only=True)
 class BGPAdvertisementSpec:
     """A prefix to announce: a LoadBalancer address (``type: service``) or a pod block
-    (``type: pod``). Made by the controller (LoadBalancer addresses and pod blocks)."""
+    (``type: pod``). Made by the controller: one per LoadBalancer address (owned by its
+    Service), one per pod block (owned by the AddressBlock) and one per covering prefix of a pool
+    with aggregationLength (owned by the AddressPool)."""
 
     RULES: ClassVar[tuple[Rule, ...]] = (
         Rule(
@@ -1394,7 +1404,8 @@ class BGPAdvertisementSpec:
 
 @attrs.frozen(kw_only=True)
 class BGPAdvertisementStatus:
-    """Where the prefix is announced."""
+    """Where the prefix is announced: each node's agent writes the entries of its own
+    BGPPeers (a merge patch naming only those)."""
 
     peers: Mapping[str, AdvertiseStatus] | None = attrs.field(
         default=None, metadata=schema("State of the announcement, by BGPPeer name")
@@ -1403,7 +1414,8 @@ class BGPAdvertisementStatus:
 
 @attrs.frozen(kw_only=True)
 class BGPAdvertisement:
-    """A prefix announced to BGP peers (namespaced: next to its Service)."""
+    """A prefix announced to BGP peers (namespaced: next to its Service; pod blocks' and
+    aggregated prefixes' in the controller's namespace)."""
 
     DEFINITION: ClassVar[KindDefinition] = KindDefinition(
         kind="BGPAdvertisement",
