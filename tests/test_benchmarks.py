@@ -29,6 +29,16 @@ def test_api_benchmark_runs_against_a_real_daemon() -> None:
     assert [batch for batch, _, _ in results] == [300, 100]
 
 
+@pytest.mark.interop
+def test_bfd_benchmark_cuts_both_pairs() -> None:
+    import bfd  # noqa: PLC0415 - needs root and FRR, only here
+
+    report = bfd.run(cuts=2)
+    assert report.failure == ""
+    assert len(report.sart) == len(report.frr) == 2
+    assert bfd.print_report(report) in (True, False)
+
+
 @pytest.mark.k8s
 @pytest.mark.interop
 def test_cni_benchmark_runs_both_plugins_on_a_real_agent() -> None:
