@@ -162,11 +162,17 @@ class LoadBalancerController:
         self._again: set[str] = set()
         self._writers = asyncio.Semaphore(WRITERS)
         self._crash: asyncio.Future[None] | None = None  # a detached write failed for good
+        # Every kind the announcements are computed from: a controller that started deciding
+        # before the NodeBGPs or the EndpointSlices were listed would write advertisements
+        # naming too few nodes, and the agents would withdraw (found by the cluster lab's
+        # controller restart: a next hop off the spines for ~0.1 s).
         self._synced = {
             "services": False,
             "pools": False,
             "advertisements": False,
             "aggregates": False,
+            "nodebgps": False,
+            "slices": False,
         }
         self._started = asyncio.Event()
         self._pool_counts: dict[str, tuple[int, int]] = {}
@@ -216,6 +222,8 @@ class LoadBalancerController:
 
     def _on_node_bgp(self, kind: str, node_bgp: Any) -> None:
         if kind == "SYNCED":
+            self._synced["nodebgps"] = True
+            self._maybe_start()
             return
         name = node_bgp["metadata"]["name"]
         if kind == "DELETED":
@@ -227,6 +235,8 @@ class LoadBalancerController:
 
     def _on_slice(self, kind: str, endpoint_slice: Any) -> None:
         if kind == "SYNCED":
+            self._synced["slices"] = True
+            self._maybe_start()
             return
         meta = endpoint_slice.metadata
         service = (meta.labels or {}).get(SLICE_SERVICE_LABEL)
