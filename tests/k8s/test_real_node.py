@@ -5,10 +5,10 @@ container installed for a test pod, which gets an address from a pod pool and an
 node; a LoadBalancer Service gets an address from a service pool and, through kube-proxy,
 carries traffic to that pod.
 
-Lab adaptations, all outside manifests/: the node's CNI directories are per node (the
-DaemonSet's cni-bin and cni-conf hostPaths point there instead of /opt/cni/bin and
-/etc/cni/net.d, so the machine's own are never touched), and the images are imported into the
-node's containerd (nothing is pulled). The timings of every stage go to the test summary.
+The manifests are applied as rendered; the node's /opt/cni/bin, /etc/cni/net.d and /run/sart
+are directories of its own in its mount namespace (the machine's are never written), and the
+images are imported into the node's containerd (nothing is pulled). The timings of every stage
+go to the test summary.
 """
 
 from __future__ import annotations
@@ -156,8 +156,8 @@ def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 
 
 def rendered(lab: Lab) -> str:
-    """`kubectl kustomize` of manifests/ with the CNI component, the node's CNI directories
-    in place of /opt/cni/bin and /etc/cni/net.d."""
+    """`kubectl kustomize` of manifests/ with the CNI component, as it is (the node's
+    /opt/cni/bin and /etc/cni/net.d are its own directories in its mount namespace)."""
     tmp = lab.tmp
     (tmp / "sart").symlink_to(MANIFESTS)
     (tmp / "kustomization.yaml").write_text(
@@ -170,14 +170,7 @@ def rendered(lab: Lab) -> str:
             }
         )
     )
-    objects = [d for d in yaml.safe_load_all(lab.kubectl("kustomize", str(tmp))) if d]
-    paths = {"cni-bin": lab.node.cni_bin_dir, "cni-conf": lab.node.cni_conf_dir}
-    for obj in objects:
-        if obj["kind"] == "DaemonSet":
-            for volume in obj["spec"]["template"]["spec"]["volumes"]:
-                if volume["name"] in paths:
-                    volume["hostPath"]["path"] = str(paths[volume["name"]])
-    return yaml.safe_dump_all(objects)
+    return lab.kubectl("kustomize", str(tmp))
 
 
 POOLS = """

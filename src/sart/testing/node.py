@@ -19,6 +19,9 @@ Layout of one node (``Node.start``):
   it is the only Service rule;
 - a directory (containerd's root and state, its socket, the kubelet's root dir and
   configuration, CNI ``bin/`` and ``net.d/`` directories, logs);
+- a mount namespace for containerd, the kubelet and kube-proxy (slave of the host's) where
+  ``/run/sart``, ``/opt/cni/bin`` and ``/etc/cni/net.d`` are the node's own directories, so the
+  shipped manifests apply unchanged and several nodes' agents and plugins never mix;
 - containerd: ``restrict_oom_score_adj`` (root here lacks CAP_SYS_RESOURCE; runc 1.1.5 would
   fail with "can't get final child's PID from pipe: EOF"), the locally imported sandbox image,
   the node's CNI directories with the reference ``loopback`` plugin in ``bin/`` (containerd 1.6
@@ -75,6 +78,12 @@ BUSYBOX_IMAGE: Final = "localhost/sart/busybox:1"
 KUBERNETES_SERVICE: Final = ("10.0.0.1", 443)
 CLUSTER_DNS: Final = "10.0.0.10"
 STOP_TIMEOUT: Final = 15.0
+CNI_HOST_DIRS: Final = {
+    "run": Path("/run/sart"),
+    "bin": Path("/opt/cni/bin"),
+    "conf": Path("/etc/cni/net.d"),
+}
+"""Paths that are the node's own directories inside its mount namespace."""
 
 
 class NodeError(RuntimeError):
@@ -307,6 +316,7 @@ class Node:
         began = time.monotonic()
         self._network()
         self._cgroups()
+        self._mount_namespace()
         self._phase("network", began)
 
         began = time.monotonic()
@@ -385,6 +395,40 @@ class Node:
         self.exec("sysctl", "-qw", "net.ipv4.ip_forward=1")
 
     @property
+    def mount_namespace(self) -> Path:
+        """The node's mount namespace (a bind-mounted nsfs file): containerd, the kubelet and
+        kube-proxy share it, with the node's own /run/sart."""
+        return self.directory / "mnt" / "ns"
+
+    def _mount_namespace(self) -> None:
+        """A mount namespace of the node's own, its mounts slaves of the host's, where
+        /run/sart (the DaemonSet's hostPath for the agents' sockets, which sart-cni on the
+        host reaches) is a directory of the node's: two nodes on one machine would otherwise
+        share it, and the last agent started would answer every node's sart-cni."""
+        holder = self.mount_namespace.parent
+        holder.mkdir()
+        _run("mount", "--bind", str(holder), str(holder))
+        _run("mount", "--make-private", str(holder))
+        self.mount_namespace.touch()
+        _run("unshare", f"--mount={self.mount_namespace}", "--propagation", "slave", "true")
+        run_sart = self.directory / "run-sart"
+        run_sart.mkdir()
+        # The node's own directories where the DaemonSet's hostPaths and containerd look:
+        # the shipped manifests apply unchanged and each node gets its own plugin and conflist.
+        for source, target in (
+            (run_sart, CNI_HOST_DIRS["run"]),
+            (self.cni_bin_dir, CNI_HOST_DIRS["bin"]),
+            (self.cni_conf_dir, CNI_HOST_DIRS["conf"]),
+        ):
+            target.mkdir(parents=True, exist_ok=True)  # a mount point (empty on the host)
+            _run("nsenter", f"--mount={self.mount_namespace}", "mount", "--bind", str(source),
+                 str(target))  # fmt: skip
+        # The pods' namespaces containerd mounts there reach the agent's container
+        # (HostToContainer): shared within the node, still not with the host.
+        Path("/run/netns").mkdir(exist_ok=True)
+        _run("nsenter", f"--mount={self.mount_namespace}", "mount", "--make-shared", "/run/netns")
+
+    @property
     def cgroup_root(self) -> str:
         """The kubelet's cgroupRoot: each node's pods under a cgroup of its own, or a second
         kubelet on the machine kills the first one's pods as orphaned cgroups."""
@@ -434,8 +478,8 @@ class Node:
                 f"[{cri}.containerd.runtimes.runc]",
                 '  runtime_type = "io.containerd.runc.v2"',
                 f"[{cri}.cni]",
-                f'  bin_dir = "{self.cni_bin_dir}"',
-                f'  conf_dir = "{self.cni_conf_dir}"',
+                f'  bin_dir = "{CNI_HOST_DIRS["bin"]}"',
+                f'  conf_dir = "{CNI_HOST_DIRS["conf"]}"',
                 "",
             ]
         )
@@ -504,7 +548,11 @@ class Node:
         return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
     def _spawn(self, name: str, *argv: str, netns: bool = True) -> None:
-        command = ["nsenter", f"--net=/run/netns/{self.netns}", *argv] if netns else list(argv)
+        command = (
+            ["nsenter", f"--net=/run/netns/{self.netns}", f"--mount={self.mount_namespace}", *argv]
+            if netns
+            else list(argv)
+        )
         with (self.logs / f"{name}.log").open("ab") as log:
             self._processes[name] = subprocess.Popen(
                 command,
@@ -555,7 +603,9 @@ class Node:
         if directory is not None:
             self._unmount(directory)
         for name in namespaces:  # the pods' namespaces, which a CNI DEL would have removed
-            _run("ip", "netns", "delete", name, check=False)
+            # mounted in the node's mount namespace, gone with it: only the file is left
+            with contextlib.suppress(OSError):
+                (Path("/run/netns") / name).unlink()
         self._remove_cgroups()
         _run("ip", "link", "delete", self.host_veth, check=False)
         _run("ip", "netns", "delete", self.netns, check=False)
