@@ -132,3 +132,31 @@ async def test_block_requests_become_announced_blocks(blocks: Blocks) -> None:
     for name in await blocks.blocks(pool):
         await blocks.custom.delete_cluster_custom_object(GROUP, VERSION, "addressblocks", name)
     await blocks.custom.delete_cluster_custom_object(GROUP, VERSION, "addresspools", pool)
+
+
+async def test_a_block_made_by_another_writer_after_start_is_never_handed_out(
+    blocks: Blocks,
+) -> None:
+    """A leader that lost its Lease with a write in flight, or a block made by hand: the block
+    shows up after this controller listed; its CIDR must not go to another node."""
+    pool = unique_name("pods")
+    await blocks.create("addresspools", "AddressPool", pool,
+                        {"cidr": "10.247.0.0/28", "type": "pod", "blockSize": 29})  # fmt: skip
+    controller = blocks.start()
+    await eventually(lambda: controller.synced)
+    await blocks.create("addressblocks", "AddressBlock", f"{pool}-late",
+                        {"cidr": "10.247.0.0/29", "type": "pod", "poolRef": pool,
+                         "nodeRef": "node-x", "autoAssign": False})  # fmt: skip
+    await eventually(lambda: f"{pool}-late" in controller.allocator.blocks)
+    await blocks.create("blockrequests", "BlockRequest", unique_name("req"),
+                        {"pool": pool, "node": "node-y"})  # fmt: skip
+
+    async def served() -> dict[str, tuple[str, str]] | None:
+        found = await blocks.blocks(pool)
+        return found if len(found) == 2 else None
+
+    made = await eventually(served)
+    assert sorted(made.values()) == [("10.247.0.0/29", "node-x"), ("10.247.0.8/29", "node-y")]
+    for name in made:
+        await blocks.custom.delete_cluster_custom_object(GROUP, VERSION, "addressblocks", name)
+    await blocks.custom.delete_cluster_custom_object(GROUP, VERSION, "addresspools", pool)

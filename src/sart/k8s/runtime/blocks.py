@@ -110,11 +110,23 @@ class BlockController:
                     self._forget(name)
             else:
                 store[name] = obj
+                if what == "addressblocks" and self._started.is_set():
+                    self._adopt_late(obj)
             if what == "addresspools" and self._started.is_set():
                 self._set_pools()
             self._wake.set()
 
         return handle
+
+    def _adopt_late(self, obj: dict[str, Any]) -> None:
+        """A block this controller did not make appeared after its start: another writer (a
+        leader that lost its Lease with a write in flight, a block made by hand). Its CIDR is
+        taken from then on, so it is never handed out a second time."""
+        view = block_view(obj)
+        if view is None or view.name in self.allocator.blocks:
+            return
+        for conflict in self.allocator.adopt([view]):
+            log.error("address block overlaps another", extra={"conflict": conflict})
 
     def _set_pools(self) -> None:
         views = [v for v in (pod_pool_view(p) for p in self.pools.values()) if v is not None]
