@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ipaddress
 import json
 import os
 import shutil
@@ -52,6 +51,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
+import netaddr
 import yaml
 
 from sart.testing.controlplane import ControlPlane, _kill_groups, _tail
@@ -206,8 +206,8 @@ class Node:
         bin_dir: Path | None = None,
         timeout: float = 90.0,
     ) -> None:
-        network = ipaddress.ip_network(link)
-        hosts = list(network.hosts())
+        network = netaddr.IPNetwork(link)
+        hosts = list(network.iter_hosts())
         self.plane = plane
         self.name = name
         self.host_address = str(hosts[0])
