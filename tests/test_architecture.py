@@ -68,3 +68,10 @@ def test_dependencies_point_one_way(path: Path) -> None:
     banned = FORBIDDEN_BY_PACKAGE.get(package, set())
     wrong = {n for n in _imports(path) if any(n == b or n.startswith(b + ".") for b in banned)}
     assert not wrong, f"{_relative(path)} imports {wrong}"
+
+
+def test_test_modules_have_unique_basenames() -> None:
+    """pytest imports test modules by basename (no packages under tests/): two of one name in
+    different folders stop the whole run at collection."""
+    names = [p.name for p in (SRC.parent.parent / "tests").rglob("test_*.py")]
+    assert not {n for n in names if names.count(n) > 1}
