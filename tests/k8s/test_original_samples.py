@@ -57,7 +57,9 @@ async def lab(
     """One lab for the module, the samples applied and the Deployments' pods placed: the
     restart test leaves it as it found it, the lifecycle test (last) changes it."""
     workdir = tmp_path_factory.mktemp("lab")
-    async with ClusterLab(plane, workdir, nodes=ORIGINAL_NODES, spines=ORIGINAL_SPINES) as built:
+    async with ClusterLab(
+        plane, workdir, nodes=ORIGINAL_NODES, spines=ORIGINAL_SPINES, graceful_restart=True
+    ) as built:
         await built.apply(yaml.safe_load_all(ORIGINAL_SAMPLES))
         await built.apply(spine1_peers(built.nodes))
         await run_deployments(built, PLACEMENT)
@@ -138,10 +140,11 @@ async def test_the_original_samples_route_through_two_spines_across_restarts(
                 f"  restart of {RESTARTED}'s {what}: probe gap {row['gap'] * 1000:.0f} ms"
                 f" ({row['failed']} of every 50 ms failed), its next hop off: {offs}"
             )
-    for what in ("agent", "controller"):
+    # The speakers restart gracefully (--graceful-restart --defer-end-of-rib): the spines keep
+    # the restarting node's path until the agent has given the new speaker its table.
+    for what in ("agent", "speaker", "controller"):
         assert report[what]["failed"] == 0, report
         assert all(t == 0.0 for t in report[what]["off"].values()), report
-    assert report["speaker"]["gap"] < 5.0, report
 
 
 # -- the lifecycle (issue 13): a rollout, a relabelled node, a deleted BGPPeer and ClusterBGP --

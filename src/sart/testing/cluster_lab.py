@@ -198,6 +198,7 @@ class ClusterLab:
         controller: bool = True,
         tag: str = "cl",
         agent_args: Sequence[str] = (),
+        graceful_restart: bool = False,
     ) -> None:
         if not nodes or not spines:
             raise ValueError("a cluster lab needs at least one node and one spine")
@@ -209,6 +210,9 @@ class ClusterLab:
         self.with_client = client
         self.with_controller = controller
         self.agent_args = tuple(agent_args)  # more flags for every node's `sartd agent`
+        # The speakers restart gracefully (RFC 4724, restarting side) and the spines keep
+        # their routes meanwhile.
+        self.graceful_restart = graceful_restart
         self.lab = Lab(tag)
         self.nodes: dict[str, LabNode] = {}
         self.spines: dict[str, LabSpine] = {}
@@ -301,12 +305,22 @@ class ClusterLab:
     def _router(self, spine: LabSpine) -> Peer:
         spec = spine.spec
         neighbors = tuple(
-            neighbor(node.links[spec.name].b.ipv4, spec.node_asn, passive=True)
+            neighbor(
+                node.links[spec.name].b.ipv4,
+                spec.node_asn,
+                passive=True,
+                graceful_restart=self.graceful_restart,
+            )
             for node in self.nodes.values()
         )
         if spec.address6 is not None:
             neighbors += tuple(
-                neighbor(node.links[spec.name].b.ipv6, spec.node_asn, passive=True)
+                neighbor(
+                    node.links[spec.name].b.ipv6,
+                    spec.node_asn,
+                    passive=True,
+                    graceful_restart=self.graceful_restart,
+                )
                 for node in self.nodes.values()
             )
         config = BgpConfig(
@@ -325,6 +339,7 @@ class ClusterLab:
             node.namespace, node.address, node.spec.asn, node.kubeconfig, node.spec.name,
             self.workdir / f"{node.spec.name}.sock", only=daemons, logs=self.logs,
             agent_args=self.agent_args,
+            bgp_args=("--graceful-restart", "--defer-end-of-rib") if self.graceful_restart else (),
         )  # fmt: skip
         names = [d for d in ("bgp", "agent", "fib") if d in daemons]
         node.processes.update(zip(names, started, strict=True))

@@ -73,6 +73,7 @@ def start_node(
     only: Collection[str] = DAEMONS,
     logs: Path | None = None,
     agent_args: Sequence[str] = (),
+    bgp_args: Sequence[str] = (),
 ) -> list[subprocess.Popen[bytes]]:
     """`sartd bgp`, `sartd agent` (with its CNI side) and `sartd fib` inside the node's network
     namespace, as the DaemonSet runs them on a host-network node: the speaker's API on the
@@ -80,13 +81,13 @@ def start_node(
     lab's control plane), sart-cni's socket in the lab's directory. `only` starts some of
     them (in that order; a restart of one); with `logs` (a directory) each one's output is
     appended to `<name>-<daemon>.log` there instead of being dropped or inherited;
-    `agent_args` are added to the agent's command line."""
+    `agent_args` and `bgp_args` are added to the agent's and the speaker's command lines."""
     python = sys.executable
     if set(only) == set(DAEMONS):
         namespace.enable_forwarding()  # pods leave the node
     argv = {
         "bgp": [python, "-m", "sart.cli.sartd", "bgp", "--as", str(asn), "--router-id", address,
-                "--api-address", SPEAKER_API, "--metrics-address", ""],
+                "--api-address", SPEAKER_API, "--metrics-address", "", *bgp_args],
         "agent": [python, "-m", "sart.cli.sartd", "agent", "--kubeconfig", str(kubeconfig),
                   "--node", name, "--cni-socket", str(cni_socket), "--level", "warning",
                   *agent_args],
