@@ -129,12 +129,15 @@ async def test_the_original_configuration_runs_end_to_end(k8s: Any, fabric: Fabr
         assert peers[peer]["spec"]["nodeBGPRef"] == worker
         assert peers[peer]["spec"]["groups"] == ["to-spine0"]
         assert not [p for p in peers if plane in p]  # sample b has no peers
-        events = await fabric.core.list_namespaced_event(
-            "default", field_selector=f"involvedObject.name={a}"
-        )
-        assert [e.message for e in events.items if e.reason == "AsnLabelMissing"] == [
-            f"node {bare} has no label sart.terassyi.net/asn"
-        ]
+
+        async def refusals() -> list[str]:
+            events = await fabric.core.list_namespaced_event(
+                "default", field_selector=f"involvedObject.name={a}"
+            )
+            return [e.message for e in events.items if e.reason == "AsnLabelMissing"]
+
+        # The Event is posted after the writes above, so it is waited for too.
+        assert await eventually(refusals) == [f"node {bare} has no label sart.terassyi.net/asn"]
 
         async def status() -> dict[str, Any] | None:
             cluster_bgp = await fabric.custom.get_cluster_custom_object(
