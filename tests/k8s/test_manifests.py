@@ -17,6 +17,7 @@ import yaml
 from kubernetes_asyncio.client import CoreV1Api
 
 from sart.k8s.runtime import webhook
+from sart.testing.cluster_lab import GRACEFUL_RESTART_FLAGS
 from sart.testing.controlplane import ControlPlane
 from sart.testing.rbac import NAMESPACE, apply_shipped_rbac
 
@@ -194,6 +195,19 @@ def test_the_speaker_starts_with_the_node_address_for_the_agent_to_set(
     [env] = bgp["env"]
     assert env == {"name": "NODE_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}
     assert all(o["kind"] != "ConfigMap" for o in rendered["base"])
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_the_speaker_restarts_gracefully_as_in_the_cluster_lab(
+    rendered: dict[str, Any], variant: str
+) -> None:
+    """The speaker runs with the flags under which tests/k8s/test_original_samples.py restarts
+    it without a route leaving the spines (graceful restart, End-of-RIB after the agent's first
+    sync); the agent needs none (it calls EndOfInitialTable when the speaker holds End-of-RIB)."""
+    spec = find(rendered[variant], "DaemonSet", "sartd")["spec"]["template"]["spec"]
+    command = containers(spec)["bgp"]["command"]
+    assert set(GRACEFUL_RESTART_FLAGS) <= set(command)
+    assert not [f for f in command if f.startswith(("--no-graceful", "--no-defer"))]
 
 
 def test_the_webhook_component_registers_what_the_controller_serves(

@@ -61,6 +61,9 @@ omitStages: [RequestReceived]
 rules:
   - level: Metadata
 """
+GRACEFUL_RESTART_FLAGS = ("--graceful-restart", "--defer-end-of-rib")
+"""`sartd bgp`'s flags for restarting gracefully under the agent: the shipped DaemonSet's too
+(tests/k8s/test_manifests.py keeps them the same)."""
 SPEAKER_NAMESPACED = {"BGPAdvertisement"}  # the only namespaced kind of sart's
 
 
@@ -339,7 +342,7 @@ class ClusterLab:
             node.namespace, node.address, node.spec.asn, node.kubeconfig, node.spec.name,
             self.workdir / f"{node.spec.name}.sock", only=daemons, logs=self.logs,
             agent_args=self.agent_args,
-            bgp_args=("--graceful-restart", "--defer-end-of-rib") if self.graceful_restart else (),
+            bgp_args=GRACEFUL_RESTART_FLAGS if self.graceful_restart else (),
         )  # fmt: skip
         names = [d for d in ("bgp", "agent", "fib") if d in daemons]
         node.processes.update(zip(names, started, strict=True))
