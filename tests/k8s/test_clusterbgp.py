@@ -1,6 +1,7 @@
 """ClusterBGP against the real apiserver: the original sart's sample configuration makes a
 NodeBGP and BGPPeers per selected node; relabelling moves a node, a deleted BGPPeer comes back,
-deleting the ClusterBGP removes what it made, a node missing a label is said so."""
+deleting the ClusterBGP removes what it made, a node missing a label is said so, two
+ClusterBGPs selecting one node say so in their status."""
 
 from __future__ import annotations
 
@@ -47,10 +48,12 @@ class Fabric:
         await self.custom.create_cluster_custom_object(GROUP, VERSION, plural, body)
         self.made.append((plural, body["metadata"]["name"]))
 
-    async def cluster_bgp(self, sample_name: str, group: str) -> str:
+    async def cluster_bgp(self, sample_name: str, group: str, selects: str | None = None) -> str:
+        """The sample named `{tag}-{group}`, selecting the nodes of `selects` (its own group
+        by default)."""
         body = sample("ClusterBGP", sample_name)
         name = f"{self.tag}-{group}"
-        spec = {**body["spec"], "nodeSelector": {"bgp": f"{self.tag}-{group}"}}
+        spec = {**body["spec"], "nodeSelector": {"bgp": f"{self.tag}-{selects or group}"}}
         for peer in spec.get("peers", []):
             peer["peerTemplateRef"] = self.template
             peer["nodeBGPSelector"] = {"bgp": f"{self.tag}-{group}"}
@@ -181,6 +184,83 @@ async def test_the_original_configuration_runs_end_to_end(k8s: Any, fabric: Fabr
         await eventually(lambda: _has(fabric, "nodebgps", worker, False))
         await eventually(lambda: _has(fabric, "bgppeers", peer, False))
         assert await _has(fabric, "nodebgps", plane, True)  # b's are untouched
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_two_cluster_bgps_selecting_one_node_say_so_in_their_status(
+    k8s: Any, fabric: Fabric
+) -> None:
+    """The older ClusterBGP (creation time, then name) configures the node; both carry a
+    Conflicted condition naming the node and the other, shown by `kubectl get -o wide`, until
+    the overlap is gone."""
+    a = await fabric.cluster_bgp("clusterbgp-sample-a", "a")
+    b = await fabric.cluster_bgp("clusterbgp-sample-b", "b", selects="a")
+    node = await fabric.node("shared", "a", 65010, "172.18.0.2")
+    controller = ClusterBgpController(k8s)
+    task = asyncio.create_task(controller.run())
+    try:
+
+        async def conflicted(name: str, status: str) -> dict[str, Any] | None:
+            found = await fabric.custom.get_cluster_custom_object(
+                GROUP, VERSION, "clusterbgps", name
+            )
+            conditions = found.get("status", {}).get("conditions", [])
+            [condition] = [c for c in conditions if c["type"] == "Conflicted"] or [None]
+            if condition is None or condition["status"] != status:
+                return None
+            return {**condition, "generation": found["metadata"]["generation"],
+                    "desiredNodes": found["status"]["desiredNodes"]}  # fmt: skip
+
+        lost = await eventually(lambda: conflicted(b, "True"))
+        assert lost["reason"] == "NodeClaimed"
+        assert lost["message"] == (
+            f"configured by an older ClusterBGP, not this one: node {node} ({a})"
+        )
+        assert lost["observedGeneration"] == lost["generation"] == 1
+        assert lost["lastTransitionTime"].endswith("Z")
+        assert lost["desiredNodes"] == []
+        kept = await eventually(lambda: conflicted(a, "True"))
+        assert kept["reason"] == "NodeAlsoSelected"
+        assert kept["message"] == (
+            f"configured by this one, selected by a younger ClusterBGP too: node {node} ({b})"
+        )
+        assert kept["desiredNodes"] == [node]
+        node_bgp = (await fabric.listing("nodebgps"))[node]
+        assert node_bgp["metadata"]["labels"][CLUSTER_BGP_LABEL] == a
+
+        # Another pass (woken by a node of nobody's) writes no status again.
+        async def version() -> str:
+            found = await fabric.custom.get_cluster_custom_object(GROUP, VERSION, "clusterbgps", b)
+            return str(found["metadata"]["resourceVersion"])
+
+        before, passes = await version(), controller.passes
+        other = await fabric.node("other", "c", 65011, "172.18.0.3")
+        await eventually(lambda: other in controller.nodes and controller.passes > passes)
+        assert await version() == before
+
+        # `kubectl get clusterbgp -o wide` (a Table from the apiserver) shows it.
+        table = await fabric.custom.api_client.call_api(
+            f"/apis/{GROUP}/{VERSION}/clusterbgps/{b}", "GET",
+            header_params={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
+            response_types_map={200: "object"}, auth_settings=["BearerToken"],
+            _return_http_data_only=True,
+        )  # fmt: skip
+        columns = [c["name"] for c in table["columnDefinitions"]]
+        assert table["rows"][0]["cells"][columns.index("CONFLICTED")] == "True"
+
+        # b's selector edited away from the node: both are cleared, b at its new generation.
+        await fabric.custom.patch_cluster_custom_object(
+            GROUP, VERSION, "clusterbgps", b, {"spec": {"nodeSelector": {"bgp": "none"}}},
+            _content_type="application/merge-patch+json",
+        )  # fmt: skip
+        cleared = await eventually(lambda: conflicted(b, "False"))
+        assert (cleared["reason"], cleared["observedGeneration"]) == ("NoConflict", 2)
+        assert cleared["lastTransitionTime"] >= lost["lastTransitionTime"]
+        assert (await eventually(lambda: conflicted(a, "False")))["reason"] == "NoConflict"
+        node_bgp = (await fabric.listing("nodebgps"))[node]
+        assert node_bgp["metadata"]["labels"][CLUSTER_BGP_LABEL] == a  # never moved
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -1115,15 +1115,32 @@ class ClusterBGPSpec:
     )
 
 
+CLUSTER_BGP_CONFLICTED: Final = "Conflicted"
+"""The ClusterBGP condition saying whether another ClusterBGP selects some of its nodes."""
+
+
 @attrs.frozen(kw_only=True)
 class ClusterBGPStatus:
     """Which nodes the ClusterBGP covers, written by the controller."""
 
     desired_nodes: tuple[str, ...] | None = attrs.field(
-        default=None, metadata=schema("Nodes the selector matches")
+        default=None,
+        metadata=schema(
+            "Nodes the selector matches, but those an older ClusterBGP selects too (that one"
+            " configures them)"
+        ),
     )
     nodes: tuple[str, ...] | None = attrs.field(
         default=None, metadata=schema("Nodes configured so far")
+    )
+    conditions: tuple[Condition, ...] | None = attrs.field(
+        default=None,
+        metadata=schema(
+            f"Standard Kubernetes conditions, an addition to the original sart:"
+            f" {CLUSTER_BGP_CONFLICTED} (True while another ClusterBGP selects one of its"
+            f" nodes too; the older one, by creation time then name, configures the node)",
+            max_items=8,
+        ),
     )
 
 
@@ -1131,7 +1148,20 @@ class ClusterBGPStatus:
 class ClusterBGP:
     """Cluster-wide BGP settings (cluster-scoped)."""
 
-    DEFINITION: ClassVar[KindDefinition] = KindDefinition(kind="ClusterBGP", plural="clusterbgps")
+    DEFINITION: ClassVar[KindDefinition] = KindDefinition(
+        kind="ClusterBGP",
+        plural="clusterbgps",
+        printer_columns=(
+            AGE_COLUMN,  # the original's; the rest, additions, with -o wide
+            PrinterColumn(
+                name="CONFLICTED",
+                type="string",
+                json_path=f'.status.conditions[?(@.type=="{CLUSTER_BGP_CONFLICTED}")].status',
+                description="Whether another ClusterBGP selects some of its nodes too",
+                priority=1,
+            ),
+        ),
+    )
 
     metadata: ObjectMeta
     spec: ClusterBGPSpec

@@ -112,6 +112,7 @@ def test_other_columns_as_the_original() -> None:
     assert [n for n, _ in _columns(models.BGPAdvertisement)] == ["CIDR", "TYPE", "PROTOCOL", "AGE"]
     assert [n for n, _ in _columns(models.BlockRequest)] == ["POOL", "NODE", "AGE"]
     assert [n for n, _ in _columns(models.ClusterBGP)] == ["AGE"]
+    assert [n for n, _ in _columns(models.ClusterBGP, wide=True)] == ["AGE", "CONFLICTED"]
 
 
 REQUIRED = {

@@ -58,6 +58,7 @@ from sart.k8s.models import (
     NodeBGPConditionStatus,
     NodeBGPStatus,
 )
+from sart.k8s.reconcile.conditions import set_condition
 
 NEIGHBOR_PREFIX: Final = "bgppeer/"
 """The speaker's name of a neighbor the agent added: this prefix and the BGPPeer's name."""
@@ -532,21 +533,6 @@ def plan(observed: AgentObserved) -> AgentPlan:
 
 def _bounded(history: list[T], limit: int) -> tuple[T, ...]:
     return tuple(history[-limit:])
-
-
-def set_condition(
-    conditions: tuple[Condition, ...] | None, condition: Condition
-) -> tuple[Condition, ...]:
-    """Put `condition` in place of the one of its type; its lastTransitionTime stays the old
-    one's while the status does not change (as apimachinery's SetStatusCondition does)."""
-    found = list(conditions or ())
-    for index, old in enumerate(found):
-        if old.type == condition.type:
-            if old.status == condition.status:
-                condition = attrs.evolve(condition, last_transition_time=old.last_transition_time)
-            found[index] = condition
-            return tuple(found)
-    return (*found, condition)
 
 
 def last_state(status: BGPPeerStatus | None) -> BGPPeerConditionStatus | None:

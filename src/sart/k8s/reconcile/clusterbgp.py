@@ -14,8 +14,9 @@ Additions: an inline `peerConfig` overrides every field it sets of its template 
 only takes its asn and addr); what a ClusterBGP made carries the label
 `sart.terassyi.net/clusterbgp: <name>` and is owned by it, so only those are ever changed or
 deleted (a NodeBGP written by hand is left alone, and said so); a node selected by two
-ClusterBGPs stays with the older one (by creation time, then name), and the other says so,
-never a flip-flop.
+ClusterBGPs stays with the older one (by creation time, then name: never a flip-flop), and
+both say so in their `Conflicted` condition, True while the overlap lasts and False once it is
+gone (the younger one also in a Warning Event).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from netaddr import AddrFormatError, IPAddress
 from sart.k8s.models import (
     ASN_LABEL,
     ASN_MAX,
+    CLUSTER_BGP_CONFLICTED,
     GROUP,
     ROUTER_ID_LABEL,
     VERSION,
@@ -39,6 +41,8 @@ from sart.k8s.models import (
     BGPPeerTemplateSpec,
     ClusterBGP,
     ClusterBGPStatus,
+    Condition,
+    ConditionStatus,
     NodeBGP,
     NodeBGPConditionStatus,
     NodeBGPSpec,
@@ -47,9 +51,11 @@ from sart.k8s.models import (
     PeerConfig,
     RouterIdSelectionType,
 )
+from sart.k8s.reconcile.conditions import set_condition
 
 CLUSTER_BGP_LABEL = "sart.terassyi.net/clusterbgp"  # on what a ClusterBGP made: its name
 PEER_NODE_LABEL = "bgppeer.sart.terassyi.net/node"  # on a BGPPeer: its node (the original's)
+NODES_NAMED = 10  # nodes a Conflicted message names; the rest are counted
 
 
 @attrs.frozen(kw_only=True)
@@ -69,6 +75,15 @@ class Problem:
     node: str
     reason: str
     message: str
+
+
+@attrs.frozen
+class Overlap:
+    """A node two ClusterBGPs select: the older configures it, the younger does not."""
+
+    node: str
+    older: str
+    younger: str
 
 
 @attrs.frozen(kw_only=True)
@@ -234,9 +249,12 @@ def plan(
     templates: Mapping[str, BGPPeerTemplate],
     nodes: Iterable[NodeView],
     node_bgps: Mapping[str, NodeBGP],
+    *,
+    now: str,
 ) -> ClusterBgpPlan:
     """What every ClusterBGP calls for. `node_bgps` (as observed) tells which NodeBGPs are
-    hand-written (left alone) and which are ready (for the ClusterBGPs' status)."""
+    hand-written (left alone) and which are ready (for the ClusterBGPs' status); `now` (RFC
+    3339) is the transition time of a condition that changes."""
     live = sorted(
         (c for c in cluster_bgps if c.metadata.deletion_timestamp is None), key=_seniority
     )
@@ -244,6 +262,7 @@ def plan(
     wanted_peers: dict[str, BGPPeer] = {}
     problems: list[Problem] = []
     claimed: dict[str, str] = {}  # node -> the ClusterBGP that configures it
+    overlaps: list[Overlap] = []
     statuses = {}
     for node in sorted(nodes, key=lambda n: n.name):
         for cluster_bgp in live:
@@ -251,6 +270,7 @@ def plan(
             if not selects(cluster_bgp.spec.node_selector, node.labels):
                 continue
             if node.name in claimed:
+                overlaps.append(Overlap(node.name, claimed[node.name], name))
                 message = f"node {node.name} is configured by ClusterBGP {claimed[node.name]}"
                 problems.append(Problem(name, node.name, "NodeClaimed", message))
                 continue
@@ -288,10 +308,48 @@ def plan(
         name = cluster_bgp.metadata.name
         desired = sorted(n for n, owner in claimed.items() if owner == name)
         ready = sorted(n for n in desired if n in wanted_nodes and _ready(node_bgps.get(n)))
-        statuses[name] = ClusterBGPStatus(desired_nodes=tuple(desired), nodes=tuple(ready))
+        seen = cluster_bgp.status.conditions if cluster_bgp.status is not None else None
+        conflicted = _conflicted(cluster_bgp, overlaps, now)
+        statuses[name] = ClusterBGPStatus(
+            desired_nodes=tuple(desired),
+            nodes=tuple(ready),
+            conditions=set_condition(seen, conflicted),
+        )
     return ClusterBgpPlan(
         node_bgps=wanted_nodes, peers=wanted_peers, statuses=statuses, problems=tuple(problems)
     )
+
+
+def _conflicted(cluster_bgp: ClusterBGP, overlaps: Iterable[Overlap], now: str) -> Condition:
+    """The ClusterBGP's Conflicted condition: True while it shares a node with another, the
+    reason NodeClaimed when it lost one (to an older ClusterBGP), NodeAlsoSelected when it
+    only kept them (from younger ones)."""
+    name = cluster_bgp.metadata.name
+    lost = [(o.node, o.older) for o in overlaps if o.younger == name]
+    kept = [(o.node, o.younger) for o in overlaps if o.older == name]
+    said = []
+    if lost:
+        said.append(f"configured by an older ClusterBGP, not this one: {_listing(lost)}")
+    if kept:
+        said.append(f"configured by this one, selected by a younger ClusterBGP too: "
+                     f"{_listing(kept)}")  # fmt: skip
+    reason = "NodeClaimed" if lost else "NodeAlsoSelected" if kept else "NoConflict"
+    return Condition(
+        type=CLUSTER_BGP_CONFLICTED,
+        status=ConditionStatus.TRUE if said else ConditionStatus.FALSE,
+        reason=reason,
+        message="; ".join(said) or "no other ClusterBGP selects any of its nodes",
+        last_transition_time=now,
+        observed_generation=cluster_bgp.metadata.generation,
+    )
+
+
+def _listing(pairs: list[tuple[str, str]]) -> str:
+    """`node (ClusterBGP), ...`, sorted, the first NODES_NAMED named and the rest counted."""
+    pairs = sorted(pairs)
+    named = ", ".join(f"node {node} ({other})" for node, other in pairs[:NODES_NAMED])
+    more = len(pairs) - NODES_NAMED
+    return f"{named} and {more} more" if more > 0 else named
 
 
 def _ready(node_bgp: NodeBGP | None) -> bool:

@@ -30,7 +30,6 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import datetime
 import logging
 import os
 import time
@@ -80,7 +79,7 @@ from sart.k8s.reconcile.agent import (
     state_event,
 )
 from sart.k8s.reconcile.binding import bound_addresses
-from sart.k8s.runtime import MERGE
+from sart.k8s.runtime import MERGE, rfc3339_now
 from sart.k8s.runtime.binding import AddressBinding
 from sart.k8s.runtime.events import EventRecorder
 from sart.k8s.runtime.metrics import AgentMetrics
@@ -121,10 +120,6 @@ ESTABLISHED = BGPPeerConditionStatus.ESTABLISHED
 # peer, a session going down) make one patch per advertisement.
 ADVERTISEMENT_COALESCE = 0.05  # seconds
 ADVERTISEMENT_WRITERS = 16  # patches in flight
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def own_namespace() -> str:
@@ -231,7 +226,7 @@ class NodeAgent:
         endpoint: str,
         *,
         stats: WatchStats | None = None,
-        clock: Callable[[], str] = _now,
+        clock: Callable[[], str] = rfc3339_now,
         metrics: AgentMetrics | None = None,
         namespace: str | None = None,
         binding: AddressBinding | None = None,

@@ -6,7 +6,8 @@ BGPPeers deleted by hand) wakes one pass: the whole plan is computed again from 
 only the difference is written. Models become API bodies through the one converter. Failures
 follow the runtime's error model: a conflict is decided again at once, anything temporary
 backs off, a refused write is logged and retried slowly. A problem with a node (a label
-missing, a node claimed twice) is a Warning Event on the ClusterBGP, once per problem."""
+missing, a node claimed twice) is a Warning Event on the ClusterBGP, once per problem; two
+ClusterBGPs selecting one node are in both's `Conflicted` condition too."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from sart.k8s.reconcile.clusterbgp import (
     changes,
     plan,
 )
-from sart.k8s.runtime import MERGE
+from sart.k8s.runtime import MERGE, rfc3339_now
 from sart.k8s.runtime.events import EventRecorder
 from sart.k8s.runtime.outcome import API_ERRORS, Backoff, Outcome, classify, describe
 from sart.k8s.runtime.watch import read_object, watch_kind, watch_objects
@@ -50,10 +51,17 @@ def node_view(node: Any) -> NodeView:
 
 
 class ClusterBgpController:
-    def __init__(self, api: ApiClient, *, fence: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        api: ApiClient,
+        *,
+        fence: Callable[[], None] = lambda: None,
+        clock: Callable[[], str] = rfc3339_now,
+    ) -> None:
         self.core = CoreV1Api(api)
         self.custom = CustomObjectsApi(api)
         self.fence = fence  # raises LeadershipLost once we may no longer write
+        self.clock = clock  # conditions' lastTransitionTime
         self.events = EventRecorder(self.core, COMPONENT, fence=fence)
         self.nodes: dict[str, NodeView] = {}
         self.cluster_bgps: dict[str, ClusterBGP] = {}
@@ -151,7 +159,7 @@ class ClusterBgpController:
     async def sync(self) -> None:
         """One pass: plan from the stores, write the difference, report problems."""
         wanted = plan(self.cluster_bgps.values(), self.templates, self.nodes.values(),
-                      self.node_bgps)  # fmt: skip
+                      self.node_bgps, now=self.clock())  # fmt: skip
         todo = changes(wanted, self.node_bgps, self.peers)
         if todo:
             await self._apply(todo)
