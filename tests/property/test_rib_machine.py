@@ -17,7 +17,7 @@ SOURCES = [
 ]
 PREFIXES = [IPNetwork(f"198.51.100.{n}/32") for n in range(4)]
 PATHS = st.builds(
-    lambda source, prefix, pref, length, origin, med: Path(
+    lambda source, prefix, pref, length, origin, med: Path.to(
         prefix,
         source,
         source.address,

@@ -396,7 +396,7 @@ class OriginalBgpService(BgpApiBase):
                         best = rib.lookup(path.prefix)
                         paths.append(path_message(path, best=bool(best) and best[0] == path))
         elif neighbor.adj_out is not None:
-            for prefix, _, next_hop in neighbor.adj_out.sent.values():
+            for prefix, _, next_hop in neighbor.adj_out.routes():
                 sent = rib.lookup(prefix)
                 if prefix.version == version and sent:
                     paths.append(path_message(sent[0], best=True, next_hop=next_hop))

@@ -274,7 +274,7 @@ class SpeakerService(SpeakerApiBase):
                         stale = rib.is_stale(path)
                         paths.append(convert.path_message(path, best=chosen, now=now, stale=stale))
         elif neighbor.adj_out is not None:
-            for prefix, attributes, next_hop in neighbor.adj_out.sent.values():
+            for prefix, attributes, next_hop in neighbor.adj_out.routes():
                 if prefix.version in versions:
                     sent = rib.lookup(prefix)
                     if sent:

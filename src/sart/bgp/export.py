@@ -4,7 +4,7 @@ packing routes that share attributes into as few UPDATEs as fit (RFC 4271 9.2).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 
 import attrs
@@ -30,7 +30,8 @@ from sart.bgp.messages import (
     Update,
     find,
 )
-from sart.bgp.rib import DEFAULT_LOCAL_PREF, Path, Source, prefix_key
+from sart.bgp.prefixes import key_network, key_version
+from sart.bgp.rib import DEFAULT_LOCAL_PREF, Path, Source
 from sart.bgp.wire import encode_message
 
 # Attributes that only describe the route inside one AS, or that the encoder derives.
@@ -183,7 +184,7 @@ def _fill(
     return updates
 
 
-Route = tuple[IPNetwork, tuple[PathAttribute, ...], IPAddress]  # as sent: with its next hop
+Sent = tuple[tuple[PathAttribute, ...], IPAddress]  # a prefix's route as sent: its next hop
 
 
 @attrs.frozen
@@ -199,6 +200,12 @@ class OwnPathsSent:
         return bool(self.advertised or self.withdrawn)
 
 
+# Exported attributes kept per AdjRibOut, by the path's attribute tuple: the RIB shares one
+# tuple between every route of an UPDATE, so a table re-advertised runs `export` once per
+# attribute set, not once per prefix. Emptied when full, like the codec's intern tables.
+EXPORT_CACHE_LIMIT = 65536
+
+
 class AdjRibOut:
     """What one peer has been sent (RFC 4271 3.2), and the UPDATEs that bring it in line
     with the Loc-RIB. Only the best path of a prefix is advertised (no add-path sending).
@@ -206,7 +213,8 @@ class AdjRibOut:
     `next_hops` holds our own address per IP version on this session: the next hop of
     everything sent over eBGP and of our own paths without one, and of iBGP routes that we
     originate. Routes learned over eBGP keep their next hop towards iBGP peers (RFC 4271
-    5.1.3). A prefix of a family not negotiated, or with no usable next hop, is not sent."""
+    5.1.3). A prefix of a family not negotiated, or with no usable next hop, is not sent.
+    Prefixes are given and kept by `sart.bgp.prefixes.prefix_key`."""
 
     def __init__(
         self,
@@ -219,59 +227,72 @@ class AdjRibOut:
         self.ctx = ctx
         self.versions = families  # IP versions negotiated: 4, 6
         self.next_hops = next_hops
-        self.sent: dict[int, Route] = {}  # by rib.prefix_key
-        self.own: dict[int, IPNetwork] = {}  # of `sent`, the routes that are our own paths
+        self.sent: dict[int, Sent] = {}
+        self.own: set[int] = set()  # of `sent`, the routes that are our own paths
+        self._exported: dict[int, tuple[Path, tuple[PathAttribute, ...] | None]] = {}
 
-    def _route(self, path: Path | None) -> Route | None:
-        if path is None or path.prefix.version not in self.versions:
-            return None
+    def _export(self, path: Path) -> tuple[PathAttribute, ...] | None:
+        cached = self._exported.get(id(path.attributes))
+        if cached is not None:
+            seen, attributes = cached
+            # The same tuple object (alive: `seen` holds it) from the same source.
+            if seen.attributes is path.attributes and seen.source is path.source:
+                return attributes
         attributes = export(path, self.peer)
+        if len(self._exported) >= EXPORT_CACHE_LIMIT:
+            self._exported.clear()
+        self._exported[id(path.attributes)] = (path, attributes)
+        return attributes
+
+    def _route(self, version: int, path: Path | None) -> Sent | None:
+        if path is None or version not in self.versions:
+            return None
+        attributes = self._export(path)
         if attributes is None:
             return None
-        next_hop = self._next_hop(path)
-        return None if next_hop is None else (path.prefix, attributes, next_hop)
-
-    def _next_hop(self, path: Path) -> IPAddress | None:
-        own = self.next_hops.get(path.prefix.version)
+        own = self.next_hops.get(version)
         keep = path.next_hop if path.source.local or self.peer.internal else None
-        if keep is not None and keep.version == path.prefix.version:
-            return keep
-        return own
+        next_hop = keep if keep is not None and keep.version == version else own
+        return None if next_hop is None else (attributes, next_hop)
 
-    def sync(self, entries: Iterable[tuple[IPNetwork, Path | None]]) -> list[Update]:
-        """The UPDATEs (withdrawals first) that make the peer hold, for each prefix, what
-        `entries` says is now best (None: no route)."""
+    def sync(self, entries: Iterable[tuple[int, Path | None]]) -> list[Update]:
+        """The UPDATEs (withdrawals first) that make the peer hold, for each prefix (by
+        key), what `entries` says is now best (None: no route)."""
         return self.sync_own(entries)[0]
 
     def sync_own(
-        self, entries: Iterable[tuple[IPNetwork, Path | None]]
+        self, entries: Iterable[tuple[int, Path | None]]
     ) -> tuple[list[Update], OwnPathsSent]:
         """`sync`, and what those UPDATEs change of our own paths at the peer."""
         announce: list[tuple[IPNetwork, tuple[PathAttribute, ...], IPAddress]] = []
         withdraw: list[IPNetwork] = []
-        own, advertised, withdrawn = self.own, [], []
-        for prefix, best in entries:
-            key = prefix_key(prefix)
-            want = self._route(best)
-            have = self.sent.get(key)
+        own, sent, advertised, withdrawn = self.own, self.sent, [], []
+        for key, best in entries:
+            want = self._route(key_version(key), best)
+            have = sent.get(key)
             mine = want is not None and best is not None and best.source.local
             if mine != (key in own):
                 if mine:
-                    own[key] = prefix
-                    advertised.append(prefix)
+                    own.add(key)
+                    advertised.append(key_network(key))
                 else:
-                    del own[key]
-                    withdrawn.append(prefix)
+                    own.discard(key)
+                    withdrawn.append(key_network(key))
             if want == have:
                 continue
             if want is None:
-                del self.sent[key]
-                withdraw.append(prefix)
+                del sent[key]
+                withdraw.append(key_network(key))
             else:
-                self.sent[key] = want
-                announce.append(want)
+                sent[key] = want
+                announce.append((key_network(key), *want))
         updates = withdraw_updates(withdraw, self.ctx) + pack_updates(announce, self.ctx)
         return updates, OwnPathsSent(tuple(advertised), tuple(withdrawn))
+
+    def routes(self) -> Iterator[tuple[IPNetwork, tuple[PathAttribute, ...], IPAddress]]:
+        """What the peer has been sent: (prefix, attributes, next hop) of each route."""
+        for key, (attributes, next_hop) in self.sent.items():
+            yield key_network(key), attributes, next_hop
 
     def __len__(self) -> int:
         return len(self.sent)

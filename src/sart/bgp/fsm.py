@@ -475,7 +475,12 @@ def _send_keepalive(s: FsmState, event: Event, config: Config, now: float) -> Re
 def _hold_restarted(s: FsmState, now: float) -> FsmState:
     assert s.negotiated is not None
     hold = s.negotiated.hold_time
-    return attrs.evolve(s, hold_at=now + hold if hold else None)
+    at = now + hold if hold else None
+    if at == s.hold_at:
+        # Every message of one read arrives at one `now`: a full table is a million UPDATEs,
+        # and copying the state for each costs more than decoding it.
+        return s
+    return attrs.evolve(s, hold_at=at)
 
 
 def _keepalive_confirms(s: FsmState, event: Event, config: Config, now: float) -> Result:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Collection, Iterable, Iterator
+from typing import NamedTuple
 
 import attrs
 from netaddr import IPAddress, IPNetwork
@@ -29,6 +30,7 @@ from sart.bgp.messages import (
     Update,
     find,
 )
+from sart.bgp.prefixes import key_network, key_of, key_parts, key_version, prefix_key
 
 DEFAULT_LOCAL_PREF = 100  # RFC 4271 5.1.5 leaves it to configuration; 100 is common practice
 # Attributes that only mean something inside one AS, dropped when received over eBGP.
@@ -116,15 +118,51 @@ class Source:
         return self.address is None
 
 
-@attrs.frozen
-class Path:
-    prefix: IPNetwork
+class Path(NamedTuple):
+    """A route to one prefix from one source.
+
+    A tuple, not an attrs class: the RIB makes one per route, a million for a full table,
+    and a tuple is made in a third of the time a frozen attrs instance takes. The prefix is
+    held as its `prefix_key` (a million IPNetwork objects would cost a tenth of a gigabyte);
+    `prefix` makes the network when asked."""
+
+    key: int  # sart.bgp.prefixes.prefix_key of the prefix
     source: Source
     next_hop: IPAddress | None
     attributes: tuple[PathAttribute, ...]
     path_id: int = 0
     # When it was learned (the caller's clock): shown as its age, never compared.
-    learned: float = attrs.field(default=0.0, eq=False)
+    learned: float = 0.0
+
+    @classmethod
+    def to(
+        cls,
+        prefix: IPNetwork,
+        source: Source,
+        next_hop: IPAddress | None,
+        attributes: tuple[PathAttribute, ...],
+        path_id: int = 0,
+        learned: float = 0.0,
+    ) -> Path:
+        return cls(prefix_key(prefix), source, next_hop, attributes, path_id, learned)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Path and self[:5] == other[:5]
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(self[:5])
+
+    def __repr__(self) -> str:
+        hop = "" if self.next_hop is None else f" via {self.next_hop}"
+        path_id = f" id {self.path_id}" if self.path_id else ""
+        return f"Path({self.prefix}{path_id}{hop} from {self.source}, {self.attributes})"
+
+    @property
+    def prefix(self) -> IPNetwork:
+        return key_network(self.key)
 
     @property
     def local_pref(self) -> int:
@@ -161,6 +199,9 @@ class Path:
     def cluster_list_length(self) -> int:
         clusters = find(self.attributes, ClusterList)
         return 0 if clusters is None else len(clusters.ids)
+
+
+_new_tuple = tuple.__new__  # a NamedTuple from its fields in one tuple, skipping its __new__
 
 
 def _rank(path: Path) -> tuple[int, ...]:
@@ -214,31 +255,45 @@ def multipath(paths: Iterable[Path], best: Path, *, relax_as: bool = False) -> t
     return (best, *sorted(equal, key=_tiebreak))
 
 
-@attrs.frozen
-class Change:
+class Change(NamedTuple):
     """The Loc-RIB entry of a prefix before and after: () when there was or is no route."""
 
-    prefix: IPNetwork
+    key: int  # sart.bgp.prefixes.prefix_key of the prefix
     before: tuple[Path, ...]
     after: tuple[Path, ...]
 
+    @property
+    def prefix(self) -> IPNetwork:
+        return key_network(self.key)
 
-def prefix_key(prefix: IPNetwork) -> int:
-    """A prefix as one int, the RIB's dictionary key: netaddr's own hash and equality cost a
-    microsecond each, and a full table does millions of lookups."""
-    key: int = (prefix.value << 8 | prefix.prefixlen) << 1 | (prefix.version == 6)
-    return key
+    def __repr__(self) -> str:
+        return f"Change({self.prefix}, before={self.before}, after={self.after})"
 
 
-def _path_key(prefix: IPNetwork, path_id: int) -> int:
-    return prefix_key(prefix) << 32 | path_id
+# A Loc-RIB entry or a prefix's candidates: one Path on its own (nearly every prefix has
+# one), several in a tuple (Loc-RIB, multipath) or a list (candidates).
+_Entry = Path | tuple[Path, ...]
+_PathKey = int | tuple[int, int]  # a prefix key, or (prefix key, path id) for a non-zero id
+
+
+def _as_tuple(entry: _Entry | None) -> tuple[Path, ...]:
+    if entry is None:
+        return ()
+    if type(entry) is Path:
+        return (entry,)
+    return entry  # type: ignore[return-value]
+
+
+def _path_key(key: int, path_id: int) -> _PathKey:
+    return (key, path_id) if path_id else key
 
 
 class Rib:
     """Adj-RIBs-In (per source) and the Loc-RIB.
 
     Memory matters at a million routes: a source's paths sit in one dict under an int key,
-    the candidates for a prefix in a short list, the Loc-RIB entry in a tuple."""
+    a prefix's candidates and its Loc-RIB entry are one Path when there is one (a list or a
+    tuple when there are more), and the same int object keys all three."""
 
     def __init__(
         self, *, local_asn: int | None = None, multipath: bool = False, relax_as: bool = False
@@ -246,92 +301,137 @@ class Rib:
         self.local_asn = local_asn  # paths holding it are loops and never selected
         self.multipath = multipath
         self.relax_as = relax_as
-        self._paths: dict[Source, dict[int, Path]] = {}
-        self._candidates: dict[int, list[Path]] = {}
-        self._loc: dict[int, tuple[Path, ...]] = {}
-        self._stale: dict[Source, set[int]] = {}
+        self._paths: dict[Source, dict[_PathKey, Path]] = {}
+        self._candidates: dict[int, Path | list[Path]] = {}
+        self._loc: dict[int, _Entry] = {}
+        self._stale: dict[Source, set[_PathKey]] = {}
+        self._loopback: dict[Source, bool] = {}  # whether a source's address is a loopback one
 
-    def _select(self, key: int, prefix: IPNetwork) -> Change | None:
-        candidates = self._candidates.get(key, ())
-        after: tuple[Path, ...]
-        if len(candidates) == 1:
-            after = (candidates[0],)
-        elif not candidates:
-            after = ()
+    def _select(self, key: int) -> Change | None:
+        found = self._candidates.get(key)
+        before = self._loc.get(key)
+        after: _Entry | None
+        if found is None:
+            if before is None:
+                return None
+            after = None
+        elif type(found) is Path:
+            if found is before or (before is not None and found == before):
+                return None
+            after = found
         else:
-            best = best_path(candidates)
+            best = best_path(found)  # type: ignore[arg-type]
             assert best is not None
+            after = best
             if self.multipath:
-                after = multipath(candidates, best, relax_as=self.relax_as)
-            else:
-                after = (best,)
-        before = self._loc.get(key, ())
-        if after == before:
-            return None
-        if after:
-            self._loc[key] = after
-        else:
+                chosen = multipath(found, best, relax_as=self.relax_as)  # type: ignore[arg-type]
+                if len(chosen) > 1:
+                    after = chosen
+            if after == before:
+                return None
+        if after is None:
             del self._loc[key]
-        return Change(prefix, before, after)
-
-    def _put(self, path: Path) -> int:
-        key = prefix_key(path.prefix)
-        own = self._paths.get(path.source)
-        if own is None:
-            own = self._paths[path.source] = {}
-        own[key << 32 | path.path_id] = path
-        candidates = self._candidates.get(key)
-        if candidates is None:
-            self._candidates[key] = [path]
         else:
-            for index, old in enumerate(candidates):
-                if old.source == path.source and old.path_id == path.path_id:
-                    candidates[index] = path
+            self._loc[key] = after
+        return _new_tuple(Change, (key, _as_tuple(before), _as_tuple(after)))
+
+    def _put(self, path: Path) -> None:
+        key, source, path_id = path.key, path.source, path.path_id
+        own = self._paths.get(source)
+        if own is None:
+            own = self._paths[source] = {}
+        own[(key, path_id) if path_id else key] = path
+        candidates = self._candidates
+        found = candidates.get(key)
+        if found is None:
+            candidates[key] = path
+        elif type(found) is Path:
+            if found.path_id == path_id and (found.source is source or found.source == source):
+                candidates[key] = path
+            else:
+                candidates[key] = [found, path]
+        else:
+            assert isinstance(found, list)
+            for index, old in enumerate(found):
+                if old.path_id == path_id and old.source == source:
+                    found[index] = path
                     break
             else:
-                candidates.append(path)
-        return key
+                found.append(path)
 
-    def _drop(self, source: Source, prefix: IPNetwork, path_id: int) -> int | None:
-        key = prefix_key(prefix)
+    def _drop(self, source: Source, key: int, path_id: int) -> bool:
         own = self._paths.get(source)
-        if own is None or own.pop(key << 32 | path_id, None) is None:
-            return None
-        candidates = self._candidates[key]
-        candidates[:] = [p for p in candidates if p.source != source or p.path_id != path_id]
-        if not candidates:
+        if own is None or own.pop((key, path_id) if path_id else key, None) is None:
+            return False
+        found = self._candidates[key]
+        if type(found) is Path:
             del self._candidates[key]
-        return key
+            return True
+        assert isinstance(found, list)
+        left = [p for p in found if p.path_id != path_id or p.source != source]
+        self._candidates[key] = left[0] if len(left) == 1 else left
+        return True
 
-    def _reselect(self, touched: dict[int, IPNetwork]) -> list[Change]:
+    def _reselect(self, touched: Iterable[int]) -> list[Change]:
         changes = []
-        for key, prefix in touched.items():
-            change = self._select(key, prefix)
+        select = self._select
+        for key in touched:
+            change = select(key)
             if change is not None:
                 changes.append(change)
         return changes
 
     def announce(self, paths: Iterable[Path]) -> list[Change]:
         """Add or replace paths (a path replaces the one with its source, prefix and id)."""
-        touched: dict[int, IPNetwork] = {}
-        stale_sets = self._stale
+        changes: list[Change] = []
+        fresh: dict[int, int] = {}  # prefixes new to the RIB: their index in `changes`
+        touched: dict[int, None] = {}  # the others: selected again at the end
+        candidates, loc, stale_sets, by_source = (
+            self._candidates,
+            self._loc,
+            self._stale,
+            self._paths,
+        )
+        own: dict[_PathKey, Path] = {}
+        own_source = None
         for path in paths:
-            key = self._put(path)
+            key, source, _, _, path_id, _ = path
+            if source is not own_source:
+                own_source, own = source, by_source.setdefault(source, {})
             if stale_sets:
-                stale = stale_sets.get(path.source)
+                stale = stale_sets.get(source)
                 if stale:
-                    stale.discard(key << 32 | path.path_id)
-            touched[key] = path.prefix
-        return self._reselect(touched)
+                    stale.discard((key, path_id) if path_id else key)
+            if key in candidates:
+                self._put(path)
+                touched[key] = None
+                continue
+            # A prefix no one had a path to (most of a full table): no decision to make.
+            own[(key, path_id) if path_id else key] = path
+            candidates[key] = loc[key] = path
+            fresh[key] = len(changes)
+            changes.append(_new_tuple(Change, (key, (), (path,))))
+        for key in touched:
+            change = self._select(key)
+            index = fresh.get(key)
+            if index is not None:  # given twice in this call: one change, from nothing
+                changes[index] = _new_tuple(Change, (key, (), _as_tuple(loc[key])))
+            elif change is not None:
+                changes.append(change)
+        return changes
 
     def withdraw(self, source: Source, prefixes: Iterable[tuple[IPNetwork, int]]) -> list[Change]:
         """Remove the source's paths to these (prefix, path id) pairs; unknown ones are
         ignored, as RFC 4271 9 asks of withdrawals of routes never announced."""
-        touched: dict[int, IPNetwork] = {}
-        for prefix, path_id in prefixes:
-            key = self._drop(source, prefix, path_id)
-            if key is not None:
-                touched[key] = prefix
+        return self.withdraw_keys(source, [(prefix_key(p), path_id) for p, path_id in prefixes])
+
+    def withdraw_keys(self, source: Source, keys: Iterable[tuple[int, int]]) -> list[Change]:
+        """`withdraw`, the prefixes given by `prefix_key`."""
+        touched: dict[int, None] = {}
+        drop = self._drop
+        for key, path_id in keys:
+            if drop(source, key, path_id):
+                touched[key] = None
         return self._reselect(touched)
 
     def apply_update(
@@ -350,49 +450,57 @@ class Rib:
         no NOTIFICATION, the session stays), and appended to `ignored` when given. Being
         newer than what the peer sent before for those prefixes, they still replace it: the
         earlier path is withdrawn (implicit withdrawal, RFC 4271 3.1), as FRR does."""
-        gone: list[tuple[IPNetwork, int]] = list(
-            _with_ids(update.withdrawn, update.withdrawn_path_ids)
-        )
-        new: list[Path] = []
+        gone = _keys(update.withdrawn, update.withdrawn_path_ids)
+        internal = source.internal
         shared = tuple(
             a
             for a in update.attributes
-            if not isinstance(a, MpReachNlri | MpUnreachNlri)
+            if not isinstance(a, _MP)
             # RFC 4271 5.1.5, RFC 7606 7.5, 7.9, 7.10: these mean nothing from another AS.
-            and not (not source.internal and isinstance(a, _INTERNAL_ONLY))
+            and (internal or not isinstance(a, _INTERNAL_ONLY))
         )
         looped = self.local_asn is not None and self.local_asn in effective_as_path(shared).asns()
-        next_hop = next((a.address for a in update.attributes if isinstance(a, NextHop)), None)
         reach: list[tuple[IPAddress | None, tuple[IPNetwork, ...], tuple[int, ...]]] = []
         if update.nlri:
+            next_hop = next((a.address for a in update.attributes if type(a) is NextHop), None)
             reach.append((next_hop, update.nlri, update.nlri_path_ids))
         for attribute in update.attributes:
-            if isinstance(attribute, MpUnreachNlri):
-                gone += _with_ids(attribute.withdrawn, attribute.path_ids)
-            elif isinstance(attribute, MpReachNlri) and attribute.nlri:
+            if type(attribute) is MpUnreachNlri:
+                gone += _keys(attribute.withdrawn, attribute.path_ids)
+            elif type(attribute) is MpReachNlri and attribute.nlri:
                 hop = attribute.next_hops[0] if attribute.next_hops else None
                 reach.append((hop, attribute.nlri, attribute.path_ids))
-        loopback = source.address is not None and source.address.is_loopback()
+        new: list[Path] = []
         for hop, prefixes, path_ids in reach:
-            problem = (
-                None
-                if hop is None
-                else next_hop_problem(hop, local_addresses, loopback_session=loopback)
-            )
-            if problem is not None:
-                assert hop is not None
-                gone += _with_ids(prefixes, path_ids)
-                if ignored is not None:
+            problem = None if hop is None else self._next_hop_problem(source, hop, local_addresses)
+            if problem is not None or looped:
+                # A path through our own AS is unusable (RFC 4271 9.1.2), one with a bad next
+                # hop too: either replaces (withdraws) what the source had for the prefixes.
+                gone += _keys(prefixes, path_ids)
+                if problem is not None and ignored is not None:
+                    assert hop is not None
                     ignored.append(Ignored(hop, problem, prefixes))
                 continue
-            for prefix, path_id in _with_ids(prefixes, path_ids):
-                new.append(Path(prefix, source, hop, shared, path_id, now))
-        if looped:
-            # RFC 4271 9.1.2: a path through our own AS is unusable; it replaces (withdraws)
-            # what the source had for those prefixes.
-            gone += [(path.prefix, path.path_id) for path in new]
-            new = []
-        return self.withdraw(source, gone) + self.announce(new)
+            if path_ids:
+                new += [
+                    _new_tuple(Path, (prefix_key(prefix), source, hop, shared, path_id, now))
+                    for prefix, path_id in zip(prefixes, path_ids, strict=True)
+                ]
+            else:
+                new += [
+                    _new_tuple(Path, (prefix_key(p), source, hop, shared, 0, now)) for p in prefixes
+                ]
+        return self.withdraw_keys(source, gone) + self.announce(new)
+
+    def _next_hop_problem(
+        self, source: Source, hop: IPAddress, local_addresses: Collection[IPAddress]
+    ) -> NextHopProblem | None:
+        loopback = self._loopback.get(source)
+        if loopback is None:
+            loopback = self._loopback[source] = (
+                source.address is not None and source.address.is_loopback()
+            )
+        return next_hop_problem(hop, local_addresses, loopback_session=loopback)
 
     def mark_stale(self, source: Source) -> None:
         """Graceful restart, receiving side (RFC 4724 4.2): the peer restarts, its paths stay
@@ -405,13 +513,14 @@ class Rib:
         stale = self._stale.pop(source, set())
         own = self._paths.get(source, {})
         gone = sorted((own[k] for k in stale if k in own), key=_order)
-        return self.withdraw(source, [(path.prefix, path.path_id) for path in gone])
+        return self.withdraw_keys(source, [(path.key, path.path_id) for path in gone])
 
     def drop_source(self, source: Source) -> list[Change]:
         """Every path of a source, gone (its session went down)."""
         self._stale.pop(source, None)
+        self._loopback.pop(source, None)
         own = self._paths.get(source, {})
-        return self.withdraw(source, [(path.prefix, path.path_id) for path in own.values()])
+        return self.withdraw_keys(source, [(path.key, path.path_id) for path in own.values()])
 
     def paths_from(self, source: Source) -> Iterator[Path]:
         """A source's Adj-RIB-In."""
@@ -419,31 +528,44 @@ class Rib:
 
     def lookup(self, prefix: IPNetwork) -> tuple[Path, ...]:
         """The Loc-RIB entry: best path first, then its multipath peers."""
-        return self._loc.get(prefix_key(prefix), ())
+        return _as_tuple(self._loc.get(prefix_key(prefix)))
+
+    def lookup_key(self, key: int) -> tuple[Path, ...]:
+        """`lookup` by `prefix_key`."""
+        return _as_tuple(self._loc.get(key))
+
+    def best(self, key: int) -> Path | None:
+        """The best path to the prefix of this `prefix_key`, None for no route."""
+        entry = self._loc.get(key)
+        if entry is None or isinstance(entry, Path):
+            return entry
+        return entry[0]
 
     def longest_match(self, address: IPAddress) -> tuple[Path, ...]:
         """The Loc-RIB entry of the most specific prefix covering `address`, () for none."""
         width = 32 if address.version == 4 else 128
         value = int(address)
         for length in range(width, -1, -1):
-            network = IPNetwork(
-                (value >> (width - length) << (width - length), length), address.version
+            entry = self._loc.get(
+                key_of(value >> (width - length) << (width - length), length, address.version)
             )
-            paths = self._loc.get(prefix_key(network))
-            if paths:
-                return paths
+            if entry is not None:
+                return _as_tuple(entry)
         return ()
 
     def candidates(self, prefix: IPNetwork) -> tuple[Path, ...]:
         """Every path to `prefix`, from every source (selected or not)."""
-        return tuple(self._candidates.get(prefix_key(prefix), ()))
+        found = self._candidates.get(prefix_key(prefix))
+        if found is None or isinstance(found, Path):
+            return _as_tuple(found)
+        return tuple(found)
 
     def is_stale(self, path: Path) -> bool:
         """Kept for a restarting peer and not announced again yet (graceful restart)."""
         stale = self._stale.get(path.source)
         if not stale:
             return False
-        return (prefix_key(path.prefix) << 32 | path.path_id) in stale
+        return _path_key(path.key, path.path_id) in stale
 
     def count(self, source: Source) -> int:
         """How many paths the source has (its Adj-RIB-In size)."""
@@ -451,27 +573,32 @@ class Rib:
 
     def count_version(self, version: int) -> int:
         """Loc-RIB prefixes of one IP version (4 or 6)."""
-        six = sum(key & 1 for key in self._loc)
+        six = sum(key_version(key) == 6 for key in self._loc)
         return six if version == 6 else len(self._loc) - six
 
     def reselect_all(self) -> list[Change]:
         """Run the decision process again for every prefix (multipath settings changed)."""
-        touched = {key: paths[0].prefix for key, paths in self._candidates.items() if paths}
-        return self._reselect(touched)
+        return self._reselect(list(self._candidates))
+
+    def keys(self) -> Iterator[int]:
+        """The `prefix_key` of every Loc-RIB prefix."""
+        return iter(self._loc)
 
     def __iter__(self) -> Iterator[tuple[IPNetwork, tuple[Path, ...]]]:
-        return ((paths[0].prefix, paths) for paths in self._loc.values())
+        return ((key_network(key), _as_tuple(entry)) for key, entry in self._loc.items())
 
     def __len__(self) -> int:
         return len(self._loc)
 
 
+_MP = (MpReachNlri, MpUnreachNlri)
+
+
 def _order(path: Path) -> tuple[int, int, int, int]:
-    prefix = path.prefix
-    return prefix.version, prefix.value, prefix.prefixlen, path.path_id
+    return (*key_parts(path.key), path.path_id)
 
 
-def _with_ids(
-    prefixes: tuple[IPNetwork, ...], path_ids: tuple[int, ...]
-) -> list[tuple[IPNetwork, int]]:
-    return list(zip(prefixes, path_ids or (0,) * len(prefixes), strict=True))
+def _keys(prefixes: tuple[IPNetwork, ...], path_ids: tuple[int, ...]) -> list[tuple[int, int]]:
+    if path_ids:
+        return [(prefix_key(p), i) for p, i in zip(prefixes, path_ids, strict=True)]
+    return [(prefix_key(p), 0) for p in prefixes]

@@ -72,8 +72,9 @@ from sart.bgp.messages import (
     Update,
 )
 from sart.bgp.negotiation import Negotiated
+from sart.bgp.prefixes import prefix_key
 from sart.bgp.restart import InitialTable, may_send_end_of_rib, restart_capability
-from sart.bgp.rib import Change, Ignored, NextHopProblem, Path, Rib, Source, prefix_key
+from sart.bgp.rib import Change, Ignored, NextHopProblem, Path, Rib, Source
 from sart.bgp.session import Session
 from sart.errors import BgpUsageError
 
@@ -194,7 +195,7 @@ class Neighbor:
         self.negotiated: Negotiated | None = None
         self.source: Source | None = None
         self.adj_out: AdjRibOut | None = None
-        self.pending: dict[int, IPNetwork] = {}  # prefixes to redo, by rib.prefix_key
+        self.pending: dict[int, None] = {}  # prefixes to redo, by prefix_key, in order
         # Our own paths the peer has been sent on this session, as far as the bytes are out.
         self.own_sent: dict[int, IPNetwork] = {}
         self.wake = asyncio.Event()
@@ -577,7 +578,7 @@ class Speaker:
             shared.append(LargeCommunities(tuple(large)))
         now = _now()
         paths = [
-            Path(IPNetwork(p).cidr, self.local_source, config.next_hop, tuple(shared), 0, now)
+            Path.to(IPNetwork(p).cidr, self.local_source, config.next_hop, tuple(shared), 0, now)
             for p in prefixes
         ]
         changes = self.rib.announce(paths)
@@ -607,7 +608,7 @@ class Speaker:
         old = self.local_source
         self.local_source = Source(None, self.config.asn, self.config.router_id)
         self.rib.local_asn = self.config.asn
-        moved = [attrs.evolve(path, source=self.local_source) for path in self.rib.paths_from(old)]
+        moved = [path._replace(source=self.local_source) for path in self.rib.paths_from(old)]
         self.rib.drop_source(old)
         self.rib.announce(moved)
 
@@ -648,12 +649,12 @@ class Speaker:
                 continue
             pending, sent, source = neighbor.pending, adj_out.sent, neighbor.source
             for change in changes:
-                key = prefix_key(change.prefix)
+                key = change.key
                 # A peer's own routes never go back to it: skip them unless it holds
                 # something of ours for that prefix that must now be withdrawn.
                 if change.after and change.after[0].source is source and key not in sent:
                     continue
-                pending[key] = change.prefix
+                pending[key] = None
             if pending:
                 neighbor.wake.set()
         if self._subscribers:
@@ -890,7 +891,7 @@ class Speaker:
             address=neighbor.address,
         )
         neighbor.adj_out = AdjRibOut(peer, negotiated.send, versions, next_hops)
-        neighbor.pending = {prefix_key(prefix): prefix for prefix, _ in self.rib}
+        neighbor.pending = dict.fromkeys(self.rib.keys())
         neighbor.stats.established_at = _now()
         neighbor.stats.established_count += 1
         neighbor.stats.prefixes_received = 0
@@ -968,7 +969,7 @@ class Speaker:
             # Send everything again (RFC 2918 3).
             assert neighbor.adj_out is not None
             neighbor.adj_out.sent.clear()
-            neighbor.pending = {prefix_key(prefix): prefix for prefix, _ in self.rib}
+            neighbor.pending = dict.fromkeys(self.rib.keys())
             neighbor.wake.set()
             return
         stats = neighbor.stats
@@ -1035,12 +1036,10 @@ class Speaker:
                     keys.append(key)
                     if len(keys) >= WRITE_BATCH:
                         break
-                batch = [neighbor.pending.pop(key) for key in keys]
-                entries = []
-                for prefix in batch:
-                    best = self.rib.lookup(prefix)
-                    entries.append((prefix, best[0] if best else None))
-                updates, own = adj_out.sync_own(entries)
+                pending, best = neighbor.pending, self.rib.best
+                for key in keys:
+                    del pending[key]
+                updates, own = adj_out.sync_own([(key, best(key)) for key in keys])
                 if session.state is not State.ESTABLISHED:
                     return
                 for update in updates:

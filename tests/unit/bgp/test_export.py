@@ -21,6 +21,7 @@ from sart.bgp.messages import (
     UnknownAttribute,
     Update,
 )
+from sart.bgp.prefixes import prefix_key
 from sart.bgp.rib import Path, Source
 from sart.bgp.wire import decode_message, encode_message
 
@@ -34,7 +35,7 @@ FROM_IBGP = Source(IPAddress("10.0.0.2"), 65001, IPAddress("10.0.0.2"), internal
 
 def _path(source: Source, *extra: object, asns: tuple[int, ...] = ()) -> Path:
     attributes = (Origin(0), AsPath.from_asns(*asns), *extra)
-    return Path(PREFIX, source, None, attributes)  # type: ignore[arg-type]
+    return Path.to(PREFIX, source, None, attributes)  # type: ignore[arg-type]
 
 
 def test_local_route_to_ebgp_gets_our_as_and_keeps_its_med() -> None:
@@ -136,12 +137,14 @@ def _adj_out(peer: Peer, versions: frozenset[int] = frozenset({4, 6})) -> AdjRib
 def test_adj_rib_out_sends_changes_only_and_withdraws_what_it_sent() -> None:
     out = _adj_out(EBGP)
     path = _path(LOCAL)
-    first = out.sync([(PREFIX, path)])
+    first = out.sync([(prefix_key(PREFIX), path)])
     assert [u.nlri for u in first] == [(PREFIX,)]
     assert first[0].get(NextHop) == NextHop(IPAddress("10.0.0.1"))
-    assert out.sync([(PREFIX, path)]) == []  # nothing changed: nothing sent
-    assert out.sync([(PREFIX, None)]) == [Update(withdrawn=(PREFIX,))]
-    assert out.sync([(PREFIX, None)]) == []  # never withdraws what the peer does not have
+    assert out.sync([(prefix_key(PREFIX), path)]) == []  # nothing changed: nothing sent
+    assert out.sync([(prefix_key(PREFIX), None)]) == [Update(withdrawn=(PREFIX,))]
+    assert (
+        out.sync([(prefix_key(PREFIX), None)]) == []
+    )  # never withdraws what the peer does not have
     assert len(out) == 0
 
 
@@ -149,21 +152,29 @@ def test_adj_rib_out_next_hops() -> None:
     learned = Path(PREFIX, FROM_EBGP, IPAddress("10.9.0.1"), (Origin(0), AsPath.from_asns(65009)))
     ibgp, ebgp = _adj_out(IBGP), _adj_out(EBGP)
     # RFC 4271 5.1.3: kept towards iBGP, ours towards eBGP
-    assert ibgp.sync([(PREFIX, learned)])[0].get(NextHop) == NextHop(IPAddress("10.9.0.1"))
-    assert ebgp.sync([(PREFIX, learned)])[0].get(NextHop) == NextHop(IPAddress("10.0.0.1"))
+    assert ibgp.sync([(prefix_key(PREFIX), learned)])[0].get(NextHop) == NextHop(
+        IPAddress("10.9.0.1")
+    )
+    assert ebgp.sync([(prefix_key(PREFIX), learned)])[0].get(NextHop) == NextHop(
+        IPAddress("10.0.0.1")
+    )
     v6 = IPNetwork("2001:db8:5::/48")
-    reach = ebgp.sync([(v6, Path(v6, LOCAL, None, (Origin(0), AsPath())))])[0].get(MpReachNlri)
+    reach = ebgp.sync([(prefix_key(v6), Path.to(v6, LOCAL, None, (Origin(0), AsPath())))])[0].get(
+        MpReachNlri
+    )
     assert reach is not None and reach.next_hops == (IPAddress("2001:db8::1"),)
     # our own path with a next hop of its own keeps it (third-party next hop, RFC 4271 5.1.3)
     third = Path(PREFIX, LOCAL, IPAddress("10.0.0.99"), (Origin(0), AsPath()))
-    assert ebgp.sync([(PREFIX, third)])[0].get(NextHop) == NextHop(IPAddress("10.0.0.99"))
+    assert ebgp.sync([(prefix_key(PREFIX), third)])[0].get(NextHop) == NextHop(
+        IPAddress("10.0.0.99")
+    )
 
 
 def test_adj_rib_out_skips_families_not_negotiated_and_unexportable_paths() -> None:
     out = _adj_out(EBGP, frozenset({4}))
     v6 = IPNetwork("2001:db8:5::/48")
-    assert out.sync([(v6, Path(v6, LOCAL, None, (Origin(0), AsPath())))]) == []
+    assert out.sync([(prefix_key(v6), Path.to(v6, LOCAL, None, (Origin(0), AsPath())))]) == []
     no_export = _path(FROM_EBGP, Communities((WellKnownCommunity.NO_EXPORT,)), asns=(65009,))
-    assert out.sync([(PREFIX, no_export)]) == []
+    assert out.sync([(prefix_key(PREFIX), no_export)]) == []
     no_v6_hop = AdjRibOut(EBGP, SessionContext(), frozenset({4, 6}), {4: IPAddress("10.0.0.1")})
-    assert no_v6_hop.sync([(v6, Path(v6, LOCAL, None, (Origin(0), AsPath())))]) == []
+    assert no_v6_hop.sync([(prefix_key(v6), Path.to(v6, LOCAL, None, (Origin(0), AsPath())))]) == []

@@ -16,6 +16,7 @@ from sart.bgp.messages import (
     PathAttribute,
     Update,
 )
+from sart.bgp.prefixes import prefix_key
 from sart.bgp.rib import Change, Path, Rib, Source, best_path, multipath
 
 PREFIX = IPNetwork("203.0.113.10/32")
@@ -26,7 +27,7 @@ def _source(n: int, asn: int = 65000, *, internal: bool = False) -> Source:
 
 
 def _path(source: Source, *attributes: PathAttribute, asns: tuple[int, ...] = (65000,)) -> Path:
-    return Path(
+    return Path.to(
         PREFIX,
         source,
         source.address,
@@ -95,7 +96,7 @@ def test_rib_reports_changes_and_withdraws() -> None:
     (change,) = rib.apply_update(peer1, Update(withdrawn=(PREFIX,)))
     assert [p.source for p in change.after] == [peer2]
     (change,) = rib.drop_source(peer2)
-    assert change == Change(PREFIX, change.before, ())
+    assert change == Change(prefix_key(PREFIX), change.before, ())
     assert len(rib) == 0
     assert rib.apply_update(peer1, Update(withdrawn=(PREFIX,))) == []  # never announced
 

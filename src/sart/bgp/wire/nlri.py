@@ -11,6 +11,7 @@ from netaddr import IPNetwork
 
 from sart.bgp.codes import ErrorCode, UpdateSubcode
 from sart.bgp.errors import BgpDecodeError
+from sart.bgp.prefixes import network
 from sart.errors import BgpUsageError
 
 _MASKS = {
@@ -56,7 +57,7 @@ def decode_prefixes(
         if stop > end:
             raise _overrun(field, pos, end, subcode)
         value = from_bytes(data[pos + 1 : stop], "big") << (width + 8 - ((stop - pos) << 3))
-        append(IPNetwork((value & masks[length], length), version))
+        append(network(value & masks[length], length, version))
         pos = stop
     return tuple(prefixes), tuple(path_ids)
 
