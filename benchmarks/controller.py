@@ -1,106 +1,466 @@
-"""1,000 Services of type LoadBalancer created at once: how fast sart-controller serves them.
+"""LoadBalancer Services against the real apiserver: sart-controller beside the status-only floor.
 
-Starts the real control plane (scripts/k8s-control-plane binaries), applies the CRDs, creates
-an autoAssign AddressPool, runs the controller's runtime in this process, then creates the
-Services as fast as the apiserver takes them (64 creates in flight) while a watch notes when
-each one's status first shows an address. Prints the time until all have addresses and the
-p50 / p99 / max latency per Service (create answered -> address seen).
+Each contender runs as its own process against a fresh control plane (scripts/k8s-control-plane
+binaries), in the same sitting:
 
-    python benchmarks/controller.py [--services 1000]
+- floor: the least any controller can do, a process that watches Services and PATCHes each
+  LoadBalancer Service's status with the next address (kubernetes-asyncio, 64 writes in flight,
+  as sart-controller);
+- sart: `sart-controller` as deployed (every part, leader election with its default timings).
+
+For each: an autoAssign AddressPool, then N Services created at once (64 creates in flight)
+while a watch notes when each is ADDED and when its status first shows an address. Printed:
+ADDED -> address p50 / p99, the time from the first create until every Service has an address,
+the contender's CPU time (user + system of its process) from just before the first create
+until its writes stop, the apiserver's own request counters (`apiserver_request_total` from
+/metrics) over the same span as writes per Service by verb and resource (the benchmark's own
+creates, the controller-manager's EndpointSlices and every Lease write left out and shown
+apart), the 409 answers, and the requests while idle. Then sart's restart: a controller
+started against N_restart Services that an earlier one allocated, the time from its start
+until /readyz answers 200, and the writes it made (none is the target).
+
+    python benchmarks/controller.py [--services 1000] [--restart-services 10000] [--idle 30]
+    python benchmarks/controller.py --floor-writer KUBECONFIG   # the floor process itself
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import socket
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import attrs
+from kubernetes_asyncio import config
 from kubernetes_asyncio.client import CoreV1Api, CustomObjectsApi
 from kubernetes_asyncio.watch import Watch
+from netaddr import IPNetwork
+from prometheus_client.parser import text_string_to_metric_families
 
 from sart.k8s.models import GROUP, VERSION
-from sart.k8s.runtime.controller import LoadBalancerController
-from sart.testing.controlplane import ControlPlane, create_namespace, find_binaries
+from sart.k8s.runtime import MERGE
+from sart.testing.chaos import ControllerProcess, LeaseTimings
+from sart.testing.controlplane import ControlPlane, create_namespace, find_binaries, unique_name
 from sart.testing.crds import apply_crds
 
+POOL_CIDR = "10.200.0.0/16"
+NAMESPACE = "bench"
+IN_FLIGHT = 64
+WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "DELETECOLLECTION"})
+# Written by others: the controller-manager (EndpointSlices, Endpoints) and the apiserver itself
+# (the IPAddress of each ClusterIP).
+NOT_THE_CONTROLLERS = frozenset({"endpointslices", "endpoints", "ipaddresses"})
+MAX_TICKS = os.sysconf("SC_CLK_TCK")
+METALLB_CPU = "5.7-6.1 s"  # issue 18's measurement of MetalLB 0.15.2 (not run here)
 
-async def measure(plane: ControlPlane, count: int) -> dict[str, float]:
+Requests = Counter[tuple[str, str, str]]  # (verb, resource[/subresource], code) -> count
+
+
+# --- the floor: a status-only writer --------------------------------------------------------
+
+
+async def floor_writer(kubeconfig: str) -> None:
+    """Give every LoadBalancer Service the next address of the pool, by a status PATCH, and
+    nothing else. Prints "ready" once its first listing is in."""
+    addresses: Iterator[Any] = IPNetwork(POOL_CIDR).iter_hosts()
+    async with await config.new_client_from_config(config_file=kubeconfig) as api:
+        core = CoreV1Api(api)
+        writers = asyncio.Semaphore(IN_FLIGHT)
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def give(name: str, namespace: str) -> None:
+            body = {"status": {"loadBalancer": {"ingress": [{"ip": str(next(addresses))}]}}}
+            async with writers:
+                await core.patch_namespaced_service_status(name, namespace, body, **MERGE)
+
+        listing = await core.list_service_for_all_namespaces()
+        print("ready", flush=True)
+        async with Watch() as watch:
+            stream = watch.stream(
+                core.list_service_for_all_namespaces,
+                resource_version=listing.metadata.resource_version,
+            )
+            async for event in stream:
+                service = event["object"]
+                balancer = service.status.load_balancer
+                wanted = event["type"] == "ADDED" and service.spec.type == "LoadBalancer"
+                if wanted and not (balancer and balancer.ingress):
+                    task = asyncio.create_task(
+                        give(service.metadata.name, service.metadata.namespace)
+                    )
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+
+
+# --- measuring -------------------------------------------------------------------------------
+
+
+def requests_now(plane: ControlPlane) -> Requests:
+    """The apiserver's apiserver_request_total, by verb, resource and code."""
+    text = plane._get("/metrics")
+    if text is None:
+        raise RuntimeError("the apiserver did not answer /metrics")
+    found: Requests = Counter()
+    for family in text_string_to_metric_families(text.decode()):
+        if family.name != "apiserver_request":
+            continue
+        for sample in family.samples:
+            if sample.name != "apiserver_request_total":
+                continue
+            labels = sample.labels
+            resource = labels.get("resource", "")
+            if labels.get("subresource"):
+                resource += "/" + labels["subresource"]
+            found[(labels["verb"], resource, labels["code"])] += int(sample.value)
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (not its children), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / MAX_TICKS
+
+
+def _delta(after: Requests, before: Requests) -> Requests:
+    return Counter({key: after[key] - before[key] for key in after if after[key] > before[key]})
+
+
+def _writes(requests: Requests) -> Counter[tuple[str, str]]:
+    found: Counter[tuple[str, str]] = Counter()
+    for (verb, resource, _), count in requests.items():
+        if verb in WRITE_VERBS:
+            found[(verb, resource)] += count
+    return found
+
+
+async def settled(plane: ControlPlane, *, quiet: float = 3.0, limit: float = 60.0) -> Requests:
+    """Wait until no write but a Lease's has reached the apiserver for `quiet` seconds; the
+    counters then."""
+    deadline = time.monotonic() + limit
+    last = requests_now(plane)
+    calm_since = time.monotonic()
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        now = requests_now(plane)
+        moved = any(r != "leases" for (_, r) in _writes(_delta(now, last)))
+        if moved:
+            calm_since = time.monotonic()
+        elif time.monotonic() - calm_since >= quiet:
+            return now
+        last = now
+    return last
+
+
+@attrs.frozen
+class Run:
+    name: str
+    services: int
+    created: float  # first create -> last create answered
+    total: float  # first create -> every Service has an address
+    p50: float  # ADDED -> address
+    p99: float
+    cpu: float  # the contender's CPU time over the run
+    requests: Requests  # the apiserver's counters over the run (until settled)
+    idle: Requests  # over the idle window
+
+    def controller_writes(self) -> Counter[tuple[str, str]]:
+        """Writes the contender made: the benchmark's creates, the controller-manager's and
+        every Lease write left out."""
+        writes = _writes(self.requests)
+        writes[("POST", "services")] -= self.services
+        return Counter(
+            {
+                (verb, resource): count
+                for (verb, resource), count in writes.items()
+                if count > 0 and resource not in NOT_THE_CONTROLLERS and resource != "leases"
+            }
+        )
+
+    def conflicts(self) -> Counter[tuple[str, str]]:
+        """409 answers, by verb and resource."""
+        found: Counter[tuple[str, str]] = Counter()
+        for (verb, resource, code), count in self.requests.items():
+            if code == "409":
+                found[(verb, resource)] += count
+        return found
+
+
+async def _setup(plane: ControlPlane) -> None:
     async with await plane.api_client() as api:
         await apply_crds(api)
-        core, custom = CoreV1Api(api), CustomObjectsApi(api)
         pool = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "AddressPool",
             "metadata": {"name": "bench-pool"},
-            "spec": {"cidr": "10.200.0.0/16", "type": "service", "autoAssign": True},
+            "spec": {"cidr": POOL_CIDR, "type": "service", "autoAssign": True},
         }
-        await custom.create_cluster_custom_object(GROUP, VERSION, "addresspools", pool)
-        await create_namespace(api, "bench")
-        controller = asyncio.create_task(LoadBalancerController(api).run())
-        created: dict[str, float] = {}
+        await CustomObjectsApi(api).create_cluster_custom_object(
+            GROUP, VERSION, "addresspools", pool
+        )
+        await create_namespace(api, NAMESPACE)
+
+
+async def create_services(plane: ControlPlane, count: int) -> tuple[float, float, list[float]]:
+    """Create `count` Services at once, 64 in flight, watching for their addresses; returns
+    (seconds to create them all, seconds until all have addresses, ADDED -> address each)."""
+    async with await plane.api_client() as api:
+        core = CoreV1Api(api)
+        added: dict[str, float] = {}
         served: dict[str, float] = {}
         done = asyncio.Event()
+        watching = asyncio.Event()
 
         async def observe() -> None:
+            listing = await core.list_namespaced_service(NAMESPACE)
+            watching.set()
             async with Watch() as watch:
-                async for event in watch.stream(core.list_namespaced_service, "bench"):
+                async for event in watch.stream(
+                    core.list_namespaced_service,
+                    NAMESPACE,
+                    resource_version=listing.metadata.resource_version,
+                ):
+                    now = time.perf_counter()
                     service: Any = event["object"]
-                    balancer = service.status.load_balancer
                     name = service.metadata.name
+                    added.setdefault(name, now)
+                    balancer = service.status.load_balancer
                     if balancer and balancer.ingress and name not in served:
-                        served[name] = time.perf_counter()
+                        served[name] = now
                         if len(served) == count:
                             done.set()
                             return
 
         watcher = asyncio.create_task(observe())
-        await asyncio.sleep(0.5)  # the watch is open
-        gate = asyncio.Semaphore(64)
+        await watching.wait()
+        gate = asyncio.Semaphore(IN_FLIGHT)
 
         async def create(index: int) -> None:
-            name = f"svc-{index}"
-            body = {
-                "metadata": {"name": name},
-                "spec": {"type": "LoadBalancer", "ports": [{"port": 80}], "selector": {"a": name}},
+            body: Any = {
+                "metadata": {"name": f"svc-{index}"},
+                "spec": {
+                    "type": "LoadBalancer",
+                    "ports": [{"port": 80}],
+                    "selector": {"app": f"svc-{index}"},
+                },
             }
             async with gate:
-                await core.create_namespaced_service("bench", body)
-            created[name] = time.perf_counter()
+                await core.create_namespaced_service(NAMESPACE, body)
 
         started = time.perf_counter()
         await asyncio.gather(*(create(i) for i in range(count)))
-        all_created = time.perf_counter() - started
-        await asyncio.wait_for(done.wait(), 600)
+        created = time.perf_counter() - started
+        await asyncio.wait_for(done.wait(), 900)
         total = time.perf_counter() - started
-        latencies = sorted(max(served[n] - created[n], 0.0) for n in created)
-        controller.cancel()
-        watcher.cancel()
-        await asyncio.gather(controller, watcher, return_exceptions=True)
-        return {
-            "created": all_created,
-            "total": total,
-            "p50": statistics.median(latencies),
-            "p99": latencies[int(len(latencies) * 0.99) - 1],
-            "max": latencies[-1],
-        }
+        await watcher
+        return created, total, sorted(served[n] - added[n] for n in served)
 
 
-def main() -> None:
+async def others_events(plane: ControlPlane) -> set[str]:
+    """The Events that neither sart-controller nor the floor wrote (the controller-manager's),
+    by uid: their creates are not the contender's."""
+    async with await plane.api_client() as api:
+        events = await CoreV1Api(api).list_event_for_all_namespaces()
+    return {
+        e.metadata.uid
+        for e in events.items
+        if (e.source.component if e.source else None) != "sart-controller"
+    }
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    return values[max(int(len(values) * fraction + 0.5) - 1, 0)]
+
+
+async def _ready(url: str, process: ControllerProcess, timeout: float = 900.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.returncode is not None:
+            raise RuntimeError(f"sart-controller exited: {process.why_exited()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        await asyncio.sleep(0.02)
+    raise TimeoutError(f"{url} never answered 200")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_sart(plane: ControlPlane, log: Path) -> tuple[ControllerProcess, str]:
+    port = _free_port()
+    process = ControllerProcess.start(
+        plane.kubeconfig,
+        log,
+        lease_namespace="kube-system",
+        lease_name="sart-controller",
+        identity=unique_name("bench"),
+        lease=LeaseTimings(duration=15.0, renew_deadline=10.0, retry_period=2.0),
+        metrics_address=f"127.0.0.1:{port}",
+    )
+    return process, f"http://127.0.0.1:{port}/readyz"
+
+
+def start_floor(plane: ControlPlane) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--floor-writer", str(plane.kubeconfig)],
+        stdout=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    if process.stdout.readline().strip() != b"ready":
+        raise RuntimeError("the floor writer did not start")
+    return process
+
+
+async def contend(name: str, count: int, idle: float, workdir: Path) -> Run:
+    """One contender against a fresh control plane."""
+    with ControlPlane(find_binaries()) as plane:
+        await _setup(plane)
+        stop: Callable[[], object]
+        if name == "floor":
+            floor = start_floor(plane)
+            pid, stop = floor.pid, floor.terminate
+        else:
+            sart, ready = start_sart(plane, workdir / f"{name}.log")
+            await _ready(ready, sart)
+            pid, stop = sart.pid, sart.stop
+        try:
+            await settled(plane)
+            before, cpu_before = requests_now(plane), cpu_seconds(pid)
+            earlier = await others_events(plane)
+            created, total, latencies = await create_services(plane, count)
+            after = await settled(plane)
+            others = len(await others_events(plane) - earlier)
+            cpu = cpu_seconds(pid) - cpu_before
+            await asyncio.sleep(idle)
+            idled = _delta(requests_now(plane), after)
+        finally:
+            stop()
+    return Run(
+        name=name,
+        services=count,
+        created=created,
+        total=total,
+        p50=statistics.median(latencies),
+        p99=_percentile(latencies, 0.99),
+        cpu=cpu,
+        requests=_delta(after, before) - Counter({("POST", "events", "201"): others}),
+        idle=idled,
+    )
+
+
+@attrs.frozen
+class Restart:
+    services: int
+    fill: float  # the first controller: first create -> every Service has an address
+    ready: float  # the second controller: process start -> /readyz 200
+    writes: Counter[tuple[str, str]]  # over its start and 5 s after ready, Leases left out
+    leases: int  # Lease writes in that span
+
+
+async def restart(count: int, workdir: Path) -> Restart:
+    with ControlPlane(find_binaries()) as plane:
+        await _setup(plane)
+        first, ready = start_sart(plane, workdir / "restart-first.log")
+        await _ready(ready, first)
+        _, fill, _ = await create_services(plane, count)
+        await settled(plane)
+        first.stop()
+        before = requests_now(plane)
+        started = time.perf_counter()
+        second, ready = start_sart(plane, workdir / "restart-second.log")
+        try:
+            await _ready(ready, second)
+            took = time.perf_counter() - started
+            await asyncio.sleep(5.0)
+            writes = _writes(_delta(requests_now(plane), before))
+        finally:
+            second.stop()
+    leases = writes.pop(("PUT", "leases"), 0) + writes.pop(("POST", "leases"), 0)
+    return Restart(count, fill, took, writes, leases)
+
+
+# --- the report ------------------------------------------------------------------------------
+
+
+def _by_kind(writes: Counter[tuple[str, str]], per: int) -> str:
+    return ", ".join(
+        f"{verb} {resource} {n / per:.2f}" for (verb, resource), n in sorted(writes.items())
+    )
+
+
+def _listed(counts: Counter[tuple[str, str]]) -> str:
+    return ", ".join(f"{verb} {what} {n}" for (verb, what), n in sorted(counts.items())) or "none"
+
+
+def report(runs: list[Run], restarted: Restart | None, idle: float) -> None:
+    floor = next(r for r in runs if r.name == "floor")
+    for run in runs:
+        writes = run.controller_writes()
+        per = sum(writes.values()) / run.services
+        lease_writes = sum(n for (v, r), n in _writes(run.requests).items() if r == "leases")
+        print(
+            f"{run.name:>5}: {run.services:,} Services: created in {run.created:.1f} s,"
+            f" all addresses {run.total:.1f} s ({run.total / floor.total:.2f}x floor);"
+            f" ADDED -> address p50 {run.p50 * 1000:.0f} ms, p99 {run.p99 * 1000:.0f} ms"
+            f" ({run.p99 / floor.p99:.2f}x floor); CPU {run.cpu:.1f} s"
+            f" ({run.cpu / floor.cpu:.2f}x floor; MetalLB {METALLB_CPU} in issue 18)"
+        )
+        print(
+            f"       writes per Service {per:.2f} ({_by_kind(writes, run.services)});"
+            f" 409s {_listed(run.conflicts())}; Lease writes {lease_writes}"
+        )
+        idle_requests = Counter(
+            {(v, r): n for (v, r, _), n in run.idle.items() if r and r != "leases"}
+        )
+        lease_requests = sum(n for (_, r, _), n in run.idle.items() if r == "leases")
+        print(
+            f"       idle {idle:.0f} s: {sum(idle_requests.values())} requests on resources"
+            f" besides Leases ({_listed(idle_requests)}); {lease_requests} on Leases"
+        )
+    if restarted is not None:
+        print(
+            f"restart: {restarted.services:,} Services (allocated in {restarted.fill:.1f} s by the"
+            f" first controller): the second ready {restarted.ready:.2f} s after its start;"
+            f" writes until 5 s after ready: {sum(restarted.writes.values())}"
+            f" ({_listed(restarted.writes)}) besides {restarted.leases} Lease writes"
+        )
+
+
+async def measure(count: int, restart_count: int, idle: float) -> None:
+    with tempfile.TemporaryDirectory(prefix="sart-bench-") as work:
+        workdir = Path(work)
+        runs = [await contend(name, count, idle, workdir) for name in ("floor", "sart")]
+        restarted = await restart(restart_count, workdir) if restart_count else None
+    report(runs, restarted, idle)
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--services", type=int, default=1000)
-    args = parser.parse_args()
-    with ControlPlane(find_binaries()) as plane:
-        result = asyncio.run(measure(plane, args.services))
-    print(
-        f"{args.services:,} Services: all created in {result['created']:.2f} s, all with "
-        f"addresses {result['total']:.2f} s after the first create"
-    )
-    print(
-        f"latency per Service (created -> address in status): p50 {result['p50'] * 1000:.0f} ms, "
-        f"p99 {result['p99'] * 1000:.0f} ms, max {result['max'] * 1000:.0f} ms"
-    )
+    parser.add_argument("--restart-services", type=int, default=10000, help="0: no restart")
+    parser.add_argument("--idle", type=float, default=30.0, help="seconds of idle watched")
+    parser.add_argument("--floor-writer", metavar="KUBECONFIG", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.floor_writer:
+        asyncio.run(floor_writer(args.floor_writer))
+        return
+    asyncio.run(measure(args.services, args.restart_services, args.idle))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from kubernetes_asyncio.client import CoordinationV1Api, CoreV1Api, CustomObject
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from sart.k8s.models import GROUP, VERSION
-from sart.k8s.reconcile.loadbalancer import FINALIZER
 from sart.testing.chaos import (
     ChaosSettings,
     ControllerProcess,
@@ -36,7 +35,6 @@ from sart.testing.crds import apply_crds
 from waiting import until
 
 pytestmark = [pytest.mark.k8s, pytest.mark.asyncio]
-MERGE = {"_content_type": "application/merge-patch+json"}
 LEASE = LeaseTimings(duration=3.0, renew_deadline=2.0, retry_period=0.5)
 FREEZE = LEASE.duration + 1.0  # at least, in seconds
 
@@ -257,13 +255,8 @@ async def test_frozen_leader_stops_before_it_writes(
 async def _clean_up(k8s: Any, namespace: str, pool: str) -> None:
     core = CoreV1Api(k8s)
     for service in (await core.list_namespaced_service(namespace)).items:
-        name = service.metadata.name
         with contextlib.suppress(ApiException):
-            await core.delete_namespaced_service(name, namespace)
-        finalizers = [f for f in service.metadata.finalizers or () if f != FINALIZER]
-        body = {"metadata": {"finalizers": finalizers or None}}
-        with contextlib.suppress(ApiException):
-            await core.patch_namespaced_service(name, namespace, body, **MERGE)
+            await core.delete_namespaced_service(service.metadata.name, namespace)
     with contextlib.suppress(ApiException):
         await CustomObjectsApi(k8s).delete_cluster_custom_object(
             GROUP, VERSION, "addresspools", pool

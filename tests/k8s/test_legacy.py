@@ -1,5 +1,6 @@
 """Switching from the original sart: objects carrying its finalizers are released when deleted
-(a Service, a Node, a ClusterBGP, a namespaced BGPAdvertisement), and left alone otherwise."""
+(a Service, a Node, a ClusterBGP, a namespaced BGPAdvertisement), and left alone otherwise; so
+is a Service carrying the finalizer earlier versions of sart-controller wrote."""
 
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ async def test_deletes_never_hang_on_the_originals_finalizers(k8s: Any, namespac
     await core.create_namespaced_service(namespace, {
         "metadata": {"name": "live", "finalizers": ["service.sart.terassyi.net/finalizer"]},
         "spec": {"ports": [{"port": 80}]}})  # fmt: skip
+    await core.create_namespaced_service(namespace, {
+        "metadata": {"name": "earlier", "finalizers": ["sart.terassyi.net/finalizer"]},
+        "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}})  # fmt: skip
     node = unique_name("old-node")
     await create_node(k8s, node)
     await core.patch_node(node, {"metadata": {"finalizers": ["node.sart.terassyi.net/finalizer"]}})
@@ -53,6 +57,7 @@ async def test_deletes_never_hang_on_the_originals_finalizers(k8s: Any, namespac
                      "finalizers": ["bgpadvertisement.sart.terassyi.net/finalizer"]},
         "spec": {"cidr": "10.0.1.0/32", "type": "service", "protocol": "ipv4"}})  # fmt: skip
     await core.delete_namespaced_service("old", namespace)
+    await core.delete_namespaced_service("earlier", namespace)
     await core.delete_node(node)
     await custom.delete_cluster_custom_object(GROUP, VERSION, "clusterbgps", cluster_bgp)
     await custom.delete_namespaced_custom_object(
@@ -63,6 +68,7 @@ async def test_deletes_never_hang_on_the_originals_finalizers(k8s: Any, namespac
     try:
         for call in (
             lambda: core.read_namespaced_service("old", namespace),
+            lambda: core.read_namespaced_service("earlier", namespace),
             lambda: core.read_node(node),
             lambda: custom.get_cluster_custom_object(GROUP, VERSION, "clusterbgps", cluster_bgp),
             lambda: custom.get_namespaced_custom_object(

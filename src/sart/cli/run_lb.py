@@ -43,7 +43,7 @@ async def _rows(kubeconfig: str | None) -> list[dict[str, Any]]:
     cidrs = [(p["metadata"]["name"], IPNetwork(p["spec"]["cidr"])) for p in pools]
     rows = []
     for service in services:
-        view = service_view(service)
+        view = service_view(api.sanitize_for_serialization(service))
         if not is_ours(view):
             continue
         for text in view.ingress or ("",):

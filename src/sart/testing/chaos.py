@@ -55,7 +55,8 @@ from sart.k8s.models import (
     LOAD_BALANCER_IPS_ANNOTATION,
     VERSION,
 )
-from sart.k8s.reconcile.loadbalancer import FINALIZER, LOAD_BALANCER_CLASS
+from sart.k8s.reconcile.legacy import EARLIER_FINALIZER
+from sart.k8s.reconcile.loadbalancer import LOAD_BALANCER_CLASS
 from sart.k8s.runtime import MERGE
 from sart.k8s.runtime.watch import watch_objects
 
@@ -372,7 +373,7 @@ VIOLATION_KINDS: Final = (
     "held twice",  # an address in two Services without a common sharing key
     "without address",  # a LoadBalancer Service without (the right) address
     "not released",  # a deleted Service still there: a finalizer holds it
-    "finalizer",  # our finalizer missing on a Service holding an address, or left on another
+    "finalizer",  # a Service carries the finalizer sart-controller no longer writes
     "pool status",  # an AddressPool's allocatedAddresses differs from what Services hold
     "crash",  # a controller exited by itself for another reason than losing the Lease
     "other",
@@ -445,15 +446,13 @@ def _check_one(got: ServiceState, want: Expected, auto: IPNetwork) -> list[Viola
     if got.type != want.type:
         return [Violation("other", f"{name} is {got.type}, not {want.type}")]
     ours = got.type == "LoadBalancer" and got.load_balancer_class in (None, LOAD_BALANCER_CLASS)
-    has_finalizer = FINALIZER in got.finalizers
+    found = []
+    if EARLIER_FINALIZER in got.finalizers:
+        found.append(Violation("finalizer", f"{name} carries {EARLIER_FINALIZER}"))
     if not ours:
-        found = []
         if got.ingress:
             found.append(Violation("other", f"{name} ({got.type}) still shows {got.ingress}"))
-        if has_finalizer:
-            found.append(Violation("finalizer", f"{name} ({got.type}) still has our finalizer"))
         return found
-    found = []
     if not got.ingress:
         found.append(Violation("without address", f"{name} has no address"))
     elif want.named and sorted(got.ingress) != sorted(want.named):
@@ -464,8 +463,6 @@ def _check_one(got: ServiceState, want: Expected, auto: IPNetwork) -> list[Viola
         found.append(
             Violation("without address", f"{name} has {list(got.ingress)}, not one of {auto}")
         )
-    if got.ingress and not has_finalizer:
-        found.append(Violation("finalizer", f"{name} holds {list(got.ingress)} but no finalizer"))
     return found
 
 
@@ -557,6 +554,7 @@ class ControllerProcess:
         lease: LeaseTimings | None = None,
         field_manager: str = "sart-controller",
         level: str = "info",
+        metrics_address: str = "",
     ) -> ControllerProcess:
         timings = lease if lease is not None else LeaseTimings()
         command = [
@@ -565,7 +563,7 @@ class ControllerProcess:
             "--lease-namespace", lease_namespace, "--lease-name", lease_name,
             "--identity", identity, "--field-manager", field_manager,
             *timings.options(),
-            "--metrics-address", "", "--format", "json", "--level", level,
+            "--metrics-address", metrics_address, "--format", "json", "--level", level,
         ]  # fmt: skip
         with log.open("ab") as output:
             process = subprocess.Popen(
@@ -907,17 +905,11 @@ class _Run:
             await _retrying(create)
 
     async def clean_up(self) -> None:
-        """Delete the run's Services (our finalizer taken off: no controller runs any more)
-        and its pools."""
+        """Delete the run's Services and its pools."""
         listing = await _retrying(lambda: self.core.list_namespaced_service(self.namespace))
         for service in listing.items:
-            name = service.metadata.name
             with contextlib.suppress(ApiException):
-                await self.core.delete_namespaced_service(name, self.namespace)
-            finalizers = [f for f in service.metadata.finalizers or () if f != FINALIZER]
-            body = {"metadata": {"finalizers": finalizers or None}}
-            with contextlib.suppress(ApiException):
-                await self.core.patch_namespaced_service(name, self.namespace, body, **MERGE)
+                await self.core.delete_namespaced_service(service.metadata.name, self.namespace)
         for name in self.pools:
             with contextlib.suppress(ApiException):
                 await self.custom.delete_cluster_custom_object(GROUP, VERSION, "addresspools", name)

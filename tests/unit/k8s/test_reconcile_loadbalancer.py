@@ -13,7 +13,6 @@ from sart.k8s.attributes import (
     Attributes,
 )
 from sart.k8s.reconcile.loadbalancer import (
-    FINALIZER,
     EndpointView,
     LoadBalancerAllocator,
     PoolView,
@@ -44,9 +43,9 @@ def lb(name: str = "web", **kwargs: object) -> ServiceView:
 def test_default_pool_lowest_free_first_and_stable() -> None:
     lba = allocator()
     plan = lba.reconcile(lb())
-    assert plan.ingress == ("10.0.1.1",) and plan.finalizer  # network address skipped
+    assert plan.ingress == ("10.0.1.1",)  # network address skipped
     assert plan.events[0].message == "allocated 10.0.1.1 from default-lb-pool"
-    again = lba.reconcile(lb(ingress=("10.0.1.1",), finalizers=(FINALIZER,)))
+    again = lba.reconcile(lb(ingress=("10.0.1.1",)))
     assert again.ingress == ("10.0.1.1",) and not again.events
 
 
@@ -75,7 +74,7 @@ def test_exhaustion_then_release_serves_the_pending_one() -> None:
     assert full.pending and full.events[0].reason == "PoolExhausted"
     assert "default-lb-pool" in full.events[0].message
     gone = lba.reconcile(lb("a", deleting=True))
-    assert gone.ingress == () and not gone.finalizer
+    assert gone.ingress == ()
     assert lba.pending == {"default/c"}
     assert lba.reconcile(lb("c")).ingress == ("10.0.1.1",)
 
@@ -84,7 +83,7 @@ def test_type_change_other_class_and_annotation_change() -> None:
     lba = allocator()
     lba.reconcile(lb())
     plan = lba.reconcile(attrs.evolve(lb(), type="ClusterIP"))
-    assert plan.ingress == () and not plan.finalizer and plan.events[0].reason == "AddressReleased"
+    assert plan.ingress == () and plan.events[0].reason == "AddressReleased"
     assert lba.reconcile(lb("x", load_balancer_class="other.io/lb")).ingress == ()
     moved = lba.reconcile(lb(annotations={"sart.terassyi.net/addresspool": "other"}))
     assert moved.ingress == ("10.0.2.1",)
@@ -256,7 +255,7 @@ def test_named_pools_and_named_addresses_combine_as_in_the_original() -> None:
             "sart.terassyi.net/loadBalancerIPs": "10.0.2.20"}  # fmt: skip
     plan = lba.reconcile(lb(annotations=both))
     assert plan.ingress == ("10.0.2.20", "10.0.1.1") and not plan.pending
-    again = lba.reconcile(lb(annotations=both, ingress=plan.ingress, finalizers=(FINALIZER,)))
+    again = lba.reconcile(lb(annotations=both, ingress=plan.ingress))
     assert again.ingress == plan.ingress and not again.events  # satisfied: nothing moves
     lba.reconcile(lb("filler-1"))
     lba.reconcile(lb("filler-2"))  # default-lb-pool (a /30) is full now

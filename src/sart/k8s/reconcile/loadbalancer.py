@@ -2,10 +2,11 @@
 
 `LoadBalancerAllocator` holds the address pools (sart.ipam) and which Service owns which
 addresses, in memory; `reconcile` takes one observed Service and returns its `ServicePlan`:
-the ingress addresses it must show, whether it carries our finalizer, and the events to record.
-It allocates and releases as a side effect on the allocator, never on the cluster: the
-runtime applies the plan. Start-up rebuilds the allocator from the Services' status
-(`adopt`), so nothing is double-allocated across restarts.
+the ingress addresses it must show and the events to record. It allocates and releases as a
+side effect on the allocator, never on the cluster: the runtime applies the plan. The Services'
+status is the truth about what is allocated: start-up rebuilds the allocator from it (`adopt`),
+so nothing is double-allocated across restarts, and no finalizer is needed (a Service deleted
+while no controller runs simply is not in the listing: its addresses are free).
 
 What is announced for the addresses: one BGPAdvertisement per address (`advertisements`), with
 the path attributes of its pool and of the Service's annotations (`ServicePlan.attributes`),
@@ -30,7 +31,6 @@ from sart.k8s.models import (
 )
 
 LOAD_BALANCER_CLASS = "sart.terassyi.net/loadbalancer"
-FINALIZER = "sart.terassyi.net/finalizer"
 
 
 @attrs.frozen(kw_only=True)
@@ -46,7 +46,6 @@ class ServiceView:
     labels: Mapping[str, str] = attrs.field(factory=dict)
     ip_families: tuple[str, ...] = ("IPv4",)
     ingress: tuple[str, ...] = ()  # status.loadBalancer.ingress[].ip
-    finalizers: tuple[str, ...] = ()
     deleting: bool = False
     uid: str = ""
     external_traffic_policy: str = "Cluster"
@@ -131,7 +130,6 @@ class Event:
 @attrs.frozen(kw_only=True)
 class ServicePlan:
     addresses: tuple[IPAddress, ...]  # status.loadBalancer.ingress, in this order
-    finalizer: bool  # whether the Service must carry FINALIZER
     events: tuple[Event, ...] = ()
     pending: bool = False  # wants addresses it could not get: retry when some are released
     # The path attributes of each address's announcement: its pool's, with the Service's
@@ -471,7 +469,7 @@ class LoadBalancerAllocator:
             if released and not service.deleting:
                 why = f"released {', '.join(map(str, released))}: no longer a sart LoadBalancer"
                 events = (Event("Normal", "AddressReleased", why),)
-            return ServicePlan(addresses=(), finalizer=False, events=events)
+            return ServicePlan(addresses=(), events=events)
         current = self.owned.get(key, ())
         retired = self._retired_pools_of(current)
         if retired and not self._names_its_request(service):
@@ -481,22 +479,19 @@ class LoadBalancerAllocator:
                 f"AddressPool {', '.join(retired)} was removed: {held_text} stays with this"
                 " Service until it is released; no new address comes from it"
             )
-            return ServicePlan(
-                addresses=current, finalizer=True, events=(Event("Warning", "PoolRemoved", why),)
-            )
+            return ServicePlan(addresses=current, events=(Event("Warning", "PoolRemoved", why),))
         try:
             request = self.request_of(service)
         except RequestError as error:
             kept = self._keep_what_it_may(key, Share.of(service))
             return ServicePlan(
                 addresses=kept,
-                finalizer=bool(kept),
                 events=(Event("Warning", "InvalidRequest", str(error)),),
             )
         share = Share.of(service)
         previous = self.shares.get(key)
         if current and self._satisfies(current, request) and previous == share:
-            return ServicePlan(addresses=current, finalizer=True)
+            return ServicePlan(addresses=current)
         held, freed = self._drop(key)
         try:
             addresses = self._acquire(request, share)
@@ -512,14 +507,13 @@ class LoadBalancerAllocator:
                 reason, message = "AllocationFailed", str(error)
             return ServicePlan(
                 addresses=held,
-                finalizer=bool(held),
                 events=(Event("Warning", reason, message),),
                 pending=True,
             )
         self._hold(key, addresses, share)
         self.pending.discard(key)
         if addresses == held:
-            return ServicePlan(addresses=addresses, finalizer=True)
+            return ServicePlan(addresses=addresses)
         pools = sorted({self.allocator.pool_of(a) for a in addresses})
         shared = [a for a in addresses if len(self.holders[a]) > 1]
         message = f"allocated {', '.join(map(str, addresses))} from {', '.join(pools)}"
@@ -527,7 +521,6 @@ class LoadBalancerAllocator:
             message += f" (shared: {', '.join(map(str, shared))})"
         return ServicePlan(
             addresses=addresses,
-            finalizer=True,
             events=(Event("Normal", "AddressAllocated", message),),
         )
 
@@ -538,6 +531,8 @@ class LoadBalancerAllocator:
         `nodes_of` maps a Service key to the nodes its addresses are announced from (a Service
         not in it counts as announced from no node, yet its address is covered)."""
         announced: dict[str, dict[IPAddress, set[str]]] = {}
+        if not any(pool.aggregating for pool in self.pools.values()):
+            return {}  # the common case, and asked after every reconcile: no walk
         for address, holders in self.holders.items():
             pool = self.pools.get(self._pool_name(address) or "")
             if pool is None or not pool.aggregating:

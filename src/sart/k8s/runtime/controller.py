@@ -1,12 +1,16 @@
 """The LoadBalancer controller: watches Services and AddressPools, runs the pure reconciler
 (`sart.k8s.reconcile.loadbalancer`) and writes what it decided.
 
-Only what is ours is written: a Service's status.loadBalancer, our finalizer (only on Services
-we allocated for), Events, AddressPool status. Decisions are made one Service at a time, in
-order, in memory (so two Services never get one address); the writes run concurrently with no
-client-side rate limit, at most one in flight per Service. Desired and observed status are
-compared the way the apiserver stores them (it fills in `ipMode: VIP`), so nothing is written
-twice. A conflict (409) is retried at once on fresh state.
+Only what is ours is written: a Service's status.loadBalancer, its BGPAdvertisements, Events,
+AddressPool status; no finalizer: the Services' status is the truth about what is allocated
+(adopted from the listing at start), and a Service that is gone (its DELETED event, or missing
+from a relist) has its addresses released and its advertisements deleted. So a new Service
+costs three writes: its status, its advertisement, one Event. Decisions are made one Service
+at a time, in order, in memory (so two Services never get one address); the writes run
+concurrently with no client-side rate limit, at most one in flight per Service, a Service's
+status before anything else of it. Desired and observed status are compared the way the
+apiserver stores them (it fills in `ipMode: VIP`), so nothing is written twice. A conflict
+(409) is retried at once on fresh state.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from sart.k8s.attributes import Attributes
 from sart.k8s.models import GROUP, VERSION, AddressPool, AddressType
 from sart.k8s.reconcile.loadbalancer import (
-    FINALIZER,
     EndpointView,
     Event,
     LoadBalancerAllocator,
@@ -47,45 +50,46 @@ SERVICE_LABEL = "sart.terassyi.net/service"  # on our BGPAdvertisements: the Ser
 POOL_LABEL = "sart.terassyi.net/addresspool"  # on an aggregating pool's: the pool's name
 AGGREGATES = "aggregates"  # the backoff key of the aggregates' writes
 SLICE_SERVICE_LABEL = "kubernetes.io/service-name"
-WRITERS = 64  # concurrent writes to the apiserver
+WRITERS = 64  # concurrent status writes to the apiserver
+FOLLOWERS = 16  # concurrent writes of what follows a status: advertisements, Events
 RETRY_DELAY = 0.5
 RETRY_MAX = 60.0
 
 
-def service_view(service: Any) -> ServiceView:
-    meta, spec, status = service.metadata, service.spec, service.status
-    ingress = ()
-    if status is not None and status.load_balancer is not None and status.load_balancer.ingress:
-        ingress = tuple(i.ip for i in status.load_balancer.ingress if i.ip)
+def service_view(service: dict[str, Any]) -> ServiceView:
+    """A Service (as the apiserver's JSON) as the reconciler reads it."""
+    meta, spec = service["metadata"], service.get("spec") or {}
+    balancer = (service.get("status") or {}).get("loadBalancer") or {}
+    ingress = tuple(i["ip"] for i in balancer.get("ingress") or () if i.get("ip"))
     return ServiceView(
-        namespace=meta.namespace,
-        name=meta.name,
-        type=spec.type or "ClusterIP",
-        load_balancer_class=spec.load_balancer_class,
-        load_balancer_ip=spec.load_balancer_ip or "",
-        annotations=dict(meta.annotations or {}),
-        labels=dict(meta.labels or {}),
-        ip_families=tuple(spec.ip_families or ("IPv4",)),
+        namespace=meta["namespace"],
+        name=meta["name"],
+        type=spec.get("type") or "ClusterIP",
+        load_balancer_class=spec.get("loadBalancerClass"),
+        load_balancer_ip=spec.get("loadBalancerIP") or "",
+        annotations=dict(meta.get("annotations") or {}),
+        labels=dict(meta.get("labels") or {}),
+        ip_families=tuple(spec.get("ipFamilies") or ("IPv4",)),
         ingress=ingress,
-        finalizers=tuple(meta.finalizers or ()),
-        deleting=meta.deletion_timestamp is not None,
-        uid=meta.uid or "",
-        external_traffic_policy=spec.external_traffic_policy or "Cluster",
-        ports=tuple((p.protocol or "TCP", p.port) for p in spec.ports or ()),
-        selector=dict(spec.selector or {}),
+        deleting=bool(meta.get("deletionTimestamp")),
+        uid=meta.get("uid") or "",
+        external_traffic_policy=spec.get("externalTrafficPolicy") or "Cluster",
+        ports=tuple((p.get("protocol") or "TCP", p["port"]) for p in spec.get("ports") or ()),
+        selector=dict(spec.get("selector") or {}),
     )
 
 
-def endpoint_views(endpoint_slice: Any) -> list[EndpointView]:
+def endpoint_views(endpoint_slice: dict[str, Any]) -> list[EndpointView]:
+    """The endpoints of an EndpointSlice (as the apiserver's JSON)."""
     views = []
-    for endpoint in endpoint_slice.endpoints or ():
-        conditions = endpoint.conditions
+    for endpoint in endpoint_slice.get("endpoints") or ():
+        conditions = endpoint.get("conditions") or {}
         views.append(
             EndpointView(
-                node=endpoint.node_name or "",
-                ready=bool(conditions and conditions.ready),
-                serving=bool(conditions and conditions.serving),
-                terminating=bool(conditions and conditions.terminating),
+                node=endpoint.get("nodeName") or "",
+                ready=bool(conditions.get("ready")),
+                serving=bool(conditions.get("serving")),
+                terminating=bool(conditions.get("terminating")),
             )
         )
     return views
@@ -160,7 +164,8 @@ class LoadBalancerController:
         self._queued: set[str] = set()
         self._writing: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
-        self._writers = asyncio.Semaphore(WRITERS)
+        self._writers = asyncio.Semaphore(WRITERS)  # status writes
+        self._followers = asyncio.Semaphore(FOLLOWERS)  # advertisements and Events
         self._crash: asyncio.Future[None] | None = None  # a detached write failed for good
         # Every kind the announcements are computed from: a controller that started deciding
         # before the NodeBGPs or the EndpointSlices were listed would write advertisements
@@ -192,7 +197,8 @@ class LoadBalancerController:
             self._synced["services"] = True
             self._maybe_start()
             return
-        key = f"{service.metadata.namespace}/{service.metadata.name}"
+        meta = service["metadata"]
+        key = f"{meta['namespace']}/{meta['name']}"
         if kind == "DELETED":
             self.services.pop(key, None)
         else:
@@ -209,15 +215,22 @@ class LoadBalancerController:
         name = pool["metadata"]["name"]
         if kind == "DELETED":
             self.pools.pop(name, None)
+            self._pool_counts.pop(name, None)
         else:
             self.pools[name] = pool
+            status = pool.get("status") or {}
+            allocated, free = status.get("allocatedAddresses"), status.get("freeAddresses")
+            if allocated is not None and free is not None:
+                # What a controller before us wrote: a restart writes it again only if the
+                # counts differ. Ours, once written, is newer than what the watch brings.
+                self._pool_counts.setdefault(name, (allocated, free))
         if self._started.is_set():
             self._apply_pools()
             self._enqueue_balancers()
 
     def _enqueue_balancers(self) -> None:
         for key, service in self.services.items():
-            if service.spec.type == "LoadBalancer":
+            if (service.get("spec") or {}).get("type") == "LoadBalancer":
                 self.enqueue(key)
 
     def _on_node_bgp(self, kind: str, node_bgp: Any) -> None:
@@ -238,16 +251,16 @@ class LoadBalancerController:
             self._synced["slices"] = True
             self._maybe_start()
             return
-        meta = endpoint_slice.metadata
-        service = (meta.labels or {}).get(SLICE_SERVICE_LABEL)
+        meta = endpoint_slice["metadata"]
+        service = (meta.get("labels") or {}).get(SLICE_SERVICE_LABEL)
         if not service:
             return
-        key = f"{meta.namespace}/{service}"
+        key = f"{meta['namespace']}/{service}"
         slices = self.slices.setdefault(key, {})
         if kind == "DELETED":
-            slices.pop(meta.name, None)
+            slices.pop(meta["name"], None)
         else:
-            slices[meta.name] = endpoint_views(endpoint_slice)
+            slices[meta["name"]] = endpoint_views(endpoint_slice)
         if self._started.is_set():
             self.enqueue(key)
 
@@ -320,6 +333,9 @@ class LoadBalancerController:
         self._started.set()
         for key in self.services:
             self.enqueue(key)
+        for key in self.announced:
+            if key not in self.services:
+                self.enqueue(key)  # deleted while no controller ran: its advertisements go
 
     def idle(self, key: str) -> bool:
         """Whether nothing is queued or being written for the Service (tests wait on this)."""
@@ -356,7 +372,10 @@ class LoadBalancerController:
             )
             tasks.create_task(
                 watch_objects(
-                    self.core.list_service_for_all_namespaces, self._on_service, "services"
+                    self.core.list_service_for_all_namespaces,
+                    self._on_service,
+                    "services",
+                    raw=True,
                 )
             )
             tasks.create_task(
@@ -364,6 +383,7 @@ class LoadBalancerController:
                     self.discovery.list_endpoint_slice_for_all_namespaces,
                     self._on_slice,
                     "endpointslices",
+                    raw=True,
                 )
             )
             tasks.create_task(
@@ -404,7 +424,7 @@ class LoadBalancerController:
                     # many seconds: withdraw them now.
                     namespace, name = key.split("/", 1)
                     view = ServiceView(namespace=namespace, name=name)
-                    gone = ServicePlan(addresses=(), finalizer=False)
+                    gone = ServicePlan(addresses=())
                     self._writing[key] = asyncio.create_task(self._write(key, view, gone, {}))
                 continue
             view = service_view(service)
@@ -425,11 +445,8 @@ class LoadBalancerController:
             self.enqueue(key)
 
     def _needs_write(self, view: ServiceView, plan: ServicePlan) -> bool:
-        has_finalizer = FINALIZER in view.finalizers
         return bool(
-            plan.events
-            or plan.finalizer != has_finalizer
-            or ((is_ours(view) or view.ingress) and view.ingress != plan.ingress)
+            plan.events or ((is_ours(view) or view.ingress) and view.ingress != plan.ingress)
         )
 
     async def _write(
@@ -466,9 +483,16 @@ class LoadBalancerController:
     ) -> Outcome:
         """Apply the plan; the outcome of the first write that failed, else DONE."""
         try:
-            async with self._writers:
-                await self._apply(view, plan)
+            if view.ingress != plan.ingress and not view.deleting:
+                async with self._writers:  # what the user waits for, first
+                    self.fence()
+                    await self.core.patch_namespaced_service_status(
+                        view.name, view.namespace, _ingress_body(plan), **MERGE
+                    )
+            async with self._followers:
                 await self._announce(view, wanted)
+                for event in plan.events:
+                    await self._record(view, event)
         except API_ERRORS as error:
             outcome = classify(error)
             if outcome is Outcome.DONE:
@@ -487,30 +511,6 @@ class LoadBalancerController:
                 )
             return outcome
         return Outcome.DONE
-
-    async def _apply(self, view: ServiceView, plan: ServicePlan) -> None:
-        name, namespace = view.name, view.namespace
-        has_finalizer = FINALIZER in view.finalizers
-        if plan.finalizer and not has_finalizer:
-            finalizers = [*view.finalizers, FINALIZER]
-            self.fence()
-            await self.core.patch_namespaced_service(
-                name, namespace, {"metadata": {"finalizers": finalizers}}, **MERGE
-            )
-        if view.ingress != plan.ingress and not view.deleting:
-            self.fence()
-            await self.core.patch_namespaced_service_status(
-                name, namespace, _ingress_body(plan), **MERGE
-            )
-        for event in plan.events:
-            await self._record(view, event)
-        if not plan.finalizer and has_finalizer:
-            finalizers = [f for f in view.finalizers if f != FINALIZER]
-            service = self.services.get(view.key)
-            version = service.metadata.resource_version if service is not None else None
-            body = {"metadata": {"finalizers": finalizers or None, "resourceVersion": version}}
-            self.fence()
-            await self.core.patch_namespaced_service(name, namespace, body, **MERGE)
 
     async def _announce(self, view: ServiceView, wanted: dict[str, dict[str, Any]]) -> None:
         """Make the Service's BGPAdvertisements these (owned by it, so they go with it). What

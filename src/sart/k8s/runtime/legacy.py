@@ -1,7 +1,8 @@
-"""Releases the original sart's finalizers from objects being deleted
-(`sart.k8s.reconcile.legacy` decides), so that switching from the original never hangs a
-delete. Runs in sart-controller beside the other controllers; one watch per kind the original
-put finalizers on."""
+"""Releases the original sart's finalizers (and the one earlier versions of sart-controller put
+on Services) from objects being deleted (`sart.k8s.reconcile.legacy` decides), so that
+switching from the original never hangs a delete. Runs in sart-controller beside the other
+controllers; one watch per kind the original put finalizers on, each handing on the apiserver's
+JSON (no models built)."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ class LegacyFinalizers:
     async def run(self) -> None:
         def core_patch(method: Callable[..., Awaitable[Any]]) -> Callable[[Any], Patch]:
             def patcher(obj: Any) -> Patch:
-                meta = obj.metadata
+                meta = object_meta(obj)
                 where = (meta.name, meta.namespace) if meta.namespace else (meta.name,)
                 return lambda body: method(*where, body, **MERGE)
 
@@ -84,7 +85,7 @@ class LegacyFinalizers:
                 ("nodes", self.core.list_node, self.core.patch_node),
             ):  # fmt: skip
                 handle = self._handler(what, core_patch(method))
-                tasks.create_task(watch_objects(listing, handle, what))
+                tasks.create_task(watch_objects(listing, handle, what, raw=True))
             for plural in (*CLUSTER_KINDS, "bgpadvertisements"):
                 handle = self._handler(plural, custom_patch(plural))
                 tasks.create_task(watch_kind(self.custom, plural, handle))
