@@ -17,6 +17,7 @@ from sart.bgp.fsm import (
     Config,
     ConnectRetryTimerExpires,
     DelayOpenTimerExpires,
+    Deliver,
     Event,
     FsmState,
     HoldTimerExpires,
@@ -36,6 +37,7 @@ from sart.bgp.fsm import (
     UpdateMsg,
     held,
     step,
+    update_leaves_state,
 )
 from sart.bgp.messages import Notification, Open, Update
 
@@ -168,6 +170,17 @@ class FsmMachine(RuleBasedStateMachine):
             assert (after.idle_hold_at is None) == (event.idle_hold_time is None)
             if before.state in (OS, OC, E):
                 assert [n.message for n in notifications] == [CEASE_1]
+        self.state = after
+
+    @rule()
+    def update_in_the_same_read(self) -> None:
+        # Another UPDATE at the same instant: where the session skips `step`, `step` agrees.
+        message = Update()
+        after, actions = step(self.state, UpdateMsg(message), self.config, self.now)
+        if update_leaves_state(self.state, self.now):
+            assert after == self.state and actions == (Deliver(message),)
+        elif self.state.state is E:
+            assert after != self.state  # the hold deadline moved
         self.state = after
 
     @invariant()

@@ -167,6 +167,10 @@ def _fill(
     """Cut prefixes into UPDATEs that fit: the fixed part is measured once, each prefix costs
     its own octets. One octet is kept spare for the Extended Length header an MP attribute
     takes once it passes 255 octets."""
+    if len(prefixes) == 1:
+        # One prefix fits wherever its attributes do: no need to measure (a table whose
+        # paths all differ is a million groups of one).
+        return [build((prefixes[0],))]
     limit = ctx.max_message_length - 1
     empty = len(encode_message(build(()), ctx))
     updates = []

@@ -17,6 +17,7 @@ from netaddr import IPAddress, IPNetwork
 
 from sart.bgp.as4 import effective_as_path
 from sart.bgp.messages import (
+    As4Path,
     AsPath,
     ClusterList,
     LocalPref,
@@ -34,7 +35,7 @@ from sart.bgp.prefixes import key_network, key_of, key_parts, key_version, prefi
 
 DEFAULT_LOCAL_PREF = 100  # RFC 4271 5.1.5 leaves it to configuration; 100 is common practice
 # Attributes that only mean something inside one AS, dropped when received over eBGP.
-_INTERNAL_ONLY = (LocalPref, OriginatorId, ClusterList)
+_INTERNAL_ONLY = frozenset((LocalPref, OriginatorId, ClusterList))
 
 
 class NextHopProblem(enum.Enum):
@@ -450,16 +451,28 @@ class Rib:
         no NOTIFICATION, the session stays), and appended to `ignored` when given. Being
         newer than what the peer sent before for those prefixes, they still replace it: the
         earlier path is withdrawn (implicit withdrawal, RFC 4271 3.1), as FRR does."""
-        gone = _keys(update.withdrawn, update.withdrawn_path_ids)
+        gone = _keys(update.withdrawn, update.withdrawn_path_ids) if update.withdrawn else []
         internal = source.internal
-        shared = tuple(
-            a
-            for a in update.attributes
-            if not isinstance(a, _MP)
-            # RFC 4271 5.1.5, RFC 7606 7.5, 7.9, 7.10: these mean nothing from another AS.
-            and (internal or not isinstance(a, _INTERNAL_ONLY))
-        )
-        looped = self.local_asn is not None and self.local_asn in effective_as_path(shared).asns()
+        kept = []
+        as_path: AsPath | None = None
+        as4 = False
+        for attribute in update.attributes:
+            kind = type(attribute)
+            if kind in _MP or (not internal and kind in _INTERNAL_ONLY):
+                # RFC 4271 5.1.5, RFC 7606 7.5, 7.9, 7.10: these mean nothing from another AS.
+                continue
+            if kind is AsPath:
+                as_path = attribute  # type: ignore[assignment]
+            elif kind is As4Path:
+                as4 = True
+            kept.append(attribute)
+        shared = tuple(kept)
+        looped = False
+        if self.local_asn is not None:
+            if as4 or as_path is None:
+                looped = self.local_asn in effective_as_path(shared).asns()
+            else:
+                looped = any(self.local_asn in segment.asns for segment in as_path.segments)
         reach: list[tuple[IPAddress | None, tuple[IPNetwork, ...], tuple[int, ...]]] = []
         if update.nlri:
             next_hop = next((a.address for a in update.attributes if type(a) is NextHop), None)
@@ -591,7 +604,7 @@ class Rib:
         return len(self._loc)
 
 
-_MP = (MpReachNlri, MpUnreachNlri)
+_MP = frozenset((MpReachNlri, MpUnreachNlri))
 
 
 def _order(path: Path) -> tuple[int, int, int, int]:

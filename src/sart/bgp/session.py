@@ -18,6 +18,7 @@ from sart.bgp.fsm import (
     AutomaticStop,
     BfdDown,
     Config,
+    Deliver,
     Event,
     FsmState,
     ManualStart,
@@ -34,10 +35,11 @@ from sart.bgp.fsm import (
     message_sent,
     next_deadline,
     step,
+    update_leaves_state,
 )
 from sart.bgp.limits import Level, announced_family, cease_data, level
 from sart.bgp.messages import Keepalive, Message, Notification, Update
-from sart.bgp.wire import decode_message, encode_message
+from sart.bgp.wire import decode_framed, encode_message
 from sart.bgp.wire.framing import MessageSplitter
 from sart.errors import BgpUsageError
 
@@ -153,17 +155,22 @@ class Session:
 
     def receive_data(self, data: bytes, now: float) -> list[Action]:
         """Everything `data` completes, message by message, through the state machine."""
-        self._splitter.feed(data)
+        splitter = self._splitter
+        splitter.feed(data)
         actions: list[Action] = []
-        while self.state is not State.IDLE:
+        while self._fsm.state is not State.IDLE:
             try:
-                raw = self._splitter.next_message()
+                raw = splitter.next_message()
                 if raw is None:
                     break
                 self.messages_in += 1
-                message = decode_message(raw, self._receive_context)
-                if isinstance(message, Notification):
-                    self.notification_received = message
+                message = decode_framed(raw, self._receive_context)
+                kind = type(message)
+                if kind is Update and update_leaves_state(self._fsm, now):
+                    actions.append(Deliver(message))  # type: ignore[arg-type]
+                    continue
+                if kind is Notification:
+                    self.notification_received = message  # type: ignore[assignment]
                 event: Event = event_for(message)
             except BgpDecodeError as error:
                 event = MessageError(error)

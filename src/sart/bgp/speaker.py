@@ -965,16 +965,17 @@ class Speaker:
     ) -> None:
         if neighbor.established is not connection or neighbor.source is None:
             return
-        if isinstance(message, RouteRefresh):
+        if type(message) is RouteRefresh:
             # Send everything again (RFC 2918 3).
             assert neighbor.adj_out is not None
             neighbor.adj_out.sent.clear()
             neighbor.pending = dict.fromkeys(self.rib.keys())
             neighbor.wake.set()
             return
+        assert isinstance(message, Update)
         stats = neighbor.stats
         stats.updates_in += 1
-        family = message.end_of_rib_family
+        family = None if message.nlri else message.end_of_rib_family
         if family is not None:
             log.info(
                 "end of RIB received",
@@ -988,9 +989,11 @@ class Speaker:
             if neighbor.stale_source == neighbor.source and not neighbor.end_of_rib_due:
                 self._sweep(neighbor)
             return
-        stats.prefixes_received += len(message.nlri) + sum(
-            len(a.nlri) for a in message.attributes if isinstance(a, MpReachNlri)
-        )
+        received = len(message.nlri)
+        for attribute in message.attributes:
+            if type(attribute) is MpReachNlri:
+                received += len(attribute.nlri)
+        stats.prefixes_received += received
         ignored: list[Ignored] = []
         now = _now()
         changes = self.rib.apply_update(
@@ -1015,8 +1018,10 @@ class Speaker:
                         "prefixes": len(routes.prefixes),
                     },
                 )
-        count = self.rib.count(neighbor.source)
-        self._act(neighbor, connection, connection.session.prefixes_received(count, message, now))
+        session = connection.session
+        if session.config.prefix_limit is not None:
+            count = self.rib.count(neighbor.source)
+            self._act(neighbor, connection, session.prefixes_received(count, message, now))
 
     async def _write_loop(
         self, neighbor: Neighbor, connection: _Connection, families: frozenset[Family]

@@ -806,6 +806,19 @@ class Frr(Peer):
     _bgp_process = "bgpd"
     _binaries = (str(FRR_LIB / "zebra"), str(FRR_LIB / "bgpd"), "vtysh")
 
+    def __init__(
+        self,
+        namespace: Namespace,
+        config: BgpConfig,
+        *,
+        name: str | None = None,
+        kernel: bool = True,
+    ) -> None:
+        """`kernel`: whether zebra installs what bgpd selects (False: bgpd's --no_kernel, a
+        RIB only, as `sartd bgp` is without `sartd fib`)."""
+        super().__init__(namespace, config, name=name)
+        self.kernel = kernel
+
     def _common_args(self, daemon: str) -> list[str]:
         d = self._dir()
         return [
@@ -847,7 +860,8 @@ class Frr(Peer):
             self._spawn("bfdd", [*self._common_args("bfdd"), "--bfdctl", str(d / "bfdd.sock")])
             self._wait_ready((d / "bfdd.vty").exists, timeout=timeout, what="bfdd")
         port = ["-p", str(self.config.listen_port)]
-        self._spawn("bgpd", [*self._common_args("bgpd"), *port])
+        no_kernel = [] if self.kernel else ["--no_kernel"]
+        self._spawn("bgpd", [*self._common_args("bgpd"), *port, *no_kernel])
         self._wait_ready(
             lambda: self._vtysh_ok("show bgp summary json"), timeout=timeout, what="bgpd"
         )

@@ -33,6 +33,7 @@ from sart.errors import BgpUsageError
 
 __all__ = [
     "MessageSplitter",
+    "decode_framed",
     "decode_message",
     "decode_stream",
     "encode_message",
@@ -69,6 +70,13 @@ def decode_message(data: bytes, ctx: SessionContext = DEFAULT_CONTEXT) -> Messag
             data[16:18],
             offset=16,
         )
+    return decode_framed(data, ctx)
+
+
+def decode_framed(data: bytes, ctx: SessionContext = DEFAULT_CONTEXT) -> Message:
+    """`decode_message` for a message a MessageSplitter cut out: its marker and length
+    (against the session's maximum) are checked already."""
+    length = len(data)
     kind = data[18]
     minimum = _MIN_LENGTH.get(kind)  # type: ignore[call-overload]
     if minimum is None:

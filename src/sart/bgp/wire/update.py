@@ -66,12 +66,16 @@ def decode_update(data: bytes, ctx: SessionContext) -> Update:
         withdrawn_path_ids=withdrawn_ids,
         nlri_path_ids=nlri_ids,
     )
-    missing = _missing_mandatory(update, seen, attributes_end)
-    if missing is not None:
-        problems.append(missing)
+    if seen & _MANDATORY != _MANDATORY:  # else every mandatory attribute is there
+        missing = _missing_mandatory(update, seen, attributes_end)
+        if missing is not None:
+            problems.append(missing)
     if problems:
         raise _verdict(update, problems)
     return update
+
+
+_MANDATORY = 1 << AttrType.ORIGIN | 1 << AttrType.AS_PATH | 1 << AttrType.NEXT_HOP
 
 
 def _missing_mandatory(update: Update, present: int, offset: int) -> BgpDecodeError | None:
