@@ -271,7 +271,7 @@ async def test_events_are_aggregated(k8s: ApiClient, namespace: str) -> None:
 
 def _reconciled_at(controller: LoadBalancerController, key: str, round_: str) -> bool:
     service = controller.services.get(key)
-    labels = (service["metadata"].get("labels") or {}) if service is not None else {}
+    labels = service.labels if service is not None else {}
     return labels.get("round") == round_ and controller.idle(key)
 
 

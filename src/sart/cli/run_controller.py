@@ -15,6 +15,7 @@ from sart.api.client import parse_endpoint
 from sart.cli.daemon import load_kube_config, run_until_stopped
 from sart.cli.serving import Health, HttpEndpoint
 from sart.k8s.runtime.blocks import BlockController
+from sart.k8s.runtime.calls import read_environment_once
 from sart.k8s.runtime.clusterbgp import ClusterBgpController
 from sart.k8s.runtime.controller import LoadBalancerController
 from sart.k8s.runtime.leader import LeaderElection
@@ -46,6 +47,7 @@ async def serve(
     try:
         await load_kube_config(kubeconfig)
         async with ApiClient() as api:
+            read_environment_once(api)
             await _run(
                 api, health, metrics, lease_namespace, lease_name, identity, field_manager,
                 elect, timing, webhook,

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 from kubernetes_asyncio.client import ApiClient, CoreV1Api, CustomObjectsApi, DiscoveryV1Api
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -38,6 +39,7 @@ from sart.k8s.reconcile.loadbalancer import (
     is_ours,
 )
 from sart.k8s.runtime import MERGE
+from sart.k8s.runtime.calls import call_raw
 from sart.k8s.runtime.events import EventRecorder
 from sart.k8s.runtime.metrics import ControllerMetrics
 from sart.k8s.runtime.outcome import API_ERRORS, KeyedBackoff, Outcome, classify, describe
@@ -53,6 +55,7 @@ SLICE_SERVICE_LABEL = "kubernetes.io/service-name"
 WRITERS = 64  # concurrent status writes to the apiserver
 FOLLOWERS = 16  # concurrent writes of what follows a status: advertisements, Events
 RETRY_DELAY = 0.5
+POOL_STATUS_EVERY = 10.0  # seconds between AddressPool status writes while the counts change
 RETRY_MAX = 60.0
 
 
@@ -152,7 +155,10 @@ class LoadBalancerController:
         self.bgp_nodes: set[str] = set()  # nodes with a NodeBGP: where speakers run
         self.slices: dict[str, dict[str, list[EndpointView]]] = {}  # Service key -> slices
         self.announced: dict[str, dict[str, dict[str, Any]]] = {}  # Service key -> name -> spec
-        self.services: dict[str, Any] = {}
+        self.services: dict[str, ServiceView] = {}
+        # The view each Service was last decided on, with the status we wrote for it: a watch
+        # event that shows just that (our own write coming back) needs no decision.
+        self._decided: dict[str, ServiceView] = {}
         self.pools: dict[str, dict[str, Any]] = {}
         # Aggregating pools: the nodes each Service is announced from, the advertisements of
         # the covering prefixes (in aggregate_namespace, owned by their pool) by name.
@@ -201,8 +207,11 @@ class LoadBalancerController:
         key = f"{meta['namespace']}/{meta['name']}"
         if kind == "DELETED":
             self.services.pop(key, None)
+            self._decided.pop(key, None)
         else:
-            self.services[key] = service
+            view = self.services[key] = service_view(service)
+            if self._decided.get(key) == view:
+                return
         if self._started.is_set():
             self.enqueue(key)
 
@@ -229,8 +238,8 @@ class LoadBalancerController:
             self._enqueue_balancers()
 
     def _enqueue_balancers(self) -> None:
-        for key, service in self.services.items():
-            if (service.get("spec") or {}).get("type") == "LoadBalancer":
+        for key, view in self.services.items():
+            if view.type == "LoadBalancer":
                 self.enqueue(key)
 
     def _on_node_bgp(self, kind: str, node_bgp: Any) -> None:
@@ -261,8 +270,9 @@ class LoadBalancerController:
             slices.pop(meta["name"], None)
         else:
             slices[meta["name"]] = endpoint_views(endpoint_slice)
-        if self._started.is_set():
-            self.enqueue(key)
+        view = self.services.get(key)
+        if self._started.is_set() and view is not None and view.external_traffic_policy == "Local":
+            self.enqueue(key)  # only Local policy announces from where the endpoints are
 
     def _on_advertisement(self, kind: str, advertisement: Any) -> None:
         if kind == "SYNCED":
@@ -275,11 +285,13 @@ class LoadBalancerController:
             return
         key = f"{meta['namespace']}/{service}"
         mine = self.announced.setdefault(key, {})
+        name, spec = meta["name"], advertisement.get("spec", {})
         if kind == "DELETED":
-            mine.pop(meta["name"], None)
+            changed = mine.pop(name, None) is not None
         else:
-            mine[meta["name"]] = advertisement.get("spec", {})
-        if self._started.is_set():
+            changed = mine.get(name) != spec  # not our own write coming back
+            mine[name] = spec
+        if changed and self._started.is_set():
             self.enqueue(key)
 
     def _on_aggregate(self, kind: str, advertisement: Any) -> None:
@@ -323,7 +335,7 @@ class LoadBalancerController:
     def _maybe_start(self) -> None:
         if self._started.is_set() or not all(self._synced.values()):
             return
-        views = [service_view(s) for s in self.services.values()]
+        views = list(self.services.values())
         for conflict in self.allocator.adopt(views):
             log.warning("allocation conflict at start-up", extra={"conflict": conflict})
         log.info(
@@ -403,9 +415,9 @@ class LoadBalancerController:
         while True:
             key = await self._queue.get()
             self._queued.discard(key)
-            service = self.services.get(key)
+            view = self.services.get(key)
             writing = self._writing.get(key)
-            if writing is not None and service is None:
+            if writing is not None and view is None:
                 # Gone: whatever it was writing (or waiting to retry) is moot, and its
                 # addresses must not wait for that.
                 writing.cancel()
@@ -413,7 +425,7 @@ class LoadBalancerController:
             elif writing is not None:
                 self._again.add(key)  # reconcile once its write is done
                 continue
-            if service is None:
+            if view is None:
                 self._backoff.reset(key)
                 self._set_nodes(key, None)
                 released = self.allocator.release(key)
@@ -423,21 +435,23 @@ class LoadBalancerController:
                     # Its BGPAdvertisements are owned by it, but the garbage collector may take
                     # many seconds: withdraw them now.
                     namespace, name = key.split("/", 1)
-                    view = ServiceView(namespace=namespace, name=name)
-                    gone = ServicePlan(addresses=())
-                    self._writing[key] = asyncio.create_task(self._write(key, view, gone, {}))
+                    gone = ServiceView(namespace=namespace, name=name)
+                    nothing = ServicePlan(addresses=())
+                    self._writing[key] = asyncio.create_task(self._write(key, gone, nothing, {}))
                 continue
-            view = service_view(service)
-            before = set(self.allocator.owned)
+            held = key in self.allocator.owned
             began = time.perf_counter()
             plan = self.allocator.reconcile(view)
             self.metrics.duration.observe(time.perf_counter() - began)
             self.metrics.reconciliations.labels("Service", key).inc()
             self.metrics.pending.set(len(self.allocator.pending))
-            if key in before and key not in self.allocator.owned:
+            if held and key not in self.allocator.owned:
                 self._wake_pending()
             wanted = self._desired_advertisements(view, plan)
+            self._decided[key] = view
             if self._needs_write(view, plan) or wanted != self.announced.get(key, {}):
+                if self._writes_status(view, plan):
+                    self._decided[key] = attrs.evolve(view, ingress=plan.ingress)
                 self._writing[key] = asyncio.create_task(self._write(key, view, plan, wanted))
 
     def _wake_pending(self) -> None:
@@ -448,6 +462,10 @@ class LoadBalancerController:
         return bool(
             plan.events or ((is_ours(view) or view.ingress) and view.ingress != plan.ingress)
         )
+
+    @staticmethod
+    def _writes_status(view: ServiceView, plan: ServicePlan) -> bool:
+        return view.ingress != plan.ingress and not view.deleting
 
     async def _write(
         self, key: str, view: ServiceView, plan: ServicePlan, wanted: dict[str, dict[str, Any]]
@@ -462,6 +480,8 @@ class LoadBalancerController:
                 if self._crash is not None and not self._crash.done():
                     self._crash.set_exception(error)
                 return
+            if outcome is not Outcome.DONE:
+                self._decided.pop(key, None)  # not written: any news is worth a decision
             if outcome is Outcome.REDO:
                 self._again.add(key)  # changed meanwhile: decide again on fresh state
             elif outcome is Outcome.TEMPORARY:
@@ -483,11 +503,15 @@ class LoadBalancerController:
     ) -> Outcome:
         """Apply the plan; the outcome of the first write that failed, else DONE."""
         try:
-            if view.ingress != plan.ingress and not view.deleting:
+            if self._writes_status(view, plan):
                 async with self._writers:  # what the user waits for, first
                     self.fence()
-                    await self.core.patch_namespaced_service_status(
-                        view.name, view.namespace, _ingress_body(plan), **MERGE
+                    await call_raw(
+                        self.core.patch_namespaced_service_status,
+                        view.name,
+                        view.namespace,
+                        _ingress_body(plan),
+                        **MERGE,
                     )
             async with self._followers:
                 await self._announce(view, wanted)
@@ -542,27 +566,51 @@ class LoadBalancerController:
                 }
                 self.fence()
                 try:
-                    await self.custom.create_namespaced_custom_object(
-                        GROUP, VERSION, view.namespace, plural, body
+                    await call_raw(
+                        self.custom.create_namespaced_custom_object,
+                        GROUP,
+                        VERSION,
+                        view.namespace,
+                        plural,
+                        body,
                     )
                 except ApiException as error:
                     if error.status != 409:
                         raise
-                    await self.custom.patch_namespaced_custom_object(
-                        GROUP, VERSION, view.namespace, plural, name, {"spec": spec}, **MERGE
+                    await call_raw(
+                        self.custom.patch_namespaced_custom_object,
+                        GROUP,
+                        VERSION,
+                        view.namespace,
+                        plural,
+                        name,
+                        {"spec": spec},
+                        **MERGE,
                     )
                 mine[name] = spec
             elif have[name] != spec:
                 self.fence()
-                await self.custom.patch_namespaced_custom_object(
-                    GROUP, VERSION, view.namespace, plural, name, {"spec": spec}, **MERGE
+                await call_raw(
+                    self.custom.patch_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    view.namespace,
+                    plural,
+                    name,
+                    {"spec": spec},
+                    **MERGE,
                 )
                 mine[name] = spec
         for name in set(have) - set(wanted):
             self.fence()
             try:
-                await self.custom.delete_namespaced_custom_object(
-                    GROUP, VERSION, view.namespace, plural, name
+                await call_raw(
+                    self.custom.delete_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    view.namespace,
+                    plural,
+                    name,
                 )
             except ApiException as error:
                 if error.status != 404:
@@ -599,8 +647,15 @@ class LoadBalancerController:
                 continue
             self.fence()
             if have is not None:
-                await self.custom.patch_namespaced_custom_object(
-                    GROUP, VERSION, namespace, plural, name, {"spec": spec}, **MERGE
+                await call_raw(
+                    self.custom.patch_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    plural,
+                    name,
+                    {"spec": spec},
+                    **MERGE,
                 )
             else:
                 owner = self.pools.get(pool, {}).get("metadata", {})
@@ -624,21 +679,38 @@ class LoadBalancerController:
                     "spec": spec,
                 }
                 try:
-                    await self.custom.create_namespaced_custom_object(
-                        GROUP, VERSION, namespace, plural, body
+                    await call_raw(
+                        self.custom.create_namespaced_custom_object,
+                        GROUP,
+                        VERSION,
+                        namespace,
+                        plural,
+                        body,
                     )
                 except ApiException as error:
                     if error.status != 409:
                         raise
-                    await self.custom.patch_namespaced_custom_object(
-                        GROUP, VERSION, namespace, plural, name, {"spec": spec}, **MERGE
+                    await call_raw(
+                        self.custom.patch_namespaced_custom_object,
+                        GROUP,
+                        VERSION,
+                        namespace,
+                        plural,
+                        name,
+                        {"spec": spec},
+                        **MERGE,
                     )
             self.aggregated[name] = spec
         for name in set(self.aggregated) - set(wanted):
             self.fence()
             try:
-                await self.custom.delete_namespaced_custom_object(
-                    GROUP, VERSION, namespace, plural, name
+                await call_raw(
+                    self.custom.delete_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    plural,
+                    name,
                 )
             except ApiException as error:
                 if error.status != 404:
@@ -674,23 +746,33 @@ class LoadBalancerController:
         metrics.advertisements.labels("service").set(count)
 
     async def _pool_status_loop(self) -> None:
-        """AddressPool status: allocated and free counts, written when they change."""
+        """AddressPool status: allocated and free counts, written once they have held still
+        for a second, and every POOL_STATUS_EVERY seconds while they keep changing (a burst of
+        allocations is one write, not one a second)."""
         await self._started.wait()
         measured: set[str] = set()
+        before: dict[str, tuple[int, int]] = {}  # the counts a second ago
+        written_at: dict[str, float] = {}
+        loop = asyncio.get_running_loop()
         while True:
             self._measure(measured)
             for name in list(self.allocator.pools):
                 pool = self.allocator.allocator.pool(name)
                 counts = (pool.used, pool.free)
+                still = before.get(name) == counts
+                before[name] = counts
                 if self._pool_counts.get(name) == counts:
+                    continue
+                if not still and loop.time() - written_at.get(name, 0.0) < POOL_STATUS_EVERY:
                     continue
                 body = {"status": {"allocatedAddresses": counts[0], "freeAddresses": counts[1]}}
                 self.fence()
                 try:
-                    await self.custom.patch_cluster_custom_object_status(
+                    await call_raw(self.custom.patch_cluster_custom_object_status,
                         GROUP, VERSION, "addresspools", name, body, **MERGE
                     )  # fmt: skip
                     self._pool_counts[name] = counts
+                    written_at[name] = loop.time()
                 except API_ERRORS as error:
                     problem = {"pool": name, "error": describe(error)}
                     log.debug("pool status not written", extra=problem)

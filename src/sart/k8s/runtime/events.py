@@ -15,6 +15,7 @@ from typing import Any
 from kubernetes_asyncio.client import CoreV1Api
 
 from sart.k8s.runtime import MERGE
+from sart.k8s.runtime.calls import call_raw
 from sart.k8s.runtime.outcome import API_ERRORS, describe
 
 log = logging.getLogger("sart.k8s")
@@ -61,9 +62,9 @@ class EventRecorder:
                 "lastTimestamp": now,
                 "count": 1,
             }
-            made = await self.core.create_namespaced_event(namespace, body)
+            made = await call_raw(self.core.create_namespaced_event, namespace, body)
             self.written += 1
-            self.seen[key] = (namespace, made.metadata.name, 1)
+            self.seen[key] = (namespace, made["metadata"]["name"], 1)
             while len(self.seen) > REMEMBERED:
                 self.seen.popitem(last=False)
         except API_ERRORS as error:
@@ -75,7 +76,7 @@ class EventRecorder:
         namespace, name, count = known
         body = {"count": count + 1, "lastTimestamp": now}
         try:
-            await self.core.patch_namespaced_event(name, namespace, body, **MERGE)
+            await call_raw(self.core.patch_namespaced_event, name, namespace, body, **MERGE)
         except API_ERRORS as error:
             if getattr(error, "status", None) == 404:
                 return False

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, NamedTuple, TypeVar
@@ -34,6 +33,7 @@ from kubernetes_asyncio.watch import Watch
 
 from sart.k8s.convert import InvalidObject, structure
 from sart.k8s.models import GROUP, VERSION
+from sart.k8s.runtime.calls import call_raw
 from sart.k8s.runtime.outcome import API_ERRORS, Backoff, Outcome, classify, is_authorization
 
 log = logging.getLogger("sart.k8s")
@@ -142,18 +142,6 @@ class _RawWatch(Watch):
         return ""  # no model to build
 
 
-async def _raw_list(list_call: Callable[..., Awaitable[Any]], **kwargs: Any) -> Any:
-    """A LIST answered as the apiserver's JSON (a dict), no model built."""
-    response = await list_call(_preload_content=False, **kwargs)
-    try:
-        body = await response.read()
-    finally:
-        response.release()
-    if not 200 <= response.status <= 299:
-        raise ApiException(status=response.status, reason=response.reason)
-    return json.loads(body)
-
-
 class Gone(Exception):
     """The resourceVersion we watch from is too old (410): list again."""
 
@@ -218,7 +206,7 @@ async def watch_objects(
     since = ""  # the resourceVersion to watch from; empty: list first
     while True:
         if not since:
-            lister = functools.partial(_raw_list, list_call) if raw else list_call
+            lister = functools.partial(call_raw, list_call) if raw else list_call
             listing = await _list(lister, what, backoff, **kwargs)
             stats.lists += 1
             hand_on(store.replace(_items(listing)))
