@@ -4,7 +4,9 @@ A deterministic synthetic feed (100,000 IPv4 UPDATEs with realistic attributes a
 prefixes each, then 20,000 IPv6 MP_REACH_NLRI UPDATEs) on a 4-octet AS session is decoded in
 full by both, and encoded back by sart. sart's decode starts from the raw stream (splitting
 included); ExaBGP gets each message already cut out. Prints messages/s, prefixes/s and the
-ratios; the targets are decode >= 3x ExaBGP and encode >= decode.
+ratios; the targets are decode >= 10x ExaBGP (issue 18) and encode >= decode. Decoded
+UPDATEs hand their prefixes out as the wire holds them (`sart.bgp.prefixes.Prefixes`); the
+"+networks" line also makes every prefix an IPNetwork, as a caller walking them would.
 
     python benchmarks/codec.py [--rounds 3] [--scale 1.0]
 
@@ -128,6 +130,23 @@ def sart_decode_count(stream: bytes) -> int:
     return prefixes
 
 
+def sart_decode_networks(stream: bytes) -> int:
+    """`sart_decode_count`, then every prefix made an IPNetwork: what a caller that walks the
+    full message objects pays on top (the codec hands prefixes out as they sit on the wire)."""
+    clear_intern_tables()
+    splitter = MessageSplitter(CONTEXT.max_message_length)
+    splitter.feed(stream)
+    prefixes = 0
+    for raw in splitter:
+        message = decode_message(raw, CONTEXT)
+        if type(message) is Update:
+            prefixes += len(list(message.nlri)) + len(list(message.withdrawn))
+            for attribute in message.attributes:
+                if type(attribute) is MpReachNlri:
+                    prefixes += len(list(attribute.nlri))
+    return prefixes
+
+
 def sart_encode(messages: list[Message]) -> list[bytes]:
     return [encode_message(message, CONTEXT) for message in messages]
 
@@ -160,6 +179,7 @@ def main() -> int:
     for _ in range(args.rounds):
         for name, run in (
             ("sart decode", lambda: sart_decode_count(stream)),
+            ("sart +networks", lambda: sart_decode_networks(stream)),
             ("sart encode", lambda: sart_encode(decoded)),
             # A fresh session each run, so ExaBGP's one-entry attribute cache starts cold.
             ("ExaBGP decode", lambda: decode_all(messages, make_negotiated(four_octet_as=True))),
@@ -174,10 +194,12 @@ def main() -> int:
             f"  {prefixes / seconds:11,.0f} prefixes/s"
         )
     decode_ratio = timings["ExaBGP decode"] / timings["sart decode"]
+    networks_ratio = timings["ExaBGP decode"] / timings["sart +networks"]
     encode_ratio = timings["sart decode"] / timings["sart encode"]
-    print(f"ratio decode sart/ExaBGP: {decode_ratio:.2f}x (target >= 3)")
+    print(f"ratio decode sart/ExaBGP: {decode_ratio:.2f}x (target >= 10)")
+    print(f"ratio decode with every prefix an IPNetwork, sart/ExaBGP: {networks_ratio:.2f}x")
     print(f"ratio encode/decode sart: {encode_ratio:.2f}x (target >= 1)")
-    return 0 if decode_ratio >= 3 and encode_ratio >= 1 else 1
+    return 0 if decode_ratio >= 10 and encode_ratio >= 1 else 1
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ manifest uses: attributes as {type_code, name, flags, value}, capabilities as {c
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -249,7 +250,7 @@ _DEFAULT_FLAGS: dict[type[Any], int] = {
 }
 
 
-def _prefixes(prefixes: tuple[IPNetwork, ...], path_ids: tuple[int, ...]) -> str:
+def _prefixes(prefixes: Sequence[IPNetwork], path_ids: tuple[int, ...]) -> str:
     if path_ids:
         return " ".join(f"{p} (path {i})" for p, i in zip(prefixes, path_ids, strict=True))
     return " ".join(str(p) for p in prefixes)

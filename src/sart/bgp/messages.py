@@ -11,7 +11,7 @@ keeps the common case free of a wrapper object per prefix.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import ClassVar, Self, TypeVar
 
 import attrs
@@ -398,7 +398,7 @@ class MpReachNlri(_InFamily):
     afi: int
     safi: int
     next_hops: tuple[IPAddress, ...]
-    nlri: tuple[IPNetwork, ...] = ()
+    nlri: Sequence[IPNetwork] = ()
     path_ids: tuple[int, ...] = ()
     flags: int = _flags(OPTIONAL)
 
@@ -410,7 +410,7 @@ class MpUnreachNlri(_InFamily):
     type_code: ClassVar[int] = AttrType.MP_UNREACH_NLRI
     afi: int
     safi: int
-    withdrawn: tuple[IPNetwork, ...] = ()
+    withdrawn: Sequence[IPNetwork] = ()
     path_ids: tuple[int, ...] = ()
     flags: int = _flags(OPTIONAL)
 
@@ -547,9 +547,9 @@ class Update:
     in MpReachNlri / MpUnreachNlri attributes."""
 
     message_type: ClassVar[MessageType] = MessageType.UPDATE
-    withdrawn: tuple[IPNetwork, ...] = ()
+    withdrawn: Sequence[IPNetwork] = ()
     attributes: tuple[PathAttribute, ...] = ()
-    nlri: tuple[IPNetwork, ...] = ()
+    nlri: Sequence[IPNetwork] = ()
     withdrawn_path_ids: tuple[int, ...] = attrs.field(default=(), kw_only=True)
     nlri_path_ids: tuple[int, ...] = attrs.field(default=(), kw_only=True)
 

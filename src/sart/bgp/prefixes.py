@@ -9,6 +9,9 @@ directly, and the RIB keys its dictionaries by `prefix_key`, a plain int.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from typing import overload
+
 from netaddr import IPNetwork
 
 IPV4_BITS = 32
@@ -73,3 +76,120 @@ def key_network(key: int) -> IPNetwork:
 
 def key_version(key: int) -> int:
     return 6 if key & _V6_FLAG else 4
+
+
+class Prefixes(Sequence[IPNetwork]):
+    """Prefixes of one IP version as an UPDATE carries them (a length octet, then the octets
+    the length needs: RFC 4271 4.3), turned into networks only when asked.
+
+    The codec walks and checks the field when it decodes the message; what it hands out is
+    this view of the octets. The RIB reads `keys()` straight from them, so a full table
+    makes no IPNetwork at all; anyone else sees a sequence of networks (equal to the tuple
+    of the same networks, with its hash). Host bits past a prefix's length are cleared, as
+    RFC 4271 says they are irrelevant."""
+
+    __slots__ = ("_count", "_data", "_networks", "_version")
+
+    def __init__(self, data: bytes, version: int, count: int) -> None:
+        self._data = data  # the whole field, already checked: `count` prefixes, nothing else
+        self._version = version
+        self._count = count
+        self._networks: tuple[IPNetwork, ...] | None = None
+
+    def _spans(self) -> Iterator[tuple[int, int]]:
+        """(value without host bits, length) of each prefix."""
+        data = self._data
+        width = IPV4_BITS if self._version == 4 else IPV6_BITS
+        pos, end = 0, len(data)
+        from_bytes = int.from_bytes
+        while pos < end:
+            length = data[pos]
+            stop = pos + 1 + ((length + 7) >> 3)
+            value = from_bytes(data[pos + 1 : stop], "big") << (width + 8 - ((stop - pos) << 3))
+            yield value >> (width - length) << (width - length), length
+            pos = stop
+
+    def keys(self) -> list[int]:
+        """The `prefix_key` of each prefix, without making the networks."""
+        data = self._data
+        pos, end = 0, len(data)
+        keys: list[int] = []
+        append = keys.append
+        from_bytes = int.from_bytes
+        if self._version == 4:
+            while pos < end:
+                length = data[pos]
+                stop = pos + 1 + ((length + 7) >> 3)
+                bits = from_bytes(data[pos + 1 : stop], "big") >> (((stop - pos - 1) << 3) - length)
+                append(length << IPV4_BITS | bits)
+                pos = stop
+        else:
+            while pos < end:
+                length = data[pos]
+                stop = pos + 1 + ((length + 7) >> 3)
+                bits = from_bytes(data[pos + 1 : stop], "big") >> (((stop - pos - 1) << 3) - length)
+                append(_V6_FLAG | length << IPV6_BITS | bits)
+                pos = stop
+        return keys
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    def wire(self) -> bytes:
+        """The field as an encoder writes it: the octets received when no host bits are set
+        past a prefix's length (the usual case), else written again without them."""
+        data = self._data
+        pos, end = 0, len(data)
+        while pos < end:
+            length = data[pos]
+            pos += 1 + ((length + 7) >> 3)
+            if length & 7 and data[pos - 1] & (0xFF >> (length & 7)):
+                break
+        else:
+            return data
+        out = bytearray()
+        for value, length in self._spans():
+            size = (length + 7) >> 3
+            width = IPV4_BITS if self._version == 4 else IPV6_BITS
+            out.append(length)
+            out += (value >> (width - (size << 3))).to_bytes(size, "big")
+        return bytes(out)
+
+    @property
+    def networks(self) -> tuple[IPNetwork, ...]:
+        if self._networks is None:
+            version = self._version
+            self._networks = tuple(network(v, n, version) for v, n in self._spans())
+        return self._networks
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __bool__(self) -> bool:
+        return self._count > 0
+
+    def __iter__(self) -> Iterator[IPNetwork]:
+        return iter(self.networks)
+
+    @overload
+    def __getitem__(self, index: int) -> IPNetwork: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[IPNetwork, ...]: ...
+    def __getitem__(self, index: int | slice) -> IPNetwork | tuple[IPNetwork, ...]:
+        return self.networks[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Prefixes):
+            if self._version == other._version and self._data == other._data:
+                return True
+            return self.networks == other.networks
+        if isinstance(other, tuple):
+            return self.networks == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.networks)
+
+    def __repr__(self) -> str:
+        return repr(self.networks)

@@ -9,7 +9,7 @@ speaker knows what to advertise and the agent what to install.
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 import attrs
@@ -31,7 +31,14 @@ from sart.bgp.messages import (
     Update,
     find,
 )
-from sart.bgp.prefixes import key_network, key_of, key_parts, key_version, prefix_key
+from sart.bgp.prefixes import (
+    Prefixes,
+    key_network,
+    key_of,
+    key_parts,
+    key_version,
+    prefix_key,
+)
 
 DEFAULT_LOCAL_PREF = 100  # RFC 4271 5.1.5 leaves it to configuration; 100 is common practice
 # Attributes that only mean something inside one AS, dropped when received over eBGP.
@@ -101,7 +108,7 @@ class Ignored:
 
     next_hop: IPAddress
     problem: NextHopProblem
-    prefixes: tuple[IPNetwork, ...]
+    prefixes: Sequence[IPNetwork]
 
 
 @attrs.frozen(order=False, cache_hash=True)
@@ -473,7 +480,7 @@ class Rib:
                 looped = self.local_asn in effective_as_path(shared).asns()
             else:
                 looped = any(self.local_asn in segment.asns for segment in as_path.segments)
-        reach: list[tuple[IPAddress | None, tuple[IPNetwork, ...], tuple[int, ...]]] = []
+        reach: list[tuple[IPAddress | None, Sequence[IPNetwork], tuple[int, ...]]] = []
         if update.nlri:
             next_hop = next((a.address for a in update.attributes if type(a) is NextHop), None)
             reach.append((next_hop, update.nlri, update.nlri_path_ids))
@@ -501,7 +508,8 @@ class Rib:
                 ]
             else:
                 new += [
-                    _new_tuple(Path, (prefix_key(p), source, hop, shared, 0, now)) for p in prefixes
+                    _new_tuple(Path, (key, source, hop, shared, 0, now))
+                    for key in _prefix_keys(prefixes)
                 ]
         return self.withdraw_keys(source, gone) + self.announce(new)
 
@@ -611,7 +619,13 @@ def _order(path: Path) -> tuple[int, int, int, int]:
     return (*key_parts(path.key), path.path_id)
 
 
-def _keys(prefixes: tuple[IPNetwork, ...], path_ids: tuple[int, ...]) -> list[tuple[int, int]]:
+def _keys(prefixes: Sequence[IPNetwork], path_ids: tuple[int, ...]) -> list[tuple[int, int]]:
     if path_ids:
         return [(prefix_key(p), i) for p, i in zip(prefixes, path_ids, strict=True)]
-    return [(prefix_key(p), 0) for p in prefixes]
+    return [(key, 0) for key in _prefix_keys(prefixes)]
+
+
+def _prefix_keys(prefixes: Sequence[IPNetwork]) -> list[int]:
+    if type(prefixes) is Prefixes:
+        return prefixes.keys()  # as the codec decoded them: no networks made
+    return [prefix_key(p) for p in prefixes]

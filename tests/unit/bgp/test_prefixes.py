@@ -6,7 +6,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from netaddr import IPNetwork
 
-from sart.bgp.prefixes import key_network, key_of, key_parts, key_version, network, prefix_key
+from sart.bgp.prefixes import (
+    Prefixes,
+    key_network,
+    key_of,
+    key_parts,
+    key_version,
+    network,
+    prefix_key,
+)
+from sart.bgp.wire.nlri import encode_prefixes
 
 
 @st.composite
@@ -49,3 +58,24 @@ def test_keys_of_a_table_spread_over_the_low_bits() -> None:
     keys = {prefix_key(IPNetwork(((10 << 24) + (i << 8), 24), 4)) & 0xFFF for i in range(4096)}
     assert len(keys) == 4096
     assert prefix_key(IPNetwork("0.0.0.0/0")) != prefix_key(IPNetwork("::/0"))
+
+
+@given(st.lists(networks(), max_size=20), st.sampled_from((4, 6)))
+def test_prefixes_read_from_the_wire_are_the_networks(given: list[IPNetwork], version: int) -> None:
+    nets = tuple(n for n in given if n.version == version)
+    data = encode_prefixes(nets, (), version, add_path=False)
+    view = Prefixes(data, version, len(nets))
+    assert view.wire() == data and encode_prefixes(view, (), version, add_path=False) == data
+    assert view == nets and nets == view and hash(view) == hash(nets)
+    assert list(view) == list(nets) and len(view) == len(nets) and bool(view) == bool(nets)
+    assert view.keys() == [prefix_key(n) for n in nets]
+    carried: list[IPNetwork] = []
+    carried += view  # a list stays a list
+    assert carried == list(nets)
+
+
+def test_host_bits_on_the_wire_are_cleared() -> None:
+    view = Prefixes(bytes((23, 10, 0, 3)), 4, 1)  # 10.0.3.0/23: the last bit is a host bit
+    assert view == (IPNetwork("10.0.2.0/23"),)
+    assert view.keys() == [prefix_key(IPNetwork("10.0.2.0/23"))]
+    assert view.wire() == bytes((23, 10, 0, 2))  # written again without it

@@ -49,6 +49,8 @@ _MIN_LENGTH = {
     MessageType.ROUTE_REFRESH: 23,
 }
 _EXACT_LENGTH = {MessageType.KEEPALIVE: 19}
+_UPDATE = int(MessageType.UPDATE)
+_UPDATE_MIN_LENGTH = _MIN_LENGTH[MessageType.UPDATE]
 _KEEPALIVE = Keepalive()
 
 
@@ -78,6 +80,8 @@ def decode_framed(data: bytes, ctx: SessionContext = DEFAULT_CONTEXT) -> Message
     (against the session's maximum) are checked already."""
     length = len(data)
     kind = data[18]
+    if kind == _UPDATE and length >= _UPDATE_MIN_LENGTH:  # nearly every message of a session
+        return decode_update(data, ctx)
     minimum = _MIN_LENGTH.get(kind)  # type: ignore[call-overload]
     if minimum is None:
         raise BgpDecodeError(

@@ -8,11 +8,11 @@ goes on wherever the attribute boundaries are still known.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
-from netaddr import IPAddress
+from netaddr import IPAddress, IPNetwork
 
 from sart.bgp.codes import (
     AS_TRANS,
@@ -354,7 +354,7 @@ def _decode_mp_reach(
         )
     # The octet after the next hop is reserved (RFC 4760 3): ignored on receipt.
     prefixes, path_ids = _mp_prefixes(
-        "MP_REACH_NLRI", data, hops_end + 1, end, afi, family in ctx.add_path
+        "MP_REACH_NLRI", data, hops_end + 1, end, afi, bool(ctx.add_path) and family in ctx.add_path
     )
     return MpReachNlri(afi, safi, next_hops, prefixes, path_ids, flags=flags)
 
@@ -367,14 +367,14 @@ def _decode_mp_unreach(
         return MpUnreachNlri(afi, safi, flags=flags)
     if (afi, safi) not in _PARSED_FAMILIES:
         return UnknownAttribute(AttrType.MP_UNREACH_NLRI, data[start:end], flags=flags)
-    add_path = Family(afi, safi) in ctx.add_path
+    add_path = bool(ctx.add_path) and Family(afi, safi) in ctx.add_path
     prefixes, path_ids = _mp_prefixes("MP_UNREACH_NLRI", data, start + 3, end, afi, add_path)
     return MpUnreachNlri(afi, safi, prefixes, path_ids, flags=flags)
 
 
 def _mp_prefixes(
     name: str, data: bytes, start: int, end: int, afi: int, add_path: bool
-) -> tuple[tuple[Any, ...], tuple[int, ...]]:
+) -> tuple[Sequence[IPNetwork], tuple[int, ...]]:
     try:
         return decode_prefixes(data, start, end, _IP_VERSION[afi], add_path, field=name)
     except BgpDecodeError as error:
@@ -428,6 +428,19 @@ _SPECS_FOUR_OCTET: dict[int, _Spec] = {
 _MP = (AttrType.MP_REACH_NLRI, AttrType.MP_UNREACH_NLRI)
 
 
+def _regular(specs: dict[int, _Spec]) -> dict[int, _Spec]:
+    """The specs by (flags >> 5) << 8 | type code, for the flags that fit the type: one
+    lookup finds the decoder of a well-formed attribute header."""
+    return {
+        top << 8 | code: spec
+        for code, spec in specs.items()
+        for top in range(8)
+        if spec.flags_ok[top]
+    }
+
+
+_REGULAR = (_regular(_SPECS), _regular(_SPECS_FOUR_OCTET))  # by four_octet: False, True
+
 # Decoded attributes, keyed by their raw octets (flags, type and length included), one table
 # per AS number size. Real feeds repeat a few AS paths, next hops and community sets over
 # many UPDATEs: handing back the same frozen object skips the decoding and lets every route
@@ -453,6 +466,7 @@ def decode_attributes(
     seen = 0
     four_octet = ctx.four_octet_as
     specs = _SPECS_FOUR_OCTET if four_octet else _SPECS
+    regular = _REGULAR[four_octet]
     interned = _interned[four_octet]
     while pos < end:
         flags = data[pos]
@@ -489,8 +503,9 @@ def decode_attributes(
             )
             break
         bit = 1 << type_code
-        spec = specs.get(type_code)
-        if seen & bit or spec is None or not spec.flags_ok[flags >> 5]:
+        spec = regular.get((flags >> 5) << 8 | type_code)
+        if spec is None or seen & bit:
+            spec = specs.get(type_code)
             problem = _irregular(data, pos, start, stop, flags, type_code, seen, spec)
             if problem is None:
                 append(UnknownAttribute(type_code, data[start:stop], flags=flags))

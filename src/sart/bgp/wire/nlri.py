@@ -7,11 +7,13 @@ a reader object.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from netaddr import IPNetwork
 
 from sart.bgp.codes import ErrorCode, UpdateSubcode
 from sart.bgp.errors import BgpDecodeError
-from sart.bgp.prefixes import network
+from sart.bgp.prefixes import Prefixes, network
 from sart.errors import BgpUsageError
 
 _MASKS = {
@@ -30,29 +32,39 @@ def decode_prefixes(
     *,
     field: str,
     subcode: int = UpdateSubcode.INVALID_NETWORK_FIELD,
-) -> tuple[tuple[IPNetwork, ...], tuple[int, ...]]:
+) -> tuple[Sequence[IPNetwork], tuple[int, ...]]:
     """The prefixes (and path ids, if add_path) in data[pos:end]. Host bits past the prefix
-    length are cleared, as RFC 4271 says they are irrelevant."""
+    length are cleared, as RFC 4271 says they are irrelevant. Without path ids the field is
+    checked here and handed out as `Prefixes`, which makes the networks when asked."""
+    if pos == end:
+        return (), ()
     width = _WIDTH[version]
+    if not add_path:
+        start = pos
+        count = 0
+        while pos < end:
+            length = data[pos]
+            if length > width:
+                raise _too_long(field, length, width, pos, subcode)
+            stop = pos + 1 + ((length + 7) >> 3)
+            if stop > end:
+                raise _overrun(field, pos, end, subcode)
+            pos = stop
+            count += 1
+        return Prefixes(data[start:end], version, count), ()
     masks = _MASKS[version]
     prefixes: list[IPNetwork] = []
     path_ids: list[int] = []
     append = prefixes.append
     from_bytes = int.from_bytes
     while pos < end:
-        if add_path:
-            if pos + 4 >= end:
-                raise _overrun(field, pos, end, subcode)
-            path_ids.append(from_bytes(data[pos : pos + 4], "big"))
-            pos += 4
+        if pos + 4 >= end:
+            raise _overrun(field, pos, end, subcode)
+        path_ids.append(from_bytes(data[pos : pos + 4], "big"))
+        pos += 4
         length = data[pos]
         if length > width:
-            raise BgpDecodeError(
-                f"{field}: prefix length {length} is longer than {width} bits",
-                ErrorCode.UPDATE_MESSAGE,
-                subcode,
-                offset=pos,
-            )
+            raise _too_long(field, length, width, pos, subcode)
         stop = pos + 1 + ((length + 7) >> 3)
         if stop > end:
             raise _overrun(field, pos, end, subcode)
@@ -60,6 +72,15 @@ def decode_prefixes(
         append(network(value & masks[length], length, version))
         pos = stop
     return tuple(prefixes), tuple(path_ids)
+
+
+def _too_long(field: str, length: int, width: int, pos: int, subcode: int) -> BgpDecodeError:
+    return BgpDecodeError(
+        f"{field}: prefix length {length} is longer than {width} bits",
+        ErrorCode.UPDATE_MESSAGE,
+        subcode,
+        offset=pos,
+    )
 
 
 def _overrun(field: str, pos: int, end: int, subcode: int) -> BgpDecodeError:
@@ -72,7 +93,7 @@ def _overrun(field: str, pos: int, end: int, subcode: int) -> BgpDecodeError:
 
 
 def encode_prefixes(
-    prefixes: tuple[IPNetwork, ...], path_ids: tuple[int, ...], version: int, add_path: bool
+    prefixes: Sequence[IPNetwork], path_ids: tuple[int, ...], version: int, add_path: bool
 ) -> bytes:
     """The wire form of prefixes of one IP version; path ids are written iff add_path."""
     if add_path != bool(path_ids) and prefixes:
@@ -83,6 +104,8 @@ def encode_prefixes(
         raise BgpUsageError("path ids given, but add-path is not negotiated for this family")
     if add_path and len(path_ids) != len(prefixes):
         raise BgpUsageError(f"{len(prefixes)} prefixes but {len(path_ids)} path ids")
+    if type(prefixes) is Prefixes and not add_path and prefixes.version == version:
+        return prefixes.wire()  # as decoded: already in wire form
     width = _WIDTH[version]
     masks = _MASKS[version]
     out = bytearray()

@@ -43,7 +43,7 @@ def decode_update(data: bytes, ctx: SessionContext) -> Update:
             UpdateSubcode.MALFORMED_ATTRIBUTE_LIST,
             offset=pos,
         )
-    add_path = IPV4_UNICAST in ctx.add_path
+    add_path = bool(ctx.add_path) and IPV4_UNICAST in ctx.add_path
     withdrawn, withdrawn_ids = decode_prefixes(
         data, pos + 2, withdrawn_end, 4, add_path, field="withdrawn routes"
     )
@@ -137,7 +137,7 @@ def withdraw_all(update: Update) -> Update:
         entry[0].extend(prefixes)
         entry[1].extend(path_ids)
     return Update(
-        update.withdrawn + update.nlri,
+        (*update.withdrawn, *update.nlri),
         tuple(
             MpUnreachNlri(family.afi, family.safi, tuple(prefixes), tuple(path_ids))
             for family, (prefixes, path_ids) in by_family.items()
