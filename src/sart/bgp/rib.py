@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import attrs
 from netaddr import IPAddress, IPNetwork
@@ -315,17 +315,16 @@ class Rib:
         self._stale: dict[Source, set[_PathKey]] = {}
         self._loopback: dict[Source, bool] = {}  # whether a source's address is a loopback one
 
-    def _select(self, key: int) -> Change | None:
+    def _settle(self, key: int) -> _Entry | None:
+        """The decision process for one prefix: its Loc-RIB entry, stored (an entry equal to
+        the one stored keeps the stored one)."""
         found = self._candidates.get(key)
-        before = self._loc.get(key)
-        after: _Entry | None
+        loc = self._loc
         if found is None:
-            if before is None:
-                return None
-            after = None
-        elif type(found) is Path:
-            if found is before or (before is not None and found == before):
-                return None
+            loc.pop(key, None)
+            return None
+        after: _Entry
+        if type(found) is Path:
             after = found
         else:
             best = best_path(found)  # type: ignore[arg-type]
@@ -335,13 +334,11 @@ class Rib:
                 chosen = multipath(found, best, relax_as=self.relax_as)  # type: ignore[arg-type]
                 if len(chosen) > 1:
                     after = chosen
-            if after == before:
-                return None
-        if after is None:
-            del self._loc[key]
-        else:
-            self._loc[key] = after
-        return _new_tuple(Change, (key, _as_tuple(before), _as_tuple(after)))
+        current = loc.get(key)
+        if current is not None and (current is after or current == after):
+            return current
+        loc[key] = after
+        return after
 
     def _put(self, path: Path) -> None:
         key, source, path_id = path.key, path.source, path.path_id
@@ -380,53 +377,71 @@ class Rib:
         self._candidates[key] = left[0] if len(left) == 1 else left
         return True
 
-    def _reselect(self, touched: Iterable[int]) -> list[Change]:
+    def _reselect(self, was: dict[int, _Entry | None]) -> list[Change]:
+        """Settle each prefix; a Change for each whose entry is not what `was` says."""
         changes = []
-        select = self._select
-        for key in touched:
-            change = select(key)
-            if change is not None:
-                changes.append(change)
+        settle = self._settle
+        for key, before in was.items():
+            after = settle(key)
+            if after is before or (after is not None and before is not None and after == before):
+                continue
+            changes.append(_new_tuple(Change, (key, _as_tuple(before), _as_tuple(after))))
         return changes
 
-    def announce(self, paths: Iterable[Path]) -> list[Change]:
-        """Add or replace paths (a path replaces the one with its source, prefix and id)."""
-        changes: list[Change] = []
-        fresh: dict[int, int] = {}  # prefixes new to the RIB: their index in `changes`
-        touched: dict[int, None] = {}  # the others: selected again at the end
+    def _apply(
+        self, work: Iterable[tuple[Source | None, list[tuple[int, int]], list[Path]]]
+    ) -> list[Change]:
+        """Withdraw (source, keys) then add paths, for each item of `work` in turn; one
+        Change per prefix whose Loc-RIB entry differs from before the call."""
+        changes: list[Change | None] = []
+        fresh: dict[int, int] = {}  # prefixes new to the RIB in this call: index in `changes`
+        was: dict[int, _Entry | None] = {}  # the others touched: their entry before the call
         candidates, loc, stale_sets, by_source = (
             self._candidates,
             self._loc,
             self._stale,
             self._paths,
         )
+        drop, put = self._drop, self._put
         own: dict[_PathKey, Path] = {}
         own_source = None
-        for path in paths:
-            key, source, _, _, path_id, _ = path
-            if source is not own_source:
-                own_source, own = source, by_source.setdefault(source, {})
-            if stale_sets:
-                stale = stale_sets.get(source)
-                if stale:
-                    stale.discard((key, path_id) if path_id else key)
-            if key in candidates:
-                self._put(path)
-                touched[key] = None
-                continue
-            # A prefix no one had a path to (most of a full table): no decision to make.
-            own[(key, path_id) if path_id else key] = path
-            candidates[key] = loc[key] = path
-            fresh[key] = len(changes)
-            changes.append(_new_tuple(Change, (key, (), (path,))))
-        for key in touched:
-            change = self._select(key)
-            index = fresh.get(key)
-            if index is not None:  # given twice in this call: one change, from nothing
-                changes[index] = _new_tuple(Change, (key, (), _as_tuple(loc[key])))
-            elif change is not None:
-                changes.append(change)
-        return changes
+        for source, gone, new in work:
+            for key, path_id in gone:
+                if key in fresh:  # announced earlier in this call: nothing there before it
+                    changes[fresh.pop(key)] = None
+                    was[key] = None
+                elif key not in was:
+                    was[key] = loc.get(key)
+                assert source is not None
+                drop(source, key, path_id)
+            for path in new:
+                key, path_source, _, _, path_id, _ = path
+                if stale_sets:
+                    stale = stale_sets.get(path_source)
+                    if stale:
+                        stale.discard((key, path_id) if path_id else key)
+                if key in candidates or key in was:
+                    if key in fresh:
+                        changes[fresh.pop(key)] = None
+                        was[key] = None
+                    elif key not in was:
+                        was[key] = loc.get(key)
+                    put(path)
+                    continue
+                # A prefix no one has a path to (most of a full table): no decision to make.
+                if path_source is not own_source:
+                    own_source, own = path_source, by_source.setdefault(path_source, {})
+                own[(key, path_id) if path_id else key] = path
+                candidates[key] = loc[key] = path
+                fresh[key] = len(changes)
+                changes.append(_new_tuple(Change, (key, (), (path,))))
+        if not was:
+            return cast("list[Change]", changes)  # a change is only ever dropped into `was`
+        return [change for change in changes if change is not None] + self._reselect(was)
+
+    def announce(self, paths: Iterable[Path]) -> list[Change]:
+        """Add or replace paths (a path replaces the one with its source, prefix and id)."""
+        return self._apply([(None, [], list(paths))])
 
     def withdraw(self, source: Source, prefixes: Iterable[tuple[IPNetwork, int]]) -> list[Change]:
         """Remove the source's paths to these (prefix, path id) pairs; unknown ones are
@@ -435,12 +450,7 @@ class Rib:
 
     def withdraw_keys(self, source: Source, keys: Iterable[tuple[int, int]]) -> list[Change]:
         """`withdraw`, the prefixes given by `prefix_key`."""
-        touched: dict[int, None] = {}
-        drop = self._drop
-        for key, path_id in keys:
-            if drop(source, key, path_id):
-                touched[key] = None
-        return self._reselect(touched)
+        return self._apply([(source, list(keys), [])])
 
     def apply_update(
         self,
@@ -458,6 +468,35 @@ class Rib:
         no NOTIFICATION, the session stays), and appended to `ignored` when given. Being
         newer than what the peer sent before for those prefixes, they still replace it: the
         earlier path is withdrawn (implicit withdrawal, RFC 4271 3.1), as FRR does."""
+        return self.apply_updates(
+            source, (update,), now, local_addresses=local_addresses, ignored=ignored
+        )
+
+    def apply_updates(
+        self,
+        source: Source,
+        updates: Iterable[Update],
+        now: float = 0.0,
+        *,
+        local_addresses: Collection[IPAddress] = (),
+        ignored: list[Ignored] | None = None,
+    ) -> list[Change]:
+        """`apply_update` for each UPDATE in turn (what one read off a session brings), with
+        one Change per prefix for all of them: from its entry before the first to its entry
+        after the last."""
+        return self._apply(
+            self._routes(source, update, now, local_addresses, ignored) for update in updates
+        )
+
+    def _routes(
+        self,
+        source: Source,
+        update: Update,
+        now: float,
+        local_addresses: Collection[IPAddress],
+        ignored: list[Ignored] | None,
+    ) -> tuple[Source, list[tuple[int, int]], list[Path]]:
+        """What an UPDATE withdraws and what it adds, as `_apply` takes them."""
         gone = _keys(update.withdrawn, update.withdrawn_path_ids) if update.withdrawn else []
         internal = source.internal
         kept = []
@@ -511,7 +550,7 @@ class Rib:
                     _new_tuple(Path, (key, source, hop, shared, 0, now))
                     for key in _prefix_keys(prefixes)
                 ]
-        return self.withdraw_keys(source, gone) + self.announce(new)
+        return source, gone, new
 
     def _next_hop_problem(
         self, source: Source, hop: IPAddress, local_addresses: Collection[IPAddress]
@@ -599,7 +638,7 @@ class Rib:
 
     def reselect_all(self) -> list[Change]:
         """Run the decision process again for every prefix (multipath settings changed)."""
-        return self._reselect(list(self._candidates))
+        return self._reselect({key: self._loc.get(key) for key in self._candidates})
 
     def keys(self) -> Iterator[int]:
         """The `prefix_key` of every Loc-RIB prefix."""

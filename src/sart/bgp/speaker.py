@@ -826,7 +826,16 @@ class Speaker:
                 return
 
     def _act(self, neighbor: Neighbor, connection: _Connection, actions: list[Action]) -> None:
+        routes: list[Update] = []  # UPDATEs in a row with routes: into the RIB in one go
         for action in actions:
+            if type(action) is Deliver:
+                message = action.message
+                if type(message) is Update and (message.nlri or not message.end_of_rib_family):
+                    routes.append(message)
+                    continue
+            if routes:
+                self._deliver_routes(neighbor, connection, routes)
+                routes = []
             if isinstance(action, Deliver):
                 self._deliver(neighbor, connection, action.message)
             elif isinstance(action, SessionUp):
@@ -849,6 +858,8 @@ class Speaker:
                         "limit": action.limit,
                     },
                 )
+        if routes:
+            self._deliver_routes(neighbor, connection, routes)
 
     def _session_up(
         self, neighbor: Neighbor, connection: _Connection, negotiated: Negotiated
@@ -973,35 +984,42 @@ class Speaker:
             neighbor.wake.set()
             return
         assert isinstance(message, Update)
+        family = message.end_of_rib_family
+        assert family is not None  # the rest go to _deliver_routes
         stats = neighbor.stats
         stats.updates_in += 1
-        family = None if message.nlri else message.end_of_rib_family
-        if family is not None:
-            log.info(
-                "end of RIB received",
-                extra={
-                    "neighbor": str(neighbor.address),
-                    "family": str(family),
-                    "prefixes": stats.prefixes_received,
-                },
-            )
-            neighbor.end_of_rib_due.discard(family)
-            if neighbor.stale_source == neighbor.source and not neighbor.end_of_rib_due:
-                self._sweep(neighbor)
+        log.info(
+            "end of RIB received",
+            extra={
+                "neighbor": str(neighbor.address),
+                "family": str(family),
+                "prefixes": stats.prefixes_received,
+            },
+        )
+        neighbor.end_of_rib_due.discard(family)
+        if neighbor.stale_source == neighbor.source and not neighbor.end_of_rib_due:
+            self._sweep(neighbor)
+
+    def _deliver_routes(
+        self, neighbor: Neighbor, connection: _Connection, updates: list[Update]
+    ) -> None:
+        """UPDATEs that announce or withdraw routes, in the order received."""
+        source = neighbor.source
+        if neighbor.established is not connection or source is None:
             return
-        received = len(message.nlri)
-        for attribute in message.attributes:
-            if type(attribute) is MpReachNlri:
-                received += len(attribute.nlri)
+        stats = neighbor.stats
+        stats.updates_in += len(updates)
+        received = 0
+        for update in updates:
+            received += len(update.nlri)
+            for attribute in update.attributes:
+                if type(attribute) is MpReachNlri:
+                    received += len(attribute.nlri)
         stats.prefixes_received += received
         ignored: list[Ignored] = []
         now = _now()
-        changes = self.rib.apply_update(
-            neighbor.source,
-            message,
-            now,
-            local_addresses=neighbor.own_addresses,
-            ignored=ignored,
+        changes = self.rib.apply_updates(
+            source, updates, now, local_addresses=neighbor.own_addresses, ignored=ignored
         )
         self._propagate(changes)
         for routes in ignored:
@@ -1020,8 +1038,8 @@ class Speaker:
                 )
         session = connection.session
         if session.config.prefix_limit is not None:
-            count = self.rib.count(neighbor.source)
-            self._act(neighbor, connection, session.prefixes_received(count, message, now))
+            count = self.rib.count(source)
+            self._act(neighbor, connection, session.prefixes_received(count, updates[-1], now))
 
     async def _write_loop(
         self, neighbor: Neighbor, connection: _Connection, families: frozenset[Family]
