@@ -21,6 +21,7 @@ from sart.k8s.runtime.controller import LoadBalancerController
 from sart.k8s.runtime.leader import LeaderElection
 from sart.k8s.runtime.legacy import LegacyFinalizers
 from sart.k8s.runtime.metrics import ControllerMetrics
+from sart.k8s.runtime.watch import SharedWatches
 from sart.k8s.runtime.webhook import serve as serve_webhook
 
 log = logging.getLogger("sart.controller")
@@ -85,12 +86,14 @@ async def _run(
         on_change=lambda leading: metrics.leader.set(1 if leading else 0),
     )
     fence = leader.fence if elect else (lambda: None)
+    watches = SharedWatches()  # one watch per kind for the LoadBalancer part and the releaser
     balancers = LoadBalancerController(
-        api, metrics, fence=fence, aggregate_namespace=lease_namespace
+        api, metrics, fence=fence, aggregate_namespace=lease_namespace, watches=watches
     )
     blocks = BlockController(api, advertise_namespace=lease_namespace, fence=fence, metrics=metrics)
     cluster_bgps = ClusterBgpController(api, fence=fence)
-    parts = (balancers, blocks, cluster_bgps, LegacyFinalizers(api, fence=fence))
+    releaser = LegacyFinalizers(api, fence=fence, watches=watches)
+    parts = (watches, balancers, blocks, cluster_bgps, releaser)
 
     def ready() -> str | None:
         if elect and not leader.leading():

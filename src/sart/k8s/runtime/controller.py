@@ -43,7 +43,7 @@ from sart.k8s.runtime.calls import call_raw
 from sart.k8s.runtime.events import EventRecorder
 from sart.k8s.runtime.metrics import ControllerMetrics
 from sart.k8s.runtime.outcome import API_ERRORS, KeyedBackoff, Outcome, classify, describe
-from sart.k8s.runtime.watch import read_object, watch_kind, watch_objects
+from sart.k8s.runtime.watch import SharedWatches, read_object
 
 log = logging.getLogger("sart.k8s")
 
@@ -53,7 +53,7 @@ POOL_LABEL = "sart.terassyi.net/addresspool"  # on an aggregating pool's: the po
 AGGREGATES = "aggregates"  # the backoff key of the aggregates' writes
 SLICE_SERVICE_LABEL = "kubernetes.io/service-name"
 WRITERS = 64  # concurrent status writes to the apiserver
-FOLLOWERS = 16  # concurrent writes of what follows a status: advertisements, Events
+FOLLOWERS = 4  # concurrent writes of what follows a status: advertisements, Events
 RETRY_DELAY = 0.5
 POOL_STATUS_EVERY = 10.0  # seconds between AddressPool status writes while the counts change
 RETRY_MAX = 60.0
@@ -145,6 +145,7 @@ class LoadBalancerController:
         *,
         fence: Callable[[], None] = _no_fence,
         aggregate_namespace: str = "kube-system",
+        watches: SharedWatches | None = None,
     ) -> None:
         self.metrics = metrics or ControllerMetrics()
         self.fence = fence  # raises LeadershipLost once we may no longer write
@@ -189,6 +190,22 @@ class LoadBalancerController:
         self._pool_counts: dict[str, tuple[int, int]] = {}
         self._backoff = KeyedBackoff(base=RETRY_DELAY, cap=RETRY_MAX)
         self.events = EventRecorder(self.core, COMPONENT, fence=fence)
+        # The process's shared watches (run by their owner), or our own (run by us).
+        self._own_watches = watches is None
+        self.watches = watches if watches is not None else SharedWatches()
+        self.watches.add_kind(self.custom, "addresspools", self._on_pool)
+        self.watches.add_kind(self.custom, "nodebgps", self._on_node_bgp)
+        self.watches.add_kind(self.custom, "bgpadvertisements", self._on_advertisement)
+        self.watches.add_kind(self.custom, "bgpadvertisements", self._on_aggregate)
+        self.watches.add(
+            self.core.list_service_for_all_namespaces, self._on_service, "services", raw=True
+        )
+        self.watches.add(
+            self.discovery.list_endpoint_slice_for_all_namespaces,
+            self._on_slice,
+            "endpointslices",
+            raw=True,
+        )
 
     @property
     def synced(self) -> bool:
@@ -302,6 +319,8 @@ class LoadBalancerController:
         meta = advertisement["metadata"]
         if meta.get("namespace") != self.aggregate_namespace:
             return
+        if POOL_LABEL not in (meta.get("labels") or {}):
+            return  # a pod block's
         if kind == "DELETED":
             self.aggregated.pop(meta["name"], None)
         else:
@@ -372,40 +391,8 @@ class LoadBalancerController:
         crash = self._crash = asyncio.get_running_loop().create_future()
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(_wait_for(crash))
-            tasks.create_task(watch_kind(self.custom, "addresspools", self._on_pool))
-            tasks.create_task(watch_kind(self.custom, "nodebgps", self._on_node_bgp))
-            tasks.create_task(
-                watch_kind(
-                    self.custom,
-                    "bgpadvertisements",
-                    self._on_advertisement,
-                    label_selector=SERVICE_LABEL,
-                )
-            )
-            tasks.create_task(
-                watch_objects(
-                    self.core.list_service_for_all_namespaces,
-                    self._on_service,
-                    "services",
-                    raw=True,
-                )
-            )
-            tasks.create_task(
-                watch_objects(
-                    self.discovery.list_endpoint_slice_for_all_namespaces,
-                    self._on_slice,
-                    "endpointslices",
-                    raw=True,
-                )
-            )
-            tasks.create_task(
-                watch_kind(
-                    self.custom,
-                    "bgpadvertisements",
-                    self._on_aggregate,
-                    label_selector=POOL_LABEL,
-                )
-            )
+            if self._own_watches:
+                tasks.create_task(self.watches.run())
             tasks.create_task(self._work())
             tasks.create_task(self._pool_status_loop())
             tasks.create_task(self._aggregate_loop())

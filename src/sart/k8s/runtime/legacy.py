@@ -17,7 +17,7 @@ from sart.k8s.models import GROUP, VERSION
 from sart.k8s.reconcile.legacy import released
 from sart.k8s.runtime import MERGE
 from sart.k8s.runtime.outcome import API_ERRORS, Outcome, RetryTimes, classify, describe
-from sart.k8s.runtime.watch import object_key, object_meta, watch_kind, watch_objects
+from sart.k8s.runtime.watch import SharedWatches, object_key, object_meta
 
 log = logging.getLogger("sart.k8s")
 CLUSTER_KINDS = (
@@ -28,7 +28,13 @@ Patch = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
 class LegacyFinalizers:
-    def __init__(self, api: ApiClient, *, fence: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        api: ApiClient,
+        *,
+        fence: Callable[[], None] = lambda: None,
+        watches: SharedWatches | None = None,
+    ) -> None:
         self.core, self.custom = CoreV1Api(api), CustomObjectsApi(api)
         self.discovery = DiscoveryV1Api(api)
         self.fence = fence
@@ -36,6 +42,10 @@ class LegacyFinalizers:
         self._todo: dict[str, tuple[Patch, dict[str, Any]]] = {}  # key -> (patch, body)
         self._retries = RetryTimes()
         self._wake = asyncio.Event()
+        # The process's shared watches (run by their owner), or our own (run by us).
+        self._own_watches = watches is None
+        self.watches = watches if watches is not None else SharedWatches()
+        self._watch()
 
     def _handler(self, what: str, patcher: Callable[[Any], Patch]) -> Callable[[str, Any], None]:
         def handle(kind: str, obj: Any) -> None:
@@ -54,7 +64,7 @@ class LegacyFinalizers:
 
         return handle
 
-    async def run(self) -> None:
+    def _watch(self) -> None:
         def core_patch(method: Callable[..., Awaitable[Any]]) -> Callable[[Any], Patch]:
             def patcher(obj: Any) -> Patch:
                 meta = object_meta(obj)
@@ -76,19 +86,21 @@ class LegacyFinalizers:
 
             return patcher
 
+        for what, listing, method in (
+            ("services", self.core.list_service_for_all_namespaces,
+             self.core.patch_namespaced_service),
+            ("endpointslices", self.discovery.list_endpoint_slice_for_all_namespaces,
+             self.discovery.patch_namespaced_endpoint_slice),
+            ("nodes", self.core.list_node, self.core.patch_node),
+        ):  # fmt: skip
+            self.watches.add(listing, self._handler(what, core_patch(method)), what, raw=True)
+        for plural in (*CLUSTER_KINDS, "bgpadvertisements"):
+            self.watches.add_kind(self.custom, plural, self._handler(plural, custom_patch(plural)))
+
+    async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
-            for what, listing, method in (
-                ("services", self.core.list_service_for_all_namespaces,
-                 self.core.patch_namespaced_service),
-                ("endpointslices", self.discovery.list_endpoint_slice_for_all_namespaces,
-                 self.discovery.patch_namespaced_endpoint_slice),
-                ("nodes", self.core.list_node, self.core.patch_node),
-            ):  # fmt: skip
-                handle = self._handler(what, core_patch(method))
-                tasks.create_task(watch_objects(listing, handle, what, raw=True))
-            for plural in (*CLUSTER_KINDS, "bgpadvertisements"):
-                handle = self._handler(plural, custom_patch(plural))
-                tasks.create_task(watch_kind(self.custom, plural, handle))
+            if self._own_watches:
+                tasks.create_task(self.watches.run())
             tasks.create_task(self._work())
 
     async def _work(self) -> None:

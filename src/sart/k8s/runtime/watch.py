@@ -269,17 +269,72 @@ async def watch_kind(
     **kwargs: Any,
 ) -> None:
     """`watch_objects` for one of our kinds, cluster-wide (namespaced kinds: every namespace)."""
-    await watch_objects(
-        custom.list_cluster_custom_object,
-        handle,
-        plural,
-        stats=stats,
-        raw=True,
-        group=GROUP,
-        version=VERSION,
-        plural=plural,
-        **kwargs,
-    )
+    await watch_objects(custom.list_cluster_custom_object, handle, plural, stats=stats,
+                        raw=True, **_kind(plural), **kwargs)  # fmt: skip
+
+
+def _kind(plural: str) -> dict[str, str]:
+    """The options that make list_cluster_custom_object list one of our kinds."""
+    return {"group": GROUP, "version": VERSION, "plural": plural}
+
+
+@attrs.define
+class _Shared:
+    list_call: Callable[..., Awaitable[Any]]
+    what: str
+    raw: bool
+    options: dict[str, Any]
+    handlers: list[Handler] = attrs.field(factory=list)
+
+    def hand_on(self, kind: str, obj: Any) -> None:
+        for handle in self.handlers:
+            handle(kind, obj)
+
+
+class SharedWatches:
+    """One LIST and WATCH per kind (and options) for a whole process, however many of its parts
+    handle the events, as client-go's shared informers: each event is sent by the apiserver,
+    read and decoded once. Parts `add` their handlers, then the owner runs `run`; every handler
+    sees every event (and SYNCED), in the order they were added, and must not change the
+    object."""
+
+    def __init__(self) -> None:
+        self._watches: dict[str, _Shared] = {}
+
+    def add(
+        self,
+        list_call: Callable[..., Awaitable[Any]],
+        handle: Handler,
+        what: str,
+        *,
+        raw: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """`watch_objects(list_call, handle, what, raw=raw, **kwargs)`, shared with every
+        other handler added with the same `what`, `raw` and options."""
+        key = repr((what, raw, sorted(kwargs.items())))
+        shared = self._watches.setdefault(key, _Shared(list_call, what, raw, kwargs))
+        shared.handlers.append(handle)
+
+    def add_kind(
+        self, custom: CustomObjectsApi, plural: str, handle: Handler, **kwargs: Any
+    ) -> None:
+        """`watch_kind(custom, plural, handle, **kwargs)`, shared."""
+        self.add(custom.list_cluster_custom_object, handle, plural, raw=True,
+                 **_kind(plural), **kwargs)  # fmt: skip
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            for shared in self._watches.values():
+                tasks.create_task(
+                    watch_objects(
+                        shared.list_call,
+                        shared.hand_on,
+                        shared.what,
+                        raw=shared.raw,
+                        **shared.options,
+                    )
+                )
 
 
 def read_object(kind: type[T], obj: dict[str, Any]) -> T | None:
