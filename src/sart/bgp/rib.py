@@ -314,6 +314,12 @@ class Rib:
         self._loc: dict[int, _Entry] = {}
         self._stale: dict[Source, set[_PathKey]] = {}
         self._loopback: dict[Source, bool] = {}  # whether a source's address is a loopback one
+        self._last_next_hop: tuple[object, object, object, NextHopProblem | None] = (
+            None,
+            None,
+            None,
+            None,
+        )
 
     def _settle(self, key: int) -> _Entry | None:
         """The decision process for one prefix: its Loc-RIB entry, stored (an entry equal to
@@ -502,33 +508,41 @@ class Rib:
         kept = []
         as_path: AsPath | None = None
         as4 = False
+        next_hop: IPAddress | None = None
+        reach: list[tuple[IPAddress | None, Sequence[IPNetwork], tuple[int, ...]]] = []
         for attribute in update.attributes:
             kind = type(attribute)
-            if kind in _MP or (not internal and kind in _INTERNAL_ONLY):
+            if kind is MpReachNlri:
+                if attribute.nlri:  # type: ignore[union-attr]
+                    hops = attribute.next_hops  # type: ignore[union-attr]
+                    reach.append((hops[0] if hops else None, attribute.nlri, attribute.path_ids))  # type: ignore[union-attr]
+                continue
+            if kind is MpUnreachNlri:
+                gone += _keys(attribute.withdrawn, attribute.path_ids)  # type: ignore[union-attr]
+                continue
+            if not internal and kind in _INTERNAL_ONLY:
                 # RFC 4271 5.1.5, RFC 7606 7.5, 7.9, 7.10: these mean nothing from another AS.
                 continue
             if kind is AsPath:
                 as_path = attribute  # type: ignore[assignment]
             elif kind is As4Path:
                 as4 = True
+            elif kind is NextHop:
+                next_hop = attribute.address  # type: ignore[union-attr]
             kept.append(attribute)
+        if update.nlri:
+            reach.insert(0, (next_hop, update.nlri, update.nlri_path_ids))
         shared = tuple(kept)
         looped = False
-        if self.local_asn is not None:
+        local_asn = self.local_asn
+        if local_asn is not None:
             if as4 or as_path is None:
-                looped = self.local_asn in effective_as_path(shared).asns()
+                looped = local_asn in effective_as_path(shared).asns()
             else:
-                looped = any(self.local_asn in segment.asns for segment in as_path.segments)
-        reach: list[tuple[IPAddress | None, Sequence[IPNetwork], tuple[int, ...]]] = []
-        if update.nlri:
-            next_hop = next((a.address for a in update.attributes if type(a) is NextHop), None)
-            reach.append((next_hop, update.nlri, update.nlri_path_ids))
-        for attribute in update.attributes:
-            if type(attribute) is MpUnreachNlri:
-                gone += _keys(attribute.withdrawn, attribute.path_ids)
-            elif type(attribute) is MpReachNlri and attribute.nlri:
-                hop = attribute.next_hops[0] if attribute.next_hops else None
-                reach.append((hop, attribute.nlri, attribute.path_ids))
+                for segment in as_path.segments:
+                    if local_asn in segment.asns:
+                        looped = True
+                        break
         new: list[Path] = []
         for hop, prefixes, path_ids in reach:
             problem = None if hop is None else self._next_hop_problem(source, hop, local_addresses)
@@ -555,12 +569,20 @@ class Rib:
     def _next_hop_problem(
         self, source: Source, hop: IPAddress, local_addresses: Collection[IPAddress]
     ) -> NextHopProblem | None:
+        # The verdict on the last next hop seen is kept: the codec shares one NEXT_HOP object
+        # between the UPDATEs that carry it, so a table asks about the same object again
+        # (the speaker replaces a session's local addresses, never changes them in place).
+        last = self._last_next_hop
+        if last[0] is hop and last[1] is source and last[2] is local_addresses:
+            return last[3]
         loopback = self._loopback.get(source)
         if loopback is None:
             loopback = self._loopback[source] = (
                 source.address is not None and source.address.is_loopback()
             )
-        return next_hop_problem(hop, local_addresses, loopback_session=loopback)
+        problem = next_hop_problem(hop, local_addresses, loopback_session=loopback)
+        self._last_next_hop = (hop, source, local_addresses, problem)
+        return problem
 
     def mark_stale(self, source: Source) -> None:
         """Graceful restart, receiving side (RFC 4724 4.2): the peer restarts, its paths stay

@@ -12,6 +12,7 @@ from __future__ import annotations
 from sart.bgp.codes import CeaseSubcode, ErrorCode
 from sart.bgp.context import DEFAULT_CONTEXT, SessionContext
 from sart.bgp.errors import BgpDecodeError
+from sart.bgp.frozen import builder
 from sart.bgp.fsm import (
     Action,
     AutomaticStart,
@@ -42,6 +43,8 @@ from sart.bgp.messages import Keepalive, Message, Notification, Update
 from sart.bgp.wire import decode_framed, encode_message
 from sart.bgp.wire.framing import MessageSplitter
 from sart.errors import BgpUsageError
+
+_new_deliver = builder(Deliver)
 
 
 class Session:
@@ -167,7 +170,7 @@ class Session:
                 message = decode_framed(raw, self._receive_context)
                 kind = type(message)
                 if kind is Update and update_leaves_state(self._fsm, now):
-                    actions.append(Deliver(message))  # type: ignore[arg-type]
+                    actions.append(_new_deliver(message))
                     continue
                 if kind is Notification:
                     self.notification_received = message  # type: ignore[assignment]

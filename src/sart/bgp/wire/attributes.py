@@ -28,6 +28,7 @@ from sart.bgp.codes import (
 )
 from sart.bgp.context import SessionContext
 from sart.bgp.errors import BgpDecodeError
+from sart.bgp.frozen import builder
 from sart.bgp.messages import (
     OPTIONAL,
     OPTIONAL_TRANSITIVE,
@@ -148,6 +149,12 @@ def _decode_origin(data: bytes, start: int, end: int, flags: int, _: SessionCont
     return Origin(_ORIGINS[value], flags=flags)
 
 
+_new_segment = builder(AsPathSegment)
+_new_as_path = builder(AsPath)
+# struct unpackers of a segment's ASNs, by ASN size and count, made as counts are met.
+_UNPACK: dict[int, dict[int, Callable[[bytes, int], tuple[int, ...]]]] = {2: {}, 4: {}}
+
+
 def _decode_segments(
     name: str, data: bytes, start: int, end: int, size: int
 ) -> tuple[AsPathSegment, ...]:
@@ -184,8 +191,11 @@ def _decode_segments(
                 UpdateSubcode.MALFORMED_AS_PATH,
                 pos,
             )
-        asns = struct.unpack_from(f">{count}{code}", data, pos + 2)
-        segments.append(AsPathSegment(_SEGMENT_TYPES[segment_type], asns))
+        unpack = _UNPACK[size].get(count)
+        if unpack is None:
+            unpack = _UNPACK[size][count] = struct.Struct(f">{count}{code}").unpack_from
+        asns = unpack(data, pos + 2)
+        segments.append(_new_segment(_SEGMENT_TYPES[segment_type], asns))
         pos = stop
     return tuple(segments)
 
@@ -202,7 +212,8 @@ def _decode_as_path(data: bytes, start: int, end: int, flags: int, ctx: SessionC
     segments = _decode_segments("AS_PATH", data, start, end, size)
     for segment in segments:
         _no_as_zero("AS_PATH", segment.asns, start)
-    return AsPath(segments, flags=flags)
+    as_path: AsPath = _new_as_path(segments, flags)
+    return as_path
 
 
 def _decode_as4_path(data: bytes, start: int, end: int, flags: int, _: SessionContext) -> As4Path:

@@ -15,6 +15,7 @@ from sart.bgp.codes import (
 )
 from sart.bgp.context import SessionContext
 from sart.bgp.errors import BgpDecodeError
+from sart.bgp.frozen import builder
 from sart.bgp.messages import (
     IPV4_UNICAST,
     Family,
@@ -59,13 +60,7 @@ def decode_update(data: bytes, ctx: SessionContext) -> Update:
         )
     attributes, problems, seen = decode_attributes(data, attributes_start, attributes_end, ctx)
     nlri, nlri_ids = decode_prefixes(data, attributes_end, end, 4, add_path, field="NLRI")
-    update = Update(
-        withdrawn,
-        tuple(attributes),
-        nlri,
-        withdrawn_path_ids=withdrawn_ids,
-        nlri_path_ids=nlri_ids,
-    )
+    update: Update = _new_update(withdrawn, tuple(attributes), nlri, withdrawn_ids, nlri_ids)
     if seen & _MANDATORY != _MANDATORY:  # else every mandatory attribute is there
         missing = _missing_mandatory(update, seen, attributes_end)
         if missing is not None:
@@ -75,6 +70,7 @@ def decode_update(data: bytes, ctx: SessionContext) -> Update:
     return update
 
 
+_new_update = builder(Update)  # fields: withdrawn, attributes, nlri, and their path ids
 _MANDATORY = 1 << AttrType.ORIGIN | 1 << AttrType.AS_PATH | 1 << AttrType.NEXT_HOP
 
 
