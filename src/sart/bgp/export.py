@@ -4,7 +4,7 @@ packing routes that share attributes into as few UPDATEs as fit (RFC 4271 9.2).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 
 import attrs
@@ -30,7 +30,13 @@ from sart.bgp.messages import (
     Update,
     find,
 )
-from sart.bgp.prefixes import key_network, key_version
+from sart.bgp.prefixes import (
+    key_network,
+    key_version,
+    key_wire_length,
+    prefix_key,
+    prefixes_of_keys,
+)
 from sart.bgp.rib import DEFAULT_LOCAL_PREF, Path, Source
 from sart.bgp.wire import encode_message
 
@@ -121,23 +127,34 @@ def pack_updates(
     """UPDATEs announcing (prefix, attributes, next hop) routes, those that share attributes
     and next hop together, each as full as the session's message size allows. IPv4 routes
     with an IPv4 next hop use the NLRI field; the rest MP_REACH_NLRI."""
-    groups: dict[tuple[tuple[PathAttribute, ...], IPAddress, int], list[IPNetwork]] = {}
+    groups: dict[tuple[tuple[PathAttribute, ...], IPAddress, int], list[int]] = {}
     for prefix, attributes, next_hop in routes:
-        groups.setdefault((attributes, next_hop, prefix.version), []).append(prefix)
+        groups.setdefault((attributes, next_hop, prefix.version), []).append(prefix_key(prefix))
+    return _pack(groups.items(), ctx)
+
+
+def _pack(
+    groups: Iterable[tuple[tuple[tuple[PathAttribute, ...], IPAddress, int], list[int]]],
+    ctx: SessionContext,
+) -> list[Update]:
     updates: list[Update] = []
-    for (attributes, next_hop, version), prefixes in groups.items():
-        updates += _fill(prefixes, partial(_announce, attributes, next_hop, version), ctx)
+    for (attributes, next_hop, version), keys in groups:
+        updates += _fill(keys, version, partial(_announce, attributes, next_hop, version), ctx)
     return updates
 
 
 def withdraw_updates(prefixes: Iterable[IPNetwork], ctx: SessionContext) -> list[Update]:
     """UPDATEs withdrawing the prefixes, as few as fit."""
-    by_version: dict[int, list[IPNetwork]] = {}
-    for prefix in prefixes:
-        by_version.setdefault(prefix.version, []).append(prefix)
+    return _withdraw_keys([prefix_key(p) for p in prefixes], ctx)
+
+
+def _withdraw_keys(keys: Iterable[int], ctx: SessionContext) -> list[Update]:
+    by_version: dict[int, list[int]] = {}
+    for key in keys:
+        by_version.setdefault(key_version(key), []).append(key)
     updates: list[Update] = []
     for version, group in by_version.items():
-        updates += _fill(group, partial(_withdraw, version), ctx)
+        updates += _fill(group, version, partial(_withdraw, version), ctx)
     return updates
 
 
@@ -145,7 +162,7 @@ def _announce(
     attributes: tuple[PathAttribute, ...],
     next_hop: IPAddress,
     version: int,
-    prefixes: tuple[IPNetwork, ...],
+    prefixes: Sequence[IPNetwork],
 ) -> Update:
     if version == 4 and next_hop.version == 4:
         return Update(attributes=(*attributes, NextHop(next_hop)), nlri=prefixes)
@@ -153,38 +170,37 @@ def _announce(
     return Update(attributes=(MpReachNlri(afi, 1, (next_hop,), prefixes), *attributes))
 
 
-def _withdraw(version: int, prefixes: tuple[IPNetwork, ...]) -> Update:
+def _withdraw(version: int, prefixes: Sequence[IPNetwork]) -> Update:
     if version == 4:
         return Update(withdrawn=prefixes)
     return Update(attributes=(MpUnreachNlri(2, 1, prefixes),))
 
 
 def _fill(
-    prefixes: list[IPNetwork],
-    build: Callable[[tuple[IPNetwork, ...]], Update],
+    keys: list[int],
+    version: int,
+    build: Callable[[Sequence[IPNetwork]], Update],
     ctx: SessionContext,
 ) -> list[Update]:
-    """Cut prefixes into UPDATEs that fit: the fixed part is measured once, each prefix costs
-    its own octets. One octet is kept spare for the Extended Length header an MP attribute
-    takes once it passes 255 octets."""
-    if len(prefixes) == 1:
+    """Cut prefixes (by `prefix_key`, of one IP version) into UPDATEs that fit: the fixed
+    part is measured once, each prefix costs its own octets. One octet is kept spare for the
+    Extended Length header an MP attribute takes once it passes 255 octets."""
+    if len(keys) == 1:
         # One prefix fits wherever its attributes do: no need to measure (a table whose
         # paths all differ is a million groups of one).
-        return [build((prefixes[0],))]
+        return [build(prefixes_of_keys(keys, version))]
     limit = ctx.max_message_length - 1
     empty = len(encode_message(build(()), ctx))
     updates = []
-    chunk: list[IPNetwork] = []
-    size = empty
-    for prefix in prefixes:
-        cost = 1 + (prefix.prefixlen + 7) // 8
-        if chunk and size + cost > limit:
-            updates.append(build(tuple(chunk)))
-            chunk, size = [], empty
-        chunk.append(prefix)
+    start, size = 0, empty
+    for index, key in enumerate(keys):
+        cost = key_wire_length(key)
+        if index > start and size + cost > limit:
+            updates.append(build(prefixes_of_keys(keys[start:index], version)))
+            start, size = index, empty
         size += cost
-    if chunk:
-        updates.append(build(tuple(chunk)))
+    if start < len(keys):
+        updates.append(build(prefixes_of_keys(keys[start:], version)))
     return updates
 
 
@@ -268,11 +284,15 @@ class AdjRibOut:
         self, entries: Iterable[tuple[int, Path | None]]
     ) -> tuple[list[Update], OwnPathsSent]:
         """`sync`, and what those UPDATEs change of our own paths at the peer."""
-        announce: list[tuple[IPNetwork, tuple[PathAttribute, ...], IPAddress]] = []
-        withdraw: list[IPNetwork] = []
+        # Routes grouped by the identity of what they are sent with: the RIB and the export
+        # cache share one attribute tuple between the routes of an UPDATE, so equal routes
+        # are the same objects, and hashing a million attribute tuples is saved.
+        groups: dict[tuple[int, int], tuple[Sent, int, list[int]]] = {}
+        withdraw: list[int] = []
         own, sent, advertised, withdrawn = self.own, self.sent, [], []
         for key, best in entries:
-            want = self._route(key_version(key), best)
+            version = key_version(key)
+            want = self._route(version, best)
             have = sent.get(key)
             mine = want is not None and best is not None and best.source.local
             if mine != (key in own):
@@ -286,11 +306,19 @@ class AdjRibOut:
                 continue
             if want is None:
                 del sent[key]
-                withdraw.append(key_network(key))
+                withdraw.append(key)
+                continue
+            attributes, next_hop = want
+            group = groups.get((id(attributes), id(next_hop)))
+            if group is None:
+                groups[id(attributes), id(next_hop)] = (want, version, [key])
             else:
-                sent[key] = want
-                announce.append((key_network(key), *want))
-        updates = withdraw_updates(withdraw, self.ctx) + pack_updates(announce, self.ctx)
+                want = group[0]  # the same route: one tuple kept for all of them
+                group[2].append(key)
+            sent[key] = want
+        updates = _withdraw_keys(withdraw, self.ctx) + _pack(
+            (((*want, version), keys) for want, version, keys in groups.values()), self.ctx
+        )
         return updates, OwnPathsSent(tuple(advertised), tuple(withdrawn))
 
     def routes(self) -> Iterator[tuple[IPNetwork, tuple[PathAttribute, ...], IPAddress]]:

@@ -78,6 +78,30 @@ def key_version(key: int) -> int:
     return 6 if key & _V6_FLAG else 4
 
 
+def key_wire_length(key: int) -> int:
+    """Octets the prefix takes in an UPDATE (length octet included, no path id)."""
+    length = key >> IPV6_BITS & 0xFF if key & _V6_FLAG else key >> IPV4_BITS
+    return 1 + ((length + 7) >> 3)
+
+
+def prefixes_of_keys(keys: Sequence[int], version: int) -> Prefixes:
+    """The prefixes of these `prefix_key`s (all of `version`) in wire form."""
+    out = bytearray()
+    if version == 4:
+        for key in keys:
+            length = key >> IPV4_BITS
+            size = (length + 7) >> 3
+            out.append(length)
+            out += ((key & _V4_MASK) << ((size << 3) - length)).to_bytes(size, "big")
+    else:
+        for key in keys:
+            length = key >> IPV6_BITS & 0xFF
+            size = (length + 7) >> 3
+            out.append(length)
+            out += ((key & _V6_MASK) << ((size << 3) - length)).to_bytes(size, "big")
+    return Prefixes(bytes(out), version, len(keys))
+
+
 class Prefixes(Sequence[IPNetwork]):
     """Prefixes of one IP version as an UPDATE carries them (a length octet, then the octets
     the length needs: RFC 4271 4.3), turned into networks only when asked.

@@ -342,6 +342,8 @@ class Speaker:
         # Complete once start() has loaded the configured paths, or, deferred, once signalled.
         self.initial_table = InitialTable(None)
         self._deferral_timer: asyncio.TimerHandle | None = None
+        # Our paths' attribute tuples by value (few: one per attribute configuration).
+        self._local_attributes: dict[tuple[PathAttribute, ...], tuple[PathAttribute, ...]] = {}
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -576,9 +578,12 @@ class Speaker:
         if config.large_communities:
             large = sorted(set(config.large_communities), key=attrs.astuple)
             shared.append(LargeCommunities(tuple(large)))
+        # One tuple for equal attributes, whichever call gave them: the Adj-RIBs-Out pack
+        # routes into UPDATEs by the identity of their attributes.
+        common = self._local_attributes.setdefault(tuple(shared), tuple(shared))
         now = _now()
         paths = [
-            Path.to(IPNetwork(p).cidr, self.local_source, config.next_hop, tuple(shared), 0, now)
+            Path.to(IPNetwork(p).cidr, self.local_source, config.next_hop, common, 0, now)
             for p in prefixes
         ]
         changes = self.rib.announce(paths)

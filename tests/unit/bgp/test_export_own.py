@@ -25,8 +25,14 @@ def _out(versions: frozenset[int] = frozenset({4, 6})) -> AdjRibOut:
     return AdjRibOut(EBGP, SessionContext(), versions, hops)
 
 
+LOCAL_ATTRIBUTES = (Origin(0), AsPath())
+
+
 def _local(prefix: IPNetwork, *extra: object) -> Path:
-    return Path.to(prefix, LOCAL, None, (Origin(0), AsPath(), *extra))  # type: ignore[arg-type]
+    # Paths of one origination share their attribute tuple (as in the speaker's RIB): the
+    # Adj-RIB-Out packs routes into UPDATEs by its identity.
+    attributes = (*LOCAL_ATTRIBUTES, *extra) if extra else LOCAL_ATTRIBUTES
+    return Path.to(prefix, LOCAL, None, attributes)  # type: ignore[arg-type]
 
 
 def test_own_paths_are_reported_once_announced_and_once_withdrawn() -> None:
