@@ -162,6 +162,9 @@ def run_feeder(target: str, source: str, feed_file: str) -> None:
     feed = Path(feed_file).read_bytes()
     sock, session = _open_session(target, source, FEEDER_AS, source)
     print(json.dumps({"established": time.monotonic()}), flush=True)
+    sock.settimeout(
+        None
+    )  # a slow daemon takes minutes to read it all (a timeout bounds the whole sendall)
     sock.sendall(feed)
     print(json.dumps({"sent": time.monotonic()}), flush=True)
     _keep_alive(sock, session)
