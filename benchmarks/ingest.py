@@ -324,7 +324,7 @@ def measure_peer(lab: Lab, kind: str, feed_file: str, prefixes: int) -> dict[str
     return result
 
 
-def _run_feed(kind: str, prefixes: int, targets: list[str]) -> dict[str, dict[str, float]]:
+def run_feed(kind: str, prefixes: int, targets: list[str]) -> dict[str, dict[str, float]]:
     started = time.perf_counter()
     feed_bytes = make_feed(kind, prefixes)
     results: dict[str, dict[str, float]] = {}
@@ -384,7 +384,7 @@ def main() -> int:
     targets = args.targets.split(",")
     met = True
     for kind in args.feeds.split(","):
-        results = _run_feed(kind, args.prefixes, targets)
+        results = run_feed(kind, args.prefixes, targets)
         sart = results.get("sart")
         if sart is None:
             continue

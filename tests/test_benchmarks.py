@@ -30,6 +30,16 @@ def test_api_benchmark_runs_against_a_real_daemon() -> None:
 
 
 @pytest.mark.interop
+def test_ingest_benchmark_feeds_sart_and_frr_both_tables() -> None:
+    import ingest  # noqa: PLC0415 - needs root and FRR, only here
+
+    for kind, prefixes in (("shared", 2_000), ("distinct", 500)):
+        results = ingest.run_feed(kind, prefixes, ["sart", "frr"])
+        for target in ("sart", "frr"):
+            assert results[target]["readvertised"] == prefixes  # every prefix went on
+
+
+@pytest.mark.interop
 def test_bfd_benchmark_cuts_both_pairs() -> None:
     import bfd  # noqa: PLC0415 - needs root and FRR, only here
 
