@@ -161,15 +161,19 @@ class Session:
         splitter = self._splitter
         splitter.feed(data)
         actions: list[Action] = []
+        # What the loop reads of the session changes only when the state machine steps:
+        # an UPDATE delivered where the state stays (most of a table) leaves both as they are.
+        ctx = self._receive_context
+        in_place = update_leaves_state(self._fsm, now)
         while self._fsm.state is not State.IDLE:
             try:
                 raw = splitter.next_message()
                 if raw is None:
                     break
                 self.messages_in += 1
-                message = decode_framed(raw, self._receive_context)
+                message = decode_framed(raw, ctx)
                 kind = type(message)
-                if kind is Update and update_leaves_state(self._fsm, now):
+                if in_place and kind is Update:
                     actions.append(_new_deliver(message))
                     continue
                 if kind is Notification:
@@ -178,6 +182,8 @@ class Session:
             except BgpDecodeError as error:
                 event = MessageError(error)
             actions += self._feed(event, now)
+            ctx = self._receive_context
+            in_place = update_leaves_state(self._fsm, now)
         return actions
 
     def send(self, message: Update, now: float) -> None:
