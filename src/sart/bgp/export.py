@@ -77,10 +77,11 @@ def export(path: Path, peer: Peer) -> tuple[PathAttribute, ...] | None:
         return None
     if not peer.internal and WellKnownCommunity.NO_EXPORT in communities:
         return None
-    path_asns = list(path.as_path.asns())
-    if not peer.internal and peer.asn in path_asns:
+    as_path = path.as_path
+    if not peer.internal and any(peer.asn in segment.asns for segment in as_path.segments):
         return None
     out: list[PathAttribute] = []
+    has_as_path = False
     for attribute in path.attributes:
         if isinstance(attribute, _NEVER_COPIED):
             continue
@@ -90,17 +91,15 @@ def export(path: Path, peer: Peer) -> tuple[PathAttribute, ...] | None:
                 out.append(propagated)
             continue
         if isinstance(attribute, AsPath):
-            if not peer.internal:
-                out.append(_prepend(path.as_path, peer.local_asn))
-            else:
-                out.append(path.as_path)
+            out.append(as_path if peer.internal else _prepend(as_path, peer.local_asn))
+            has_as_path = True
             continue
         if not peer.internal and isinstance(attribute, _NOT_TO_EXTERNAL):
             continue
         if not peer.internal and isinstance(attribute, MultiExitDisc) and not source.local:
             continue
         out.append(attribute)
-    if not any(isinstance(a, AsPath) for a in out):
+    if not has_as_path:
         out.append(_prepend(AsPath(), peer.local_asn) if not peer.internal else AsPath())
     if peer.internal and not any(isinstance(a, LocalPref) for a in out):
         out.append(LocalPref(DEFAULT_LOCAL_PREF))

@@ -1070,8 +1070,9 @@ class Speaker:
                 updates, own = adj_out.sync_own([(key, best(key)) for key in keys])
                 if session.state is not State.ESTABLISHED:
                     return
+                now = _now()  # one instant for the batch: the FSM state is copied once
                 for update in updates:
-                    session.send(update, _now())
+                    session.send(update, now)
                 neighbor.stats.updates_out += len(updates)
                 connection.flush()
                 try:
