@@ -119,20 +119,21 @@ def sart_decode(stream: bytes) -> list[Message]:
 def sart_decode_count(stream: bytes) -> int:
     """What decode_all does for ExaBGP: decode every message, count its prefixes, let it go.
     Starts with empty attribute intern tables, as ExaBGP starts with a fresh session."""
-    clear_intern_tables()
-    splitter = MessageSplitter(CONTEXT.max_message_length)
-    splitter.feed(stream)
-    prefixes = 0
-    for raw in splitter:
-        message = decode_message(raw, CONTEXT)
-        if type(message) is Update:
-            prefixes += _prefix_count(message)
-    return prefixes
+    return _decode_counting(stream, _prefix_count)
 
 
 def sart_decode_networks(stream: bytes) -> int:
     """`sart_decode_count`, then every prefix made an IPNetwork: what a caller that walks the
     full message objects pays on top (the codec hands prefixes out as they sit on the wire)."""
+    return _decode_counting(stream, _networks_count)
+
+
+def _networks_count(update: Update) -> int:
+    mp = sum(len(list(a.nlri)) for a in update.attributes if type(a) is MpReachNlri)
+    return len(list(update.nlri)) + len(list(update.withdrawn)) + mp
+
+
+def _decode_counting(stream: bytes, count: Callable[[Update], int]) -> int:
     clear_intern_tables()
     splitter = MessageSplitter(CONTEXT.max_message_length)
     splitter.feed(stream)
@@ -140,10 +141,7 @@ def sart_decode_networks(stream: bytes) -> int:
     for raw in splitter:
         message = decode_message(raw, CONTEXT)
         if type(message) is Update:
-            prefixes += len(list(message.nlri)) + len(list(message.withdrawn))
-            for attribute in message.attributes:
-                if type(attribute) is MpReachNlri:
-                    prefixes += len(list(attribute.nlri))
+            prefixes += count(message)
     return prefixes
 
 

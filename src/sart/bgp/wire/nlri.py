@@ -43,13 +43,7 @@ def decode_prefixes(
         start = pos
         count = 0
         while pos < end:
-            length = data[pos]
-            if length > width:
-                raise _too_long(field, length, width, pos, subcode)
-            stop = pos + 1 + ((length + 7) >> 3)
-            if stop > end:
-                raise _overrun(field, pos, end, subcode)
-            pos = stop
+            pos = _prefix_end(data, pos, end, width, field, subcode)
             count += 1
         return Prefixes(data[start:end], version, count), ()
     masks = _MASKS[version]
@@ -63,24 +57,28 @@ def decode_prefixes(
         path_ids.append(from_bytes(data[pos : pos + 4], "big"))
         pos += 4
         length = data[pos]
-        if length > width:
-            raise _too_long(field, length, width, pos, subcode)
-        stop = pos + 1 + ((length + 7) >> 3)
-        if stop > end:
-            raise _overrun(field, pos, end, subcode)
+        stop = _prefix_end(data, pos, end, width, field, subcode)
         value = from_bytes(data[pos + 1 : stop], "big") << (width + 8 - ((stop - pos) << 3))
         append(network(value & masks[length], length, version))
         pos = stop
     return tuple(prefixes), tuple(path_ids)
 
 
-def _too_long(field: str, length: int, width: int, pos: int, subcode: int) -> BgpDecodeError:
-    return BgpDecodeError(
-        f"{field}: prefix length {length} is longer than {width} bits",
-        ErrorCode.UPDATE_MESSAGE,
-        subcode,
-        offset=pos,
-    )
+def _prefix_end(data: bytes, pos: int, end: int, width: int, field: str, subcode: int) -> int:
+    """Where the prefix at data[pos] ends, after checking its length against the IP width
+    and the field's end."""
+    length = data[pos]
+    if length > width:
+        raise BgpDecodeError(
+            f"{field}: prefix length {length} is longer than {width} bits",
+            ErrorCode.UPDATE_MESSAGE,
+            subcode,
+            offset=pos,
+        )
+    stop = pos + 1 + ((length + 7) >> 3)
+    if stop > end:
+        raise _overrun(field, pos, end, subcode)
+    return stop
 
 
 def _overrun(field: str, pos: int, end: int, subcode: int) -> BgpDecodeError:

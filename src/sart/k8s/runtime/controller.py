@@ -523,6 +523,18 @@ class LoadBalancerController:
             return outcome
         return Outcome.DONE
 
+    async def _patch_advertisement(self, namespace: str, name: str, spec: dict[str, Any]) -> None:
+        await call_raw(
+            self.custom.patch_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            "bgpadvertisements",
+            name,
+            {"spec": spec},
+            **MERGE,
+        )
+
     async def _announce(self, view: ServiceView, wanted: dict[str, dict[str, Any]]) -> None:
         """Make the Service's BGPAdvertisements these (owned by it, so they go with it). What
         is written is recorded at once (controller-runtime's expectations): a second pass
@@ -564,29 +576,11 @@ class LoadBalancerController:
                 except ApiException as error:
                     if error.status != 409:
                         raise
-                    await call_raw(
-                        self.custom.patch_namespaced_custom_object,
-                        GROUP,
-                        VERSION,
-                        view.namespace,
-                        plural,
-                        name,
-                        {"spec": spec},
-                        **MERGE,
-                    )
+                    await self._patch_advertisement(view.namespace, name, spec)
                 mine[name] = spec
             elif have[name] != spec:
                 self.fence()
-                await call_raw(
-                    self.custom.patch_namespaced_custom_object,
-                    GROUP,
-                    VERSION,
-                    view.namespace,
-                    plural,
-                    name,
-                    {"spec": spec},
-                    **MERGE,
-                )
+                await self._patch_advertisement(view.namespace, name, spec)
                 mine[name] = spec
         for name in set(have) - set(wanted):
             self.fence()
