@@ -628,16 +628,7 @@ class LoadBalancerController:
                 continue
             self.fence()
             if have is not None:
-                await call_raw(
-                    self.custom.patch_namespaced_custom_object,
-                    GROUP,
-                    VERSION,
-                    namespace,
-                    plural,
-                    name,
-                    {"spec": spec},
-                    **MERGE,
-                )
+                await self._patch_advertisement(namespace, name, spec)
             else:
                 owner = self.pools.get(pool, {}).get("metadata", {})
                 body = {
@@ -671,16 +662,7 @@ class LoadBalancerController:
                 except ApiException as error:
                     if error.status != 409:
                         raise
-                    await call_raw(
-                        self.custom.patch_namespaced_custom_object,
-                        GROUP,
-                        VERSION,
-                        namespace,
-                        plural,
-                        name,
-                        {"spec": spec},
-                        **MERGE,
-                    )
+                    await self._patch_advertisement(namespace, name, spec)
             self.aggregated[name] = spec
         for name in set(self.aggregated) - set(wanted):
             self.fence()
