@@ -216,9 +216,7 @@ class LoadBalancerController:
     # --- events from the watches ----------------------------------------------------------
 
     def _on_service(self, kind: str, service: Any) -> None:
-        if kind == "SYNCED":
-            self._synced["services"] = True
-            self._maybe_start()
+        if self._listed(kind, "services"):
             return
         meta = service["metadata"]
         key = f"{meta['namespace']}/{meta['name']}"
@@ -234,9 +232,8 @@ class LoadBalancerController:
 
     def _on_pool(self, kind: str, pool: Any) -> None:
         if kind == "SYNCED":
-            self._synced["pools"] = True
-            self._apply_pools()
-            self._maybe_start()
+            self._apply_pools()  # before the controller can start: it allocates from them
+        if self._listed(kind, "pools"):
             return
         name = pool["metadata"]["name"]
         if kind == "DELETED":
@@ -260,9 +257,7 @@ class LoadBalancerController:
                 self.enqueue(key)
 
     def _on_node_bgp(self, kind: str, node_bgp: Any) -> None:
-        if kind == "SYNCED":
-            self._synced["nodebgps"] = True
-            self._maybe_start()
+        if self._listed(kind, "nodebgps"):
             return
         name = node_bgp["metadata"]["name"]
         if kind == "DELETED":
@@ -273,9 +268,7 @@ class LoadBalancerController:
             self._enqueue_balancers()
 
     def _on_slice(self, kind: str, endpoint_slice: Any) -> None:
-        if kind == "SYNCED":
-            self._synced["slices"] = True
-            self._maybe_start()
+        if self._listed(kind, "slices"):
             return
         meta = endpoint_slice["metadata"]
         service = (meta.get("labels") or {}).get(SLICE_SERVICE_LABEL)
@@ -292,9 +285,7 @@ class LoadBalancerController:
             self.enqueue(key)  # only Local policy announces from where the endpoints are
 
     def _on_advertisement(self, kind: str, advertisement: Any) -> None:
-        if kind == "SYNCED":
-            self._synced["advertisements"] = True
-            self._maybe_start()
+        if self._listed(kind, "advertisements"):
             return
         meta = advertisement["metadata"]
         service = (meta.get("labels") or {}).get(SERVICE_LABEL)
@@ -312,9 +303,7 @@ class LoadBalancerController:
             self.enqueue(key)
 
     def _on_aggregate(self, kind: str, advertisement: Any) -> None:
-        if kind == "SYNCED":
-            self._synced["aggregates"] = True
-            self._maybe_start()
+        if self._listed(kind, "aggregates"):
             return
         meta = advertisement["metadata"]
         if meta.get("namespace") != self.aggregate_namespace:
@@ -350,6 +339,15 @@ class LoadBalancerController:
         views = [v for v in (pool_view(p) for p in self.pools.values()) if v is not None]
         for problem in self.allocator.set_pools(views):
             log.warning("address pool not used", extra={"problem": problem})
+
+    def _listed(self, kind: str, what: str) -> bool:
+        """Whether the event is a watch's SYNCED marker: `what` is listed, and the controller
+        starts once every kind is."""
+        if kind != "SYNCED":
+            return False
+        self._synced[what] = True
+        self._maybe_start()
+        return True
 
     def _maybe_start(self) -> None:
         if self._started.is_set() or not all(self._synced.values()):
