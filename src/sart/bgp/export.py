@@ -307,10 +307,10 @@ class AdjRibOut:
                 del sent[key]
                 withdraw.append(key)
                 continue
-            attributes, next_hop = want
-            group = groups.get((id(attributes), id(next_hop)))
+            identity = (id(want[0]), id(want[1]))  # attributes, next hop
+            group = groups.get(identity)
             if group is None:
-                groups[id(attributes), id(next_hop)] = (want, version, [key])
+                groups[identity] = (want, version, [key])
             else:
                 want = group[0]  # the same route: one tuple kept for all of them
                 group[2].append(key)

@@ -87,18 +87,12 @@ def key_wire_length(key: int) -> int:
 def prefixes_of_keys(keys: Sequence[int], version: int) -> Prefixes:
     """The prefixes of these `prefix_key`s (all of `version`) in wire form."""
     out = bytearray()
-    if version == 4:
-        for key in keys:
-            length = key >> IPV4_BITS
-            size = (length + 7) >> 3
-            out.append(length)
-            out += ((key & _V4_MASK) << ((size << 3) - length)).to_bytes(size, "big")
-    else:
-        for key in keys:
-            length = key >> IPV6_BITS & 0xFF
-            size = (length + 7) >> 3
-            out.append(length)
-            out += ((key & _V6_MASK) << ((size << 3) - length)).to_bytes(size, "big")
+    width, mask = (IPV4_BITS, _V4_MASK) if version == 4 else (IPV6_BITS, _V6_MASK)
+    for key in keys:
+        length = key >> width & 0xFF
+        size = (length + 7) >> 3
+        out.append(length)
+        out += ((key & mask) << ((size << 3) - length)).to_bytes(size, "big")
     return Prefixes(bytes(out), version, len(keys))
 
 
@@ -140,20 +134,14 @@ class Prefixes(Sequence[IPNetwork]):
         keys: list[int] = []
         append = keys.append
         from_bytes = int.from_bytes
-        if self._version == 4:
-            while pos < end:
-                length = data[pos]
-                stop = pos + 1 + ((length + 7) >> 3)
-                bits = from_bytes(data[pos + 1 : stop], "big") >> (((stop - pos - 1) << 3) - length)
-                append(length << IPV4_BITS | bits)
-                pos = stop
-        else:
-            while pos < end:
-                length = data[pos]
-                stop = pos + 1 + ((length + 7) >> 3)
-                bits = from_bytes(data[pos + 1 : stop], "big") >> (((stop - pos - 1) << 3) - length)
-                append(_V6_FLAG | length << IPV6_BITS | bits)
-                pos = stop
+        width = IPV4_BITS if self._version == 4 else IPV6_BITS
+        flag = 0 if self._version == 4 else _V6_FLAG
+        while pos < end:
+            length = data[pos]
+            stop = pos + 1 + ((length + 7) >> 3)
+            bits = from_bytes(data[pos + 1 : stop], "big") >> (((stop - pos - 1) << 3) - length)
+            append(flag | length << width | bits)
+            pos = stop
         return keys
 
     @property
@@ -172,13 +160,7 @@ class Prefixes(Sequence[IPNetwork]):
                 break
         else:
             return data
-        out = bytearray()
-        for value, length in self._spans():
-            size = (length + 7) >> 3
-            width = IPV4_BITS if self._version == 4 else IPV6_BITS
-            out.append(length)
-            out += (value >> (width - (size << 3))).to_bytes(size, "big")
-        return bytes(out)
+        return prefixes_of_keys(self.keys(), self._version)._data  # keys carry no host bits
 
     @property
     def networks(self) -> tuple[IPNetwork, ...]:

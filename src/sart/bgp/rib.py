@@ -351,7 +351,7 @@ class Rib:
         own = self._paths.get(source)
         if own is None:
             own = self._paths[source] = {}
-        own[(key, path_id) if path_id else key] = path
+        own[_path_key(key, path_id)] = path
         candidates = self._candidates
         found = candidates.get(key)
         if found is None:
@@ -372,7 +372,7 @@ class Rib:
 
     def _drop(self, source: Source, key: int, path_id: int) -> bool:
         own = self._paths.get(source)
-        if own is None or own.pop((key, path_id) if path_id else key, None) is None:
+        if own is None or own.pop(_path_key(key, path_id), None) is None:
             return False
         found = self._candidates[key]
         if type(found) is Path:
@@ -411,13 +411,18 @@ class Rib:
         drop, put = self._drop, self._put
         own: dict[_PathKey, Path] = {}
         own_source = None
+
+        def remember(key: int) -> None:
+            """Keep the prefix's entry from before this call, to settle it at the end."""
+            if key in fresh:  # announced earlier in this call: nothing there before it
+                changes[fresh.pop(key)] = None
+                was[key] = None
+            elif key not in was:
+                was[key] = loc.get(key)
+
         for source, gone, new in work:
             for key, path_id in gone:
-                if key in fresh:  # announced earlier in this call: nothing there before it
-                    changes[fresh.pop(key)] = None
-                    was[key] = None
-                elif key not in was:
-                    was[key] = loc.get(key)
+                remember(key)
                 assert source is not None
                 drop(source, key, path_id)
             for path in new:
@@ -425,19 +430,15 @@ class Rib:
                 if stale_sets:
                     stale = stale_sets.get(path_source)
                     if stale:
-                        stale.discard((key, path_id) if path_id else key)
+                        stale.discard(_path_key(key, path_id))
                 if key in candidates or key in was:
-                    if key in fresh:
-                        changes[fresh.pop(key)] = None
-                        was[key] = None
-                    elif key not in was:
-                        was[key] = loc.get(key)
+                    remember(key)
                     put(path)
                     continue
                 # A prefix no one has a path to (most of a full table): no decision to make.
                 if path_source is not own_source:
                     own_source, own = path_source, by_source.setdefault(path_source, {})
-                own[(key, path_id) if path_id else key] = path
+                own[(key, path_id) if path_id else key] = path  # _path_key, inline: hot
                 candidates[key] = loc[key] = path
                 fresh[key] = len(changes)
                 changes.append(_new_tuple(Change, (key, (), (path,))))
@@ -611,10 +612,6 @@ class Rib:
     def lookup(self, prefix: IPNetwork) -> tuple[Path, ...]:
         """The Loc-RIB entry: best path first, then its multipath peers."""
         return _as_tuple(self._loc.get(prefix_key(prefix)))
-
-    def lookup_key(self, key: int) -> tuple[Path, ...]:
-        """`lookup` by `prefix_key`."""
-        return _as_tuple(self._loc.get(key))
 
     def best(self, key: int) -> Path | None:
         """The best path to the prefix of this `prefix_key`, None for no route."""
