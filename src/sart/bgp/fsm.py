@@ -473,9 +473,7 @@ def _send_keepalive(s: FsmState, event: Event, config: Config, now: float) -> Re
 
 
 def _hold_restarted(s: FsmState, now: float) -> FsmState:
-    assert s.negotiated is not None
-    hold = s.negotiated.hold_time
-    at = now + hold if hold else None
+    at = _hold_deadline(s, now)
     if at == s.hold_at:
         # Every message of one read arrives at one `now`: a full table is a million UPDATEs,
         # and copying the state for each costs more than decoding it.
@@ -570,12 +568,14 @@ def update_leaves_state(s: FsmState, now: float) -> bool:
     Deliver: in Established, with the hold deadline already `now`'s (the rest of one read).
     What `step` gives then, without building the event and its result for each of a full
     table's million UPDATEs (a test holds the two equal)."""
-    if s.state is not State.ESTABLISHED:
-        return False
-    negotiated = s.negotiated
-    assert negotiated is not None
-    hold = negotiated.hold_time
-    return s.hold_at == (now + hold if hold else None)
+    return s.state is State.ESTABLISHED and s.hold_at == _hold_deadline(s, now)
+
+
+def _hold_deadline(s: FsmState, now: float) -> float | None:
+    """When the HoldTimer restarted at `now` expires (None: a hold time of 0 runs none)."""
+    assert s.negotiated is not None
+    hold = s.negotiated.hold_time
+    return now + hold if hold else None
 
 
 def message_sent(s: FsmState, now: float) -> FsmState:
