@@ -1,0 +1,287 @@
+"""The webhook's certificates, as the controller keeps them itself (MetalLB's cert-controller
+does the same): a long-lived CA and a serving certificate it signs, for the webhook Service's
+DNS names, held in one Secret (kubernetes.io/tls: tls.crt, tls.key; with ca.crt, the bundle
+the apiserver trusts, and ca.key, to sign the next serving certificate).
+
+Sans-IO: `decide` reads the Secret's data at `now` and says what must be made again and why;
+`renew` makes it; `next_check` is when to look again. No clock, no apiserver here: the caller
+passes the time in and writes the result. The crypto is `cryptography`'s.
+
+Rotation rule: the serving certificate (valid SERVING_LIFETIME) is made again once it is within
+SERVING_WINDOW of expiry, or does not fit (missing, unreadable, another key, not signed by the
+CA, other names); the CA (valid CA_LIFETIME) once within CA_WINDOW of expiry or unfit, and the
+serving certificate with it. CA_WINDOW is longer than SERVING_LIFETIME, so no serving
+certificate outlives the CA that signed it. A renewed CA keeps the previous one in ca.crt while
+that is still valid, so the bundle trusts both while the replicas move to the new certificate.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+from collections.abc import Mapping, Sequence
+
+import attrs
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+CA_LIFETIME = datetime.timedelta(days=3650)
+CA_WINDOW = datetime.timedelta(days=400)
+SERVING_LIFETIME = datetime.timedelta(days=365)
+SERVING_WINDOW = datetime.timedelta(days=30)
+BACKDATE = datetime.timedelta(minutes=5)  # clocks of the apiserver and of us may differ a little
+
+TLS_CERT, TLS_KEY, CA_CERT, CA_KEY = "tls.crt", "tls.key", "ca.crt", "ca.key"
+CA_NAME = "sart-webhook-ca"
+
+
+def service_names(service: str, namespace: str) -> tuple[str, ...]:
+    """The names the apiserver may check when it calls the webhook through its Service."""
+    return (f"{service}.{namespace}.svc", f"{service}.{namespace}.svc.cluster.local")
+
+
+class Renew(enum.Enum):
+    """What the Secret needs, least first."""
+
+    NOTHING = "nothing"
+    BUNDLE = "bundle"  # ca.crt still holds a CA that has expired: drop it
+    SERVING = "serving"  # a new serving certificate from the same CA
+    CA = "ca"  # a new CA, and a serving certificate it signs
+
+
+@attrs.frozen
+class Decision:
+    renew: Renew
+    reason: str  # why, for the log; empty for NOTHING
+
+
+@attrs.frozen
+class _Read:
+    """The Secret's material as far as it could be read."""
+
+    ca: x509.Certificate
+    ca_key: ec.EllipticCurvePrivateKey
+    bundle: tuple[x509.Certificate, ...]  # ca.crt: the CA first, then earlier ones
+
+
+class _Unfit(Exception):
+    """Why a part of the Secret cannot be used."""
+
+
+def _certificates(data: Mapping[str, bytes], field: str) -> list[x509.Certificate]:
+    raw = data.get(field)
+    if not raw:
+        raise _Unfit(f"no {field}")
+    try:
+        return x509.load_pem_x509_certificates(raw)
+    except ValueError as error:
+        raise _Unfit(f"{field} is not PEM certificates: {error}") from None
+
+
+def _key(data: Mapping[str, bytes], field: str) -> ec.EllipticCurvePrivateKey:
+    raw = data.get(field)
+    if not raw:
+        raise _Unfit(f"no {field}")
+    try:
+        key = serialization.load_pem_private_key(raw, password=None)
+    except (ValueError, TypeError) as error:
+        raise _Unfit(f"{field} is not an unencrypted PEM private key: {error}") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise _Unfit(f"{field} is not an EC key")  # what renew makes; anything else is replaced
+    return key
+
+
+def _fits_key(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey, field: str) -> None:
+    if cert.public_key() != key.public_key():
+        raise _Unfit(f"{field} is not the key of its certificate")
+
+
+def _expiry(cert: x509.Certificate, what: str, now: datetime.datetime,
+            window: datetime.timedelta) -> None:  # fmt: skip
+    if now < cert.not_valid_before_utc:
+        raise _Unfit(f"{what} is not valid before {cert.not_valid_before_utc.isoformat()}")
+    if now >= cert.not_valid_after_utc - window:
+        raise _Unfit(f"{what} expires at {cert.not_valid_after_utc.isoformat()}")
+
+
+def _read_ca(data: Mapping[str, bytes], now: datetime.datetime) -> _Read:
+    bundle = _certificates(data, CA_CERT)
+    ca, key = bundle[0], _key(data, CA_KEY)
+    _fits_key(ca, key, CA_KEY)
+    try:
+        constraints = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        raise _Unfit("the CA has no basicConstraints") from None
+    if not constraints.ca:
+        raise _Unfit("the first certificate of ca.crt is not a CA")
+    _expiry(ca, "the CA", now, CA_WINDOW)
+    return _Read(ca, key, tuple(bundle))
+
+
+def _check_serving(
+    data: Mapping[str, bytes], ca: x509.Certificate, names: Sequence[str], now: datetime.datetime
+) -> None:
+    cert = _certificates(data, TLS_CERT)[0]
+    _fits_key(cert, _key(data, TLS_KEY), TLS_KEY)
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        raise _Unfit("the serving certificate is not signed by the CA") from None
+    try:
+        alternative = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        raise _Unfit("the serving certificate has no DNS names") from None
+    have = alternative.get_values_for_type(x509.DNSName)
+    if sorted(have) != sorted(names):
+        raise _Unfit(f"the serving certificate is for {', '.join(have)}")
+    _expiry(cert, "the serving certificate", now, SERVING_WINDOW)
+
+
+def decide(data: Mapping[str, bytes], names: Sequence[str], now: datetime.datetime) -> Decision:
+    """What the Secret's `data` (decoded) needs at `now` to serve `names`."""
+    try:
+        read = _read_ca(data, now)
+    except _Unfit as unfit:
+        return Decision(Renew.CA, str(unfit))
+    try:
+        _check_serving(data, read.ca, names, now)
+    except _Unfit as unfit:
+        return Decision(Renew.SERVING, str(unfit))
+    expired = [c for c in read.bundle[1:] if c.not_valid_after_utc <= now]
+    if expired:
+        return Decision(Renew.BUNDLE, f"ca.crt holds {len(expired)} expired CA certificate(s)")
+    return Decision(Renew.NOTHING, "")
+
+
+def _pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def issue_ca(
+    now: datetime.datetime, lifetime: datetime.timedelta = CA_LIFETIME
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CA_NAME)])
+    identifier = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    usage = x509.KeyUsage(
+        digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+        key_encipherment=False, data_encipherment=False, key_agreement=False,
+        encipher_only=False, decipher_only=False,
+    )  # fmt: skip
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + lifetime)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(usage, critical=True)
+        .add_extension(identifier, critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return cert, key
+
+
+def issue_serving(
+    ca: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    names: Sequence[str],
+    now: datetime.datetime,
+    lifetime: datetime.timedelta = SERVING_LIFETIME,
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    usage = x509.KeyUsage(
+        digital_signature=True, key_cert_sign=False, crl_sign=False, content_commitment=False,
+        key_encipherment=False, data_encipherment=False, key_agreement=False,
+        encipher_only=False, decipher_only=False,
+    )  # fmt: skip
+    authority = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(min(now + lifetime, ca.not_valid_after_utc))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(usage, critical=True)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), False)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False)
+        .add_extension(authority, critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return cert, key
+
+
+def secret_data(
+    ca: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    serving: x509.Certificate,
+    serving_key: ec.EllipticCurvePrivateKey,
+    earlier_cas: Sequence[x509.Certificate] = (),
+) -> dict[str, bytes]:
+    """The Secret's data (decoded) holding these."""
+    return {
+        TLS_CERT: _pem(serving),
+        TLS_KEY: _key_pem(serving_key),
+        CA_CERT: b"".join(_pem(c) for c in (ca, *earlier_cas)),
+        CA_KEY: _key_pem(ca_key),
+    }
+
+
+def _still_valid(data: Mapping[str, bytes], now: datetime.datetime) -> list[x509.Certificate]:
+    """The CA certificates of ca.crt that are still valid, if it can be read at all."""
+    try:
+        bundle = _certificates(data, CA_CERT)
+    except _Unfit:
+        return []
+    return [c for c in bundle if c.not_valid_before_utc <= now < c.not_valid_after_utc]
+
+
+def renew(
+    decision: Decision, data: Mapping[str, bytes], names: Sequence[str], now: datetime.datetime
+) -> dict[str, bytes]:
+    """The Secret's new data (decoded) after `decision` (not NOTHING) on `data` at `now`."""
+    if decision.renew is Renew.CA:
+        ca, ca_key = issue_ca(now)
+        serving, serving_key = issue_serving(ca, ca_key, names, now)
+        # The CA being replaced stays trusted while it is valid: the replicas may still serve
+        # what it signed until they read the new Secret.
+        return secret_data(ca, ca_key, serving, serving_key, _still_valid(data, now))
+    read = _read_ca(data, now)
+    earlier = [c for c in read.bundle[1:] if now < c.not_valid_after_utc]
+    if decision.renew is Renew.SERVING:
+        serving, serving_key = issue_serving(read.ca, read.ca_key, names, now)
+        return secret_data(read.ca, read.ca_key, serving, serving_key, earlier)
+    if decision.renew is Renew.BUNDLE:
+        bundle = b"".join(_pem(c) for c in (read.ca, *earlier))
+        return {**data, CA_CERT: bundle}
+    raise ValueError(f"nothing to renew: {decision}")
+
+
+def next_check(data: Mapping[str, bytes]) -> datetime.datetime | None:
+    """When `decide` will next answer differently for a Secret it found fit: the earliest
+    rotation time or expiry in it (None if it cannot be read)."""
+    try:
+        bundle = _certificates(data, CA_CERT)
+        serving = _certificates(data, TLS_CERT)[0]
+    except _Unfit:
+        return None
+    times = [bundle[0].not_valid_after_utc - CA_WINDOW]
+    times += [c.not_valid_after_utc for c in bundle[1:]]
+    times.append(serving.not_valid_after_utc - SERVING_WINDOW)
+    return min(times)

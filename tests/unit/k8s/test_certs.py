@@ -1,0 +1,167 @@
+"""sart.k8s.certs: when the webhook's CA and serving certificate are made again, with the clock
+passed in; the certificates made are checked with `cryptography` and with Python's own TLS."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import ssl
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from sart.k8s import certs
+from sart.k8s.certs import Renew, decide, next_check, renew, service_names
+
+NOW = datetime.datetime(2026, 11, 28, tzinfo=datetime.UTC)
+NAMES = service_names("sart-webhook", "sart-system")
+DAY = datetime.timedelta(days=1)
+
+
+def fresh(now: datetime.datetime = NOW) -> dict[str, bytes]:
+    return renew(decide({}, NAMES, now), {}, NAMES, now)
+
+
+def serving(data: dict[str, bytes]) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(data[certs.TLS_CERT])
+
+
+def cas(data: dict[str, bytes]) -> list[x509.Certificate]:
+    return x509.load_pem_x509_certificates(data[certs.CA_CERT])
+
+
+def other_serving() -> dict[str, bytes]:
+    other = fresh()
+    return {"tls.crt": other["tls.crt"], "tls.key": other["tls.key"]}
+
+
+def test_service_names() -> None:
+    assert NAMES == ("sart-webhook.sart-system.svc", "sart-webhook.sart-system.svc.cluster.local")
+
+
+def test_an_empty_secret_gets_a_ca_and_a_serving_certificate() -> None:
+    assert decide({}, NAMES, NOW) == certs.Decision(Renew.CA, "no ca.crt")
+    data = fresh()
+    assert set(data) == {"tls.crt", "tls.key", "ca.crt", "ca.key"}
+    assert decide(data, NAMES, NOW) == certs.Decision(Renew.NOTHING, "")
+    [ca] = cas(data)
+    assert ca.not_valid_after_utc == NOW + certs.CA_LIFETIME
+    cert = serving(data)
+    assert cert.not_valid_after_utc == NOW + certs.SERVING_LIFETIME
+    cert.verify_directly_issued_by(ca)
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == list(NAMES)
+
+
+def test_python_tls_accepts_the_pair_and_trusts_the_bundle(tmp_path: Path) -> None:
+    now = datetime.datetime.now(datetime.UTC)
+    data = fresh(now)
+    for field, value in data.items():
+        (tmp_path / field).write_bytes(value)
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
+    client = ssl.create_default_context(cadata=data["ca.crt"].decode())
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    server_in, server_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls_client = client.wrap_bio(incoming, outgoing, server_hostname=NAMES[0])
+    tls_server = server.wrap_bio(server_in, server_out, server_side=True)
+    for _ in range(4):  # handshake over memory: the client verifies the chain and the name
+        for side in (tls_client, tls_server):
+            with contextlib.suppress(ssl.SSLWantReadError):
+                side.do_handshake()
+        server_in.write(outgoing.read())
+        incoming.write(server_out.read())
+    tls_client.do_handshake()
+    assert tls_client.getpeercert()["subject"] == ((("commonName", NAMES[0]),),)
+
+
+def test_serving_certificate_rotates_within_its_window_with_the_same_ca() -> None:
+    data = fresh()
+    rotation = NOW + certs.SERVING_LIFETIME - certs.SERVING_WINDOW
+    assert next_check(data) == rotation
+    assert decide(data, NAMES, rotation - DAY).renew is Renew.NOTHING
+    decision = decide(data, NAMES, rotation)
+    assert decision.renew is Renew.SERVING
+    assert decision.reason.startswith("the serving certificate expires at")
+    renewed = renew(decision, data, NAMES, rotation)
+    assert renewed["ca.crt"] == data["ca.crt"]  # the bundle the apiserver trusts is unchanged
+    assert renewed["ca.key"] == data["ca.key"]
+    assert renewed["tls.key"] != data["tls.key"]
+    assert decide(renewed, NAMES, rotation).renew is Renew.NOTHING
+
+
+def test_ca_rotates_within_its_window_and_the_old_one_stays_in_the_bundle() -> None:
+    data = fresh()
+    now = NOW
+    while (decision := decide(data, NAMES, now)).renew is not Renew.CA:
+        if decision.renew is not Renew.NOTHING:
+            data = renew(decision, data, NAMES, now)  # yearly serving renewals
+        now = next_check(data) or now
+    assert now == NOW + certs.CA_LIFETIME - certs.CA_WINDOW
+    assert decision.reason.startswith("the CA expires at")
+    renewed = renew(decision, data, NAMES, now)
+    new, old = cas(renewed)
+    assert old == cas(data)[0]
+    serving(renewed).verify_directly_issued_by(new)
+    assert decide(renewed, NAMES, now).renew is Renew.NOTHING
+    # the serving certificate rotates once more, then the old CA expires and leaves the bundle
+    expired = old.not_valid_after_utc
+    rotation = next_check(renewed)
+    assert rotation is not None
+    assert rotation < expired
+    renewed = renew(decide(renewed, NAMES, rotation), renewed, NAMES, rotation)
+    assert next_check(renewed) == expired
+    decision = decide(renewed, NAMES, expired)
+    assert decision == certs.Decision(Renew.BUNDLE, "ca.crt holds 1 expired CA certificate(s)")
+    trimmed = renew(decision, renewed, NAMES, expired)
+    assert cas(trimmed) == [new]
+    assert {k: v for k, v in trimmed.items() if k != "ca.crt"} == {
+        k: v for k, v in renewed.items() if k != "ca.crt"
+    }
+
+
+def test_every_serving_certificate_expires_before_its_ca() -> None:
+    assert certs.CA_WINDOW > certs.SERVING_LIFETIME
+
+
+@pytest.mark.parametrize(
+    ("spoil", "renewal", "reason"),
+    [
+        (lambda d: d.pop("ca.key"), Renew.CA, "no ca.key"),
+        (lambda d: d.update({"ca.crt": b"junk"}), Renew.CA, "ca.crt is not PEM certificates"),
+        (lambda d: d.update({"ca.key": fresh()["ca.key"]}), Renew.CA,
+         "ca.key is not the key of its certificate"),
+        (lambda d: d.update({"ca.crt": d["tls.crt"], "ca.key": d["tls.key"]}), Renew.CA,
+         "the first certificate of ca.crt is not a CA"),
+        (lambda d: d.pop("tls.crt"), Renew.SERVING, "no tls.crt"),
+        (lambda d: d.update({"tls.key": b"-----BEGIN PRIVATE KEY-----\n"}), Renew.SERVING,
+         "tls.key is not an unencrypted PEM private key"),
+        (lambda d: d.update(other_serving()), Renew.SERVING,
+         "the serving certificate is not signed by the CA"),
+    ],
+)  # fmt: skip
+def test_unfit_material_is_made_again(spoil: object, renewal: Renew, reason: str) -> None:
+    data = fresh()
+    spoil(data)  # type: ignore[operator]
+    decision = decide(data, NAMES, NOW)
+    assert decision.renew is renewal
+    assert decision.reason.startswith(reason)
+    assert decide(renew(decision, data, NAMES, NOW), NAMES, NOW).renew is Renew.NOTHING
+
+
+def test_other_names_get_a_new_serving_certificate() -> None:
+    data = fresh()
+    names = service_names("sart-webhook", "elsewhere")
+    decision = decide(data, names, NOW)
+    assert decision == certs.Decision(
+        Renew.SERVING,
+        "the serving certificate is for sart-webhook.sart-system.svc,"
+        " sart-webhook.sart-system.svc.cluster.local",
+    )
+    assert decide(renew(decision, data, names, NOW), names, NOW).renew is Renew.NOTHING
+
+
+def test_a_certificate_from_the_future_is_replaced() -> None:
+    data = fresh(NOW + 10 * DAY)
+    assert decide(data, NAMES, NOW).reason.startswith("the CA is not valid before")
