@@ -105,7 +105,8 @@ class Neighbor:
     families: tuple[Family, ...] = ()
     port: int = 179
     local_address: str | None = None
-    # BFD with the neighbor (FRR's bfdd): (min_rx, min_tx, multiplier), milliseconds.
+    # BFD with the neighbor (FRR's bfdd, BIRD's protocol bfd): (min_rx, min_tx, multiplier),
+    # milliseconds.
     bfd: tuple[int, int, int] | None = None
 
     @property
@@ -259,12 +260,15 @@ def bird_protocol_name(address: str) -> str:
 def render_bird(config: BgpConfig) -> str:
     """bird.conf for BIRD 2: one static protocol per family with the originated routes (as
     blackholes), exported with ORIGIN IGP, and one bgp protocol per neighbor. Timers are short
-    (error wait 1-5 s) so a session comes back quickly after an error."""
+    (error wait 1-5 s) so a session comes back quickly after an error. A neighbor with `bfd`
+    gets a `bfd { ... }` block with its intervals, served by one `protocol bfd`."""
     lines = [
         "log stderr all;",
         f"router id {config.router_id};",
         "protocol device {}",
     ]
+    if any(n.bfd is not None for n in config.neighbors):
+        lines.append("protocol bfd {}")
     for family in FAMILIES:
         lines.append(f"protocol static originate_{family[-1]} {{")
         lines.append(f"  {family};")
@@ -304,6 +308,11 @@ def render_bird(config: BgpConfig) -> str:
             lines.append("  direct;")
         if n.graceful_restart:
             lines += ["  graceful restart on;", f"  graceful restart time {config.restart_time};"]
+        if n.bfd is not None:
+            rx, tx, mult = n.bfd
+            lines.append(
+                f"  bfd {{ min rx interval {rx} ms; min tx interval {tx} ms; multiplier {mult}; }};"
+            )
         for family in n.afis:
             lines.append(f"  {family} {{ import all; export filter originated; }};")
         lines.append("}")
@@ -628,6 +637,11 @@ class Peer(abc.ABC):
     def last_error(self, address: str) -> LastError | None:
         """The last error (usually a NOTIFICATION) of the session with `address`, if any."""
 
+    def bfd_states(self) -> dict[str, str]:
+        """The state of every BFD session, by peer address, in lower case ("up", "down",
+        "init", "admindown"), as the daemon shows it."""
+        raise LabError(f"{self} has no BFD")
+
     # -- routes -------------------------------------------------------------------------
 
     @abc.abstractmethod
@@ -911,6 +925,13 @@ class Frr(Peer):
             if isinstance(info, dict)
         }
 
+    def bfd_states(self) -> dict[str, str]:
+        """From bfdd, `show bfd peers json`."""
+        return {
+            str(netaddr.IPAddress(p["peer"])): str(p["status"]).lower()
+            for p in self.vtysh_json("show bfd peers json")
+        }
+
     def neighbor_info(self, address: str) -> dict[str, Any]:
         """`show bgp neighbors ADDRESS json` for this neighbor."""
         data = self.vtysh_json(f"show bgp neighbors {address} json")
@@ -1008,6 +1029,10 @@ _FRR_DOWN = re.compile(
 )
 
 
+def _is_address(text: str) -> bool:
+    return bool(netaddr.valid_ipv4(text) or netaddr.valid_ipv6(text))
+
+
 def _same_address(a: str, b: str) -> bool:
     try:
         return bool(netaddr.IPAddress(a) == netaddr.IPAddress(b))
@@ -1074,6 +1099,16 @@ class Bird(Peer):
             raise DaemonError(f"{self}: birdc {' '.join(words)} failed: {proc.stdout}{proc.stderr}")
         lines = proc.stdout.splitlines()
         return "\n".join(line for line in lines if not line.startswith("BIRD "))
+
+    def bfd_states(self) -> dict[str, str]:
+        """From `birdc show bfd sessions`: one line per session under a header, the address
+        first and the state third (after the interface)."""
+        states: dict[str, str] = {}
+        for line in self.birdc("show", "bfd", "sessions").splitlines():
+            words = line.split()
+            if len(words) >= 3 and _is_address(words[0]):
+                states[str(netaddr.IPAddress(words[0]))] = words[2].lower()
+        return states
 
     def _protocol(self, address: str) -> str:
         return bird_protocol_name(self.config.neighbor(address).address)
