@@ -663,6 +663,18 @@ class Rib:
         """The `prefix_key` of every Loc-RIB prefix."""
         return iter(self._loc)
 
+    def entries(self) -> Iterator[tuple[int, tuple[Path, ...]]]:
+        """(prefix key, Loc-RIB entry) of every prefix, without making networks."""
+        return ((key, _as_tuple(entry)) for key, entry in self._loc.items())
+
+    def candidate_entries(self) -> Iterator[tuple[int, tuple[Path, ...]]]:
+        """(prefix key, every path to it from every source): the Adj-RIBs-In by prefix."""
+        return ((key, _as_tuple(found)) for key, found in self._candidates.items())  # type: ignore[arg-type]
+
+    def sources(self) -> list[Source]:
+        """The sources that have paths, in the order they first had one."""
+        return [source for source, own in self._paths.items() if own]
+
     def __iter__(self) -> Iterator[tuple[IPNetwork, tuple[Path, ...]]]:
         return ((key_network(key), _as_tuple(entry)) for key, entry in self._loc.items())
 
