@@ -28,6 +28,7 @@ from sart.bfd.packet import (
     encode_packet,
 )
 from sart.bfd.session import Config, Session, StateChanged
+from sart.sockets import family_of, host_address, set_ttl
 
 log = logging.getLogger("sart.bfd")
 
@@ -158,14 +159,10 @@ class BfdEndpoint:
     # --- I/O ----------------------------------------------------------------------------------
 
     def _sender(self, address: IPAddress, local_address: IPAddress | None) -> socket.socket:
-        family = socket.AF_INET if address.version == 4 else socket.AF_INET6
-        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock = socket.socket(family_of(address), socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
-            if family == socket.AF_INET:
-                sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, TTL)
-            else:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, TTL)
+            set_ttl(sock, address.version, TTL)
             host = "" if local_address is None else str(local_address)
             for _ in range(64):
                 try:
@@ -241,7 +238,7 @@ class BfdEndpoint:
             except BfdDecodeError:
                 self.dropped_invalid += 1
                 continue
-            address = IPAddress(source[0].split("%")[0])
+            address = host_address(source[0])
             if packet.your_discriminator:
                 peer = self._by_discriminator.get(packet.your_discriminator)
             else:

@@ -18,12 +18,10 @@ import asyncio
 import contextlib
 import logging
 import random
-import socket
-import struct
 import sys
 import time
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Protocol
 
 import attrs
 from netaddr import IPAddress, IPNetwork
@@ -77,14 +75,20 @@ from sart.bgp.restart import InitialTable, may_send_end_of_rib, restart_capabili
 from sart.bgp.rib import Change, Ignored, NextHopProblem, Path, Rib, Source
 from sart.bgp.session import Session
 from sart.errors import BgpUsageError
+from sart.sockets import (
+    dialling_socket,
+    family_of,
+    host_address,
+    listening_socket,
+    set_tcp_md5,
+    set_ttl,
+)
 
 log = logging.getLogger("sart.bgp")
 
 READ_SIZE = 65536
 WRITE_BATCH = 2048  # prefixes turned into UPDATEs between two waits for the socket to drain
 BACKOFF_MAX = 60.0
-TCP_MD5SIG = 14  # linux/tcp.h
-_MD5SIG_MAXKEYLEN = 80
 
 
 def _now() -> float:
@@ -141,6 +145,17 @@ class PathsSent:
 SpeakerEvent = PeerStateChanged | BestPathChanged | PathsSent
 
 
+class SessionMonitor(Protocol):
+    """Told of each session's start and end and of every UPDATE a peer sends, as the speaker
+    handles them (sart.bgp.bmp_export): a call returns at once and never blocks."""
+
+    def session_up(self, neighbor: Neighbor) -> None: ...
+
+    def session_down(self, neighbor: Neighbor, session: Session, down: SessionDown) -> None: ...
+
+    def updates_received(self, neighbor: Neighbor, updates: Sequence[Update]) -> None: ...
+
+
 class _Connection:
     """One TCP connection to a neighbor and the Session over it."""
 
@@ -156,8 +171,7 @@ class _Connection:
         self.reader = reader
         self.writer = writer
         self.outgoing = outgoing
-        local = writer.get_extra_info("sockname")
-        self.local_address = IPAddress(local[0].split("%")[0])
+        self.local_address = host_address(writer.get_extra_info("sockname")[0])
         self.closed = False
 
     def flush(self) -> None:
@@ -295,33 +309,6 @@ class Neighbor:
             self._stale_timer = None
 
 
-def _set_md5(sock: Any, address: IPAddress, password: str | None) -> None:
-    """TCP-MD5 signatures (RFC 2385) with `address` (Linux TCP_MD5SIG; an empty key removes)."""
-    key = (password or "").encode()
-    if address.version == 4:
-        sockaddr = struct.pack("=H2s4s", socket.AF_INET, b"\0\0", address.packed)
-    else:
-        sockaddr = struct.pack("=H2sI16sI", socket.AF_INET6, b"\0\0", 0, address.packed, 0)
-    sockaddr = sockaddr.ljust(128, b"\0")
-    value = sockaddr + struct.pack("=BBHI", 0, 0, len(key), 0) + key.ljust(_MD5SIG_MAXKEYLEN, b"\0")
-    sock.setsockopt(socket.IPPROTO_TCP, TCP_MD5SIG, value)
-
-
-def _set_ttl(sock: socket.socket, version: int, ttl: int) -> None:
-    if version == 4:
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
-    else:
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl)
-
-
-def _peer_address(writer: asyncio.StreamWriter) -> IPAddress:
-    host = writer.get_extra_info("peername")[0].split("%")[0]
-    address = IPAddress(host)
-    if address.version == 6 and address.is_ipv4_mapped():
-        address = address.ipv4()
-    return address
-
-
 class Speaker:
     """A BGP speaker: `await start()`, then announce/withdraw local paths, add/remove
     neighbors, read the RIB; `await stop()` closes every session with a Cease."""
@@ -335,6 +322,7 @@ class Speaker:
         self.neighbors: dict[IPAddress, Neighbor] = {}
         self._servers: list[asyncio.Server] = []
         self._subscribers: list[asyncio.Queue[SpeakerEvent]] = []
+        self.monitors: list[SessionMonitor] = []
         self.ports: list[int] = []  # the ports listened on (useful with port 0)
         self.transitions: dict[tuple[IPAddress, State], int] = {}  # for metrics
         self.started_at = _now()
@@ -423,25 +411,17 @@ class Speaker:
         return True
 
     async def _listen(self, address: IPAddress) -> None:
-        family = socket.AF_INET if address.version == 4 else socket.AF_INET6
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        port = self.ports[0] if self.ports and self.config.port == 0 else self.config.port
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            port = self.ports[0] if self.ports and self.config.port == 0 else self.config.port
-            sock.bind((str(address), port))
-            sock.listen(128)
-            sock.setblocking(False)
+            sock = listening_socket(address, port)
         except OSError as error:
-            sock.close()
             if address.version == 6 and self._servers:
                 log.warning("not listening on %s: %s", address, error)
                 return
             raise
         for neighbor in self.config.neighbors:
             if neighbor.password and neighbor.address.version == address.version:
-                _set_md5(sock, neighbor.address, neighbor.password)
+                set_tcp_md5(sock, neighbor.address, neighbor.password)
         server = await asyncio.start_server(self._accept, sock=sock)
         self._servers.append(server)
         if not self.ports:
@@ -460,10 +440,8 @@ class Speaker:
         if config.password:
             for server in self._servers:
                 for sock in server.sockets:
-                    if sock.family == (
-                        socket.AF_INET if config.address.version == 4 else socket.AF_INET6
-                    ):
-                        _set_md5(sock, config.address, config.password)
+                    if sock.family == family_of(config.address):
+                        set_tcp_md5(sock, config.address, config.password)
         neighbor.start()
         if config.bfd is not None:
             if self.bfd is None:
@@ -711,15 +689,13 @@ class Speaker:
     async def _open(
         self, config: NeighborConfig
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        version = config.address.version
-        sock = socket.socket(socket.AF_INET if version == 4 else socket.AF_INET6)
+        sock = dialling_socket(
+            config.address,
+            ttl=self._ttl(config),
+            password=config.password,
+            local_address=config.local_address,
+        )
         try:
-            sock.setblocking(False)
-            if config.password:
-                _set_md5(sock, config.address, config.password)
-            _set_ttl(sock, version, self._ttl(config))
-            if config.local_address is not None:
-                sock.bind((str(config.local_address), 0))
             await asyncio.get_running_loop().sock_connect(sock, (str(config.address), config.port))
         except BaseException:
             sock.close()
@@ -732,7 +708,7 @@ class Speaker:
         return 255 if config.asn == self.config.asn else 1
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        address = _peer_address(writer)
+        address = host_address(writer.get_extra_info("peername")[0])
         neighbor = self.neighbors.get(address)
         session = None
         if neighbor is not None and not neighbor.config.admin_down and not neighbor.stopping:
@@ -746,7 +722,7 @@ class Speaker:
             return
         sock = writer.get_extra_info("socket")
         if sock is not None:
-            _set_ttl(sock, neighbor.address.version, self._ttl(neighbor.config))
+            set_ttl(sock, neighbor.address.version, self._ttl(neighbor.config))
         await self._run(neighbor, _Connection(session, reader, writer, outgoing=False))
 
     async def _run(self, neighbor: Neighbor, connection: _Connection) -> None:
@@ -924,11 +900,15 @@ class Speaker:
                 "families": sorted(str(f) for f in negotiated.families),
             },
         )
+        for monitor in self.monitors:
+            monitor.session_up(neighbor)
         self._publish(PeerStateChanged(neighbor.address, State.ESTABLISHED))
 
     def _session_down(self, neighbor: Neighbor, connection: _Connection, down: SessionDown) -> None:
         if neighbor.established is not connection:
             return
+        for monitor in self.monitors:
+            monitor.session_down(neighbor, connection.session, down)
         neighbor.established = None
         neighbor.adj_out = None
         neighbor.pending = {}
@@ -991,6 +971,8 @@ class Speaker:
         assert isinstance(message, Update)
         family = message.end_of_rib_family
         assert family is not None  # the rest go to _deliver_routes
+        for monitor in self.monitors:
+            monitor.updates_received(neighbor, (message,))
         stats = neighbor.stats
         stats.updates_in += 1
         log.info(
@@ -1012,6 +994,8 @@ class Speaker:
         source = neighbor.source
         if neighbor.established is not connection or source is None:
             return
+        for monitor in self.monitors:
+            monitor.updates_received(neighbor, updates)
         stats = neighbor.stats
         stats.updates_in += len(updates)
         received = 0
