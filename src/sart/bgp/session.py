@@ -39,7 +39,7 @@ from sart.bgp.fsm import (
     update_leaves_state,
 )
 from sart.bgp.limits import Level, announced_family, cease_data, level
-from sart.bgp.messages import Keepalive, Message, Notification, Update
+from sart.bgp.messages import Keepalive, Message, Notification, Open, Update
 from sart.bgp.wire import decode_framed, encode_message
 from sart.bgp.wire.framing import MessageSplitter
 from sart.errors import BgpUsageError
@@ -59,6 +59,7 @@ class Session:
         self.messages_out = 0
         self.notification_sent: Notification | None = None  # the last, for "last error"
         self.notification_received: Notification | None = None
+        self.open_received: Open | None = None  # the peer's, for monitoring (BMP Peer Up)
         self.prefix_warning = False  # the warning threshold was crossed and still holds
         self.prefix_limit_exceeded = False
 
@@ -178,6 +179,8 @@ class Session:
                     continue
                 if kind is Notification:
                     self.notification_received = message  # type: ignore[assignment]
+                elif kind is Open:
+                    self.open_received = message  # type: ignore[assignment]
                 event: Event = event_for(message)
             except BgpDecodeError as error:
                 event = MessageError(error)
