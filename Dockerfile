@@ -20,13 +20,13 @@ RUN apt-get update \
 FROM base AS wheels
 COPY pyproject.toml README.md /src/
 COPY src /src/src
-RUN python3 -m venv /build && /build/bin/pip wheel --no-cache-dir --wheel-dir /wheels /src
+RUN python3 -m venv /build && /build/bin/pip wheel --no-cache-dir --wheel-dir /wheels '/src[all]'
 
 FROM base
 RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
     python3 -m venv /opt/sart \
     && /opt/sart/bin/pip install --no-cache-dir --no-index --disable-pip-version-check \
-        --find-links /wheels sart
+        --find-links /wheels 'sart[all]'
 ENV PATH=/opt/sart/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     LANG=C.UTF-8 \
     PYTHONDONTWRITEBYTECODE=1 \
