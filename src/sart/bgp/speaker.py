@@ -29,6 +29,7 @@ from netaddr import IPAddress, IPNetwork
 from sart.bfd.packet import SessionState as BfdState
 from sart.bfd.session import StateChanged as BfdStateChanged
 from sart.bfd.udp import BfdEndpoint
+from sart.bgp import reconnect
 from sart.bgp.codes import CeaseSubcode
 from sart.bgp.config import (
     NeighborConfig,
@@ -43,6 +44,8 @@ from sart.bgp.fsm import (
     Deliver,
     DropTcp,
     FsmState,
+    ManualStart,
+    ManualStop,
     PrefixLimitWarning,
     SessionDown,
     SessionUp,
@@ -71,6 +74,8 @@ from sart.bgp.messages import (
 )
 from sart.bgp.negotiation import Negotiated
 from sart.bgp.prefixes import prefix_key
+from sart.bgp.reconnect import AttemptEnded, Phase, Reconnect
+from sart.bgp.reconnect import Event as ReconnectEvent
 from sart.bgp.restart import InitialTable, may_send_end_of_rib, restart_capability
 from sart.bgp.rib import Change, Ignored, NextHopProblem, Path, Rib, Source
 from sart.bgp.session import Session
@@ -88,7 +93,6 @@ log = logging.getLogger("sart.bgp")
 
 READ_SIZE = 65536
 WRITE_BATCH = 2048  # prefixes turned into UPDATEs between two waits for the socket to drain
-BACKOFF_MAX = 60.0
 
 
 def _now() -> float:
@@ -217,6 +221,9 @@ class Neighbor:
         self.stale_source: Source | None = None  # a restarting peer's routes, kept
         self.end_of_rib_due: set[Family] = set()  # families the restarted peer still owes
         self.connecting = False
+        self.reconnect = Reconnect()  # when we dial it next (sart.bgp.reconnect)
+        self.disconnected = asyncio.Event()  # set while it has no connection
+        self.disconnected.set()
         # Restarting side: the Restart State bit goes in our OPENs until a session is up.
         self.restarting = False
         # The last session's Idle state while the prefix limit holds the neighbor down.
@@ -265,8 +272,15 @@ class Neighbor:
 
     def start(self) -> None:
         self._stopping = False
-        if not self.config.passive and not self.config.admin_down:
+        dials = not self.config.passive and not self.config.admin_down
+        if dials and self.redial(ManualStart()):
             self.spawn(self._speaker._connect_loop(self))
+
+    def redial(self, event: ReconnectEvent) -> bool:
+        """Feed the reconnect machine; True when a connection must be opened now."""
+        retry_time = self._speaker.config.connect_retry_time
+        self.reconnect, dial = reconnect.step(self.reconnect, event, retry_time, _now())
+        return bool(dial)
 
     async def stop(
         self,
@@ -278,6 +292,7 @@ class Neighbor:
         """Close the sessions with a Cease; `graceful`: without a NOTIFICATION, the TCP
         connection just closes, so a graceful-restart peer keeps our routes (RFC 4724 4.2)."""
         self._stopping = True
+        self.redial(ManualStop())
         for connection in list(self.connections):
             if graceful:
                 self._speaker._act(self, connection, connection.session.connection_lost(_now()))
@@ -647,44 +662,52 @@ class Speaker:
     # --- connections --------------------------------------------------------------------------
 
     async def _connect_loop(self, neighbor: Neighbor) -> None:
-        """Open connections to the neighbor while none is up, backing off exponentially
-        (with jitter) after each failure; back to the base delay after a session was up."""
-        failures = 0
-        config = neighbor.config
+        """Dial the neighbor when its reconnect machine says so (sart.bgp.reconnect): at once
+        when started, then after each attempt at the deadline it returns."""
         while not neighbor.stopping:
-            if neighbor.connections:
-                await asyncio.sleep(self.config.connect_retry_time)
-                continue
-            session = self._new_session(neighbor, passive=False)
-            if session.state is State.IDLE:
-                deadline = session.next_deadline()
-                if deadline is None:
-                    return  # until an operator starts it again
+            deadline = neighbor.reconnect.next_deadline()
+            if deadline is not None:
                 await asyncio.sleep(max(deadline - _now(), 0.0))
+                for event in neighbor.reconnect.expired(_now()):
+                    neighbor.redial(event)
                 continue
-            neighbor.connecting = True
-            try:
-                reader, writer = await asyncio.wait_for(
-                    self._open(config), timeout=self.config.connect_retry_time
-                )
-            except (OSError, TimeoutError) as error:
-                error.__traceback__ = None  # its frames hold the connect's future, which holds it
-                neighbor.connecting = False
-                session.connection_lost(_now())
-                failures += 1
-                neighbor.stats.last_error = f"connect: {error or 'timed out'}"
-                delay = min(self.config.connect_retry_time * 2 ** (failures - 1), BACKOFF_MAX)
-                await asyncio.sleep(delay * random.uniform(0.75, 1.0))
-                continue
-            neighbor.connecting = False
+            if neighbor.reconnect.phase is not Phase.DIALLING:
+                return
             was_up = neighbor.stats.established_count
-            await self._run(neighbor, _Connection(session, reader, writer, outgoing=True))
-            if neighbor.stats.established_count > was_up:
-                failures = 0
-            else:
-                failures += 1
-            delay = min(self.config.connect_retry_time * 2 ** max(failures - 1, 0), BACKOFF_MAX)
-            await asyncio.sleep(delay * random.uniform(0.75, 1.0))
+            if not await self._attempt(neighbor):
+                return  # held down until an operator starts it again
+            established = neighbor.stats.established_count > was_up
+            neighbor.redial(AttemptEnded(established, random.random()))
+
+    async def _attempt(self, neighbor: Neighbor) -> bool:
+        """One attempt: wait out a connection the peer opened, or open ours and run its
+        session to the end. False when the prefix limit holds the neighbor down for good."""
+        if neighbor.connections:
+            await neighbor.disconnected.wait()
+            return True
+        session = self._new_session(neighbor, passive=False)
+        while session.state is State.IDLE:
+            deadline = session.next_deadline()  # the prefix limit's IdleHoldTimer
+            if deadline is None:
+                return False
+            await asyncio.sleep(max(deadline - _now(), 0.0))
+            session = self._new_session(neighbor, passive=False)
+        connect_retry_at = session.next_deadline()
+        assert connect_retry_at is not None
+        neighbor.connecting = True
+        try:
+            reader, writer = await asyncio.wait_for(
+                self._open(neighbor.config), timeout=max(connect_retry_at - _now(), 0.0)
+            )
+        except (OSError, TimeoutError) as error:
+            error.__traceback__ = None  # its frames hold the connect's future, which holds it
+            session.connection_lost(_now())
+            neighbor.stats.last_error = f"connect: {error or 'timed out'}"
+            return True
+        finally:
+            neighbor.connecting = False
+        await self._run(neighbor, _Connection(session, reader, writer, outgoing=True))
+        return True
 
     async def _open(
         self, config: NeighborConfig
@@ -728,6 +751,7 @@ class Speaker:
     async def _run(self, neighbor: Neighbor, connection: _Connection) -> None:
         """Drive one connection until its session is back in Idle."""
         neighbor.connections.append(connection)
+        neighbor.disconnected.clear()
         session = connection.session
         try:
             self._act(neighbor, connection, session.connection_made(_now()))
@@ -759,6 +783,8 @@ class Speaker:
                 self._act(neighbor, connection, session.connection_lost(_now()))
             connection.close()
             neighbor.connections.remove(connection)
+            if not neighbor.connections:
+                neighbor.disconnected.set()
             received, sent = session.notification_received, session.notification_sent
             if received is not None:
                 neighbor.stats.last_error = f"peer sent NOTIFICATION {received.description}"
