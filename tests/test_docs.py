@@ -17,17 +17,11 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from sart.cli.controller import main as controller_main
-from sart.cli.sart import main as sart_main
-from sart.cli.sartd import main as sartd_main
+from sart.cli import reference
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
-PROGRAMS: dict[str, click.Command] = {
-    "sartd": sartd_main,
-    "sart": sart_main,
-    "sart-controller": controller_main,
-}
+PROGRAMS: dict[str, click.Command] = dict(reference.PROGRAMS)
 INSTALLER = "python -m sart.cni.install"
 COMMAND = re.compile(
     r"(?:^|(?<=[\s/(\[]))(sartd|sart-controller|sart|python -m sart\.cni\.install)(?=\s|$)"
