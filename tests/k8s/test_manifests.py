@@ -16,6 +16,7 @@ import pytest
 import yaml
 from kubernetes_asyncio.client import CoreV1Api
 
+from sart.k8s.certs import service_names
 from sart.k8s.runtime import webhook
 from sart.testing.cluster_lab import GRACEFUL_RESTART_FLAGS
 from sart.testing.controlplane import ControlPlane
@@ -222,8 +223,39 @@ def test_the_webhook_component_registers_what_the_controller_serves(
     assert "sart-webhook" in {o["metadata"]["name"] for o in objects if o["kind"] == "Service"}
     spec = find(objects, "Deployment", "sart-controller")["spec"]["template"]["spec"]
     command = containers(spec)["controller"]["command"]
-    assert command[command.index("--webhook-cert") + 1] == "/etc/sart/webhook/tls.crt"
+    secret = f"{NAMESPACE}/sart-webhook-tls"
+    assert command[command.index("--webhook-cert-secret") + 1] == secret
+    assert "volumes" not in spec  # the Secret is read through the API, not mounted
     assert "webhook" not in {o["metadata"]["name"] for o in rendered["base"]}
+    # the controller may touch that Secret and that configuration only (by name)
+    role = find(objects, "Role", "sart-controller-webhook-tls")
+    assert role["rules"][1]["resourceNames"] == ["sart-webhook-tls"]
+    assert find(objects, "ClusterRole", "sart-controller-webhook")["rules"][0]["resourceNames"] == [
+        "sart"
+    ]
+
+
+def test_the_cert_manager_component_renders(kubectl: Path, tmp_path: Path) -> None:
+    """Only rendered here: the apiserver has no cert-manager kinds. The Certificate's Secret
+    is mounted, the CA is injected by annotation, the controller keeps no certificate."""
+    components = ("components/webhook", "components/webhook-cert-manager")
+    objects = render_with(kubectl, tmp_path, components)
+    certificate = find(objects, "Certificate", "sart-webhook")
+    assert certificate["spec"]["secretName"] == "sart-webhook-tls"
+    assert certificate["spec"]["dnsNames"] == list(service_names("sart-webhook", NAMESPACE))
+    assert find(objects, "Issuer", "sart-webhook")["spec"] == {"selfSigned": {}}
+    registered = find(objects, "ValidatingWebhookConfiguration", "sart")
+    annotations = registered["metadata"]["annotations"]
+    assert annotations["cert-manager.io/inject-ca-from"] == f"{NAMESPACE}/sart-webhook"
+    spec = find(objects, "Deployment", "sart-controller")["spec"]["template"]["spec"]
+    command = containers(spec)["controller"]["command"]
+    assert "--webhook-cert-secret" not in command
+    assert command[command.index("--webhook-cert") + 1] == "/etc/sart/webhook/tls.crt"
+    assert spec["volumes"] == [
+        {"name": "webhook-tls", "secret": {"secretName": "sart-webhook-tls"}}
+    ]
+    names = {o["metadata"]["name"] for o in objects}
+    assert not {"sart-controller-webhook", "sart-controller-webhook-tls"} & names
 
 
 def dry_run_apply(

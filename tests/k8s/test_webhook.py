@@ -35,9 +35,9 @@ async def registered(k8s: Any, control_plane: ControlPlane) -> AsyncIterator[Any
     await apply_crds(k8s)
     port = free_port()
     directory = control_plane.directory
-    runner = await webhook.serve(
-        k8s, "127.0.0.1", port, directory / "apiserver.crt", directory / "apiserver.key"
-    )
+    context = webhook.server_context()
+    context.load_cert_chain(directory / "apiserver.crt", directory / "apiserver.key")
+    runner = await webhook.serve(k8s, "127.0.0.1", port, context)
     ca = base64.b64encode((directory / "ca.crt").read_bytes()).decode()
     name = unique_name("sart-webhook")
     config = webhook.configuration(

@@ -11,10 +11,23 @@ import os
 import socket
 from pathlib import Path
 
+import attrs
 import click
 
 from sart.cli.daemon import run_daemon
 from sart.cli.logs import configure_logging, log_options
+
+
+@attrs.frozen
+class Webhook:
+    """How the webhook is served: with a certificate from files, or from a Secret the
+    controller keeps (sart.k8s.runtime.certs)."""
+
+    address: str
+    files: tuple[Path, Path] | None = None  # --webhook-cert, --webhook-key
+    secret: tuple[str, str] | None = None  # --webhook-cert-secret: namespace, name
+    service: str = "sart-webhook"
+    configuration: str = "sart"
 
 
 def options(function: click.decorators.FC) -> click.decorators.FC:
@@ -57,14 +70,36 @@ def options(function: click.decorators.FC) -> click.decorators.FC:
             "--webhook-address",
             default="0.0.0.0:9443",
             show_default=True,
-            help="Where the validating webhook listens (with --webhook-cert and --webhook-key).",
+            help="Where the validating webhook listens (with --webhook-cert-secret, or"
+            " --webhook-cert and --webhook-key).",
         ),
         click.option(
             "--webhook-cert",
             type=click.Path(exists=True, dir_okay=False, path_type=Path),
-            help="TLS certificate of the webhook; no webhook without it.",
+            help="TLS certificate of the webhook, read at start; no webhook without it or"
+            " --webhook-cert-secret.",
         ),
         click.option("--webhook-key", type=click.Path(exists=True, dir_okay=False, path_type=Path)),
+        click.option(
+            "--webhook-cert-secret",
+            metavar="NAMESPACE/NAME",
+            help="Serve the webhook with the certificate of this Secret, read through the API"
+            " by every replica; the leader makes it, rotates it and puts its CA in"
+            " --webhook-configuration. Instead of --webhook-cert/--webhook-key.",
+        ),
+        click.option(
+            "--webhook-service",
+            default="sart-webhook",
+            show_default=True,
+            help="The Service (in the Secret's namespace) the apiserver calls the webhook"
+            " through: the certificate's names.",
+        ),
+        click.option(
+            "--webhook-configuration",
+            default="sart",
+            show_default=True,
+            help="The ValidatingWebhookConfiguration whose sart webhooks get the CA bundle.",
+        ),
         click.option(
             "--metrics-address",
             default="0.0.0.0:9470",
@@ -92,6 +127,9 @@ def run(
     webhook_address: str,
     webhook_cert: Path | None,
     webhook_key: Path | None,
+    webhook_cert_secret: str | None,
+    webhook_service: str,
+    webhook_configuration: str,
     log_format: str,
     level: str,
 ) -> None:
@@ -107,8 +145,22 @@ def run(
             f" (got {retry_period}, {renew_deadline}, {lease_duration})"
         )
     webhook = None
-    if webhook_cert is not None and webhook_key is not None:
-        webhook = (webhook_address, webhook_cert, webhook_key)
+    if webhook_cert_secret is not None:
+        if webhook_cert is not None:
+            raise click.UsageError("--webhook-cert-secret or --webhook-cert, not both")
+        namespace, _, name = webhook_cert_secret.partition("/")
+        if not namespace or not name or "/" in name:
+            raise click.UsageError(
+                f"--webhook-cert-secret must be NAMESPACE/NAME (got {webhook_cert_secret!r})"
+            )
+        webhook = Webhook(
+            webhook_address,
+            secret=(namespace, name),
+            service=webhook_service,
+            configuration=webhook_configuration,
+        )
+    elif webhook_cert is not None and webhook_key is not None:
+        webhook = Webhook(webhook_address, files=(webhook_cert, webhook_key))
     from sart.cli.run_controller import serve  # noqa: PLC0415  (the Kubernetes client: only now)
 
     run_daemon(

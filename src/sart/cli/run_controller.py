@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 
 from kubernetes_asyncio.client import ApiClient, CoordinationV1Api
 
 from sart import __version__
 from sart.api.client import parse_endpoint
+from sart.cli.controller import Webhook
 from sart.cli.daemon import load_kube_config, run_until_stopped
 from sart.cli.serving import Health, HttpEndpoint
+from sart.k8s.certs import service_names
 from sart.k8s.runtime.blocks import BlockController
 from sart.k8s.runtime.calls import read_environment_once
+from sart.k8s.runtime.certs import WebhookCertificates
 from sart.k8s.runtime.clusterbgp import ClusterBgpController
 from sart.k8s.runtime.controller import LoadBalancerController
 from sart.k8s.runtime.leader import LeaderElection
@@ -23,6 +25,7 @@ from sart.k8s.runtime.legacy import LegacyFinalizers
 from sart.k8s.runtime.metrics import ControllerMetrics
 from sart.k8s.runtime.watch import SharedWatches
 from sart.k8s.runtime.webhook import serve as serve_webhook
+from sart.k8s.runtime.webhook import server_context
 
 log = logging.getLogger("sart.controller")
 
@@ -36,7 +39,7 @@ async def serve(
     elect: bool,
     timing: tuple[float, float, float],
     metrics_address: str,
-    webhook: tuple[str, Path, Path] | None,
+    webhook: Webhook | None,
 ) -> None:
     health = Health()
     health.ready("controller", lambda: "no kubeconfig loaded yet")
@@ -70,7 +73,7 @@ async def _run(
     field_manager: str,
     elect: bool,
     timing: tuple[float, float, float],
-    webhook: tuple[str, Path, Path] | None,
+    webhook: Webhook | None,
 ) -> None:
     # The apiserver names the manager of a write (managedFields) after the User-Agent's
     # first part; the identity goes in the rest, for audit logs.
@@ -110,17 +113,42 @@ async def _run(
     health.ready("controller", ready)
     health.fact("leader", lambda: leader.leading() if elect else True)
 
+    certificates = None
+    if webhook is not None:
+        host, port = parse_endpoint(webhook.address)
+        context = server_context()
+        if webhook.secret is not None:
+            namespace, secret = webhook.secret
+            certificates = WebhookCertificates(
+                api,
+                namespace=namespace,
+                secret=secret,
+                names=service_names(webhook.service, namespace),
+                configuration=webhook.configuration,
+                context=context,
+                fence=fence,
+            )
+        elif webhook.files is not None:
+            context.load_cert_chain(*webhook.files)
+            await serve_webhook(api, host, port, context)
+
     async def every_part() -> None:
         async with asyncio.TaskGroup() as tasks:
             for part in parts:
                 tasks.create_task(part.run())
+            if certificates is not None:
+                tasks.create_task(certificates.keep())
 
-    if webhook is not None:
-        address, cert, key = webhook
-        host, port = parse_endpoint(address)
-        await serve_webhook(api, host, port, cert, key)
+    async def everything() -> None:
+        async with asyncio.TaskGroup() as tasks:
+            if certificates is not None:  # every replica serves, standbys too
+                tasks.create_task(
+                    certificates.follow(lambda: serve_webhook(api, host, port, context))
+                )
+            tasks.create_task(leader.hold(every_part) if elect else every_part())
+
     try:
-        await run_until_stopped(leader.hold(every_part) if elect else every_part())
+        await run_until_stopped(everything())
     finally:
         if elect:
             await leader.release()

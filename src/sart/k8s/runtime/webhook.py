@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from sart.k8s.reconcile.validation import validate_address_pool, validate_bgp_pe
 
 log = logging.getLogger("sart.k8s")
 PATH = "/validate"
+NAME = "validate.sart.terassyi.net"  # the webhook's name in its configuration
 RULES = {"addresspools": validate_address_pool, "bgppeers": validate_bgp_peer}
 
 
@@ -50,9 +52,24 @@ def make_app(api: ApiClient) -> web.Application:
     return app
 
 
-async def serve(api: ApiClient, host: str, port: int, cert: Path, key: Path) -> web.AppRunner:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
+def load_pair(context: ssl.SSLContext, cert: bytes, key: bytes) -> None:
+    """Make `context` serve this certificate and key (PEM) from the next handshake on. Python
+    loads them only from files: they are written to a private directory and removed at once."""
+    with tempfile.TemporaryDirectory(prefix="sart-webhook-") as directory:
+        cert_file, key_file = Path(directory, "tls.crt"), Path(directory, "tls.key")
+        cert_file.write_bytes(cert)
+        key_file.touch(mode=0o600)
+        key_file.write_bytes(key)
+        context.load_cert_chain(cert_file, key_file)
+
+
+def server_context() -> ssl.SSLContext:
+    """A TLS server context with no certificate yet (`load_pair` or `load_cert_chain`)."""
+    return ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+
+
+async def serve(api: ApiClient, host: str, port: int, context: ssl.SSLContext) -> web.AppRunner:
+    """Serve the webhook with `context`'s certificate (loaded already)."""
     runner = web.AppRunner(make_app(api), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port, ssl_context=context).start()
@@ -70,7 +87,7 @@ def configuration(client_config: dict[str, Any], name: str = "sart") -> dict[str
         "metadata": {"name": name},
         "webhooks": [
             {
-                "name": "validate.sart.terassyi.net",
+                "name": NAME,
                 "clientConfig": client_config,
                 "rules": [
                     {
