@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import datetime
 import logging
 import ssl
@@ -31,7 +30,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from sart.k8s.certs import CA_CERT, TLS_CERT, TLS_KEY, Renew, decide, next_check, renew
 from sart.k8s.runtime import MERGE
 from sart.k8s.runtime.calls import call_raw
-from sart.k8s.runtime.outcome import API_ERRORS, Backoff, Outcome, classify, describe
+from sart.k8s.runtime.outcome import Backoff, sync_passes
 from sart.k8s.runtime.watch import watch_objects
 from sart.k8s.runtime.webhook import NAME, load_pair
 
@@ -157,36 +156,13 @@ class WebhookCertificates:
         self._wake.set()
 
     async def _work(self) -> None:
-        retry: float | None = None
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), retry)
-            self._wake.clear()
-            if self._listed != {"secret", "configuration"}:
-                retry = None
-                continue  # decide only on what both watches have listed
-            try:
-                await self.sync()
-            except API_ERRORS as error:
-                outcome = classify(error, gone=Outcome.REDO)
-                retry = 0.0 if outcome is Outcome.REDO else self._backoff.next()
-                if outcome is Outcome.PERMANENT:
-                    retry = max(retry, REFUSED_RETRY)
-                    log.error("webhook certificate write refused", extra={
-                        "error": describe(error), "body": getattr(error, "body", "")})  # fmt: skip
-                elif outcome is Outcome.TEMPORARY:
-                    log.warning(
-                        "webhook certificate not in sync, retrying",
-                        extra={"error": describe(error), "retry_in": round(retry, 2)},
-                    )
-                continue
-            self._backoff.reset()
-            due = next_check(self.data)
-            wait = LOOK_AGAIN if due is None else (due - self.clock()).total_seconds()
-            retry = min(max(wait, 0.0), LOOK_AGAIN)
+        await sync_passes(self._wake, lambda: self._listed == {"secret", "configuration"},
+                          self.sync, "webhook certificate", backoff=self._backoff,
+                          refused_retry=REFUSED_RETRY)  # fmt: skip
 
-    async def sync(self) -> None:
-        """One pass: renew the Secret if it needs it, then make the bundle its ca.crt."""
+    async def sync(self) -> float:
+        """One pass: renew the Secret if it needs it, then make the bundle its ca.crt; returns
+        the seconds until the certificate's dates must be looked at again."""
         now = self.clock()
         decision = decide(self.data, self.names, now)
         if decision.renew is not Renew.NOTHING:
@@ -199,6 +175,9 @@ class WebhookCertificates:
                        "renewed": decision.renew.value, "reason": decision.reason}  # fmt: skip
             log.info("webhook certificate renewed", extra=renewed)
         await self._patch_bundles(self.data[CA_CERT])
+        due = next_check(self.data)
+        wait = LOOK_AGAIN if due is None else (due - now).total_seconds()
+        return min(max(wait, 0.0), LOOK_AGAIN)
 
     async def _patch_bundles(self, bundle: bytes) -> None:
         if self.bundles is None:

@@ -12,7 +12,6 @@ ClusterBGPs selecting one node are in both's `Conflicted` condition too."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -33,7 +32,7 @@ from sart.k8s.reconcile.clusterbgp import (
 )
 from sart.k8s.runtime import MERGE, rfc3339_now
 from sart.k8s.runtime.events import EventRecorder
-from sart.k8s.runtime.outcome import API_ERRORS, Backoff, Outcome, classify, describe
+from sart.k8s.runtime.outcome import Backoff, sync_passes
 from sart.k8s.runtime.watch import read_object, watch_kind, watch_objects
 
 log = logging.getLogger("sart.k8s")
@@ -132,29 +131,8 @@ class ClusterBgpController:
         return len(self._synced) >= 5
 
     async def _work(self) -> None:
-        retry: float | None = None
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), retry)
-            self._wake.clear()
-            if not self.synced:
-                continue  # decide only on a full view of the cluster
-            try:
-                await self.sync()
-            except API_ERRORS as error:
-                outcome = classify(error, gone=Outcome.REDO)
-                retry = 0.0 if outcome is Outcome.REDO else self._backoff.next()
-                if outcome is Outcome.PERMANENT:
-                    retry = max(retry, 30.0)
-                    log.error("cluster BGP write refused", extra={"error": describe(error)})
-                else:
-                    log.warning(
-                        "cluster BGP not in sync, retrying",
-                        extra={"error": describe(error), "retry_in": round(retry, 2)},
-                    )
-                continue
-            retry = None
-            self._backoff.reset()
+        await sync_passes(self._wake, lambda: self.synced, self.sync, "cluster BGP",
+                          backoff=self._backoff, refused_retry=30.0)  # fmt: skip
 
     async def sync(self) -> None:
         """One pass: plan from the stores, write the difference, report problems."""

@@ -17,11 +17,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import logging
 import random
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 import attrs
 from kubernetes_asyncio.client.exceptions import ApiException
+
+log = logging.getLogger("sart.k8s")
 
 
 class Outcome(enum.Enum):
@@ -139,3 +143,42 @@ class RetryTimes:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), timeout)
         wake.clear()
+
+
+async def sync_passes(
+    wake: asyncio.Event,
+    ready: Callable[[], bool],
+    sync: Callable[[], Awaitable[float | None]],
+    what: str,
+    *,
+    backoff: Backoff,
+    refused_retry: float,
+) -> None:
+    """Run `sync`, one level-based pass over what the watches show, whenever `wake` is set and
+    `ready()` (everything it decides from is listed), and again after the delay it returns
+    (None: only when woken). A pass that fails is run again as the error model says: at once
+    after a conflict or a 404 (changed or gone meanwhile), after the backoff when temporary,
+    after `refused_retry` at least when refused (logged as an error)."""
+    retry: float | None = None
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), retry)
+        wake.clear()
+        if not ready():
+            retry = None
+            continue  # decide only on a full view
+        try:
+            retry = await sync()
+        except API_ERRORS as error:
+            outcome = classify(error, gone=Outcome.REDO)
+            retry = 0.0 if outcome is Outcome.REDO else backoff.next()
+            if outcome is Outcome.PERMANENT:
+                retry = max(retry, refused_retry)
+                log.error(f"{what} write refused", extra={"error": describe(error)})
+            elif outcome is Outcome.TEMPORARY:
+                log.warning(
+                    f"{what} not in sync, retrying",
+                    extra={"error": describe(error), "retry_in": round(retry, 2)},
+                )
+            continue
+        backoff.reset()
