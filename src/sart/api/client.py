@@ -13,8 +13,9 @@ raises `SpeakerUnreachable`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Self
 
@@ -103,6 +104,18 @@ class SpeakerClient:
         except TimeoutError:
             raise SpeakerUnreachable(
                 Status.DEADLINE_EXCEEDED, f"the speaker at {self.endpoint} did not answer"
+            ) from None
+
+    @contextlib.contextmanager
+    def _stream_errors(self) -> Iterator[None]:
+        """A streaming call's failures as `_call` reports them."""
+        try:
+            yield
+        except GRPCError as error:
+            raise ApiError(error.status, error.message or error.status.name) from None
+        except (ConnectionError, OSError) as error:
+            raise SpeakerUnreachable(
+                Status.UNAVAILABLE, f"cannot reach the speaker at {self.endpoint}: {error}"
             ) from None
 
     # --- global ---------------------------------------------------------------------------
@@ -215,6 +228,22 @@ class SpeakerClient:
         response = await self._call(self._stub.GetNeighborRib, request)
         return list(response.paths)
 
+    async def dump_rib(
+        self, table: str = "loc", family: str | None = None, neighbor: str = ""
+    ) -> AsyncIterator[bytes]:
+        """The Loc-RIB (`table` "loc") or the Adj-RIBs-In ("in", of one `neighbor` or of
+        all) as an MRT file (RFC 6396 TABLE_DUMP_V2), in chunks to write in turn."""
+        request = pb.DumpRibRequest(
+            table=pb.RIB_TABLE_ADJ_IN if table == "in" else pb.RIB_TABLE_LOC,
+            family=FAMILY_NAMES[family],
+            neighbor=neighbor,
+        )
+        with self._stream_errors():
+            async with self._stub.DumpRib.open() as stream:
+                await stream.send_message(request, end=True)
+                async for chunk in stream:
+                    yield chunk.data
+
     async def paths_sent(self, prefixes: Iterable[str] = ()) -> dict[str, list[str]]:
         """Prefix -> the neighbors a path of ours to it has been sent to (their current
         sessions): of `prefixes`, or of every path the speaker originates. The state that
@@ -228,7 +257,7 @@ class SpeakerClient:
         caller stops iterating. `registered` is set once the speaker has subscribed this
         stream: a reading of its state made after that (neighbors, the RIB, `paths_sent()`)
         is older than every event that follows."""
-        try:
+        with self._stream_errors():
             async with self._stub.WatchEvents.open() as stream:
                 await stream.send_message(pb.WatchEventsRequest(), end=True)
                 await stream.recv_initial_metadata()
@@ -236,9 +265,3 @@ class SpeakerClient:
                     registered.set()
                 async for event in stream:
                     yield event
-        except GRPCError as error:
-            raise ApiError(error.status, error.message or error.status.name) from None
-        except (ConnectionError, OSError) as error:
-            raise SpeakerUnreachable(
-                Status.UNAVAILABLE, f"cannot reach the speaker at {self.endpoint}: {error}"
-            ) from None

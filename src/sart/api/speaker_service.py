@@ -20,6 +20,8 @@ from sart.api._gen.sart.speaker.v1 import speaker_pb2 as pb
 from sart.api._gen.sart.speaker.v1.speaker_grpc import SpeakerApiBase
 from sart.bgp.config import check_keepalive
 from sart.bgp.messages import AsPath, find
+from sart.bgp.mrt import table_dump
+from sart.bgp.prefixes import key_version
 from sart.bgp.speaker import BestPathChanged, Neighbor, PathsSent, PeerStateChanged, Speaker
 from sart.errors import BgpUsageError
 
@@ -283,6 +285,40 @@ class SpeakerService(SpeakerApiBase):
                         view.as_path = str(exported) if exported is not None else ""
                         paths.append(view)
         await stream.send_message(pb.GetNeighborRibResponse(paths=paths))
+
+    async def DumpRib(self, stream: Stream[pb.DumpRibRequest, pb.DumpRibChunk]) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        try:
+            versions = tuple(convert.wanted_versions(request.family))
+        except convert.InvalidArgument as error:
+            raise _invalid(error) from None
+        rib = self.speaker.rib
+        if request.table == pb.RIB_TABLE_LOC:
+            if request.neighbor:
+                raise GRPCError(
+                    Status.INVALID_ARGUMENT, "neighbor: only the Adj-RIBs-In are per neighbor"
+                )
+            entries, sources = rib.entries(), rib.sources()
+        elif request.neighbor:
+            neighbor = self._neighbor(request.neighbor)
+            source = neighbor.source or neighbor.stale_source
+            sources = [] if source is None else [source]
+            own = iter(()) if source is None else rib.paths_from(source)
+            entries = ((path.key, (path,)) for path in own)
+        else:
+            entries, sources = rib.candidate_entries(), rib.sources()
+        # The snapshot, taken before the first await: paths never change, the RIB may.
+        wanted = [entry for entry in entries if key_version(entry[0]) in versions]
+        chunks = table_dump(
+            wanted,
+            sources,
+            collector_id=self.speaker.config.router_id,
+            timestamp=int(time.time()),
+            clock_offset=time.time() - time.monotonic(),  # Path.learned is monotonic
+        )
+        for chunk in chunks:
+            await stream.send_message(pb.DumpRibChunk(data=chunk))
 
     # --- events ---------------------------------------------------------------------------
 

@@ -236,6 +236,9 @@ class SpeakerConfig:
     multi_path_relax: bool = False  # ECMP across neighbouring ASes (FRR's multipath-relax)
     neighbors: tuple[NeighborConfig, ...] = attrs.field(default=())
     paths: tuple[PathConfig, ...] = ()
+    # Append every UPDATE received and every session state change to this MRT file
+    # (RFC 6396 BGP4MP, sart.cli.mrt_log); None: no log.
+    mrt_updates_file: str | None = None
 
     @selection_deferral_time.validator
     def _check_deferral(self, attribute: attrs.Attribute[int], value: int) -> None:

@@ -157,17 +157,18 @@ def _prefix_octets(key: int) -> tuple[int, bytes]:
 
 
 class _AttributeCache:
-    """Encoded attributes by the identity of the path's attribute tuple and its next hop:
+    """Encoded attributes by the identity of the path's attribute tuple, its next hop and
+    its IP version (our own paths of both versions share one tuple and have no next hop):
     the paths of one UPDATE share one tuple. Bounded: a table with a path of its own per
     prefix would otherwise keep a second copy of every attribute set."""
 
     LIMIT = 4096
 
     def __init__(self) -> None:
-        self._found: dict[tuple[int, object], tuple[tuple[PathAttribute, ...], bytes]] = {}
+        self._found: dict[tuple[int, object, int], tuple[tuple[PathAttribute, ...], bytes]] = {}
 
     def encode(self, path: Path) -> bytes:
-        key = (id(path.attributes), path.next_hop)
+        key = (id(path.attributes), path.next_hop, key_version(path.key))
         found = self._found.get(key)
         if found is not None and found[0] is path.attributes:
             return found[1]

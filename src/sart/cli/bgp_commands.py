@@ -11,7 +11,9 @@ import asyncio
 import functools
 import json
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import click
@@ -270,6 +272,57 @@ async def rib_del(
     deleted = await client.delete_paths(prefixes)
     if output == "json":
         click.echo(json.dumps({"deleted": deleted}))
+
+
+# --- sart bgp rib ---------------------------------------------------------------------------
+
+
+@click.group("rib")
+def rib() -> None:
+    """The speaker's tables as files."""
+
+
+@rib.command("dump")
+@click.option(
+    "--mrt",
+    "file",
+    required=True,
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write an MRT file (RFC 6396 TABLE_DUMP_V2) here.",
+)
+@click.option(
+    "--table",
+    type=click.Choice(["loc", "in"]),
+    default="loc",
+    show_default=True,
+    help="loc: the Loc-RIB (the best path of each prefix, and its multipath peers); "
+    "in: every path of each prefix, by the neighbor that sent it (and ours).",
+)
+@click.option("--neighbor", default="", help="With --table in: only this neighbor's paths.")
+@click.option("-a", "--afi", type=FAMILY_CHOICE, help="Only this family.")
+@api_command
+async def rib_dump(
+    client: SpeakerClient, output: str, file: Path, table: str, neighbor: str, afi: str | None
+) -> None:
+    """Dump a RIB to an MRT file (`bgpdump -m FILE` reads it)."""
+    if neighbor and table != "in":
+        raise click.UsageError("--neighbor needs --table in")
+    started = time.monotonic()
+    written = 0
+    partial = file.with_name(file.name + ".part")  # the file appears only once complete
+    try:
+        with partial.open("wb") as out:
+            async for chunk in client.dump_rib(table, afi, neighbor):
+                out.write(chunk)
+                written += len(chunk)
+        partial.replace(file)
+    finally:
+        partial.unlink(missing_ok=True)
+    seconds = time.monotonic() - started
+    if output == "json":
+        click.echo(json.dumps({"file": str(file), "bytes": written, "seconds": seconds}))
+    else:
+        click.echo(f"{file}: {written} octets in {seconds:.2f} s")
 
 
 # --- sart bgp neighbor ---------------------------------------------------------------------

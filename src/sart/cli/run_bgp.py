@@ -4,6 +4,7 @@ command runs)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import sys
@@ -21,6 +22,7 @@ from sart.bgp.metrics import SpeakerCollector
 from sart.bgp.speaker import Speaker
 from sart.cli.daemon import config_error, run_daemon, stop_on_signals
 from sart.cli.logs import configure_logging
+from sart.cli.mrt_log import UpdateLog
 from sart.cli.serving import Health, HttpEndpoint
 from sart.errors import ConfigError
 
@@ -35,6 +37,7 @@ def run(
     restarting_side: bool | None,
     defer_end_of_rib: bool | None,
     selection_deferral_time: int | None,
+    mrt_updates_file: str | None,
     api_address: str,
     metrics_address: str,
     log_format: str,
@@ -51,6 +54,7 @@ def run(
         ("restarting_side", restarting_side),
         ("defer_end_of_rib", defer_end_of_rib),
         ("selection_deferral_time", selection_deferral_time),
+        ("mrt_updates_file", mrt_updates_file),
     ):
         if value is not None:
             overrides[key] = value
@@ -73,7 +77,15 @@ def run(
     except ValueError as error:
         config_error(str(error))
     configure_logging(log_format, level)
-    run_daemon(_serve(Speaker(config), api_address, metrics), "sartd bgp")
+    speaker = Speaker(config)
+    with contextlib.ExitStack() as files:
+        if config.mrt_updates_file is not None:
+            try:
+                updates = files.enter_context(open(config.mrt_updates_file, "ab"))
+            except OSError as error:
+                config_error(f"cannot open {config.mrt_updates_file}: {error.strerror}")
+            speaker.record(UpdateLog(speaker, updates))
+        run_daemon(_serve(speaker, api_address, metrics), "sartd bgp")
 
 
 async def _serve(speaker: Speaker, api: str, metrics: tuple[str, int] | None) -> None:

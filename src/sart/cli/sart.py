@@ -16,7 +16,7 @@ from sart.bgp.errors import BgpDecodeError
 from sart.bgp.messages import Family
 from sart.bgp.wire import decode_message
 from sart.bgp.wire.framing import MessageSplitter
-from sart.cli.bgp_commands import global_, neighbor
+from sart.cli.bgp_commands import global_, neighbor, rib
 from sart.cli.lb_commands import lb
 
 _HEX_TEXT = set(string.hexdigits + string.whitespace + ":")
@@ -202,6 +202,7 @@ def _print_plain(entry: dict[str, Any]) -> None:
 
 bgp.add_command(global_)
 bgp.add_command(neighbor)
+bgp.add_command(rib)
 main.add_command(lb)
 
 if __name__ == "__main__":

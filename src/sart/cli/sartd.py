@@ -58,6 +58,13 @@ def main() -> None:
     help="Seconds End-of-RIB waits for EndOfInitialTable at most (default 60).",
 )
 @click.option(
+    "--mrt-updates",
+    "mrt_updates_file",
+    type=click.Path(dir_okay=False),
+    help="Append every UPDATE received and every session state change to this MRT file "
+    "(RFC 6396 BGP4MP; overrides the file's mrt_updates_file).",
+)
+@click.option(
     "--api-address",
     default="localhost:5000",
     show_default=True,

@@ -38,6 +38,9 @@ OURS = Source(None, 65000, IPAddress("9.9.9.9"))
 COLLECTOR = IPAddress("9.9.9.9")
 
 
+OWN = (Origin(0), AsPath())  # one tuple for our paths of both versions, as the speaker has
+
+
 def _rib() -> Rib:
     rib = Rib(multipath=True)
     v4 = (
@@ -52,9 +55,9 @@ def _rib() -> Rib:
         [
             RibPath.to(IPNetwork("192.0.2.0/24"), V4_PEER, IPAddress("10.0.0.1"), v4),
             RibPath.to(IPNetwork("2001:db8:1::/48"), V6_PEER, IPAddress("2001:db8::2"), v6),
-            RibPath.to(IPNetwork("198.51.100.0/25"), OURS, None, (Origin(0), AsPath())),
-            RibPath.to(IPNetwork("2001:db8:2::/64"), OURS, None, (Origin(2), AsPath())),
-            RibPath.to(IPNetwork("203.0.113.0/24"), OURS, None, (Origin(0), AsPath())),
+            RibPath.to(IPNetwork("198.51.100.0/25"), OURS, None, OWN),
+            RibPath.to(IPNetwork("2001:db8:2::/64"), OURS, None, OWN),
+            RibPath.to(IPNetwork("203.0.113.0/24"), OURS, None, OWN),
             RibPath.to(IPNetwork("203.0.113.0/24"), V4_PEER, IPAddress("10.0.0.1"), v4),
         ]
     )

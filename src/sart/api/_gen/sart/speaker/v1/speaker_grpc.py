@@ -75,6 +75,10 @@ class SpeakerApiBase(abc.ABC):
         pass
 
     @abc.abstractmethod
+    async def DumpRib(self, stream: 'grpclib.server.Stream[speaker_pb2.DumpRibRequest, speaker_pb2.DumpRibChunk]') -> None:
+        pass
+
+    @abc.abstractmethod
     async def WatchEvents(self, stream: 'grpclib.server.Stream[speaker_pb2.WatchEventsRequest, speaker_pb2.Event]') -> None:
         pass
 
@@ -173,6 +177,12 @@ class SpeakerApiBase(abc.ABC):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 speaker_pb2.GetNeighborRibRequest,
                 speaker_pb2.GetNeighborRibResponse,
+            ),
+            '/sart.speaker.v1.SpeakerApi/DumpRib': grpclib.const.Handler(
+                self.DumpRib,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                speaker_pb2.DumpRibRequest,
+                speaker_pb2.DumpRibChunk,
             ),
             '/sart.speaker.v1.SpeakerApi/WatchEvents': grpclib.const.Handler(
                 self.WatchEvents,
@@ -281,6 +291,12 @@ class SpeakerApiStub:
             '/sart.speaker.v1.SpeakerApi/GetNeighborRib',
             speaker_pb2.GetNeighborRibRequest,
             speaker_pb2.GetNeighborRibResponse,
+        )
+        self.DumpRib = grpclib.client.UnaryStreamMethod(
+            channel,
+            '/sart.speaker.v1.SpeakerApi/DumpRib',
+            speaker_pb2.DumpRibRequest,
+            speaker_pb2.DumpRibChunk,
         )
         self.WatchEvents = grpclib.client.UnaryStreamMethod(
             channel,

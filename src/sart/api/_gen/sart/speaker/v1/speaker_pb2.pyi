@@ -100,6 +100,25 @@ RIB_DIRECTION_IN: RibDirection.ValueType  # 0
 RIB_DIRECTION_OUT: RibDirection.ValueType  # 1
 Global___RibDirection: _TypeAlias = RibDirection  # noqa: Y015
 
+class _RibTable:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RibTableEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RibTable.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RIB_TABLE_LOC: _RibTable.ValueType  # 0
+    """the best path of each prefix (and its multipath peers)"""
+    RIB_TABLE_ADJ_IN: _RibTable.ValueType  # 1
+    """every path of each prefix: what each neighbor sent, and ours"""
+
+class RibTable(_RibTable, metaclass=_RibTableEnumTypeWrapper): ...
+
+RIB_TABLE_LOC: RibTable.ValueType  # 0
+"""the best path of each prefix (and its multipath peers)"""
+RIB_TABLE_ADJ_IN: RibTable.ValueType  # 1
+"""every path of each prefix: what each neighbor sent, and ours"""
+Global___RibTable: _TypeAlias = RibTable  # noqa: Y015
+
 @_typing.final
 class HealthRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -1031,6 +1050,53 @@ class GetNeighborRibResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetNeighborRibResponse: _TypeAlias = GetNeighborRibResponse  # noqa: Y015
+
+@_typing.final
+class DumpRibRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TABLE_FIELD_NUMBER: _builtins.int
+    FAMILY_FIELD_NUMBER: _builtins.int
+    NEIGHBOR_FIELD_NUMBER: _builtins.int
+    table: Global___RibTable.ValueType
+    family: Global___Family.ValueType
+    """unspecified: both"""
+    neighbor: _builtins.str
+    """ADJ_IN only: that neighbor's paths alone; empty: every source's"""
+    def __init__(
+        self,
+        *,
+        table: Global___RibTable.ValueType = ...,
+        family: Global___Family.ValueType = ...,
+        neighbor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["family", b"family", "neighbor", b"neighbor", "table", b"table"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DumpRibRequest: _TypeAlias = DumpRibRequest  # noqa: Y015
+
+@_typing.final
+class DumpRibChunk(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    """MRT records; the first chunk starts with the PEER_INDEX_TABLE"""
+    def __init__(
+        self,
+        *,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DumpRibChunk: _TypeAlias = DumpRibChunk  # noqa: Y015
 
 @_typing.final
 class WatchEventsRequest(_message.Message):
