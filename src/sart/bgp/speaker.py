@@ -77,6 +77,8 @@ from sart.bgp.prefixes import prefix_key
 from sart.bgp.reconnect import AttemptEnded, Phase, Reconnect
 from sart.bgp.reconnect import Event as ReconnectEvent
 from sart.bgp.restart import InitialTable, may_send_end_of_rib, restart_capability
+from sart.bgp.restart_receiver import Action as KeptAction
+from sart.bgp.restart_receiver import MarkStale, StalePaths, SweepStale
 from sart.bgp.rib import Change, Ignored, NextHopProblem, Path, Rib, Source
 from sart.bgp.session import Session
 from sart.errors import BgpUsageError
@@ -230,8 +232,7 @@ class Neighbor:
         self.own_sent: dict[int, IPNetwork] = {}
         self.wake = asyncio.Event()
         self.stats = NeighborStats()
-        self.stale_source: Source | None = None  # a restarting peer's routes, kept
-        self.end_of_rib_due: set[Family] = set()  # families the restarted peer still owes
+        self.stale = StalePaths()  # a restarting peer's routes, kept (RFC 4724 4.2)
         self.connecting = False
         self.reconnect = Reconnect()  # when we dial it next (sart.bgp.reconnect)
         self.disconnected = asyncio.Event()  # set while it has no connection
@@ -314,26 +315,24 @@ class Neighbor:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._stale_timer is not None:
-            self._stale_timer.cancel()
-            self._stale_timer = None
-        if self.stale_source is not None:
-            self._speaker._propagate(self._speaker.rib.drop_source(self.stale_source))
-            self.stale_source = None
+        self._speaker._keep(self, self.stale.stopped())
 
     @property
     def stopping(self) -> bool:
         return self._stopping
 
-    def arm_stale_timer(self, delay: float, callback: Any) -> None:
-        if self._stale_timer is not None:
-            self._stale_timer.cancel()
-        self._stale_timer = asyncio.get_running_loop().call_later(delay, callback)
+    @property
+    def stale_source(self) -> Source | None:
+        """Whose routes are kept stale while the peer restarts, if any."""
+        return self.stale.source
 
-    def cancel_stale_timer(self) -> None:
+    def arm_stale_timer(self, deadline: float | None, callback: Any) -> None:
         if self._stale_timer is not None:
             self._stale_timer.cancel()
             self._stale_timer = None
+        if deadline is not None:
+            loop = asyncio.get_running_loop()
+            self._stale_timer = loop.call_later(max(deadline - _now(), 0.0), callback)
 
 
 class Speaker:
@@ -909,16 +908,10 @@ class Speaker:
         source = Source(
             neighbor.address, negotiated.peer_asn, negotiated.peer_id, neighbor.internal
         )
-        if neighbor.stale_source is not None and neighbor.stale_source != source:
-            self._propagate(self.rib.drop_source(neighbor.stale_source))
-            neighbor.stale_source = None
-        neighbor.cancel_stale_timer()
-        if neighbor.stale_source is not None:
-            # The restarted peer has until its End-of-RIBs (or our restart time) to resend.
-            neighbor.end_of_rib_due = set(negotiated.families)
-            neighbor.arm_stale_timer(
-                self.config.graceful_restart_time, lambda: self._sweep(neighbor)
-            )
+        restart_time = self.config.graceful_restart_time
+        self._keep(
+            neighbor, neighbor.stale.session_up(source, negotiated.families, restart_time, _now())
+        )
         neighbor.established = connection
         neighbor.negotiated = negotiated
         neighbor.source = source
@@ -971,41 +964,45 @@ class Speaker:
         negotiated = neighbor.negotiated
         neighbor.source = None
         assert source is not None and negotiated is not None
-        restart = negotiated.peer_graceful_restart
-        if (
-            down.connection_lost
-            and neighbor.config.graceful_restart
-            and restart is not None
-            and restart.families
-            and not neighbor.stopping
-        ):
-            self.rib.mark_stale(source)
-            neighbor.stale_source = source
-            wait = min(restart.restart_time, self.config.graceful_restart_time)
-            neighbor.arm_stale_timer(wait, lambda: self._sweep(neighbor))
+        now = _now()
+        kept = neighbor.stale.session_down(
+            source,
+            connection_lost=down.connection_lost,
+            capability=negotiated.peer_graceful_restart,
+            honour=neighbor.config.graceful_restart and not neighbor.stopping,
+            restart_time=self.config.graceful_restart_time,
+            now=now,
+        )
+        self._keep(neighbor, kept)
+        if neighbor.stale.deadline is not None:
             log.info(
                 "session down, routes kept for graceful restart",
-                extra={"neighbor": str(neighbor.address), "reason": down.reason, "for": wait},
+                extra={
+                    "neighbor": str(neighbor.address),
+                    "reason": down.reason,
+                    "for": neighbor.stale.deadline - now,
+                },
             )
         else:
-            self._propagate(self.rib.drop_source(source))
             log.info(
                 "session down", extra={"neighbor": str(neighbor.address), "reason": down.reason}
             )
         self._publish(PeerStateChanged(neighbor.address, connection.session.state, down.reason))
 
-    def _sweep(self, neighbor: Neighbor) -> None:
-        """The restart time ran out, or the stale-path time after the peer came back."""
-        source = neighbor.stale_source
-        neighbor.stale_source = None
-        neighbor.cancel_stale_timer()
-        if source is None:
-            return
-        if neighbor.source == source:
-            changes = self.rib.sweep_stale(source)
-        else:
-            changes = self.rib.drop_source(source)
-        self._propagate(changes)
+    def _keep(self, neighbor: Neighbor, kept: tuple[StalePaths, tuple[KeptAction, ...]]) -> None:
+        """Carry out what the graceful-restart receiver decided (sart.bgp.restart_receiver)
+        on the RIB, and arm its timer at the deadline it returns."""
+        neighbor.stale, actions = kept
+        for action in actions:
+            if isinstance(action, MarkStale):
+                self.rib.mark_stale(action.source)
+            elif isinstance(action, SweepStale):
+                self._propagate(self.rib.sweep_stale(action.source))
+            else:
+                self._propagate(self.rib.drop_source(action.source))
+        neighbor.arm_stale_timer(
+            neighbor.stale.deadline, lambda: self._keep(neighbor, neighbor.stale.expired(_now()))
+        )
 
     def _deliver(
         self, neighbor: Neighbor, connection: _Connection, message: Update | RouteRefresh
@@ -1036,9 +1033,7 @@ class Speaker:
                 "prefixes": stats.prefixes_received,
             },
         )
-        neighbor.end_of_rib_due.discard(family)
-        if neighbor.stale_source == neighbor.source and not neighbor.end_of_rib_due:
-            self._sweep(neighbor)
+        self._keep(neighbor, neighbor.stale.end_of_rib(family))
 
     def _deliver_routes(
         self, neighbor: Neighbor, connection: _Connection, updates: list[Update]
