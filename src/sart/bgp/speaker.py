@@ -1,10 +1,12 @@
 """The asyncio BGP speaker: sockets and timers around the sans-IO core.
 
 Everything that decides lives elsewhere: `Session` (codec + RFC 4271 state machine) per TCP
-connection, `Rib` for the decision process, `AdjRibOut` for what each peer is sent. This module
-only moves bytes, arms the deadline each session asks for, opens connections with backoff,
+connection, `Reconnect` (when a neighbor is dialled again), `StalePaths` (a graceful-restart
+peer's routes kept while it comes back, RFC 4724 4.2), `Rib` for the decision process,
+`AdjRibOut` for what each peer is sent; socket options are `sart.sockets`'. This module only
+moves bytes, sleeps until the deadlines those return and feeds the timer events back, and
 applies the connection collision rule (RFC 4271 6.8) between the two connections a peer may
-have, and keeps a graceful-restart peer's routes while it comes back (RFC 4724 4.2).
+have.
 
 Flow control: each connection reads one chunk, runs it through the codec and the RIB, and only
 then reads again, so a fast peer is slowed by TCP rather than buffered in memory. What a peer
