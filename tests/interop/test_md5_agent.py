@@ -9,42 +9,22 @@ the kernel drops FRR's segments and the session never comes up; back to the righ
 
 from __future__ import annotations
 
-import asyncio
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from netaddr import IPAddress
 
-from sart.api.client import SpeakerClient
 from sart.bgp.config import password_matches
 from sart.k8s.models import BGPPeer, BGPPeerSpec, ObjectMeta, SecretKeyRef, SpeakerConfig
 from sart.k8s.reconcile.agent import NeighborSettings, neighbor_settings
-from sart.testing.netns import Link, Namespace
+from sart.testing.netns import Link
 from sart.testing.peers import BgpConfig, Frr, Lab, neighbor
+from sartd_process import Sartd, eventually
 
 SART_AS, PEER_AS = 65130, 65230
 PASSWORD = "interop-md5-s3cret"
-
-
-def eventually(check: Callable[[], object], timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not in {timeout} s: {what or check}")
-        time.sleep(0.2)
-
-
-def call(endpoint: str, method: str, *args: Any, **kwargs: Any) -> Any:
-    async def run() -> Any:
-        async with SpeakerClient(endpoint) as client:
-            return await getattr(client, method)(*args, **kwargs)
-
-    return asyncio.run(run())
 
 
 def agent_settings(address: str, password: bytes) -> NeighborSettings:
@@ -63,32 +43,8 @@ def agent_settings(address: str, password: bytes) -> NeighborSettings:
     return settings
 
 
-class Sartd:
-    """`sartd bgp` in a namespace, its API on a unix socket (reachable from the test)."""
-
-    def __init__(self, namespace: Namespace, link: Link, directory: Path) -> None:
-        self.endpoint = f"unix:{directory / 'sartd.sock'}"
-        command = [
-            *(sys.executable, "-m", "sart.cli.sartd", "bgp", "--as", str(SART_AS)),
-            *("--router-id", link.a.ipv4, "--metrics-address", ""),
-            *("--api-address", self.endpoint, "--format", "json"),
-        ]
-        self.process = namespace.popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.log = ""
-        eventually((directory / "sartd.sock").exists, what="sartd's API")
-
-    def add(self, settings: NeighborSettings) -> None:
-        call(self.endpoint, "add_neighbor", settings.address, settings.asn, **settings.options())
-
-    def state(self, address: str) -> Any:
-        return call(self.endpoint, "neighbor", address)
-
-    def stop(self) -> str:
-        if self.process.poll() is None:
-            self.process.terminate()
-            _, stderr = self.process.communicate(timeout=15)
-            self.log = stderr.decode()
-        return self.log
+def add(sartd: Sartd, settings: NeighborSettings) -> None:
+    sartd.call("add_neighbor", settings.address, settings.asn, **settings.options())
 
 
 @pytest.fixture
@@ -111,7 +67,7 @@ def setup(lab: Lab, tmp_path: Path) -> Iterator[tuple[Sartd, Frr, Link]]:
         f"router bgp {PEER_AS}",
         f"neighbor {link.a.ipv4} password {PASSWORD}",
     )
-    sartd = Sartd(sart_ns, link, tmp_path)
+    sartd = Sartd(sart_ns, SART_AS, link.a.ipv4, tmp_path)
     yield sartd, frr, link
     sartd.stop()
 
@@ -123,28 +79,28 @@ def test_frr_with_the_same_md5_password_comes_up_and_another_does_not(
     peer, ours = link.b.ipv4, link.a.ipv4  # FRR's address, sartd's (FRR's neighbor)
     right = agent_settings(peer, PASSWORD.encode())
     assert (right.passive, right.hold_time, right.keepalive_time, right.ttl) == (True, 9, 2, 1)
-    sartd.add(right)
-    state = sartd.state(peer)
+    add(sartd, right)
+    state = sartd.call("neighbor", peer)
     assert state.has_password and password_matches(PASSWORD, state.password_digest)
     frr.wait_state(ours, ("established",), timeout=30)
-    eventually(lambda: sartd.state(peer).state == 6, what="sartd established")
-    assert sartd.state(peer).negotiated_hold_time == 9
+    eventually(lambda: sartd.call("neighbor", peer).state == 6, what="sartd established")
+    assert sartd.call("neighbor", peer).negotiated_hold_time == 9
     eventually(
-        lambda: "10.61.1.0/24" in {p.prefix for p in call(sartd.endpoint, "rib")},
+        lambda: "10.61.1.0/24" in {p.prefix for p in sartd.call("rib")},
         what="FRR's route in sartd's RIB",
     )
 
     # Another password (what the agent sends once the Secret changes): never up.
-    call(sartd.endpoint, "delete_neighbor", peer)
-    sartd.add(agent_settings(peer, b"not-the-password"))
+    sartd.call("delete_neighbor", peer)
+    add(sartd, agent_settings(peer, b"not-the-password"))
     deadline = time.monotonic() + 12  # FRR retries every second; hold time 9
     while time.monotonic() < deadline:
-        assert sartd.state(peer).state != 6, "up with the wrong password"
+        assert sartd.call("neighbor", peer).state != 6, "up with the wrong password"
         assert frr.neighbor_state(ours) != "established"
         time.sleep(0.5)
 
     # The right one again: up.
-    call(sartd.endpoint, "delete_neighbor", peer)
-    sartd.add(right)
+    sartd.call("delete_neighbor", peer)
+    add(sartd, right)
     frr.wait_state(ours, ("established",), timeout=30)
     assert PASSWORD not in sartd.stop()  # never in its log

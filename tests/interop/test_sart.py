@@ -23,6 +23,7 @@ from sart.bgp.fsm import State
 from sart.testing.netns import Link, Namespace
 from sart.testing.peers import BgpConfig, Bird, Frr, GoBgp, Lab, Peer, neighbor
 from sart.testing.speaker_thread import SpeakerThread
+from sartd_process import Sartd
 
 KINDS: dict[str, type[Peer]] = {"frr": Frr, "bird": Bird, "gobgp": GoBgp}
 SART_AS, PEER_AS = 65100, 65200
@@ -307,16 +308,9 @@ def test_cli_against_frr(lab: Lab, tmp_path: Path) -> None:
             ),
         )
     )
-    command = [sys.executable, "-m", "sart.cli.sartd", "bgp", "--as", str(SART_AS),
-               "--router-id", link.a.ipv4, "--metrics-address", ""]  # fmt: skip
-    daemon = sart_ns.popen(command)
-
-    def sart(*args: str) -> str:
-        return sart_ns.run([sys.executable, "-m", "sart.cli.sart", *args]).stdout
-
+    sartd = Sartd(sart_ns, SART_AS, link.a.ipv4, tmp_path)
+    sart = sartd.cli
     try:
-        eventually(lambda: sart_ns.run([sys.executable, "-m", "sart.cli.sart", "bgp", "global",
-                                        "get"], check=False).returncode == 0)  # fmt: skip
         sart("bgp", "neighbor", "add", link.b.ipv4, str(PEER_AS), "--hold-time", "9")
         sart("bgp", "global", "rib", "add", "10.41.0.0/24", "--community", f"{SART_AS}:41")
         assert frr.wait_route("10.41.0.0/24") == [link.a.ipv4]
@@ -334,5 +328,4 @@ def test_cli_against_frr(lab: Lab, tmp_path: Path) -> None:
         sart("bgp", "global", "rib", "del", "10.41.0.0/24")
         frr.wait_no_route("10.41.0.0/24")
     finally:
-        daemon.terminate()
-        daemon.wait(15)
+        sartd.stop()

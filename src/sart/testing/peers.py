@@ -131,11 +131,23 @@ def _neighbors(value: Iterable[Neighbor]) -> tuple[Neighbor, ...]:
     return tuple(value)
 
 
+def _next_hops(value: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    return tuple(
+        (str(netaddr.IPNetwork(prefix).cidr), str(netaddr.IPAddress(hop))) for prefix, hop in value
+    )
+
+
 @attrs.frozen(kw_only=True)
 class BgpConfig:
     """What a peer daemon runs: identity, neighbors, the routes it originates (IPv4 and IPv6
     mixed) and how many equal paths it may use (> 1 turns ECMP on where the daemon has it:
-    FRR maximum-paths with as-path multipath-relax, GoBGP use-multiple-paths)."""
+    FRR maximum-paths with as-path multipath-relax, GoBGP use-multiple-paths).
+
+    `next_hops` pairs some originated routes with the NEXT_HOP sent for them in place of the
+    daemon's own address, to every neighbor, whatever it is (a loopback address, the
+    receiver's own): what a receiver does with an unusable one (RFC 4271 6.3) can be tested.
+    FRR rewrites it with an outbound route-map, BIRD in its export filter, GoBGP originates
+    the route with it (and sends it as it is)."""
 
     router_id: str = attrs.field(validator=_check_address)
     local_as: int = attrs.field(validator=_check_asn)
@@ -144,6 +156,7 @@ class BgpConfig:
     max_paths: int = 1
     listen_port: int = 179
     restart_time: int = 120
+    next_hops: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_next_hops)
 
     def routes_of(self, family: Family) -> tuple[str, ...]:
         return tuple(r for r in self.routes if _prefix_family(r) == family)
@@ -218,14 +231,37 @@ def render_frr_bgpd(config: BgpConfig, *, hostname: str = "sartlab") -> str:
         lines.append(f" address-family {family} unicast")
         lines += [f"  network {r}" for r in routes]
         lines += [f"  neighbor {n.address} activate" for n in members]
+        if config.next_hops:
+            lines += [f"  neighbor {n.address} route-map {FRR_NEXT_HOPS} out" for n in members]
         if config.max_paths > 1:
             lines += [
                 f"  maximum-paths {config.max_paths}",
                 f"  maximum-paths ibgp {config.max_paths}",
             ]
         lines.append(" exit-address-family")
-    lines += ["!", ""]
+    lines += ["!", *_frr_next_hop_map(config.next_hops), ""]
     return "\n".join(lines)
+
+
+FRR_NEXT_HOPS = "sart-next-hops"
+
+
+def _frr_next_hop_map(next_hops: Sequence[tuple[str, str]]) -> list[str]:
+    """The route-map setting `next_hops` (one prefix-list and one clause per route), ending
+    with a clause that lets every other route through unchanged."""
+    if not next_hops:
+        return []
+    lines = []
+    for seq, (prefix, hop) in enumerate(next_hops, 1):
+        ip = "ipv6" if _prefix_family(prefix) == "ipv6" else "ip"
+        lines += [
+            f"{ip} prefix-list {FRR_NEXT_HOPS}-{seq} seq 5 permit {prefix}",
+            f"route-map {FRR_NEXT_HOPS} permit {seq * 10}",
+            f" match {ip} address prefix-list {FRR_NEXT_HOPS}-{seq}",
+            f" set ipv6 next-hop global {hop}" if ip == "ipv6" else f" set ip next-hop {hop}",
+            "exit",
+        ]
+    return [*lines, f"route-map {FRR_NEXT_HOPS} permit {(len(next_hops) + 1) * 10}", "exit"]
 
 
 def bfd_profile_name(bfd: tuple[int, int, int]) -> str:
@@ -278,6 +314,7 @@ def render_bird(config: BgpConfig) -> str:
         "filter originated {",
         '  if proto = "originate_4" || proto = "originate_6" then {',
         "    bgp_origin = ORIGIN_IGP;",
+        *(f"    if net = {prefix} then bgp_next_hop = {hop};" for prefix, hop in config.next_hops),
         "    accept;",
         "  }",
         "  reject;",
@@ -1379,9 +1416,11 @@ class GoBgp(Peer):
         return int(m.group(1)) if m else 0
 
     def _announce(self, prefixes: Sequence[str]) -> None:
+        next_hops = dict(self.config.next_hops)
         for p in prefixes:
             family = _prefix_family(p)
-            self.gobgp("global", "rib", "add", p, "origin", "igp", "-a", family)
+            hop = ["nexthop", next_hops[p]] if p in next_hops else []
+            self.gobgp("global", "rib", "add", p, *hop, "origin", "igp", "-a", family)
 
     def _withdraw(self, prefixes: Sequence[str]) -> None:
         for p in prefixes:
