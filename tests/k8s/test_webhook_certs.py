@@ -130,6 +130,18 @@ async def installed(k8s: Any) -> AsyncIterator[str]:
             await core.delete_namespaced_secret(SECRET, NAMESPACE)
 
 
+@pytest_asyncio.fixture
+async def pools(k8s: Any) -> AsyncIterator[list[str]]:
+    """A name for the test's autoAssign pool, deleted afterwards."""
+    names = [unique_name("auto")]
+    yield names
+    for name in names:
+        with contextlib.suppress(ApiException):
+            await CustomObjectsApi(k8s).delete_cluster_custom_object(
+                GROUP, VERSION, "addresspools", name
+            )
+
+
 async def secret_data(core: CoreV1Api) -> dict[str, bytes]:
     try:
         secret = await core.read_namespaced_secret(SECRET, NAMESPACE)
@@ -147,79 +159,139 @@ async def bundle(admission: AdmissionregistrationV1Api) -> bytes:
     return base64.b64decode(ours.client_config.ca_bundle or "")
 
 
-async def called(custom: Any, cidr: str) -> None:
-    """The apiserver calls the webhook: a bad AddressPool (a second autoAssign pool) is
-    refused with the webhook's reason (422), a good one accepted."""
-    with pytest.raises(ApiException) as refused:
+async def refused(custom: Any, cidr: str) -> bool:
+    """Whether the apiserver called the webhook: a bad AddressPool (a second autoAssign pool)
+    is refused with the webhook's reason (422). False when it could not call it (500)."""
+    try:
         await create_pool(custom, unique_name("second"), cidr, autoAssign=True)
-    assert refused.value.status == 422
-    assert "is already the autoAssign pool of type service for IPv4" in str(refused.value.body)
+    except ApiException as error:
+        if error.status == 500:
+            return False
+        assert error.status == 422
+        assert "is already the autoAssign pool of type service for IPv4" in str(error.body)
+        return True
+    raise AssertionError("a second autoAssign pool was accepted")
 
 
-async def test_the_controller_makes_rotates_and_serves_the_certificate(
-    k8s: Any, installed: str
-) -> None:
-    core, admission, custom = CoreV1Api(k8s), AdmissionregistrationV1Api(k8s), CustomObjectsApi(k8s)
-    assert await secret_data(core) == {}
-    configuration = await account_configuration(k8s, "sart-controller")
-    pool = unique_name("auto")
-    async with ApiClient(configuration) as leader_api, ApiClient(configuration) as standby_api:
-        leader = Replica(leader_api, installed, 443, leads=True)
-        standby = Replica(standby_api, "127.0.0.1", free_port(), leads=False)
-        try:
-            # from nothing: the Secret is made and its CA patched into the configuration
-            data = await until(lambda: secret_data(core), 30)
-            assert certs.decide(data, NAMES, datetime.datetime.now(datetime.UTC)).renew is (
-                certs.Renew.NOTHING
-            )
-            await until(lambda: bundle_is(admission, data[certs.CA_CERT]), 30)
-            # the apiserver calls the webhook (its configuration reaches it within a moment)
-            await until(lambda: _created(custom, pool, "10.130.0.0/24"), 30)
-            await called(custom, "10.131.0.0/24")
-            for replica in (leader, standby):
-                await until(lambda r=replica: r.certificates.served == data[certs.TLS_CERT], 30)
-                assert await replica.served(data[certs.CA_CERT]) == der(data[certs.TLS_CERT])
-            assert (leader.certificates.renewals, standby.certificates.renewals) == (1, 0)
-
-            # a serving certificate near expiry (made here, by the same CA) is replaced
-            now = datetime.datetime.now(datetime.UTC)
-            ca = x509.load_pem_x509_certificate(data[certs.CA_CERT])
-            ca_key = serialization.load_pem_private_key(data[certs.CA_KEY], None)
-            assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
-            near, near_key = certs.issue_serving(ca, ca_key, NAMES, now, datetime.timedelta(days=3))
-            expiring = certs.secret_data(ca, ca_key, near, near_key)
-            body = {"data": {k: base64.b64encode(v).decode() for k, v in expiring.items()}}
-            await core.patch_namespaced_secret(SECRET, NAMESPACE, body, **MERGE)
-
-            async def renewed() -> dict[str, bytes] | None:
-                fresh = await secret_data(core)
-                kept = fresh[certs.TLS_CERT] not in (data[certs.TLS_CERT], expiring[certs.TLS_CERT])
-                return fresh if kept else None
-
-            rotated = await until(renewed, 30)
-            assert rotated[certs.CA_CERT] == data[certs.CA_CERT]  # the same CA: no new bundle
-            assert await bundle(admission) == data[certs.CA_CERT]
-            for replica in (leader, standby):
-                await until(lambda r=replica: r.certificates.served == rotated[certs.TLS_CERT], 30)
-                assert await replica.served(rotated[certs.CA_CERT]) == der(rotated[certs.TLS_CERT])
-            await called(custom, "10.132.0.0/24")
-            assert (leader.certificates.renewals, standby.certificates.renewals) == (2, 0)
-        finally:
-            await leader.stop()
-            await standby.stop()
-            with contextlib.suppress(ApiException):
-                await custom.delete_cluster_custom_object(GROUP, VERSION, "addresspools", pool)
+async def called(custom: Any, cidr: str) -> None:
+    """The apiserver calls the webhook now."""
+    assert await refused(custom, cidr)
 
 
 async def bundle_is(admission: AdmissionregistrationV1Api, expected: bytes) -> bool:
     return await bundle(admission) == expected
 
 
-async def _created(custom: Any, name: str, cidr: str) -> bool:
-    try:
-        await create_pool(custom, name, cidr, autoAssign=True)
-    except ApiException as error:
-        if error.status == 500:  # the apiserver could not call the webhook (yet)
-            return False
-        raise
-    return True
+async def auto_pool(custom: Any, name: str, cidr: str) -> None:
+    """An autoAssign pool, created once the apiserver can call the webhook (its configuration
+    reaches the apiserver's cache within a moment of the caBundle's patch)."""
+
+    async def created() -> bool:
+        try:
+            await create_pool(custom, name, cidr, autoAssign=True)
+        except ApiException as error:
+            if error.status == 500:  # the apiserver could not call the webhook (yet)
+                return False
+            raise
+        return True
+
+    await until(created, 30)
+
+
+@contextlib.asynccontextmanager
+async def replicas(k8s: Any, address: str) -> AsyncIterator[tuple[Replica, Replica]]:
+    """The leader, serving at the Service's ClusterIP, and a standby on 127.0.0.1."""
+    configuration = await account_configuration(k8s, "sart-controller")
+    async with ApiClient(configuration) as leader_api, ApiClient(configuration) as standby_api:
+        leader = Replica(leader_api, address, 443, leads=True)
+        standby = Replica(standby_api, "127.0.0.1", free_port(), leads=False)
+        try:
+            yield leader, standby
+        finally:
+            await leader.stop()
+            await standby.stop()
+
+
+async def serve_everywhere(data: dict[str, bytes], *serving: Replica) -> None:
+    """Every replica serves the Secret's certificate, trusted by its bundle for the name."""
+    for replica in serving:
+        await until(lambda r=replica: r.certificates.served == data[certs.TLS_CERT], 30)
+        assert await replica.served(data[certs.CA_CERT]) == der(data[certs.TLS_CERT])
+
+
+async def test_the_controller_makes_rotates_and_serves_the_certificate(
+    k8s: Any, installed: str, pools: list[str]
+) -> None:
+    core, admission, custom = CoreV1Api(k8s), AdmissionregistrationV1Api(k8s), CustomObjectsApi(k8s)
+    assert await secret_data(core) == {}
+    async with replicas(k8s, installed) as (leader, standby):
+        # from nothing: the Secret is made and its CA patched into the configuration
+        data = await until(lambda: secret_data(core), 30)
+        now = datetime.datetime.now(datetime.UTC)
+        assert certs.decide(data, NAMES, now).renew is certs.Renew.NOTHING
+        await until(lambda: bundle_is(admission, data[certs.CA_CERT]), 30)
+        # the apiserver calls the webhook by the Service's name
+        await auto_pool(custom, pools[0], "10.130.0.0/24")
+        await called(custom, "10.131.0.0/24")
+        await serve_everywhere(data, leader, standby)
+        assert (leader.certificates.renewals, standby.certificates.renewals) == (1, 0)
+
+        # a serving certificate near expiry (made here, by the same CA) is replaced, and the
+        # apiserver calls the webhook all along
+        ca = x509.load_pem_x509_certificate(data[certs.CA_CERT])
+        ca_key = serialization.load_pem_private_key(data[certs.CA_KEY], None)
+        assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+        near, near_key = certs.issue_serving(ca, ca_key, NAMES, now, datetime.timedelta(days=3))
+        expiring = certs.secret_data(ca, ca_key, near, near_key)
+        body = {"data": {k: base64.b64encode(v).decode() for k, v in expiring.items()}}
+        await core.patch_namespaced_secret(SECRET, NAMESPACE, body, **MERGE)
+        await called(custom, "10.132.0.0/24")
+
+        async def renewed() -> dict[str, bytes] | None:
+            fresh = await secret_data(core)
+            kept = fresh[certs.TLS_CERT] not in (data[certs.TLS_CERT], expiring[certs.TLS_CERT])
+            return fresh if kept else None
+
+        rotated = await until(renewed, 30)
+        assert rotated[certs.CA_CERT] == data[certs.CA_CERT]  # the same CA: the same bundle
+        assert await bundle(admission) == data[certs.CA_CERT]
+        await serve_everywhere(rotated, leader, standby)
+        await called(custom, "10.133.0.0/24")
+        assert (leader.certificates.renewals, standby.certificates.renewals) == (2, 0)
+
+
+async def test_a_new_ca_is_trusted_alongside_the_old_one(
+    k8s: Any, installed: str, pools: list[str]
+) -> None:
+    """A CA within its rotation window (as a controller before left it) is replaced; the old
+    one stays in the bundle; a configuration applied again with an empty caBundle gets it back."""
+    core, admission, custom = CoreV1Api(k8s), AdmissionregistrationV1Api(k8s), CustomObjectsApi(k8s)
+    now = datetime.datetime.now(datetime.UTC)
+    old_ca, old_key = certs.issue_ca(now, datetime.timedelta(days=100))
+    serving, serving_key = certs.issue_serving(old_ca, old_key, NAMES, now)
+    old = certs.secret_data(old_ca, old_key, serving, serving_key)
+    encoded = {k: base64.b64encode(v).decode() for k, v in old.items()}
+    secret = {"metadata": {"name": SECRET}, "type": "kubernetes.io/tls", "data": encoded}
+    await core.create_namespaced_secret(NAMESPACE, secret)
+    async with replicas(k8s, installed) as (leader, standby):
+
+        async def renewed() -> dict[str, bytes] | None:
+            fresh = await secret_data(core)
+            return fresh if fresh[certs.CA_CERT] != old[certs.CA_CERT] else None
+
+        data = await until(renewed, 30)
+        new_ca, kept = x509.load_pem_x509_certificates(data[certs.CA_CERT])
+        assert kept == old_ca
+        x509.load_pem_x509_certificate(data[certs.TLS_CERT]).verify_directly_issued_by(new_ca)
+        await until(lambda: bundle_is(admission, data[certs.CA_CERT]), 30)
+        await auto_pool(custom, pools[0], "10.134.0.0/24")
+        await serve_everywhere(data, leader, standby)
+        await called(custom, "10.135.0.0/24")
+
+        await admission.delete_validating_webhook_configuration("sart")
+        await admission.create_validating_webhook_configuration(
+            shipped("ValidatingWebhookConfiguration")
+        )
+        await until(lambda: bundle_is(admission, data[certs.CA_CERT]), 30)
+        await until(lambda: refused(custom, "10.136.0.0/24"), 30)
+        assert (leader.certificates.renewals, standby.certificates.renewals) == (1, 0)
