@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "sart"
 ADAPTERS = (
     "cli", "api", "k8s/runtime", "bgp/speaker.py", "testing",
     "cni/plugin.py", "cni/podnet.py", "cni/install.py", "fib/kernel.py", "fib/follow.py",
-    "bfd/udp.py", "sockets.py",
+    "bfd/udp.py", "sockets.py", "bgp/bmp_export.py",
 )  # fmt: skip
 IO_MODULES = {
     "asyncio", "socket", "time", "selectors", "grpclib", "kubernetes_asyncio", "pyroute2",

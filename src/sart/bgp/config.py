@@ -198,6 +198,26 @@ def password_matches(password: str, digest: str) -> bool:
 
 
 @attrs.frozen(kw_only=True)
+class BmpCollectorConfig:
+    """A BMP collector (RFC 7854) the speaker dials and reports its sessions to."""
+
+    address: IPAddress
+    port: int = attrs.field()
+    # Seconds between two Stats Reports per session; 0: none.
+    statistics_interval: int = attrs.field(default=60)
+
+    @port.validator
+    def _check_port(self, attribute: attrs.Attribute[int], value: int) -> None:
+        if not 1 <= value <= 65535:
+            raise ValueError(f"port {value} is not a TCP port to dial (1..65535)")
+
+    @statistics_interval.validator
+    def _check_interval(self, attribute: attrs.Attribute[int], value: int) -> None:
+        if not 0 <= value <= 86400:
+            raise ValueError(f"statistics_interval {value} is outside 0..86400 seconds")
+
+
+@attrs.frozen(kw_only=True)
 class PathAttributesConfig:
     """Attributes of locally originated paths."""
 
@@ -236,6 +256,7 @@ class SpeakerConfig:
     multi_path_relax: bool = False  # ECMP across neighbouring ASes (FRR's multipath-relax)
     neighbors: tuple[NeighborConfig, ...] = attrs.field(default=())
     paths: tuple[PathConfig, ...] = ()
+    bmp: tuple[BmpCollectorConfig, ...] = ()  # BMP collectors to report to (sart.bgp.bmp_export)
     # Append every UPDATE received and every session state change to this MRT file
     # (RFC 6396 BGP4MP, sart.cli.mrt_log); None: no log.
     mrt_updates_file: str | None = None

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from sart.api.client import parse_endpoint, unix_socket_path
 from sart.api.original_service import OriginalBgpService
 from sart.api.speaker_service import SpeakerService
+from sart.bgp.bmp_export import BmpExporter
 from sart.bgp.config import load_config
 from sart.bgp.metrics import SpeakerCollector
 from sart.bgp.speaker import Speaker
@@ -37,6 +38,7 @@ def run(
     restarting_side: bool | None,
     defer_end_of_rib: bool | None,
     selection_deferral_time: int | None,
+    bmp: tuple[str, ...],
     mrt_updates_file: str | None,
     api_address: str,
     metrics_address: str,
@@ -58,6 +60,8 @@ def run(
     ):
         if value is not None:
             overrides[key] = value
+    if bmp:
+        overrides["bmp"] = [_bmp_collector(endpoint) for endpoint in bmp]
     text = ""
     where = "config"
     if config_file is not None:
@@ -88,6 +92,15 @@ def run(
         run_daemon(_serve(speaker, api_address, metrics), "sartd bgp")
 
 
+def _bmp_collector(endpoint: str) -> dict[str, str]:
+    """`--bmp ADDRESS:PORT` (`[v6]:PORT`) as an entry of the file's `bmp` list, which the
+    configuration then checks."""
+    address, _, port = endpoint.rpartition(":")
+    if not address or not port:
+        config_error(f"--bmp {endpoint!r}: want ADDRESS:PORT")
+    return {"address": address.strip("[]"), "port": port}
+
+
 async def _serve(speaker: Speaker, api: str, metrics: tuple[str, int] | None) -> None:
     # A full table is millions of long-lived objects: the cyclic collector would keep walking
     # them for nothing (a third of decode time in benchmarks/codec.py).
@@ -99,12 +112,14 @@ async def _serve(speaker: Speaker, api: str, metrics: tuple[str, int] | None) ->
     health.ready("api", lambda: f"the API is not listening on {api} yet")
     health.start_heartbeat(asyncio.get_running_loop())
     endpoint = None
+    exporter = BmpExporter(speaker, speaker.config.bmp)
     try:
         if metrics is not None:
             registry = CollectorRegistry()
             registry.register(SpeakerCollector(speaker))
             endpoint = HttpEndpoint.start(metrics, health, registry)
         await speaker.start()
+        exporter.start()
         path = unix_socket_path(api)
         if path is not None:
             await server.start(path=path)
@@ -121,6 +136,7 @@ async def _serve(speaker: Speaker, api: str, metrics: tuple[str, int] | None) ->
     health.ready("api", lambda: "stopping")
     server.close()
     await speaker.stop("speaker shutting down")
+    await exporter.stop()  # after the speaker's: the collectors get every Peer Down first
     await server.wait_closed()
     health.stop_heartbeat()
     if endpoint is not None:

@@ -58,6 +58,13 @@ def main() -> None:
     help="Seconds End-of-RIB waits for EndOfInitialTable at most (default 60).",
 )
 @click.option(
+    "--bmp",
+    multiple=True,
+    metavar="ADDRESS:PORT",
+    help="A BMP collector (RFC 7854) to report the sessions to; repeatable; replaces the "
+    "file's bmp list.",
+)
+@click.option(
     "--mrt-updates",
     "mrt_updates_file",
     type=click.Path(dir_okay=False),

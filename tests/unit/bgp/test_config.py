@@ -153,6 +153,23 @@ def test_overrides_replace_the_file() -> None:
             "asn: 1\nrouter_id: 1.1.1.1\nneighbors: [{address: 10.0.0.1, asn: 2, max_prefixes: 0}]",
             "max_prefixes 0 is outside 1..4294967295",
         ),
+        (
+            "asn: 1\nrouter_id: 1.1.1.1\nbmp: [{address: collector.example, port: 11019}]",
+            "'collector.example' is not an IP address @ config.bmp[0].address",
+        ),
+        (
+            "asn: 1\nrouter_id: 1.1.1.1\nbmp: [{address: 10.0.0.9, port: 0}]",
+            "port 0 is not a TCP port to dial (1..65535) @ config.bmp[0]",
+        ),
+        (
+            "asn: 1\nrouter_id: 1.1.1.1\nbmp: [{address: 10.0.0.9}]",
+            "required field missing @ config.bmp[0].port",
+        ),
+        (
+            "asn: 1\nrouter_id: 1.1.1.1\nbmp: [{address: 10.0.0.9, port: 1,"
+            " statistics_interval: -1}]",
+            "statistics_interval -1 is outside 0..86400 seconds",
+        ),
         ("- 1", "config: expected a mapping of settings, got list"),
         ("asn: [1", "config: not valid YAML"),
     ],
@@ -161,6 +178,21 @@ def test_errors_name_the_field(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as error:
         load_config(text)
     assert message in str(error.value)
+
+
+def test_bmp_collectors() -> None:
+    config = load_config(
+        "asn: 65000\nrouter_id: 10.0.0.2\nbmp:\n"
+        "  - {address: 10.0.0.9, port: 11019, statistics_interval: 15}\n"
+        "  - {address: '2001:db8::9', port: 5000}\n"
+    )
+    first, second = config.bmp
+    assert (first.address, first.port, first.statistics_interval) == (
+        IPAddress("10.0.0.9"),
+        11019,
+        15,
+    )
+    assert (second.address, second.statistics_interval) == (IPAddress("2001:db8::9"), 60)
 
 
 def test_max_prefixes() -> None:
