@@ -33,13 +33,15 @@ from kubernetes_asyncio.client import (
     CustomObjectsApi,
 )
 from kubernetes_asyncio.client.exceptions import ApiException
-from test_webhook import create_pool, free_port
+from test_probes import start, wait
+from test_webhook import create_pool
 
+from probes import free_port, wait_probe
 from sart.k8s import certs
 from sart.k8s.models import GROUP, VERSION
 from sart.k8s.runtime import MERGE, webhook
 from sart.k8s.runtime.certs import WebhookCertificates
-from sart.testing.controlplane import unique_name
+from sart.testing.controlplane import ControlPlane, unique_name
 from sart.testing.crds import apply_crds
 from sart.testing.rbac import NAMESPACE, RBAC, account_configuration, apply_shipped_rbac
 from waiting import until
@@ -90,17 +92,19 @@ class Replica:
             await runner.cleanup()
 
     async def served(self, ca: bytes) -> bytes:
-        """The certificate it serves (DER), verified as the apiserver does: by the CA bundle
-        and the Service's name."""
-        context = ssl.create_default_context(cadata=ca.decode())
-        _, writer = await asyncio.open_connection(
-            self.host, self.port, ssl=context, server_hostname=NAMES[0]
-        )
-        der: bytes = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
-        writer.close()
-        with contextlib.suppress(ssl.SSLError, ConnectionError):
-            await writer.wait_closed()
-        return der
+        return await served_at(self.host, self.port, ca)
+
+
+async def served_at(host: str, port: int, ca: bytes) -> bytes:
+    """The certificate served there (DER), verified as the apiserver does: by the CA bundle
+    and the Service's name."""
+    context = ssl.create_default_context(cadata=ca.decode())
+    _, writer = await asyncio.open_connection(host, port, ssl=context, server_hostname=NAMES[0])
+    der: bytes = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    writer.close()
+    with contextlib.suppress(ssl.SSLError, ConnectionError):
+        await writer.wait_closed()
+    return der
 
 
 def der(pem: bytes) -> bytes:
@@ -295,3 +299,63 @@ async def test_a_new_ca_is_trusted_alongside_the_old_one(
         await until(lambda: bundle_is(admission, data[certs.CA_CERT]), 30)
         await until(lambda: refused(custom, "10.136.0.0/24"), 30)
         assert (leader.certificates.renewals, standby.certificates.renewals) == (1, 0)
+
+
+async def test_sart_controller_processes_keep_it_across_a_leader_change(
+    k8s: Any, control_plane: ControlPlane, installed: str, pools: list[str], tmp_path: Path
+) -> None:
+    """Two `sart-controller` processes with the flags of components/webhook, on a token of the
+    shipped account: both serve, the leader keeps the Secret; when it stops, the standby leads
+    and makes a deleted Secret again."""
+    core, admission, custom = CoreV1Api(k8s), AdmissionregistrationV1Api(k8s), CustomObjectsApi(k8s)
+    account = await account_configuration(k8s, "sart-controller")
+    kubeconfig = yaml.safe_load(control_plane.kubeconfig.read_text())
+    kubeconfig["users"][0]["user"] = {"token": account.api_key["BearerToken"]}
+    (tmp_path / "kubeconfig").write_text(yaml.safe_dump(kubeconfig))
+    options = ["--kubeconfig", str(tmp_path / "kubeconfig"), "--lease-namespace", NAMESPACE,
+               "--lease-name", unique_name("webhook"), "--retry-period", "0.5",
+               "--renew-deadline", "2", "--lease-duration", "3",
+               "--webhook-cert-secret", f"{NAMESPACE}/{SECRET}"]  # fmt: skip
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        leader = start(processes, "sart.cli.controller", *options,
+                       "--webhook-address", f"{installed}:443")  # fmt: skip
+        assert (await wait(leader, 200))["leader"] is True
+        standby_port = free_port()
+        standby = start(processes, "sart.cli.controller", *options,
+                        "--webhook-address", f"127.0.0.1:{standby_port}")  # fmt: skip
+        assert (await wait(standby, 200))["leader"] is False
+        data = await until(lambda: secret_data(core), 30)
+        await until(lambda: bundle_is(admission, data[certs.CA_CERT]), 30)
+        await auto_pool(custom, pools[0], "10.137.0.0/24")
+        await called(custom, "10.138.0.0/24")
+        tls = data[certs.TLS_CERT]
+        assert await until(lambda: _serves(installed, 443, data), 30)
+        assert await until(lambda: _serves("127.0.0.1", standby_port, data), 30)
+
+        processes[0].terminate()
+        assert processes[0].wait(15) == 0
+        leads = await asyncio.to_thread(
+            wait_probe, standby, "/readyz", 200, 30.0, lambda body: body["leader"] is True
+        )
+        assert leads["checks"]["controller"] == "ok"
+        await core.delete_namespaced_secret(SECRET, NAMESPACE)
+
+        async def made_again() -> dict[str, bytes] | None:
+            fresh = await secret_data(core)
+            return fresh if fresh and fresh[certs.TLS_CERT] != tls else None
+
+        again = await until(made_again, 30)
+        await until(lambda: bundle_is(admission, again[certs.CA_CERT]), 30)
+        assert await until(lambda: _serves("127.0.0.1", standby_port, again), 30)
+    finally:
+        for process in processes:
+            process.terminate()
+        assert [process.wait(15) for process in processes] == [0] * len(processes)
+
+
+async def _serves(host: str, port: int, data: dict[str, bytes]) -> bool:
+    try:
+        return await served_at(host, port, data[certs.CA_CERT]) == der(data[certs.TLS_CERT])
+    except (OSError, ssl.SSLError):
+        return False  # not listening yet, or the certificate before
