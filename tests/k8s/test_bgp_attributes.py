@@ -1,11 +1,11 @@
 """BGP attributes and aggregation from Kubernetes to real routers: an AddressPool's
-bgpAttributes with a Service's annotations over them reach an eBGP FRR router (communities,
-large communities, MED) and an iBGP FRR router (LOCAL_PREF too: it is sent to iBGP peers only,
-RFC 4271 5.1.5); an aggregating pool's Services reach the router as their covering prefix, not
-as /32s, and deleting them withdraws it.
+bgpAttributes with a Service's annotations over them reach eBGP routers (communities, large
+communities, MED) and iBGP routers (LOCAL_PREF too: it is sent to iBGP peers only, RFC 4271
+5.1.5), one of each for FRR, BIRD and GoBGP; an aggregating pool's Services reach every eBGP
+router as their covering prefix, not as /32s, and deleting them withdraws it.
 
 Real parts only: the Go-built apiserver, `sartd bgp` in the node's network namespace, the
-controller and the node agent, FRR from Debian."""
+controller and the node agent, FRR, BIRD and GoBGP from Debian."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from kubernetes_asyncio.client import CoreV1Api, CustomObjectsApi
 
@@ -24,11 +25,13 @@ from sart.k8s.runtime.agent import NodeAgent
 from sart.k8s.runtime.controller import LoadBalancerController
 from sart.testing.controlplane import create_node, unique_name
 from sart.testing.crds import apply_crds
-from sart.testing.peers import BgpConfig, Frr, Lab, neighbor
+from sart.testing.netns import Link
+from sart.testing.peers import BgpConfig, Bird, Frr, GoBgp, Lab, Peer, RouteAttributes, neighbor
 from waiting import until
 
 pytestmark = [pytest.mark.k8s, pytest.mark.e2e, pytest.mark.asyncio]
 ROUTER_AS, NODE_AS = 65000, 65001
+ROUTERS: dict[str, type[Peer]] = {"frr": Frr, "bird": Bird, "gobgp": GoBgp}
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
@@ -44,13 +47,13 @@ def _object(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _path(router: Frr, prefix: str) -> dict[str, Any] | None:
-    """The router's best path to `prefix` as `show bgp ... json` shows it, None if none."""
-    data = router.vtysh_json(f"show bgp ipv4 unicast {prefix} json")
-    if data.get("prefix") != prefix:
-        return None
-    paths: list[dict[str, Any]] = data.get("paths", [])
-    return next((p for p in paths if p.get("bestpath", {}).get("overall")), None)
+@attrs.frozen
+class Router:
+    """A router of the lab and the link from it (`a`) to the node (`b`)."""
+
+    peer: Peer
+    link: Link
+    ibgp: bool
 
 
 async def test_attributes_and_aggregates_reach_the_routers(
@@ -64,47 +67,34 @@ async def test_attributes_and_aggregates_reach_the_routers(
     tagged, grouped = unique_name("tagged"), unique_name("grouped")
     made: list[tuple[str, str]] = []
     with Lab("attrs") as lab:
-        ebgp_ns, ibgp_ns, node_ns = (
-            lab.namespace("ebgp"),
-            lab.namespace("ibgp"),
-            lab.namespace("node"),
-        )
-        outer, inner = lab.link(ebgp_ns, node_ns), lab.link(ibgp_ns, node_ns)
-        ebgp = lab.start(
-            Frr(
-                ebgp_ns,
-                BgpConfig(
-                    router_id=outer.a.ipv4,
-                    local_as=ROUTER_AS,
-                    neighbors=(neighbor(outer.b.ipv4, NODE_AS),),
-                ),
-            )
-        )
-        ibgp = lab.start(
-            Frr(
-                ibgp_ns,
-                BgpConfig(
-                    router_id=inner.a.ipv4,
-                    local_as=NODE_AS,
-                    neighbors=(neighbor(inner.b.ipv4, NODE_AS),),
-                ),
-            )
-        )
+        node_ns = lab.namespace("node")
+        routers: list[Router] = []
+        for kind, daemon in ROUTERS.items():
+            for ibgp in (False, True):
+                ns = lab.namespace(kind)
+                link = lab.link(ns, node_ns)
+                config = BgpConfig(
+                    router_id=link.a.ipv4,
+                    local_as=NODE_AS if ibgp else ROUTER_AS,
+                    neighbors=(neighbor(link.b.ipv4, NODE_AS),),
+                )
+                routers.append(Router(lab.start(daemon(ns, config)), link, ibgp))
+        ebgp = [r for r in routers if not r.ibgp]
+        node_address = routers[0].link.b.ipv4
         sartd = node_ns.popen(
             [sys.executable, "-m", "sart.cli.sartd", "bgp", "--as", str(NODE_AS),
-             "--router-id", outer.b.ipv4, "--api-address", f"unix:{socket_path}",
+             "--router-id", node_address, "--api-address", f"unix:{socket_path}",
              "--metrics-address", ""],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        await create_node(k8s, node, addresses=[outer.b.ipv4])
+        await create_node(k8s, node, addresses=[node_address])
         objects = [
-            ("nodebgps", _object("NodeBGP", node, {"asn": NODE_AS, "routerId": outer.b.ipv4,
+            ("nodebgps", _object("NodeBGP", node, {"asn": NODE_AS, "routerId": node_address,
                                                    "speaker": speaker})),
-            ("bgppeers", _object("BGPPeer", f"{node}-ebgp", {
-                "asn": ROUTER_AS, "addr": outer.a.ipv4, "nodeBGPRef": node, "speaker": speaker})),
-            ("bgppeers", _object("BGPPeer", f"{node}-ibgp", {
-                "asn": NODE_AS, "addr": inner.a.ipv4, "nodeBGPRef": node, "speaker": speaker})),
+            *(("bgppeers", _object("BGPPeer", f"{node}-{r.peer.kind}-{'i' if r.ibgp else 'e'}bgp", {
+                "asn": NODE_AS if r.ibgp else ROUTER_AS, "addr": r.link.a.ipv4,
+                "nodeBGPRef": node, "speaker": speaker})) for r in routers),
             ("addresspools", _object("AddressPool", tagged, {
                 "cidr": "10.181.0.0/24", "type": "service",
                 "bgpAttributes": {"communities": ["65001:100"], "largeCommunities": ["65001:1:1"],
@@ -120,8 +110,8 @@ async def test_attributes_and_aggregates_reach_the_routers(
             asyncio.create_task(NodeAgent(k8s, node, f"unix:{socket_path}").run()),
         ]
         try:
-            await asyncio.to_thread(ebgp.wait_established, outer.b.ipv4, timeout=30)
-            await asyncio.to_thread(ibgp.wait_established, inner.b.ipv4, timeout=30)
+            for r in routers:
+                await asyncio.to_thread(r.peer.wait_established, r.link.b.ipv4, timeout=30)
 
             def service(name: str, annotations: dict[str, str]) -> dict[str, Any]:
                 return {
@@ -139,32 +129,38 @@ async def test_attributes_and_aggregates_reach_the_routers(
                 annotations = {"sart.terassyi.net/addresspool": grouped}
                 await core.create_namespaced_service(namespace, service(name, annotations))
 
-            # The pool's attributes with the Service's over them: communities joined, its MED.
-            best = await eventually(lambda: _path(ebgp, "10.181.0.1/32"))
-            assert best["community"]["string"] == "65001:100 65001:200"
-            assert best["largeCommunity"]["string"] == "65001:1:1"
-            assert best["metric"] == 30
-            assert best.get("locPrf") != 250  # LOCAL_PREF never leaves the AS (eBGP)
-            inside = await eventually(lambda: _path(ibgp, "10.181.0.1/32"))
-            assert inside["locPrf"] == 250 and inside["metric"] == 30
-            assert inside["community"]["string"] == "65001:100 65001:200"
+            # The pool's attributes with the Service's over them: communities joined, its MED;
+            # LOCAL_PREF only inside the AS (BIRD gives an eBGP route 100 of its own).
+            for r in routers:
+                seen = await eventually(lambda r=r: r.peer.attributes("10.181.0.1/32"))
+                assert (seen.communities, seen.large_communities, seen.med) == (
+                    ("65001:100", "65001:200"),
+                    ("65001:1:1",),
+                    30,
+                ), (r.peer, seen)
+                assert (seen.local_pref == 250) is r.ibgp, (r.peer, seen)
 
             # The aggregating pool: one /28 for both Services, no /32.
-            hops = await asyncio.to_thread(ebgp.wait_route, "10.182.0.0/28", timeout=30)
-            assert hops == [outer.b.ipv4]
-            routes = await asyncio.to_thread(ebgp.routes)
-            assert not [p for p in routes if p.startswith("10.182.") and p != "10.182.0.0/28"]
+            for r in ebgp:
+                hops = await asyncio.to_thread(r.peer.wait_route, "10.182.0.0/28", timeout=30)
+                assert hops == [r.link.b.ipv4], r.peer
+                routes = await asyncio.to_thread(r.peer.routes)
+                assert [p for p in routes if p.startswith("10.182.")] == ["10.182.0.0/28"], r.peer
 
-            # A change of the annotation reaches the router (the path is added again).
+            # A change of the annotation reaches the routers (the path is added again).
             await core.patch_namespaced_service(
                 "web", namespace, {"metadata": {"annotations": {"sart.terassyi.net/bgp-med": "5"}}}
             )
-            await eventually(lambda: (_path(ebgp, "10.181.0.1/32") or {}).get("metric") == 5)
+            for r in ebgp:
+                await eventually(
+                    lambda r=r: (r.peer.attributes("10.181.0.1/32") or RouteAttributes()).med == 5
+                )
 
             for name in ("a", "b", "web"):
                 await core.delete_namespaced_service(name, namespace)
-            await asyncio.to_thread(ebgp.wait_no_route, "10.182.0.0/28", timeout=30)
-            await asyncio.to_thread(ebgp.wait_no_route, "10.181.0.1/32", timeout=30)
+            for r in ebgp:
+                await asyncio.to_thread(r.peer.wait_no_route, "10.182.0.0/28", timeout=30)
+                await asyncio.to_thread(r.peer.wait_no_route, "10.181.0.1/32", timeout=30)
         finally:
             for task in tasks:
                 task.cancel()

@@ -180,6 +180,19 @@ class LastError:
     received: bool | None = None
 
 
+@attrs.frozen(kw_only=True)
+class RouteAttributes:
+    """The attributes a sender chooses for a route, as the daemon holds them on its best path:
+    communities as "ASN:VALUE" (RFC 1997) and large communities as "GLOBAL:LOCAL1:LOCAL2" (RFC
+    8092), each in the order the daemon lists them; MED and LOCAL_PREF None when the path has
+    none (BIRD gives every eBGP route a LOCAL_PREF of its own, 100)."""
+
+    communities: tuple[str, ...] = ()
+    large_communities: tuple[str, ...] = ()
+    med: int | None = None
+    local_pref: int | None = None
+
+
 # -- rendering (pure) -----------------------------------------------------------------------
 
 
@@ -696,6 +709,10 @@ class Peer(abc.ABC):
     def route_count(self, family: Family = "ipv4") -> int:
         """How many prefixes the daemon's table holds for `family` (cheap on big tables)."""
 
+    @abc.abstractmethod
+    def attributes(self, prefix: str) -> RouteAttributes | None:
+        """The attributes of the daemon's best path for exactly `prefix` (None: no path)."""
+
     def wait_route(
         self, prefix: str, *, timeout: float = 30.0, nexthops: Iterable[str] | None = None
     ) -> list[str]:
@@ -1029,6 +1046,22 @@ class Frr(Peer):
             return []
         return _frr_nexthops(data.get("paths", []), family)
 
+    def attributes(self, prefix: str) -> RouteAttributes | None:
+        net = netaddr.IPNetwork(prefix).cidr
+        data = self.vtysh_json(f"show bgp {_prefix_family(str(net))} unicast {net} json")
+        if "prefix" not in data or str(netaddr.IPNetwork(data["prefix"]).cidr) != str(net):
+            return None
+        paths: list[dict[str, Any]] = data.get("paths", [])
+        best = next((p for p in paths if p.get("bestpath", {}).get("overall")), None)
+        if best is None:
+            return None
+        return RouteAttributes(
+            communities=tuple(best.get("community", {}).get("string", "").split()),
+            large_communities=tuple(best.get("largeCommunity", {}).get("string", "").split()),
+            med=best.get("metric"),
+            local_pref=best.get("locPrf"),
+        )
+
     def route_count(self, family: Family = "ipv4") -> int:
         data = self.vtysh_json(f"show bgp {family} unicast statistics json")
         stats: list[dict[str, Any]] = next(iter(data.values()), [{}])
@@ -1196,6 +1229,30 @@ class Bird(Peer):
         table = "master4" if family == "ipv4" else "master6"
         out = self.birdc("show", "route", str(net), "table", table)
         return _parse_bird_routes(out, family).get(str(net), [])
+
+    def attributes(self, prefix: str) -> RouteAttributes | None:
+        """From `show route PREFIX all`: the `BGP.*` lines of the first route, the best."""
+        net = netaddr.IPNetwork(prefix).cidr
+        table = "master4" if net.version == 4 else "master6"
+        out = self.birdc("show", "route", str(net), "table", table, "all")
+        fields: dict[str, str] = {}
+        routes = 0
+        for line in out.splitlines():
+            routes += bool(_BIRD_ROUTE.match(line))
+            if routes > 1:
+                break
+            if m := re.match(r"^\s+BGP\.(\w+): (.*)$", line):
+                fields[m.group(1)] = m.group(2)
+        if not routes:
+            return None
+        tuples = re.findall(r"\(([^)]*)\)", fields.get("community", ""))
+        larges = re.findall(r"\(([^)]*)\)", fields.get("large_community", ""))
+        return RouteAttributes(
+            communities=tuple(t.replace(" ", "").replace(",", ":") for t in tuples),
+            large_communities=tuple(t.replace(" ", "").replace(",", ":") for t in larges),
+            med=int(fields["med"]) if "med" in fields else None,
+            local_pref=int(fields["local_pref"]) if "local_pref" in fields else None,
+        )
 
     def route_count(self, family: Family = "ipv4") -> int:
         table = "master4" if family == "ipv4" else "master6"
@@ -1404,6 +1461,28 @@ class GoBgp(Peer):
 
     def routes(self, family: Family = "ipv4") -> dict[str, list[str]]:
         return self._rib(family)
+
+    def attributes(self, prefix: str) -> RouteAttributes | None:
+        """From `global rib PREFIX -j`: the attributes by type code (4 MED, 5 LOCAL_PREF, 8
+        COMMUNITIES as 32-bit numbers, 32 LARGE_COMMUNITY) of the best path."""
+        net = str(netaddr.IPNetwork(prefix).cidr)
+        data = self.gobgp_json("global", "rib", "-a", _prefix_family(net), net)
+        paths: list[dict[str, Any]] = next(iter((data or {}).values()), [])
+        best = next((p for p in paths if p.get("best")), None)
+        if best is None:
+            return None
+        by_type = {a.get("type"): a for a in best.get("attrs", [])}
+        return RouteAttributes(
+            communities=tuple(
+                f"{c >> 16}:{c & 0xFFFF}" for c in by_type.get(8, {}).get("communities", [])
+            ),
+            large_communities=tuple(
+                f"{c['ASN']}:{c['LocalData1']}:{c['LocalData2']}"
+                for c in by_type.get(32, {}).get("value", [])
+            ),
+            med=by_type[4]["metric"] if 4 in by_type else None,
+            local_pref=by_type[5]["value"] if 5 in by_type else None,
+        )
 
     def paths(self, prefix: str) -> list[str]:
         net = netaddr.IPNetwork(prefix).cidr
