@@ -16,7 +16,8 @@ import contextlib
 import datetime
 import ssl
 import subprocess
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -224,10 +225,11 @@ async def serve_everywhere(data: dict[str, bytes], *serving: Replica) -> None:
 
 
 async def test_the_controller_makes_rotates_and_serves_the_certificate(
-    k8s: Any, installed: str, pools: list[str]
+    k8s: Any, installed: str, pools: list[str], k8s_report: Callable[[str], None]
 ) -> None:
     core, admission, custom = CoreV1Api(k8s), AdmissionregistrationV1Api(k8s), CustomObjectsApi(k8s)
     assert await secret_data(core) == {}
+    began = time.monotonic()
     async with replicas(k8s, installed) as (leader, standby):
         # from nothing: the Secret is made and its CA patched into the configuration
         data = await until(lambda: secret_data(core), 30)
@@ -236,6 +238,7 @@ async def test_the_controller_makes_rotates_and_serves_the_certificate(
         await until(lambda: bundle_is(admission, data[certs.CA_CERT]), 30)
         # the apiserver calls the webhook by the Service's name
         await auto_pool(custom, pools[0], "10.130.0.0/24")
+        callable_after = time.monotonic() - began
         await called(custom, "10.131.0.0/24")
         await serve_everywhere(data, leader, standby)
         assert (leader.certificates.renewals, standby.certificates.renewals) == (1, 0)
@@ -249,6 +252,7 @@ async def test_the_controller_makes_rotates_and_serves_the_certificate(
         expiring = certs.secret_data(ca, ca_key, near, near_key)
         body = {"data": {k: base64.b64encode(v).decode() for k, v in expiring.items()}}
         await core.patch_namespaced_secret(SECRET, NAMESPACE, body, **MERGE)
+        began = time.monotonic()
         await called(custom, "10.132.0.0/24")
 
         async def renewed() -> dict[str, bytes] | None:
@@ -260,8 +264,14 @@ async def test_the_controller_makes_rotates_and_serves_the_certificate(
         assert rotated[certs.CA_CERT] == data[certs.CA_CERT]  # the same CA: the same bundle
         assert await bundle(admission) == data[certs.CA_CERT]
         await serve_everywhere(rotated, leader, standby)
+        rotated_after = time.monotonic() - began
         await called(custom, "10.133.0.0/24")
         assert (leader.certificates.renewals, standby.certificates.renewals) == (2, 0)
+    k8s_report(
+        f"webhook: called by the apiserver {callable_after:.2f} s after the controller started"
+        f" from no Secret; a certificate near expiry served renewed by both replicas"
+        f" {rotated_after:.2f} s after it was written"
+    )
 
 
 async def test_a_new_ca_is_trusted_alongside_the_old_one(
