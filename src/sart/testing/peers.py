@@ -1171,14 +1171,8 @@ class Bird(Peer):
         return "\n".join(line for line in lines if not line.startswith("BIRD "))
 
     def bfd_states(self) -> dict[str, str]:
-        """From `birdc show bfd sessions`: one line per session under a header, the address
-        first and the state third (after the interface)."""
-        states: dict[str, str] = {}
-        for line in self.birdc("show", "bfd", "sessions").splitlines():
-            words = line.split()
-            if len(words) >= 3 and _is_address(words[0]):
-                states[str(netaddr.IPAddress(words[0]))] = words[2].lower()
-        return states
+        """From `birdc show bfd sessions`."""
+        return parse_bird_bfd_sessions(self.birdc("show", "bfd", "sessions"))
 
     def _protocol(self, address: str) -> str:
         return bird_protocol_name(self.config.neighbor(address).address)
@@ -1272,6 +1266,17 @@ class Bird(Peer):
 
     def _withdraw(self, prefixes: Sequence[str]) -> None:
         self._reload()
+
+
+def parse_bird_bfd_sessions(text: str) -> dict[str, str]:
+    """BIRD's `show bfd sessions` (one line per session under a header, the address first and
+    the state third, after the interface): state in lower case by address."""
+    states: dict[str, str] = {}
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) >= 3 and _is_address(words[0]):
+            states[str(netaddr.IPAddress(words[0]))] = words[2].lower()
+    return states
 
 
 _BIRD_ROUTE = re.compile(r"^(?P<net>\S+)?\s+(?P<kind>unicast|blackhole|unreachable|prohibited)\s")
