@@ -31,6 +31,7 @@ from sart.testing.peers import (
     Line3,
     Peer,
     neighbor,
+    render_gobgp,
     wait_for,
     wait_kernel_nexthops,
 )
@@ -307,7 +308,8 @@ def test_every_option_renders_a_config_the_daemon_accepts(
     lab: Lab, kind: type[Frr] | type[Bird] | type[GoBgp]
 ) -> None:
     """Options the topology tests do not use (iBGP, passive, multihop, ports, update source,
-    both families on one session, no hold timer) still give a config each daemon loads."""
+    both families on one session, no hold timer, next hops of our choosing, BFD where the
+    daemon has it) still give a config each daemon loads."""
     ns = lab.namespace("options")
     ns.add_address("lo", "10.0.0.1/32")
     config = BgpConfig(
@@ -316,7 +318,8 @@ def test_every_option_renders_a_config_the_daemon_accepts(
         max_paths=4,
         listen_port=1179,
         restart_time=30,
-        routes=["10.1.0.0/24", "fd00:1::/64"],
+        routes=["10.1.0.0/24", "fd00:1::/64", "10.2.0.0/24", "fd00:2::/64"],
+        next_hops=[("10.2.0.0/24", "10.0.0.9"), ("fd00:2::/64", "fd00::9")],
         neighbors=[
             neighbor(
                 "10.0.0.2",
@@ -329,12 +332,23 @@ def test_every_option_renders_a_config_the_daemon_accepts(
                 families=("ipv4", "ipv6"),
             ),
             neighbor("fd00::2", 65001, hold_time=0, connect_retry=5, multihop=2),
+            neighbor("fd00::3", 65001, bfd=None if kind is GoBgp else (300, 300, 3)),
         ],
     )
     peer = lab.start(kind(ns, config))
-    assert set(peer.neighbor_states()) == {"10.0.0.2", "fd00::2"}
+    assert set(peer.neighbor_states()) == {"10.0.0.2", "fd00::2", "fd00::3"}
     assert peer.wait_route("10.1.0.0/24") == ["0.0.0.0"]
     assert peer.wait_route("fd00:1::/64") == ["::"]
+
+
+def test_bfd_with_gobgp_is_refused_by_name() -> None:
+    config = BgpConfig(
+        router_id="10.0.0.1",
+        local_as=65000,
+        neighbors=[neighbor("10.0.0.2", 65001, bfd=(300, 300, 3))],
+    )
+    with pytest.raises(LabError, match=r"GoBGP has no BFD, but neighbors \['10.0.0.2'\]"):
+        render_gobgp(config)
 
 
 def test_teardown_leaves_nothing_behind() -> None:

@@ -376,7 +376,11 @@ def _toml_str(value: str) -> str:
 
 def render_gobgp(config: BgpConfig) -> str:
     """gobgpd.toml for GoBGP 3. Routes are not in the file: GoBGP originates them through its
-    API after start (`global rib add ... origin igp`)."""
+    API after start (`global rib add ... origin igp`). GoBGP has no BFD: a neighbor with
+    `bfd` is refused."""
+    with_bfd = [n.address for n in config.neighbors if n.bfd is not None]
+    if with_bfd:
+        raise LabError(f"GoBGP has no BFD, but neighbors {with_bfd} ask for it")
     lines = [
         "[global.config]",
         f"  as = {config.local_as}",
