@@ -55,6 +55,7 @@ import netaddr
 import yaml
 
 from sart.testing.controlplane import ControlPlane, _kill_groups, _tail
+from sart.testing.netns import Namespace
 from sart.testing.oci import ImageConfig, build_image, write_archive
 
 __all__ = [
@@ -255,6 +256,12 @@ class Node:
     @property
     def containerd_socket(self) -> Path:
         return self.directory / "containerd.sock"
+
+    @property
+    def namespace(self) -> Namespace:
+        """The node's network namespace, for links to other namespaces (a router's) and its
+        routes. A link made to it goes away with it; ``stop`` deletes it, not the caller."""
+        return Namespace(self.netns)
 
     @property
     def pids(self) -> dict[str, int]:
@@ -629,10 +636,20 @@ class Node:
     def resident_memory(self) -> dict[str, float]:
         """MiB of resident memory: containerd, the kubelet, kube-proxy, kube-scheduler, and
         "pods" (the shims and every process under them)."""
+        return {name: rss for name, (rss, _) in self._usage().items()}
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) spent so far, by the same components as
+        ``resident_memory``, each with its exited and waited-for children."""
+        return {name: cpu for name, (_, cpu) in self._usage().items()}
+
+    def _usage(self) -> dict[str, tuple[float, float]]:
+        """(MiB resident, CPU seconds) of each component's process tree."""
         children: dict[int, list[int]] = {}
-        rss: dict[int, float] = {}
+        usage: dict[int, tuple[float, float]] = {}
         shims = []
         marker = str(self.directory).encode()
+        tick = os.sysconf("SC_CLK_TCK")
         for proc in Path("/proc").iterdir():
             if not proc.name.isdigit():
                 continue
@@ -640,18 +657,26 @@ class Node:
                 status = (proc / "status").read_text()
                 fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
                 pid = int(proc.name)
+                # after the command's ")": utime, stime, cutime, cstime are 11 to 14
+                times = (proc / "stat").read_text().rpartition(")")[2].split()[11:15]
                 children.setdefault(int(fields["PPid"]), []).append(pid)
-                rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0]) / 1024
+                usage[pid] = (
+                    int(fields.get("VmRSS", "0 kB").split()[0]) / 1024,
+                    sum(int(t) for t in times) / tick,
+                )
                 cmdline = (proc / "cmdline").read_bytes()
                 if b"containerd-shim" in cmdline and marker in cmdline:
                     shims.append(pid)
 
-        def tree(pid: int) -> float:
-            return rss.get(pid, 0.0) + sum(tree(child) for child in children.get(pid, []))
+        def tree(pid: int) -> tuple[float, float]:
+            below = [tree(child) for child in children.get(pid, [])]
+            rss, cpu = usage.get(pid, (0.0, 0.0))
+            return rss + sum(r for r, _ in below), cpu + sum(c for _, c in below)
 
-        memory = {name: tree(process.pid) for name, process in self._processes.items()}
-        memory["pods"] = sum(tree(pid) for pid in shims)
-        return memory
+        found = {name: tree(process.pid) for name, process in self._processes.items()}
+        pods = [tree(pid) for pid in shims]
+        found["pods"] = (sum(r for r, _ in pods), sum(c for _, c in pods))
+        return found
 
     @staticmethod
     def _kill_shims(directory: Path) -> None:

@@ -1,0 +1,611 @@
+"""sart on two real nodes with BGP, as a user installs it: the end-to-end scenario of
+tests/k8s/test_real_node.py and of ``scripts/demo --full``.
+
+``RealCluster`` builds a real control plane (``ControlPlane(bind_address="0.0.0.0")`` with the
+controllers a kubelet needs), two ``sart.testing.node.Node``s (containerd, kubelet and
+kube-proxy each; node-a also runs the cluster's kube-scheduler) with the sart image and a
+busybox image imported, and an FRR router ("tor", AS 65000) in a network namespace of its own
+with one link to each node: 10.255.<n>.1 the router's end, .2 the node's. The nodes keep their
+veth to the host (the apiserver, their default route); the router announces its links, so the
+nodes learn each other's link addresses (kube-proxy masquerades LoadBalancer traffic it sends
+to the other node's pod with its address on that link, and the answer must find its way back),
+and installs up to two equal paths (ECMP; multipath hashed per flow, as a fabric does).
+
+``run_scenario`` then does what a user does and checks what they would see, stage by stage
+(``RealCluster.stage``: a failure says which stage it reached, with the pods, sart's objects,
+events and every log's tail):
+
+1. ``kubectl kustomize`` of manifests/ with components/cni, ``kubectl apply --server-side``, a
+   pod pool and a service pool, the router as a BGPPeerTemplate and a ClusterBGP (each node's
+   AS from its label, the router's address on each node's link per node: nodeBGPSelector on
+   the kubelet's hostname label, as ``scripts/demo``'s lab), the Nodes labelled;
+2. the sartd DaemonSet's pods Ready on both nodes (its init container installed sart-cni and
+   the conflist in each node's /opt/cni/bin and /etc/cni/net.d), both Nodes Ready,
+   sart-controller available;
+3. both BGPPeers Established, in their status and in FRR's ``show bgp summary``;
+4. a busybox pod pinned to each node, its address from its node's block of the pod pool
+   (containerd calls sart-cni); FRR installs each block via its node; ``sartd fib`` on each
+   node installs the other node's block via the router;
+5. the pod on node-a reaches the pod on node-b over HTTP (``kubectl exec``, busybox ``nc``):
+   pod-to-pod across nodes goes through the router on the routes sart put in both kernels
+   (sart installs no direct routes between nodes; docs/fib.md);
+6. a LoadBalancer Service's address, installed by FRR with both nodes as next hops, and HTTP
+   from the router's namespace to it answered, entering through kube-proxy on both nodes (the
+   packet counters of each node's iptables rule for the address grow).
+
+``RealCluster.summary`` gives the stages' times, each node's resident memory and CPU time by
+component, the router's, and how busy the machine's cores were.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Self, TypeVar
+
+import netaddr
+import yaml
+
+from sart.testing.controlplane import CONTROLLERS, ControlPlane
+from sart.testing.netns import Link, Namespace
+from sart.testing.node import (
+    BUSYBOX_IMAGE,
+    Node,
+    NodeError,
+    busybox_image,
+    find_node_binaries,
+    image_cache,
+    missing_prerequisites,
+)
+from sart.testing.peers import BgpConfig, Frr, Lab, neighbor
+
+__all__ = ["NODES", "RealCluster", "ScenarioError", "run_scenario"]
+
+ROOT: Final = Path(__file__).resolve().parents[3]
+MANIFESTS: Final = ROOT / "manifests"
+POD_POOL: Final = "10.1.0.0/24"
+LB_POOL: Final = "10.2.0.0/28"
+ROUTER_AS: Final = 65000
+NODES: Final = {"node-a": ("172.31.250.0/30", 65001), "node-b": ("172.31.250.4/30", 65002)}
+"""name -> (its veth /30 to the host, its AS); node-a runs the cluster's kube-scheduler."""
+NODE_CONTROLLERS: Final = (
+    *CONTROLLERS,
+    "deployment-controller",
+    "replicaset-controller",
+    "daemonset-controller",
+    "node-lifecycle-controller",  # takes the not-ready taint off the new Nodes
+)
+WEB_PODS: Final = {"web-a": "node-a", "web-b": "node-b"}
+LB_FETCHES: Final = 24  # connections from the router to the LoadBalancer address
+T = TypeVar("T")
+
+
+class ScenarioError(AssertionError):
+    """The cluster did not get where the scenario expected (says where it stopped)."""
+
+
+def _script(name: str, *args: str) -> str:
+    done = subprocess.run(
+        [str(ROOT / "scripts" / name), *args], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise ScenarioError(f"scripts/{name} {' '.join(args)}: {done.stderr[-3000:]}")
+    return done.stdout.strip()
+
+
+def _cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine so far, from /proc/stat."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def _memory_used_mib() -> float:
+    lines = Path("/proc/meminfo").read_text().splitlines()
+    info = dict(line.split(":", 1) for line in lines if ":" in line)
+    total, available = (int(info[k].split()[0]) for k in ("MemTotal", "MemAvailable"))
+    return (total - available) / 1024
+
+
+class RealCluster:
+    """The control plane, the two nodes, the router, kubectl, and the timings of each stage.
+    A context manager: everything is stopped and removed on exit, whatever happened.
+    ``report`` is called with each stage's line as it is reached (the demo prints it)."""
+
+    def __init__(self, *, report: Callable[[str], None] = lambda line: None) -> None:
+        self.report = report
+        self.stages: list[tuple[str, float]] = []
+        self.notes: list[str] = []
+        self.nodes: dict[str, Node] = {}
+        self.links: dict[str, Link] = {}  # by node: a is the router's end, b the node's
+        self.began = time.monotonic()
+        self._cpu_began = _cpu_jiffies()
+        self._network = Lab("rn")
+        self._router: Frr | None = None
+        self._plane: ControlPlane | None = None
+        self._kubectl: Path | None = None
+        self._tmp: Path | None = None
+
+    def __enter__(self) -> Self:
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def plane(self) -> ControlPlane:
+        if self._plane is None:
+            raise ScenarioError("the cluster is not built")
+        return self._plane
+
+    @property
+    def router(self) -> Frr:
+        if self._router is None:
+            raise ScenarioError("the router is not started")
+        return self._router
+
+    @property
+    def tor(self) -> Namespace:
+        return self.router.namespace
+
+    @property
+    def tmp(self) -> Path:
+        if self._tmp is None:
+            raise ScenarioError("the cluster is not built")
+        return self._tmp
+
+    def _build(self) -> None:
+        bin_dir = find_node_binaries()
+        image = Path(_script("build-image"))
+        archives = sorted(image.glob("sart-*.tar"))
+        if not archives:
+            raise ScenarioError(f"scripts/build-image left no tarball in {image}")
+        kubectl = Path(_script("kubectl", "path") or _script("kubectl", "build"))
+        if not kubectl.is_file():
+            _script("kubectl", "build")
+            kubectl = Path(_script("kubectl", "path"))
+        self._kubectl = kubectl
+        self._tmp = Path(tempfile.mkdtemp(prefix="sart-real-cluster-"))
+        self.stage("builds (cached)")
+        self._plane = ControlPlane(controllers=NODE_CONTROLLERS, bind_address="0.0.0.0")
+        self._plane.start()
+        self.stage("control plane")
+        self._cpu_began = _cpu_jiffies()
+        images = [archives[0], busybox_image(image_cache(bin_dir))]
+        for name, (link, _) in NODES.items():
+            node = Node(
+                self._plane,
+                name,
+                link=link,
+                images=images,
+                kube_proxy=True,
+                scheduler=name == "node-a",  # one scheduler for the cluster
+                bin_dir=bin_dir,
+            )
+            self.nodes[name] = node
+            node.start()
+            phases = ", ".join(f"{k} {v:.1f}" for k, v in node.times.items())
+            self.stage(f"{name} started ({phases})")
+        tor = self._network.namespace("tor")
+        tor.enable_forwarding()
+        tor.sysctl("net.ipv4.fib_multipath_hash_policy", "1")  # per flow, as a fabric does
+        for name, node in self.nodes.items():
+            self.links[name] = self._network.link(tor, node.namespace)
+        config = BgpConfig(
+            router_id=self.links["node-a"].a.ipv4,
+            local_as=ROUTER_AS,
+            neighbors=tuple(neighbor(self.links[n].b.ipv4, asn) for n, (_, asn) in NODES.items()),
+            routes=tuple(f"{link.a.ipv4}/24" for link in self.links.values()),
+            max_paths=len(self.nodes),
+        )
+        self._router = self._network.start(Frr(tor, config, name="tor"))
+        self.stage("router")
+
+    def close(self) -> None:
+        """The router's namespace, the nodes, the control plane, the directory."""
+        with contextlib.suppress(Exception):  # a failed start leaves it half made
+            self._network.close()
+        for node in self.nodes.values():
+            node.stop()
+        if self._plane is not None:
+            self._plane.stop()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    # Stages and checks -------------------------------------------------------------------------
+
+    def stage(self, name: str) -> None:
+        took = time.monotonic() - self.began
+        self.stages.append((name, took))
+        self.report(f"{name}: {took:.1f} s")
+        self.began = time.monotonic()
+
+    def check(self, condition: object, what: str) -> None:
+        if not condition:
+            raise ScenarioError(f"{what}\n{self.state()}")
+
+    def wait(self, probe: Callable[[], T | None], what: str, timeout: float = 180.0) -> T:
+        deadline = time.monotonic() + timeout
+        while True:
+            value = probe()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise ScenarioError(f"{what} not reached within {timeout:.0f} s\n{self.state()}")
+            time.sleep(0.5)
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        done = self.kubectl_run(*args, stdin=stdin)
+        if done.returncode != 0:
+            raise ScenarioError(f"kubectl {' '.join(args)}: {done.stderr}")
+        return done.stdout
+
+    def kubectl_run(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        if self._kubectl is None:
+            raise ScenarioError("the cluster is not built")
+        return subprocess.run(
+            [str(self._kubectl), f"--kubeconfig={self.plane.kubeconfig}", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+
+    def get(self, *args: str) -> Any:
+        return json.loads(self.kubectl("get", "-o", "json", *args))
+
+    def state(self) -> str:
+        """Pods, sart's objects, events and the nodes' and router's logs' tails."""
+        shown = [
+            self.kubectl_run("get", *what)
+            for what in (
+                ("pods", "-A", "-o", "wide"),
+                ("bgppeers,nodebgps,addressblocks", "-o", "wide"),
+                ("events", "-A", "--sort-by=.lastTimestamp"),
+            )
+        ]
+        tails = []
+        for node in self.nodes.values():
+            with contextlib.suppress(NodeError):  # not running (a failed start)
+                for log in sorted(node.logs.glob("*.log")):
+                    lines = log.read_text(errors="replace").splitlines()[-15:]
+                    tails.append(f"--- {node.name} {log.name}\n" + "\n".join(lines))
+        if self._router is not None:
+            tails.append(f"--- {self._router}\n{self._router.log_tail(15)}")
+        return "\n".join([*(f"{done.stdout[-4000:]}{done.stderr}" for done in shown), *tails])
+
+    def summary(self) -> list[str]:
+        """The stages' times, each node's resident memory and CPU time, the router's, and how
+        busy the machine's two cores were (they may be shared with other work)."""
+        lines = [", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.stages)]
+        for node in self.nodes.values():
+            with contextlib.suppress(NodeError):  # not running (a failed start)
+                memory, cpu = node.resident_memory(), node.cpu_seconds()
+                lines.append(
+                    f"{node.name} RSS: "
+                    + ", ".join(f"{name} {mib:.0f} MiB" for name, mib in memory.items())
+                    + f", total {sum(memory.values()):.0f} MiB; CPU: "
+                    + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in cpu.items())
+                    + f", total {sum(cpu.values()):.1f} s"
+                )
+        busy, total = (n - t for n, t in zip(_cpu_jiffies(), self._cpu_began, strict=True))
+        router = f"FRR bgpd {self.router.rss() / 2**20:.0f} MiB; " if self._router else ""
+        lines.append(
+            f"{router}machine memory in use {_memory_used_mib():.0f} MiB; the two cores"
+            f" {100 * busy / max(total, 1):.0f} % busy on average since the nodes started"
+        )
+        return [*lines, *self.notes]
+
+
+# The scenario ----------------------------------------------------------------------------------
+
+POOLS: Final = f"""
+apiVersion: sart.terassyi.net/v1alpha2
+kind: AddressPool
+metadata: {{name: pods}}
+spec: {{cidr: {POD_POOL}, type: pod, allocType: bit, blockSize: 29, autoAssign: true}}
+---
+apiVersion: sart.terassyi.net/v1alpha2
+kind: AddressPool
+metadata: {{name: lb}}
+spec: {{cidr: {LB_POOL}, type: service, allocType: bit, blockSize: 28, autoAssign: true}}
+"""
+WEB: Final = """
+apiVersion: v1
+kind: Pod
+metadata: {name: NAME, namespace: default, labels: {app: web}}
+spec:
+  nodeName: NODE
+  terminationGracePeriodSeconds: 1
+  containers:
+    - name: web
+      image: BUSYBOX_IMAGE
+      imagePullPolicy: Never
+      # answers with its own name (the pod's hostname)
+      command: [sh, -c, "mkdir /tmp/www && hostname > /tmp/www/index.html
+                         && exec httpd -f -p 8080 -h /tmp/www"]
+      ports: [{containerPort: 8080}]
+""".replace("BUSYBOX_IMAGE", BUSYBOX_IMAGE)
+SERVICE: Final = """
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+"""
+FETCH: Final = """
+import sys, urllib.request
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+for _ in range(int(sys.argv[2])):
+    print(opener.open(sys.argv[1], timeout=3).read().decode().strip(), flush=True)
+"""
+"""HTTP GETs, each on a new connection, with Python: Debian's static busybox wget crashes on
+this machine kind (its httpd and nc are fine)."""
+
+
+def rendered(cluster: RealCluster) -> str:
+    """`kubectl kustomize` of manifests/ with the CNI component, as it is (the nodes'
+    /opt/cni/bin and /etc/cni/net.d are their own directories in their mount namespaces)."""
+    tmp = cluster.tmp / "kustomize"
+    tmp.mkdir()
+    (tmp / "sart").symlink_to(MANIFESTS)
+    (tmp / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": ["sart"],
+                "components": ["sart/components/cni"],
+            }
+        )
+    )
+    return cluster.kubectl("kustomize", str(tmp))
+
+
+def bgp_config(cluster: RealCluster) -> str:
+    """The router as a BGPPeerTemplate, and a ClusterBGP for the nodes labelled bgp=lab."""
+    template = {
+        "apiVersion": "sart.terassyi.net/v1alpha2",
+        "kind": "BGPPeerTemplate",
+        "metadata": {"name": "tor"},
+        "spec": {"asn": ROUTER_AS, "holdTime": 9, "groups": ["tor"]},
+    }
+    peers = [
+        {
+            "peerTemplateRef": "tor",
+            "peerConfig": {"addr": link.a.ipv4},
+            "nodeBGPSelector": {"kubernetes.io/hostname": name},
+        }
+        for name, link in cluster.links.items()
+    ]
+    clusterbgp = {
+        "apiVersion": "sart.terassyi.net/v1alpha2",
+        "kind": "ClusterBGP",
+        "metadata": {"name": "lab"},
+        "spec": {
+            "nodeSelector": {"bgp": "lab"},
+            "asnSelector": {"from": "label"},
+            "routerIdSelector": {"from": "internalAddress"},
+            "speaker": {"path": "unix:/run/sart/bgp.sock", "multipath": True},
+            "peers": peers,
+        },
+    }
+    return yaml.safe_dump_all([template, clusterbgp])
+
+
+def lb_rule_packets(cluster: RealCluster, node: Node, lb: str) -> int:
+    """Connections that entered the node's kube-proxy rules for the LoadBalancer address (the
+    nat table sees a connection's first packet only)."""
+    saved = node.exec("iptables-save", "-c", "-t", "nat")
+    cluster.check(saved.returncode == 0, f"iptables-save on {node.name}: {saved.stderr}")
+    counts = [
+        int(m[1])
+        for line in saved.stdout.splitlines()
+        if f"-d {lb}/32" in line and (m := re.match(r"\[(\d+):\d+\]", line))
+    ]
+    cluster.check(counts, f"no kube-proxy rule for {lb} on {node.name}:\n{saved.stdout}")
+    return sum(counts)
+
+
+def _last_status(peer: dict[str, Any]) -> str:
+    history = (peer.get("status") or {}).get("conditions") or [{}]
+    return str(history[-1].get("status", ""))
+
+
+def run_scenario(cluster: RealCluster) -> None:
+    """The stages of the module's doc, in order; raises ScenarioError where one fails."""
+    _install(cluster)
+    _sessions(cluster)
+    ips, blocks = _pods(cluster)
+    _pod_to_pod(cluster, ips)
+    _load_balancer(cluster, blocks)
+
+
+def _install(cluster: RealCluster) -> None:
+    cluster.kubectl("apply", "--server-side", "-f", "-", stdin=rendered(cluster))
+    cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    cluster.kubectl("apply", "-f", "-", stdin=POOLS + "---\n" + bgp_config(cluster))
+    for name, (_, asn) in NODES.items():
+        cluster.kubectl("label", "node", name, "bgp=lab", f"sart.terassyi.net/asn={asn}")
+    cluster.stage("manifests applied, nodes labelled")
+
+    def daemonset_ready() -> bool:
+        status = cluster.get("-n", "sart-system", "daemonset", "sartd").get("status", {})
+        return bool(status.get("numberReady") == len(cluster.nodes))
+
+    cluster.wait(daemonset_ready, "the sartd DaemonSet's pods Ready on both nodes")
+    cluster.stage("sartd pods ready")
+    for node in cluster.nodes.values():
+        conflist = json.loads((node.cni_conf_dir / "10-sart.conflist").read_text())
+        plugins = [p["type"] for p in conflist["plugins"]]
+        cluster.check(plugins == ["sart-cni"], f"{node.name}'s conflist: {plugins}")
+        installed = os.access(node.cni_bin_dir / "sart-cni", os.X_OK)
+        cluster.check(installed, f"no executable sart-cni in {node.name}'s /opt/cni/bin")
+        cluster.wait(node.ready, f"{node.name} Ready (the runtime's network: sart's conflist)")
+    cluster.stage("nodes ready")
+
+    def controller_available() -> bool:
+        deployment = cluster.get("-n", "sart-system", "deployment", "sart-controller")
+        return bool(deployment.get("status", {}).get("availableReplicas", 0) >= 1)
+
+    cluster.wait(controller_available, "a sart-controller pod available")
+    cluster.stage("sart-controller ready")
+
+
+def _sessions(cluster: RealCluster) -> None:
+    def established() -> dict[str, str] | None:
+        states = {
+            p["spec"]["nodeBGPRef"]: _last_status(p) for p in cluster.get("bgppeers")["items"]
+        }
+        if sorted(states) != sorted(cluster.nodes) or set(states.values()) != {"Established"}:
+            return None
+        return states
+
+    cluster.wait(established, "both nodes' BGPPeers Established", timeout=120)
+    summary = cluster.router.vtysh_json("show bgp summary json")["ipv4Unicast"]["peers"]
+    for name, link in cluster.links.items():
+        state = summary.get(link.b.ipv4, {}).get("state")
+        cluster.check(state == "Established", f"FRR's session with {name}: {state} ({summary})")
+    cluster.stage("BGP sessions established (BGPPeers, FRR)")
+
+
+def _pods(cluster: RealCluster) -> tuple[dict[str, str], dict[str, str]]:
+    """The web pods' addresses by pod, and their blocks by node, routed everywhere."""
+    for pod, node_name in WEB_PODS.items():
+        cluster.kubectl(
+            "apply", "-f", "-", stdin=WEB.replace("NAME", pod).replace("NODE", node_name)
+        )
+    cluster.kubectl("apply", "-f", "-", stdin=SERVICE)
+
+    def pod_ips() -> dict[str, str] | None:
+        found = {}
+        for pod in WEB_PODS:
+            status = cluster.get("-n", "default", "pod", pod).get("status", {})
+            conditions = status.get("conditions", [])
+            if not any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+                return None
+            found[pod] = str(status["podIP"])
+        return found
+
+    ips = cluster.wait(pod_ips, "a web pod Running and Ready with an address on each node")
+    cluster.stage("test pods ready")
+    blocks = {}
+    for item in cluster.get("addressblocks")["items"]:
+        cidr = netaddr.IPNetwork(item["spec"]["cidr"])
+        for pod, node_name in WEB_PODS.items():
+            if item["spec"].get("nodeRef") == node_name and netaddr.IPAddress(ips[pod]) in cidr:
+                blocks[node_name] = str(cidr.cidr)
+    cluster.check(sorted(blocks) == sorted(cluster.nodes), f"blocks {blocks} of pods {ips}")
+    pool = netaddr.IPNetwork(POD_POOL)
+    cluster.check(all(netaddr.IPAddress(ip) in pool for ip in ips.values()), f"pods {ips}")
+
+    def routed() -> bool:
+        for name, block in blocks.items():
+            if cluster.tor.kernel_nexthops(block) != [cluster.links[name].b.ipv4]:
+                return False
+            for other, link in cluster.links.items():
+                hops = cluster.nodes[other].namespace.kernel_nexthops(block)
+                if other != name and hops != [link.a.ipv4]:
+                    return False
+        return True
+
+    cluster.wait(routed, "each block on the router and on the other node", timeout=60)
+    cluster.notes.append(
+        "pod blocks on the router: "
+        + ", ".join(f"{b} ({n}) via {cluster.links[n].b.ipv4}" for n, b in blocks.items())
+    )
+    cluster.stage("pod blocks routed (router, other node)")
+    return ips, blocks
+
+
+def _pod_to_pod(cluster: RealCluster, ips: dict[str, str]) -> None:
+    request = f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ips['web-b']} 8080"
+
+    def across() -> str | None:
+        done = cluster.kubectl_run("exec", "web-a", "--", "sh", "-c", request)
+        return done.stdout if done.returncode == 0 and "web-b" in done.stdout else None
+
+    answer = cluster.wait(across, "web-a (node-a) reaching web-b (node-b)", timeout=60)
+    cluster.check("200 OK" in answer, f"web-b's answer: {answer}")
+    cluster.stage("pod to pod across the nodes")
+
+
+def _load_balancer(cluster: RealCluster, blocks: dict[str, str]) -> None:
+    def lb_address() -> str | None:
+        status = cluster.get("-n", "default", "service", "web").get("status", {})
+        ingress = status.get("loadBalancer", {}).get("ingress") or []
+        return str(ingress[0]["ip"]) if ingress else None
+
+    lb = cluster.wait(lb_address, "the Service's LoadBalancer address", timeout=60)
+    cluster.check(netaddr.IPAddress(lb) in netaddr.IPNetwork(LB_POOL), f"address {lb}")
+    both = sorted(link.b.ipv4 for link in cluster.links.values())
+    cluster.wait(lambda: cluster.tor.kernel_nexthops(f"{lb}/32") == both, f"{lb}/32 via {both}", 60)
+    route = cluster.router.vtysh(f"show ip route {lb}/32")
+    cluster.check(all(hop in route for hop in both), f"FRR's route: {route}")
+    cluster.notes.append(f"LoadBalancer {lb}/32 on the router: ECMP via {', '.join(both)}")
+    cluster.stage("LoadBalancer address, ECMP on the router")
+
+    nodes = cluster.nodes
+    before = {name: lb_rule_packets(cluster, node, lb) for name, node in nodes.items()}
+    done = cluster.tor.run(
+        [sys.executable, "-c", FETCH, f"http://{lb}/", str(LB_FETCHES)], check=False
+    )
+    cluster.check(done.returncode == 0, f"GET http://{lb}/ from the router: {done.stderr[-2000:]}")
+    answers = done.stdout.split()
+    entered = {name: lb_rule_packets(cluster, n, lb) - before[name] for name, n in nodes.items()}
+    cluster.notes.append(
+        f"{LB_FETCHES} connections from the router to {lb}: answered by "
+        + ", ".join(f"{pod} {answers.count(pod)}" for pod in WEB_PODS)
+        + "; entered through kube-proxy on "
+        + ", ".join(f"{name} {count}" for name, count in entered.items())
+    )
+    cluster.check(
+        len(answers) == LB_FETCHES and set(answers) <= set(WEB_PODS), f"answers {answers}"
+    )
+    cluster.check(all(entered.values()), f"connections entered per node: {entered}")
+    cluster.stage("LoadBalancer traffic from the router through both nodes")
+
+
+def main() -> int:
+    """``scripts/demo --full``: the scenario with each stage printed as it is reached."""
+    missing = missing_prerequisites()
+    if missing:
+        print(f"real nodes cannot run here: {'; '.join(missing)}", file=sys.stderr)
+        return 1
+    try:
+        with RealCluster(report=lambda line: print(f"== {line}", flush=True)) as cluster:
+            try:
+                run_scenario(cluster)
+            finally:
+                print("\n".join(cluster.summary()), flush=True)
+    except ScenarioError as error:
+        print(f"failed: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
