@@ -231,6 +231,8 @@ async def test_the_controller_makes_rotates_and_serves_the_certificate(
     assert await secret_data(core) == {}
     began = time.monotonic()
     async with replicas(k8s, installed) as (leader, standby):
+        reason = f"no certificate read from the Secret {NAMESPACE}/{SECRET} yet"
+        assert standby.certificates.not_serving() == reason  # not ready (readiness) until then
         # from nothing: the Secret is made and its CA patched into the configuration
         data = await until(lambda: secret_data(core), 30)
         now = datetime.datetime.now(datetime.UTC)
@@ -241,6 +243,7 @@ async def test_the_controller_makes_rotates_and_serves_the_certificate(
         callable_after = time.monotonic() - began
         await called(custom, "10.131.0.0/24")
         await serve_everywhere(data, leader, standby)
+        assert standby.certificates.not_serving() is None
         assert (leader.certificates.renewals, standby.certificates.renewals) == (1, 0)
 
         # a serving certificate near expiry (made here, by the same CA) is replaced, and the
@@ -330,11 +333,13 @@ async def test_sart_controller_processes_keep_it_across_a_leader_change(
     try:
         leader = start(processes, "sart.cli.controller", *options,
                        "--webhook-address", f"{installed}:443")  # fmt: skip
-        assert (await wait(leader, 200))["leader"] is True
+        ready = await wait(leader, 200)
+        assert (ready["leader"], ready["checks"]["webhook"]) == (True, "ok")
         standby_port = free_port()
         standby = start(processes, "sart.cli.controller", *options,
                         "--webhook-address", f"127.0.0.1:{standby_port}")  # fmt: skip
-        assert (await wait(standby, 200))["leader"] is False
+        ready = await wait(standby, 200)
+        assert (ready["leader"], ready["checks"]["webhook"]) == (False, "ok")
         data = await until(lambda: secret_data(core), 30)
         await until(lambda: bundle_is(admission, data[certs.CA_CERT]), 30)
         await auto_pool(custom, pools[0], "10.137.0.0/24")

@@ -13,7 +13,7 @@ from sart import __version__
 from sart.api.client import parse_endpoint
 from sart.cli.controller import Webhook
 from sart.cli.daemon import load_kube_config, run_until_stopped
-from sart.cli.serving import Health, HttpEndpoint
+from sart.cli.serving import Health, HttpEndpoint, daemon_registry
 from sart.k8s.certs import service_names
 from sart.k8s.runtime.blocks import BlockController
 from sart.k8s.runtime.calls import read_environment_once
@@ -44,7 +44,7 @@ async def serve(
     health = Health()
     health.ready("controller", lambda: "no kubeconfig loaded yet")
     health.start_heartbeat(asyncio.get_running_loop())
-    metrics = ControllerMetrics()
+    metrics = ControllerMetrics(daemon_registry())
     served = None
     if metrics_address:
         served = HttpEndpoint.start(parse_endpoint(metrics_address), health, metrics.registry)
@@ -128,6 +128,8 @@ async def _run(
                 context=context,
                 fence=fence,
             )
+            # The Service sends the apiserver's calls only to replicas that can answer them.
+            health.ready("webhook", certificates.not_serving)
         elif webhook.files is not None:
             context.load_cert_chain(*webhook.files)
             await serve_webhook(api, host, port, context)

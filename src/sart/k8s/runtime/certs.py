@@ -73,6 +73,7 @@ class WebhookCertificates:
         self.version = ""  # the Secret's resourceVersion; empty while there is none
         self.bundles: dict[str, str] | None = None  # our webhooks' caBundle; None: no config
         self.loaded = asyncio.Event()  # the context holds a certificate
+        self.listening = False  # the webhook serves it (readiness)
         self.served = b""  # the tls.crt the context holds
         self.renewals = 0  # Secrets written by us (tests wait on this)
         self._listed: set[str] = set()
@@ -97,6 +98,13 @@ class WebhookCertificates:
             )
             await self.loaded.wait()
             await serve()
+            self.listening = True
+
+    def not_serving(self) -> str | None:
+        """Why the webhook is not served yet (readiness); None once it is."""
+        if self.listening:
+            return None
+        return f"no certificate read from the Secret {self.namespace}/{self.secret} yet"
 
     def _on_secret(self, kind: str, secret: Any) -> None:
         if kind == "SYNCED":
