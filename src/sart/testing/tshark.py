@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,8 +18,7 @@ import attrs
 from sart.testing.netns import LabError, Namespace
 
 TSHARK = "tshark"
-# Fields that say tshark could not make sense of what it read.
-_PROBLEMS = ("_ws.malformed", "_ws.expert")
+WARNING = 0x00600000  # expert info severity (epan/proto.h PI_WARN); errors are above
 
 
 @attrs.frozen
@@ -51,7 +51,7 @@ class BmpMessage:
 @attrs.frozen
 class Dissection:
     messages: list[BmpMessage]
-    problems: list[str]  # malformed-packet and expert error reports, as tshark words them
+    problems: list[str]  # malformed packets, expert warnings and errors, as tshark words them
 
 
 def _leaves(value: Any, key: str, out: dict[str, list[str]]) -> None:
@@ -66,10 +66,15 @@ def _leaves(value: Any, key: str, out: dict[str, list[str]]) -> None:
 
 
 def _problems(value: Any, out: list[str]) -> None:
+    """Malformed packets, and expert infos of warning severity or worse (not the chat and
+    notes that describe a normal connection)."""
     if isinstance(value, dict):
+        severity = value.get("_ws.expert.severity")
+        if severity is not None and int(severity) >= WARNING:
+            out.append(str(value.get("_ws.expert.message", value)))
         for name, inner in value.items():
-            if name.startswith(_PROBLEMS) and name != "_ws.expert.group":
-                out.append(f"{name}: {json.dumps(inner)}")
+            if name == "_ws.malformed":
+                out.append(f"malformed: {json.dumps(inner)}")
             _problems(inner, out)
     elif isinstance(value, list):
         for inner in value:
@@ -125,7 +130,11 @@ def write_pcap(messages: Sequence[bytes], pcap: Path, port: int) -> None:
 
 class Capture:
     """tshark capturing TCP port `port` on an interface of a namespace into `pcap`, from
-    __enter__ (once it says it captures) until __exit__."""
+    __enter__ (once it says it captures) until __exit__.
+
+    tshark writes the capture to a pipe, which it flushes after every packet (a file it
+    would buffer), and a thread of ours copies it to `pcap`: `wait_for` can then tell when a
+    packet is in."""
 
     def __init__(self, namespace: Namespace, interface: str, port: int, pcap: Path) -> None:
         self.namespace = namespace
@@ -133,13 +142,15 @@ class Capture:
         self.port = port
         self.pcap = pcap
         self._process: subprocess.Popen[bytes] | None = None
+        self._copier: threading.Thread | None = None
         self._log = pcap.with_suffix(".log")
 
     def __enter__(self) -> Capture:
-        command = [TSHARK, "-i", self.interface, "-f", f"tcp port {self.port}"]
-        command += ["-w", str(self.pcap)]
+        command = [TSHARK, "-i", self.interface, "-f", f"tcp port {self.port}", "-w", "-"]
         with self._log.open("wb") as log:
-            self._process = self.namespace.popen(command, stdout=log, stderr=log)
+            self._process = self.namespace.popen(command, stdout=subprocess.PIPE, stderr=log)
+        self._copier = threading.Thread(target=self._copy, name="tshark-copy", daemon=True)
+        self._copier.start()
         deadline = time.monotonic() + 30
         while b"Capturing on" not in self._log.read_bytes():
             if self._process.poll() is not None or time.monotonic() > deadline:
@@ -147,13 +158,35 @@ class Capture:
             time.sleep(0.05)
         return self
 
+    def _copy(self) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        with self.pcap.open("wb") as out:
+            while chunk := self._process.stdout.read1(65536):
+                out.write(chunk)
+                out.flush()
+
+    def wait_for(self, display_filter: str, timeout: float = 30.0) -> None:
+        """Until a packet the display filter matches is in the file (and so every packet
+        captured before it)."""
+        deadline = time.monotonic() + timeout
+        command = [TSHARK, "-r", str(self.pcap), "-Y", display_filter]
+        while True:
+            found = subprocess.run(command, capture_output=True, check=False, timeout=60)
+            if found.stdout.strip():
+                return
+            if time.monotonic() > deadline:
+                raise LabError(f"no packet matching {display_filter!r} captured in {timeout} s")
+            time.sleep(0.1)
+
     def __exit__(self, *exc: object) -> None:
         process = self._process
         if process is None:
             return
-        process.send_signal(signal.SIGINT)  # tshark finishes the file and exits
+        process.send_signal(signal.SIGINT)
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if self._copier is not None:
+            self._copier.join(timeout=30)

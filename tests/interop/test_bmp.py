@@ -1,0 +1,141 @@
+"""BMP export (RFC 7854) end to end: a real `sartd bgp` peers with a real FRR in the lab and
+reports to a collector socket this test runs in sartd's namespace, while Wireshark's tshark
+captures the collector's traffic on that namespace's loopback; tshark's BMP dissector then
+reads the capture."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from sart.testing.netns import listening_socket
+from sart.testing.peers import BgpConfig, Frr, Lab, neighbor
+from sart.testing.tshark import Capture, dissect
+
+SART_AS, FRR_AS = 65100, 4_200_000_200  # a 4-octet AS on FRR's side
+PORT = 11019
+FRR_ROUTES = ("10.50.0.0/24", "10.51.0.0/24")
+INITIATION, PEER_UP, ROUTE_MONITORING, STATISTICS, PEER_DOWN, TERMINATION = 4, 3, 0, 1, 2, 5
+
+
+class Collector:
+    """Accepts one BMP connection and reads it to the end, noting each message's type."""
+
+    def __init__(self, listener: socket.socket) -> None:
+        self.listener = listener
+        self.kinds: list[int] = []
+        self.closed = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="bmp-collector", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        connection, _ = self.listener.accept()
+        with connection:
+            data = b""
+            while chunk := connection.recv(65536):
+                data += chunk
+                while len(data) >= 6:
+                    _, length, kind = struct.unpack_from("!BIB", data)
+                    if len(data) < length:
+                        break
+                    self.kinds.append(kind)
+                    data = data[length:]
+        self.closed.set()
+
+    def stats_after_routes(self) -> bool:
+        """A Stats Report came after the routes and an End-of-RIB (two Route Monitorings)."""
+        kinds = list(self.kinds)
+        if kinds.count(ROUTE_MONITORING) < 2:
+            return False
+        last = len(kinds) - 1 - kinds[::-1].index(ROUTE_MONITORING)
+        return STATISTICS in kinds[last:]
+
+
+def eventually(check: Callable[[], object], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"not in {timeout} s: {what}"
+        time.sleep(0.05)
+
+
+def test_sartd_reports_an_frr_session_to_a_bmp_collector(lab: Lab, tmp_path: Path) -> None:
+    sart_ns, frr_ns = lab.namespace("sartd"), lab.namespace("frr")
+    link = lab.link(sart_ns, frr_ns)
+    frr = lab.start(
+        Frr(
+            frr_ns,
+            BgpConfig(
+                router_id=link.b.ipv4,
+                local_as=FRR_AS,
+                neighbors=(neighbor(link.a.ipv4, SART_AS),),
+                routes=FRR_ROUTES,
+            ),
+        )
+    )
+    config = tmp_path / "bgp.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "asn": SART_AS,
+                "router_id": link.a.ipv4,
+                "neighbors": [{"address": link.b.ipv4, "asn": FRR_AS, "hold_time": 9}],
+                "bmp": [{"address": "127.0.0.1", "port": PORT, "statistics_interval": 1}],
+            }
+        )
+    )
+    listener = listening_socket(sart_ns, "127.0.0.1", PORT)
+    pcap = tmp_path / "bmp.pcap"
+    api = f"unix:{tmp_path / 'api.sock'}"
+    command = [sys.executable, "-m", "sart.cli.sartd", "bgp", "-f", str(config),
+               "--metrics-address", "", "--api-address", api]  # fmt: skip
+    with listener, Capture(sart_ns, "lo", PORT, pcap) as capture:
+        collector = Collector(listener)
+        daemon = sart_ns.popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            frr.wait_established(link.a.ipv4)
+            eventually(collector.stats_after_routes, "a Stats Report after FRR's routes")
+            bgp = ("configure terminal", f"router bgp {FRR_AS}")
+            frr.vtysh(*bgp, f"neighbor {link.a.ipv4} shutdown")  # a Cease to sartd
+            eventually(lambda: PEER_DOWN in collector.kinds, "a Peer Down")
+            frr.vtysh(*bgp, f"no neighbor {link.a.ipv4} shutdown")
+            eventually(lambda: collector.kinds.count(PEER_UP) == 2, "a second Peer Up")
+            frr.stop()  # FRR goes: its connection closes
+            eventually(lambda: collector.kinds.count(PEER_DOWN) == 2, "a second Peer Down")
+        finally:
+            daemon.terminate()
+            _, stderr = daemon.communicate(timeout=15)
+        assert daemon.returncode == 0, stderr.decode()
+        assert collector.closed.wait(10)
+        capture.wait_for(f"tcp.srcport == {PORT} && tcp.flags.fin == 1")  # the collector's end
+    seen = dissect(pcap, PORT)
+    assert seen.problems == []
+    kinds = [m.kind for m in seen.messages]
+    assert kinds == collector.kinds  # tshark saw every message the collector read
+    assert kinds[0] == INITIATION and kinds[-1] == TERMINATION
+    up, _ = [m for m in seen.messages if m.kind == PEER_UP]
+    assert up.value("bmp.peer.ip.addr") == link.b.ipv4
+    assert up.value("bmp.peer.asn") == str(FRR_AS)
+    assert up.value("bmp.peer.id") == link.b.ipv4
+    assert up.value("bmp.peer.up.ip.addr") == link.a.ipv4
+    assert up.values("bgp.open.identifier") == [link.a.ipv4, link.b.ipv4]  # sent, received
+    monitored = [m for m in seen.messages if m.kind == ROUTE_MONITORING]
+    assert {p for m in monitored for p in m.prefixes} == set(FRR_ROUTES)
+    assert all(m.value("bmp.peer.flags.as_path") == "0" for m in monitored)  # 4-octet ASNs
+    assert any(str(FRR_AS) in m.values("bgp.update.path_attribute.as_path_segment.as4")
+               for m in monitored)  # fmt: skip
+    last_stats = [m for m in seen.messages if m.kind == STATISTICS][-1]  # FRR's routes all in
+    assert last_stats.value("bmp.stats.data.routes_adj_rib_in") == str(len(FRR_ROUTES))
+    assert last_stats.value("bmp.stats.data.routes_per_adj_rib_in.afi") == "1"
+    shutdown, stopped = [m for m in seen.messages if m.kind == PEER_DOWN]
+    assert shutdown.value("bmp.peer.down.reason") == "3"  # FRR closed with a NOTIFICATION:
+    assert shutdown.value("bgp.notify.major_error") == "6"  # Cease /
+    assert shutdown.value("bgp.notify.minor_error_cease") == "2"  # Administrative Shutdown
+    assert stopped.value("bmp.peer.down.reason") == "4"  # closed with no NOTIFICATION
