@@ -5,6 +5,7 @@ BMP messages tshark sees and the problems it reports (malformed packets, expert 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import threading
@@ -160,8 +161,9 @@ class Capture:
 
     def _copy(self) -> None:
         assert self._process is not None and self._process.stdout is not None
+        pipe = self._process.stdout.fileno()
         with self.pcap.open("wb") as out:
-            while chunk := self._process.stdout.read1(65536):
+            while chunk := os.read(pipe, 65536):  # what has come, not a full buffer
                 out.write(chunk)
                 out.flush()
 
