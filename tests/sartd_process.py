@@ -9,22 +9,12 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sart.api.client import SpeakerClient
 from sart.testing.netns import Namespace
-
-
-def eventually(check: Callable[[], object], timeout: float = 30.0, what: str = "") -> None:
-    """Poll `check` every 0.1 s until it holds; AssertionError after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not in {timeout} s: {what or check}")
-        time.sleep(0.1)
+from waiting import eventually
 
 
 class Sartd:

@@ -18,18 +18,10 @@ from sart.bgp.fsm import State
 from sart.testing.netns import Namespace
 from sart.testing.peers import BgpConfig, Bird, Family, Frr, Lab, Peer, neighbor
 from sart.testing.speaker_thread import SpeakerThread
+from waiting import eventually
 
 SART_AS, PEER_AS = 65100, 65200
 BFD_PEERS: dict[str, type[Peer]] = {"frr": Frr, "bird": Bird}
-
-
-def eventually(check: object, timeout: float, what: str) -> float:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not in {timeout} s: {what}")
-        time.sleep(0.005)
-    return time.monotonic()
 
 
 def cut_link(ns: Namespace, ifname: str, op: str, family: Family) -> None:
@@ -91,7 +83,9 @@ def test_bfd_takes_bgp_down_at_once(lab: Lab, kind: str, family: Family) -> None
 
         cut = time.monotonic()
         cut_link(sart_ns, link.a.ifname, "-A", family)
-        down = eventually(lambda: bgp_state() is not State.ESTABLISHED, 5, "BGP down")
+        down = eventually(
+            lambda: bgp_state() is not State.ESTABLISHED, 5, "BGP down", interval=0.005
+        )
         detected = down - cut
         print(f"sart detected the cut and took BGP down in {detected * 1000:.0f} ms")
         assert detected < 1.0

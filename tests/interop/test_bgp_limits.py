@@ -25,7 +25,8 @@ import pytest
 
 from sart.testing.netns import Link
 from sart.testing.peers import BgpConfig, Bird, Frr, GoBgp, Lab, Peer, neighbor
-from sartd_process import Sartd, eventually
+from sartd_process import Sartd
+from waiting import eventually
 
 SART_AS, PEER_AS = 65100, 65200
 ROUTERS: dict[str, type[Peer]] = {"frr": Frr, "bird": Bird, "gobgp": GoBgp}

@@ -26,6 +26,7 @@ import pytest
 from sart.api.client import ApiError, SpeakerClient
 from sart.testing.netns import Link, Namespace
 from sart.testing.peers import BgpConfig, Bird, Frr, GoBgp, Lab, Peer, bird_protocol_name, neighbor
+from waiting import eventually
 
 KINDS: dict[str, type[Peer]] = {"frr": Frr, "bird": Bird, "gobgp": GoBgp}
 SART_AS, PEER_AS = 65100, 65200
@@ -34,14 +35,6 @@ POLL = 0.05
 # Seconds: longer than the router takes to accept the session again (GoBGP refuses it for a
 # while after the loss, and our connect backoff doubles: up to 11 s measured).
 DEFERRAL = 20
-
-
-def eventually(check: Callable[[], object], timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not in {timeout} s: {what or check}")
-        time.sleep(0.05)
 
 
 def stale(router: Peer, prefix: str) -> bool | None:

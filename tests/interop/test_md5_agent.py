@@ -21,7 +21,8 @@ from sart.k8s.models import BGPPeer, BGPPeerSpec, ObjectMeta, SecretKeyRef, Spea
 from sart.k8s.reconcile.agent import NeighborSettings, neighbor_settings
 from sart.testing.netns import Link
 from sart.testing.peers import BgpConfig, Frr, Lab, neighbor
-from sartd_process import Sartd, eventually
+from sartd_process import Sartd
+from waiting import eventually
 
 SART_AS, PEER_AS = 65130, 65230
 PASSWORD = "interop-md5-s3cret"

@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,18 +23,11 @@ from sart.testing.netns import Link, Namespace
 from sart.testing.peers import BgpConfig, Bird, Frr, GoBgp, Lab, Peer, neighbor
 from sart.testing.speaker_thread import SpeakerThread
 from sartd_process import Sartd
+from waiting import eventually
 
 KINDS: dict[str, type[Peer]] = {"frr": Frr, "bird": Bird, "gobgp": GoBgp}
 SART_AS, PEER_AS = 65100, 65200
 ANYCAST = "10.0.100.10/32"
-
-
-def eventually(check: Callable[[], object], timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not in {timeout} s: {what or check}")
-        time.sleep(0.1)
 
 
 def sart_config(link: Link, peer_as: int, **neighbor_options: object) -> SpeakerConfig:
