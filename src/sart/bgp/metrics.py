@@ -75,7 +75,8 @@ class SpeakerCollector(Collector):
             labels=["peer", "state"],
         )
         for (address, new_state), count in list(speaker.transitions.items()):
-            transitions.add_metric([str(address), new_state.value], count)
+            if address in speaker.neighbors:  # a removed peer's series go with it
+                transitions.add_metric([str(address), new_state.value], count)
         yield transitions
         rib = GaugeMetricFamily(
             "sart_bgp_rib_prefixes", "Prefixes in the Loc-RIB", labels=["family"]

@@ -11,7 +11,7 @@ from kubernetes_asyncio.client import ApiClient
 from sart.api.client import parse_endpoint
 from sart.cli.daemon import config_error, load_kube_config, run_daemon, run_until_stopped
 from sart.cli.logs import configure_logging
-from sart.cli.serving import Health, HttpEndpoint
+from sart.cli.serving import Health, HttpEndpoint, daemon_registry
 from sart.k8s.runtime.agent import NodeAgent
 from sart.k8s.runtime.binding import AddressBinding
 from sart.k8s.runtime.cni import CniService
@@ -56,7 +56,7 @@ async def _agent(
     health = Health()
     health.ready("watches", lambda: "no kubeconfig loaded yet")
     health.start_heartbeat(asyncio.get_running_loop())
-    metrics = AgentMetrics()
+    metrics = AgentMetrics(daemon_registry())
     served = None
     if metrics_at is not None:
         served = HttpEndpoint.start(metrics_at, health, metrics.registry)

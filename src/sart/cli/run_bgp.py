@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from grpclib.server import Server
-from prometheus_client import CollectorRegistry
 
 from sart.api.client import parse_endpoint, unix_socket_path
 from sart.api.original_service import OriginalBgpService
@@ -24,7 +23,7 @@ from sart.bgp.speaker import Speaker
 from sart.cli.daemon import config_error, run_daemon, stop_on_signals
 from sart.cli.logs import configure_logging
 from sart.cli.mrt_log import UpdateLog
-from sart.cli.serving import Health, HttpEndpoint
+from sart.cli.serving import Health, HttpEndpoint, daemon_registry
 from sart.errors import ConfigError
 
 log = logging.getLogger("sart.sartd")
@@ -115,7 +114,7 @@ async def _serve(speaker: Speaker, api: str, metrics: tuple[str, int] | None) ->
     exporter = BmpExporter(speaker, speaker.config.bmp)
     try:
         if metrics is not None:
-            registry = CollectorRegistry()
+            registry = daemon_registry()
             registry.register(SpeakerCollector(speaker))
             endpoint = HttpEndpoint.start(metrics, health, registry)
         await speaker.start()

@@ -11,7 +11,7 @@ from netaddr import AddrFormatError, IPNetwork
 from sart.api.client import parse_endpoint, unix_socket_path
 from sart.cli.daemon import config_error, run_daemon, run_until_stopped
 from sart.cli.logs import configure_logging
-from sart.cli.serving import Health, HttpEndpoint
+from sart.cli.serving import Health, HttpEndpoint, daemon_registry
 from sart.fib.follow import Follower
 from sart.fib.kernel import KernelRoutes
 from sart.fib.metrics import FibMetrics
@@ -68,7 +68,7 @@ async def _fib(
     flush_on_exit: bool,
     metrics_at: tuple[str, int] | None,
 ) -> None:
-    metrics = FibMetrics()
+    metrics = FibMetrics(daemon_registry())
     health = Health()
     health.ready("speaker", lambda: "starting")
     health.start_heartbeat(asyncio.get_running_loop())

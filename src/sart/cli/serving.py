@@ -32,11 +32,29 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import attrs
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 
 Check = Callable[[], str | None]  # None: fine; else why not
 STALL = 10.0  # seconds without a beat before the event loop counts as stalled
 BEAT = 1.0
+
+
+def daemon_registry() -> CollectorRegistry:
+    """A registry for a daemon's metrics holding prometheus-client's process, GC and platform
+    collectors already (process_*, python_gc_*, python_info): the series every Python exporter
+    has, which the library puts only in its global REGISTRY, and the daemons keep their own."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    GCCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    return registry
 
 
 @attrs.frozen

@@ -371,6 +371,8 @@ class NodeAgent:
                 if old is not None:
                     self._wake.set()
                     self._mark_advertisements()
+                    states = [each.value for each in BGPPeerConditionStatus]
+                    self.metrics.forget_state(self.metrics.peer_status, old.metadata.name, states)
             return
         self.peers[name] = peer
         self.gone_peers.discard(name)

@@ -134,6 +134,7 @@ class CniService:
         self._block_came: dict[str, asyncio.Event] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._asking: dict[str, asyncio.Task[None]] = {}  # pool -> the BlockRequest being made
+        self._measured: set[str] = set()  # the pools with series
 
     # --- the watches ------------------------------------------------------------------------
 
@@ -207,9 +208,15 @@ class CniService:
         self._measure()
 
     def _measure(self) -> None:
+        """Addresses and blocks per pod pool, the series of pools that are gone removed."""
+        metrics = self.metrics
         for name in self.pools:
-            self.metrics.pod_addresses.labels(name).set(self.blocks.used(name))
-            self.metrics.address_blocks.labels(name).set(len(self.blocks.blocks_of(name)))
+            metrics.pod_addresses.labels(name).set(self.blocks.used(name))
+            metrics.address_blocks.labels(name).set(len(self.blocks.blocks_of(name)))
+        for name in self._measured - self.pools.keys():
+            metrics.pod_addresses.remove(name)
+            metrics.address_blocks.remove(name)
+        self._measured = set(self.pools)
 
     async def _blocking(self, call: Callable[..., T], /, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()

@@ -428,7 +428,7 @@ class LoadBalancerController:
             began = time.perf_counter()
             plan = self.allocator.reconcile(view)
             self.metrics.duration.observe(time.perf_counter() - began)
-            self.metrics.reconciliations.labels("Service", key).inc()
+            self.metrics.reconciliations.labels("Service").inc()
             self.metrics.pending.set(len(self.allocator.pending))
             if held and key not in self.allocator.owned:
                 self._wake_pending()
@@ -506,7 +506,7 @@ class LoadBalancerController:
             outcome = classify(error)
             if outcome is Outcome.DONE:
                 return outcome  # the Service is gone meanwhile: the watch tells us
-            self.metrics.failures.labels("Service", key, describe(error)).inc()
+            self.metrics.failures.labels("Service", describe(error)).inc()
             if outcome is Outcome.PERMANENT:
                 log.error(
                     "write refused", extra={"service": key, "error": describe(error),

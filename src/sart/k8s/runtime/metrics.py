@@ -6,6 +6,7 @@ left out on purpose: a label value per object grows without bound."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -14,16 +15,18 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 class ControllerMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        # By kind, without the original's `instance` (the object's name): a label value per
+        # Service grows without bound.
         self.reconciliations = Counter(
             "sart_controller_reconciliation",
             "Total count of reconciliations",
-            ["resource", "instance"],
+            ["resource"],
             registry=self.registry,
         )
         self.failures = Counter(
             "sart_controller_reconciliation_errors",
-            "Reconciliation errors",
-            ["resource", "instance", "error"],
+            "Reconciliation errors, by kind and error (an HTTP status or an exception type)",
+            ["resource", "error"],
             registry=self.registry,
         )
         self.duration = Histogram(
@@ -153,3 +156,9 @@ class AgentMetrics:
     def set_state(self, gauge: Gauge, name: str, state: str, states: Iterable[str]) -> None:
         for each in states:
             gauge.labels(name, each).set(1 if each == state else 0)
+
+    def forget_state(self, gauge: Gauge, name: str, states: Iterable[str]) -> None:
+        """Remove the series set_state made for `name` (an object that is gone)."""
+        for each in states:
+            with contextlib.suppress(KeyError):  # no state was ever set for it
+                gauge.remove(name, each)
