@@ -593,3 +593,34 @@ def keep_our_connection(local_id: IPAddress, remote_id: IPAddress) -> bool:
     speaker with the higher BGP identifier opened survives. True: keep the connection we
     opened and close the peer's (with a Cease / Connection Collision Resolution)."""
     return int(local_id) > int(remote_id)
+
+
+class Collision(enum.Enum):
+    """What RFC 4271 6.8 makes of a connection that has just received the peer's OPEN and
+    another connection to the same peer."""
+
+    NONE = "none"  # the other one knows no BGP identifier yet: nothing to compare
+    CLOSE_THIS = "close this"  # with a Cease / Connection Collision Resolution
+    CLOSE_OTHER = "close other"  # likewise
+    OTHER_LOST = "other lost"  # the peer restarted: its Established session ends as if its
+    # TCP connection failed, so its routes are kept stale (RFC 4724 4.2)
+
+
+def collision(
+    other: State,
+    *,
+    other_outgoing: bool,
+    local_id: IPAddress,
+    peer_id: IPAddress,
+    peer_graceful_restart: bool,
+) -> Collision:
+    """The rule between this connection (in OpenConfirm, the peer's identifier `peer_id` read)
+    and one in state `other`, opened by us if `other_outgoing`: against OpenConfirm the higher
+    identifier's connection survives; an Established session survives a new connection unless
+    the peer announced graceful restart, whose new connection means it restarted."""
+    if other is State.ESTABLISHED:
+        return Collision.OTHER_LOST if peer_graceful_restart else Collision.CLOSE_THIS
+    if other is State.OPEN_CONFIRM:
+        ours_survives = keep_our_connection(local_id, peer_id)
+        return Collision.CLOSE_OTHER if ours_survives != other_outgoing else Collision.CLOSE_THIS
+    return Collision.NONE

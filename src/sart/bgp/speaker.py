@@ -42,6 +42,7 @@ from sart.bgp.config import (
 from sart.bgp.export import AdjRibOut, OwnPathsSent, Peer
 from sart.bgp.fsm import (
     Action,
+    Collision,
     Config,
     Deliver,
     DropTcp,
@@ -52,8 +53,8 @@ from sart.bgp.fsm import (
     SessionDown,
     SessionUp,
     State,
+    collision,
     held,
-    keep_our_connection,
 )
 from sart.bgp.messages import (
     AsPath,
@@ -836,19 +837,20 @@ class Speaker:
         for other in neighbor.connections:
             if other is connection or other.closed:
                 continue
-            if other.session.state is State.ESTABLISHED:
-                if negotiated.peer_graceful_restart is not None:
-                    # The peer restarted and is back before we noticed: the old session
-                    # ends as if its TCP connection failed, and its routes go stale.
-                    self._act(neighbor, other, other.session.connection_lost(_now()))
-                    other.close()
-                    continue
-                loser = connection
-            elif other.session.state is State.OPEN_CONFIRM:
-                ours_survives = keep_our_connection(self.config.router_id, negotiated.peer_id)
-                loser = other if ours_survives != other.outgoing else connection
-            else:
+            verdict = collision(
+                other.session.state,
+                other_outgoing=other.outgoing,
+                local_id=self.config.router_id,
+                peer_id=negotiated.peer_id,
+                peer_graceful_restart=negotiated.peer_graceful_restart is not None,
+            )
+            if verdict is Collision.NONE:
                 continue
+            if verdict is Collision.OTHER_LOST:
+                self._act(neighbor, other, other.session.connection_lost(_now()))
+                other.close()
+                continue
+            loser = other if verdict is Collision.CLOSE_OTHER else connection
             self._close(
                 neighbor,
                 loser,

@@ -4,6 +4,7 @@ effect an action, so a whole session runs here without a socket or a sleep."""
 from __future__ import annotations
 
 import attrs
+import pytest
 from netaddr import IPAddress
 
 from sart.bgp.codes import ErrorCode, ErrorHandling
@@ -11,6 +12,7 @@ from sart.bgp.errors import BgpDecodeError
 from sart.bgp.fsm import (
     LARGE_HOLD_TIME,
     BgpOpen,
+    Collision,
     Config,
     ConnectRetryTimerExpires,
     ConnectTcp,
@@ -31,6 +33,7 @@ from sart.bgp.fsm import (
     TcpConnected,
     TcpConnectionFails,
     UpdateMsg,
+    collision,
     event_for,
     expired,
     keep_our_connection,
@@ -229,3 +232,38 @@ def test_manual_stop_sends_cease_with_the_reason() -> None:
 def test_collision_keeps_the_connection_of_the_higher_identifier() -> None:
     assert keep_our_connection(IPAddress("10.0.0.2"), IPAddress("10.0.0.1"))
     assert not keep_our_connection(IPAddress("10.0.0.1"), IPAddress("10.0.0.2"))
+
+
+HIGH, LOW = IPAddress("10.0.0.2"), IPAddress("10.0.0.1")
+
+
+@pytest.mark.parametrize(
+    ("other", "other_outgoing", "local_id", "restarting", "verdict"),
+    [
+        # RFC 4271 6.8: against OpenConfirm the higher identifier's connection survives
+        (State.OPEN_CONFIRM, True, HIGH, False, Collision.CLOSE_THIS),  # ours stays
+        (State.OPEN_CONFIRM, False, HIGH, False, Collision.CLOSE_OTHER),  # theirs goes
+        (State.OPEN_CONFIRM, True, LOW, False, Collision.CLOSE_OTHER),  # ours goes
+        (State.OPEN_CONFIRM, False, LOW, False, Collision.CLOSE_THIS),  # theirs stays
+        # an Established session survives, unless the peer restarted (RFC 4724 4.2)
+        (State.ESTABLISHED, True, HIGH, False, Collision.CLOSE_THIS),
+        (State.ESTABLISHED, False, LOW, True, Collision.OTHER_LOST),
+        # no identifier to compare yet
+        (State.OPEN_SENT, True, HIGH, True, Collision.NONE),
+        (State.CONNECT, False, LOW, False, Collision.NONE),
+    ],
+)
+def test_collision_rule(
+    other: State, other_outgoing: bool, local_id: IPAddress, restarting: bool, verdict: Collision
+) -> None:
+    peer_id = LOW if local_id == HIGH else HIGH
+    assert (
+        collision(
+            other,
+            other_outgoing=other_outgoing,
+            local_id=local_id,
+            peer_id=peer_id,
+            peer_graceful_restart=restarting,
+        )
+        is verdict
+    )
