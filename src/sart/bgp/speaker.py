@@ -719,6 +719,7 @@ class Speaker:
                 return False
             await asyncio.sleep(max(deadline - _now(), 0.0))
             session = self._new_session(neighbor, passive=False)
+        # The ConnectRetryTimer: a connection not made by then ends the attempt.
         connect_retry_at = session.next_deadline()
         assert connect_retry_at is not None
         neighbor.connecting = True
