@@ -157,7 +157,8 @@ def test_the_cni_component_installs_the_plugin_and_serves_it(rendered: dict[str,
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_every_daemon_is_probed_at_its_metrics_port(rendered: dict[str, Any], variant: str) -> None:
     """docs/operations.md's probes, at the port each daemon serves them by default (none of the
-    commands moves --metrics-address), and the node daemons as critical."""
+    commands moves --metrics-address), a startup probe before the liveness probe (a slow start
+    on busy cores is not a stuck loop), and the node daemons as critical."""
     seen = set()
     for kind, name in (("Deployment", "sart-controller"), ("DaemonSet", "sartd")):
         spec = find(rendered[variant], kind, name)["spec"]["template"]["spec"]
@@ -167,13 +168,20 @@ def test_every_daemon_is_probed_at_its_metrics_port(rendered: dict[str, Any], va
             assert "--metrics-address" not in command
             port = METRICS_PORTS[daemon]
             ports = {p.get("name"): p["containerPort"] for p in container["ports"]}
-            for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+            probes = (
+                ("startupProbe", "/healthz"),
+                ("livenessProbe", "/healthz"),
+                ("readinessProbe", "/readyz"),
+            )
+            for probe, path in probes:
                 get = container[probe]["httpGet"]
                 assert get["path"] == path
                 assert ports.get(get["port"], get["port"]) == port
             assert container["resources"]["requests"]
             assert container["securityContext"]["allowPrivilegeEscalation"] is False
             assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+            startup = container["startupProbe"]
+            assert startup["periodSeconds"] * startup["failureThreshold"] >= 120, startup
             seen.add(daemon)
         if kind == "DaemonSet":
             assert spec["priorityClassName"] == "system-node-critical"
@@ -236,26 +244,32 @@ def test_the_webhook_component_registers_what_the_controller_serves(
 
 
 def test_the_cert_manager_component_renders(kubectl: Path, tmp_path: Path) -> None:
-    """Only rendered here: the apiserver has no cert-manager kinds. The Certificate's Secret
-    is mounted, the CA is injected by annotation, the controller keeps no certificate."""
+    """Only rendered here: the apiserver has no cert-manager kinds (what the controller does
+    with it: tests/k8s/test_webhook_certs.py). A CA Issuer signs the serving Certificate, the
+    CA is injected by annotation, the controller serves the Secret and keeps nothing."""
     components = ("components/webhook", "components/webhook-cert-manager")
     objects = render_with(kubectl, tmp_path, components)
     certificate = find(objects, "Certificate", "sart-webhook")
     assert certificate["spec"]["secretName"] == "sart-webhook-tls"
     assert certificate["spec"]["dnsNames"] == list(service_names("sart-webhook", NAMESPACE))
-    assert find(objects, "Issuer", "sart-webhook")["spec"] == {"selfSigned": {}}
+    assert certificate["spec"]["issuerRef"] == {"kind": "Issuer", "name": "sart-webhook-ca"}
+    assert find(objects, "Issuer", "sart-webhook-ca")["spec"] == {
+        "ca": {"secretName": "sart-webhook-ca"}
+    }
+    assert find(objects, "Certificate", "sart-webhook-ca")["spec"]["isCA"] is True
     registered = find(objects, "ValidatingWebhookConfiguration", "sart")
     annotations = registered["metadata"]["annotations"]
     assert annotations["cert-manager.io/inject-ca-from"] == f"{NAMESPACE}/sart-webhook"
     spec = find(objects, "Deployment", "sart-controller")["spec"]["template"]["spec"]
     command = containers(spec)["controller"]["command"]
-    assert "--webhook-cert-secret" not in command
-    assert command[command.index("--webhook-cert") + 1] == "/etc/sart/webhook/tls.crt"
-    assert spec["volumes"] == [
-        {"name": "webhook-tls", "secret": {"secretName": "sart-webhook-tls"}}
-    ]
-    names = {o["metadata"]["name"] for o in objects}
-    assert not {"sart-controller-webhook", "sart-controller-webhook-tls"} & names
+    assert command[command.index("--webhook-cert-secret") + 1] == f"{NAMESPACE}/sart-webhook-tls"
+    assert "--no-webhook-cert-keep" in command
+    role = find(objects, "Role", "sart-controller-webhook-tls")
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["sart-webhook-tls"],
+         "verbs": ["get", "list", "watch"]}
+    ]  # fmt: skip
+    assert "sart-controller-webhook" not in {o["metadata"]["name"] for o in objects}
 
 
 def dry_run_apply(

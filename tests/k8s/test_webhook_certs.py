@@ -41,7 +41,7 @@ from probes import free_port, wait_probe
 from sart.k8s import certs
 from sart.k8s.models import GROUP, VERSION
 from sart.k8s.runtime import MERGE, webhook
-from sart.k8s.runtime.certs import WebhookCertificates
+from sart.k8s.runtime.certs import STRATEGIC, WebhookCertificates
 from sart.testing.controlplane import ControlPlane, unique_name
 from sart.testing.crds import apply_crds
 from sart.testing.rbac import NAMESPACE, RBAC, account_configuration, apply_shipped_rbac
@@ -49,7 +49,9 @@ from waiting import until
 
 pytestmark = [pytest.mark.k8s, pytest.mark.asyncio]
 
-COMPONENT = Path(__file__).resolve().parents[2] / "manifests" / "components" / "webhook"
+COMPONENTS = Path(__file__).resolve().parents[2] / "manifests" / "components"
+COMPONENT = COMPONENTS / "webhook"
+CERT_MANAGER = COMPONENTS / "webhook-cert-manager"
 SECRET = "sart-webhook-tls"
 NAMES = certs.service_names("sart-webhook", NAMESPACE)
 
@@ -321,14 +323,7 @@ async def test_sart_controller_processes_keep_it_across_a_leader_change(
     shipped account: both serve, the leader keeps the Secret; when it stops, the standby leads
     and makes a deleted Secret again."""
     core, admission, custom = CoreV1Api(k8s), AdmissionregistrationV1Api(k8s), CustomObjectsApi(k8s)
-    account = await account_configuration(k8s, "sart-controller")
-    kubeconfig = yaml.safe_load(control_plane.kubeconfig.read_text())
-    kubeconfig["users"][0]["user"] = {"token": account.api_key["BearerToken"]}
-    (tmp_path / "kubeconfig").write_text(yaml.safe_dump(kubeconfig))
-    options = ["--kubeconfig", str(tmp_path / "kubeconfig"), "--lease-namespace", NAMESPACE,
-               "--lease-name", unique_name("webhook"), "--retry-period", "0.5",
-               "--renew-deadline", "2", "--lease-duration", "3",
-               "--webhook-cert-secret", f"{NAMESPACE}/{SECRET}"]  # fmt: skip
+    options = await controller_options(k8s, control_plane, tmp_path)
     processes: list[subprocess.Popen[bytes]] = []
     try:
         leader = start(processes, "sart.cli.controller", *options,
@@ -363,6 +358,69 @@ async def test_sart_controller_processes_keep_it_across_a_leader_change(
         again = await until(made_again, 30)
         await until(lambda: bundle_is(admission, again[certs.CA_CERT]), 30)
         assert await until(lambda: _serves("127.0.0.1", standby_port, again), 30)
+    finally:
+        for process in processes:
+            process.terminate()
+        assert [process.wait(15) for process in processes] == [0] * len(processes)
+
+
+async def controller_options(k8s: Any, control_plane: ControlPlane, tmp_path: Path) -> list[str]:
+    """sart-controller's flags as components/webhook gives them, on a kubeconfig holding a
+    token of the shipped account."""
+    account = await account_configuration(k8s, "sart-controller")
+    kubeconfig = yaml.safe_load(control_plane.kubeconfig.read_text())
+    kubeconfig["users"][0]["user"] = {"token": account.api_key["BearerToken"]}
+    (tmp_path / "kubeconfig").write_text(yaml.safe_dump(kubeconfig))
+    return ["--kubeconfig", str(tmp_path / "kubeconfig"), "--lease-namespace", NAMESPACE,
+            "--lease-name", unique_name("webhook"), "--retry-period", "0.5",
+            "--renew-deadline", "2", "--lease-duration", "3",
+            "--webhook-cert-secret", f"{NAMESPACE}/{SECRET}"]  # fmt: skip
+
+
+async def test_a_certificate_kept_elsewhere_is_served_as_it_changes(
+    k8s: Any, control_plane: ControlPlane, installed: str, pools: list[str], tmp_path: Path
+) -> None:
+    """cert-manager's way (components/webhook-cert-manager): something else writes the Secret
+    (no ca.key) and the caBundle; `sart-controller --no-webhook-cert-keep`, with only the right
+    to read that Secret, serves it and each renewal at once, and writes neither."""
+    core, admission, custom = CoreV1Api(k8s), AdmissionregistrationV1Api(k8s), CustomObjectsApi(k8s)
+    read_only = [
+        d for d in yaml.safe_load_all((CERT_MANAGER / "rbac.yaml").read_text()) if "$patch" not in d
+    ]
+    (tmp_path / "rbac.yaml").write_text(yaml.safe_dump_all(read_only))
+    await apply_shipped_rbac(k8s, (tmp_path / "rbac.yaml",))
+    now = datetime.datetime.now(datetime.UTC)
+    ca, ca_key = certs.issue_ca(now)
+
+    def issued() -> dict[str, bytes]:
+        serving, serving_key = certs.issue_serving(ca, ca_key, NAMES, now)
+        data = certs.secret_data(ca, ca_key, serving, serving_key)
+        del data[certs.CA_KEY]  # cert-manager keeps its CA's key elsewhere
+        return data
+
+    first = issued()
+    encoded = {k: base64.b64encode(v).decode() for k, v in first.items()}
+    secret = {"metadata": {"name": SECRET}, "type": "kubernetes.io/tls", "data": encoded}
+    await core.create_namespaced_secret(NAMESPACE, secret)
+    ca_bundle = base64.b64encode(first[certs.CA_CERT]).decode()
+    patch = {"webhooks": [{"name": webhook.NAME, "clientConfig": {"caBundle": ca_bundle}}]}
+    await admission.patch_validating_webhook_configuration("sart", patch, **STRATEGIC)
+    options = await controller_options(k8s, control_plane, tmp_path)
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        port = start(processes, "sart.cli.controller", *options, "--no-webhook-cert-keep",
+                     "--webhook-address", f"{installed}:443")  # fmt: skip
+        ready = await wait(port, 200)
+        assert (ready["leader"], ready["checks"]["webhook"]) == (True, "ok")
+        await auto_pool(custom, pools[0], "10.139.0.0/24")
+        await called(custom, "10.140.0.0/24")
+        assert await _serves(installed, 443, first)
+        renewed = issued()
+        body = {"data": {k: base64.b64encode(v).decode() for k, v in renewed.items()}}
+        await core.patch_namespaced_secret(SECRET, NAMESPACE, body, **MERGE)
+        assert await until(lambda: _serves(installed, 443, renewed), 30)
+        await called(custom, "10.141.0.0/24")
+        assert await secret_data(core) == renewed  # nothing written by the controller
     finally:
         for process in processes:
             process.terminate()

@@ -20,6 +20,7 @@ from sart.cli.controller import main
         (["--webhook-cert-secret", "a/b", "--webhook-cert", "{pem}", "--webhook-key", "{pem}"],
          "--webhook-cert-secret or --webhook-cert, not both"),
         (["--webhook-cert", "{pem}"], "--webhook-cert and --webhook-key go together"),
+        (["--no-webhook-cert-keep"], "--no-webhook-cert-keep goes with --webhook-cert-secret"),
     ],
 )  # fmt: skip
 def test_webhook_flags_that_do_not_fit(tmp_path: Path, flags: list[str], said: str) -> None:

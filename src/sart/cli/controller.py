@@ -28,6 +28,7 @@ class Webhook:
     secret: tuple[str, str] | None = None  # --webhook-cert-secret: namespace, name
     service: str = "sart-webhook"
     configuration: str = "sart"
+    keep: bool = True  # the leader makes and rotates the Secret (else only serves it)
 
 
 def options(function: click.decorators.FC) -> click.decorators.FC:
@@ -101,6 +102,14 @@ def options(function: click.decorators.FC) -> click.decorators.FC:
             help="The ValidatingWebhookConfiguration whose sart webhooks get the CA bundle.",
         ),
         click.option(
+            "--webhook-cert-keep/--no-webhook-cert-keep",
+            default=True,
+            show_default=True,
+            help="With --webhook-cert-secret: whether the leader makes and rotates the Secret"
+            " and patches the CA bundle. --no-webhook-cert-keep when something else keeps them"
+            " (cert-manager): the replicas only serve what the Secret holds.",
+        ),
+        click.option(
             "--metrics-address",
             default="0.0.0.0:9470",
             show_default=True,
@@ -130,6 +139,7 @@ def run(
     webhook_cert_secret: str | None,
     webhook_service: str,
     webhook_configuration: str,
+    webhook_cert_keep: bool,
     log_format: str,
     level: str,
 ) -> None:
@@ -144,6 +154,8 @@ def run(
             "--retry-period < --renew-deadline < --lease-duration is needed"
             f" (got {retry_period}, {renew_deadline}, {lease_duration})"
         )
+    if not webhook_cert_keep and webhook_cert_secret is None:
+        raise click.UsageError("--no-webhook-cert-keep goes with --webhook-cert-secret")
     webhook = None
     if webhook_cert_secret is not None:
         if webhook_cert is not None:
@@ -158,6 +170,7 @@ def run(
             secret=(namespace, name),
             service=webhook_service,
             configuration=webhook_configuration,
+            keep=webhook_cert_keep,
         )
     elif webhook_cert is not None and webhook_key is not None:
         webhook = Webhook(webhook_address, files=(webhook_cert, webhook_key))

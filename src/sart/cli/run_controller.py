@@ -113,7 +113,7 @@ async def _run(
     health.ready("controller", ready)
     health.fact("leader", lambda: leader.leading() if elect else True)
 
-    certificates = None
+    certificates = keeper = None  # the certificate served from a Secret; kept by the leader
     if webhook is not None:
         host, port = parse_endpoint(webhook.address)
         context = server_context()
@@ -128,6 +128,8 @@ async def _run(
                 context=context,
                 fence=fence,
             )
+            if webhook.keep:
+                keeper = certificates
             # The Service sends the apiserver's calls only to replicas that can answer them.
             health.ready("webhook", certificates.not_serving)
         elif webhook.files is not None:
@@ -138,8 +140,8 @@ async def _run(
         async with asyncio.TaskGroup() as tasks:
             for part in parts:
                 tasks.create_task(part.run())
-            if certificates is not None:
-                tasks.create_task(certificates.keep())
+            if keeper is not None:
+                tasks.create_task(keeper.keep())
 
     async def everything() -> None:
         async with asyncio.TaskGroup() as tasks:
