@@ -20,6 +20,14 @@ class BgpUsageError(BgpError):
     field, an UPDATE larger than the negotiated maximum, a message sent in the wrong state)."""
 
 
+class MrtDecodeError(BgpError):
+    """An MRT file (RFC 6396) that does not hold what its fields say, at `offset`."""
+
+    def __init__(self, reason: str, offset: int) -> None:
+        super().__init__(f"{reason} (at octet {offset})")
+        self.offset = offset
+
+
 class IpamError(SartError):
     """Address allocation failed. The allocator is unchanged after any of these."""
 

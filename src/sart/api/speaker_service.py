@@ -304,14 +304,15 @@ class SpeakerService(SpeakerApiBase):
             neighbor = self._neighbor(request.neighbor)
             source = neighbor.source or neighbor.stale_source
             sources = [] if source is None else [source]
-            own = iter(()) if source is None else rib.paths_from(source)
-            entries = ((path.key, (path,)) for path in own)
+            own = () if source is None else rib.paths_from(source)
+            entries = [(path.key, (path,)) for path in own]
         else:
             entries, sources = rib.candidate_entries(), rib.sources()
-        # The snapshot, taken before the first await: paths never change, the RIB may.
-        wanted = [entry for entry in entries if key_version(entry[0]) in versions]
+        # A snapshot, taken before the first await: paths never change, the RIB may.
+        if len(versions) == 1:
+            entries = [entry for entry in entries if key_version(entry[0]) in versions]
         chunks = table_dump(
-            wanted,
+            entries,
             sources,
             collector_id=self.speaker.config.router_id,
             timestamp=int(time.time()),

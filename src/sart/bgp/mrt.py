@@ -21,7 +21,8 @@ import enum
 import struct
 from collections.abc import Iterable, Iterator, Sequence
 
-from netaddr import IPAddress
+import attrs
+from netaddr import IPAddress, IPNetwork
 
 from sart.bgp.as4 import effective_aggregator, effective_as_path
 from sart.bgp.codes import AttrFlag, AttrType
@@ -34,11 +35,12 @@ from sart.bgp.messages import (
     AsPath,
     NextHop,
     PathAttribute,
+    find,
 )
 from sart.bgp.prefixes import IPV4_BITS, IPV6_BITS, key_version
 from sart.bgp.rib import Path, Source
-from sart.bgp.wire.attributes import encode_attribute
-from sart.errors import BgpUsageError
+from sart.bgp.wire.attributes import decode_attributes, encode_attribute
+from sart.errors import BgpUsageError, MrtDecodeError
 
 CHUNK_SIZE = 1 << 18
 _FOUR_OCTET = SessionContext(four_octet_as=True)
@@ -50,6 +52,9 @@ _V6_MASK = (1 << IPV6_BITS) - 1
 _REWRITTEN = frozenset((AsPath, As4Path, Aggregator, As4Aggregator, NextHop))
 _MP_REACH_FLAGS = int(AttrFlag.OPTIONAL)
 _HEADER = struct.Struct(">IHHI")
+_ENTRY = struct.Struct(">HIH")  # RFC 6396 4.3.4: peer index, originated time, attribute length
+_U32 = struct.Struct(">I")
+_U16 = struct.Struct(">H")
 
 
 class MrtType(enum.IntEnum):
@@ -157,25 +162,32 @@ def _prefix_octets(key: int) -> tuple[int, bytes]:
 
 
 class _AttributeCache:
-    """Encoded attributes by the identity of the path's attribute tuple, its next hop and
-    its IP version (our own paths of both versions share one tuple and have no next hop):
-    the paths of one UPDATE share one tuple. Bounded: a table with a path of its own per
-    prefix would otherwise keep a second copy of every attribute set."""
+    """Encoded attributes by the identity of the path's attribute tuple, its next hop and IP
+    version (our own paths of both versions share one tuple and have no next hop): the paths
+    of one UPDATE share the tuple, and come one after the other. Bounded: a table with a path
+    of its own per prefix would otherwise keep a second copy of every set."""
 
     LIMIT = 4096
 
     def __init__(self) -> None:
-        self._found: dict[tuple[int, object, int], tuple[tuple[PathAttribute, ...], bytes]] = {}
+        self._found: dict[tuple[int, object, int], tuple[object, bytes]] = {}
+        self._last: tuple[object, object, int, bytes] = ((), None, 0, b"")
 
-    def encode(self, path: Path) -> bytes:
-        key = (id(path.attributes), path.next_hop, key_version(path.key))
+    def encode(self, path: Path, version: int) -> bytes:
+        attributes, hop = path.attributes, path.next_hop
+        last = self._last
+        if last[0] is attributes and last[2] == version and (last[1] is hop or last[1] == hop):
+            return last[3]
+        key = (id(attributes), hop, version)
         found = self._found.get(key)
-        if found is not None and found[0] is path.attributes:
-            return found[1]
-        if len(self._found) >= self.LIMIT:
-            self._found.clear()
-        value = encode_path_attributes(path)
-        self._found[key] = (path.attributes, value)
+        if found is not None and found[0] is attributes:
+            value = found[1]
+        else:
+            if len(self._found) >= self.LIMIT:
+                self._found.clear()
+            value = encode_path_attributes(path)
+            self._found[key] = (attributes, value)
+        self._last = (attributes, hop, version, value)
         return value
 
 
@@ -206,22 +218,20 @@ def table_dump(
     )
     cache = _AttributeCache()
     sequence = 0
-    header = _HEADER.pack
+    header, entry = _HEADER.pack, _ENTRY.pack
     for key, paths in entries:
         if not paths:
             continue
         version, prefix = _prefix_octets(key)
-        body = bytearray(struct.pack(">I", sequence & 0xFFFFFFFF))
-        body += prefix
-        body += struct.pack(">H", len(paths))
+        parts = [_U32.pack(sequence & 0xFFFFFFFF), prefix, _U16.pack(len(paths))]
         for path in paths:
             number = index.get(path.source)
             if number is None:
                 raise BgpUsageError(f"a path to {path.prefix} comes from {path.source}, not a peer")
-            attributes = cache.encode(path)
+            attributes = cache.encode(path, version)
             originated = max(int(path.learned + clock_offset), 0) & 0xFFFFFFFF
-            body += struct.pack(">HIH", number, originated, len(attributes))
-            body += attributes
+            parts += (entry(number, originated, len(attributes)), attributes)
+        body = b"".join(parts)
         sequence += 1
         out += header(timestamp, MrtType.TABLE_DUMP_V2, _RIB_SUBTYPE[version], len(body))
         out += body
@@ -283,3 +293,155 @@ def encode_bgp4mp_state_change(
     head = _session_header(peer_asn, local_asn, peer, local, as4=True)
     states = struct.pack(">HH", STATE_CODES[old], STATE_CODES[new])
     return encode_record(timestamp, MrtType.BGP4MP, Bgp4mpSubtype.STATE_CHANGE_AS4, head + states)
+
+
+# --- decoding (TABLE_DUMP_V2), for tests and tools -------------------------------------------
+
+
+@attrs.frozen
+class PeerEntry:
+    router_id: IPAddress
+    address: IPAddress
+    asn: int
+
+
+@attrs.frozen
+class PeerIndexTable:
+    collector_id: IPAddress
+    view: str
+    peers: tuple[PeerEntry, ...]
+
+
+@attrs.frozen
+class RibEntry:
+    peer_index: int
+    originated: int
+    # Without the next hop: that is `next_hop`, from NEXT_HOP or the abbreviated MP_REACH_NLRI.
+    attributes: tuple[PathAttribute, ...]
+    next_hop: IPAddress | None
+
+
+@attrs.frozen
+class RibRecord:
+    timestamp: int
+    sequence: int
+    prefix: IPNetwork
+    entries: tuple[RibEntry, ...]
+
+
+class _Reader:
+    """Bounds-checked reads over one MRT file; `pos` counts from its start."""
+
+    def __init__(self, data: bytes, pos: int, end: int) -> None:
+        self.data, self.pos, self.end = data, pos, end
+
+    def take(self, size: int, what: str) -> bytes:
+        if self.end - self.pos < size:
+            raise MrtDecodeError(
+                f"{what}: {size} octets needed, {self.end - self.pos} left", self.pos
+            )
+        self.pos += size
+        return self.data[self.pos - size : self.pos]
+
+    def number(self, size: int, what: str) -> int:
+        return int.from_bytes(self.take(size, what), "big")
+
+    def address(self, version: int, what: str) -> IPAddress:
+        return IPAddress(self.number(4 if version == 4 else 16, what), version)
+
+
+def decode_table_dump(data: bytes) -> tuple[PeerIndexTable, list[RibRecord]]:
+    """A TABLE_DUMP_V2 file as `table_dump` writes it: its peer index table, then its RIB
+    records (IPv4 and IPv6 unicast). MrtDecodeError says what does not fit, and where."""
+    table: PeerIndexTable | None = None
+    records: list[RibRecord] = []
+    file = _Reader(data, 0, len(data))
+    while file.pos < file.end:
+        start = file.pos
+        timestamp, kind, subtype, length = _HEADER.unpack(file.take(_HEADER.size, "MRT header"))
+        body = _Reader(data, file.pos, file.pos + length)
+        file.take(length, f"record of {length} octets")
+        if kind != MrtType.TABLE_DUMP_V2:
+            raise MrtDecodeError(f"record type {kind}, not TABLE_DUMP_V2", start)
+        if subtype == TableDumpSubtype.PEER_INDEX_TABLE:
+            table = _decode_peer_index_table(body)
+        elif subtype in (TableDumpSubtype.RIB_IPV4_UNICAST, TableDumpSubtype.RIB_IPV6_UNICAST):
+            if table is None:
+                raise MrtDecodeError("a RIB record before the PEER_INDEX_TABLE", start)
+            version = 4 if subtype == TableDumpSubtype.RIB_IPV4_UNICAST else 6
+            records.append(_decode_rib(body, timestamp, version, len(table.peers)))
+        else:
+            raise MrtDecodeError(f"TABLE_DUMP_V2 subtype {subtype} is not read here", start)
+        if body.pos != body.end:
+            raise MrtDecodeError(f"{body.end - body.pos} octets left over in a record", body.pos)
+    if table is None:
+        raise MrtDecodeError("no PEER_INDEX_TABLE", 0)
+    return table, records
+
+
+def _decode_peer_index_table(body: _Reader) -> PeerIndexTable:
+    collector = body.address(4, "collector id")
+    view = body.take(body.number(2, "view name length"), "view name").decode(errors="replace")
+    peers = []
+    for _ in range(body.number(2, "peer count")):
+        kind = body.number(1, "peer type")
+        router_id = body.address(4, "peer BGP id")
+        address = body.address(6 if kind & _PEER_IPV6 else 4, "peer address")
+        asn = body.number(4 if kind & _PEER_AS4 else 2, "peer AS")
+        peers.append(PeerEntry(router_id, address, asn))
+    return PeerIndexTable(collector, view, tuple(peers))
+
+
+def _decode_rib(body: _Reader, timestamp: int, version: int, peers: int) -> RibRecord:
+    sequence = body.number(4, "sequence number")
+    width = IPV4_BITS if version == 4 else IPV6_BITS
+    length = body.number(1, "prefix length")
+    if length > width:
+        raise MrtDecodeError(f"prefix length {length} is over {width}", body.pos - 1)
+    size = (length + 7) >> 3
+    value = body.number(size, "prefix") << (width - (size << 3))
+    if value & ((1 << (width - length)) - 1):
+        raise MrtDecodeError(f"the /{length} prefix has bits past its length", body.pos - size)
+    prefix = IPNetwork((value, length), version)
+    entries = []
+    for _ in range(body.number(2, "entry count")):
+        index = body.number(2, "peer index")
+        if index >= peers:
+            raise MrtDecodeError(f"peer index {index}, the table has {peers} peers", body.pos - 2)
+        originated = body.number(4, "originated time")
+        size = body.number(2, "attribute length")
+        start = body.pos
+        body.take(size, "attributes")
+        entries.append(
+            RibEntry(index, originated, *_decode_entry_attributes(body.data, start, body.pos))
+        )
+    return RibRecord(timestamp, sequence, prefix, tuple(entries))
+
+
+def _decode_entry_attributes(
+    data: bytes, pos: int, end: int
+) -> tuple[tuple[PathAttribute, ...], IPAddress | None]:
+    """The attributes but the next hop, and the next hop (RFC 6396 4.3.4)."""
+    rest = bytearray()
+    next_hop = None
+    attributes = _Reader(data, pos, end)
+    while attributes.pos < attributes.end:
+        start = attributes.pos
+        flags, code = attributes.take(2, "attribute header")
+        long = flags & AttrFlag.EXTENDED_LENGTH
+        value = attributes.take(
+            attributes.number(2 if long else 1, "attribute length"), "attribute"
+        )
+        if code == AttrType.MP_REACH_NLRI:
+            if not value or value[0] != len(value) - 1 or value[0] not in (4, 16, 32):
+                raise MrtDecodeError("MP_REACH_NLRI is not next hop length and address", start)
+            next_hop = IPAddress(int.from_bytes(value[1:17], "big"), 4 if value[0] == 4 else 6)
+        else:
+            rest += data[start : attributes.pos]
+    decoded, problems, _ = decode_attributes(bytes(rest), 0, len(rest), _FOUR_OCTET)
+    if problems:
+        raise MrtDecodeError(f"path attributes: {problems[0]}", pos)
+    hop = find(decoded, NextHop)
+    if hop is not None:
+        next_hop = hop.address
+    return tuple(a for a in decoded if type(a) is not NextHop), next_hop

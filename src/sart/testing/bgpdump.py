@@ -47,6 +47,19 @@ class Dump:
     errors: str  # what bgpdump said on stderr besides its banner
 
 
+def prefixes(path: Path) -> list[str]:
+    """The prefix of every route line, read as bgpdump prints them (for tables too large to
+    hold as `Route`s)."""
+    with subprocess.Popen(
+        [BGPDUMP, "-m", "-q", str(path)], stdout=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdout is not None
+        found = [line.split("|", 6)[5] for line in process.stdout if "|STATE|" not in line]
+    if process.returncode != 0:
+        raise RuntimeError(f"bgpdump failed ({process.returncode}) on {path}")
+    return found
+
+
 def read(path: Path, *, timeout: float = 600.0) -> Dump:
     """Every record of an MRT file, as `bgpdump -m -v` reads it."""
     done = subprocess.run(

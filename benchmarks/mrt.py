@@ -1,0 +1,140 @@
+"""MRT dump of a full table: a real `sartd bgp` holding 1,000,000 prefixes, dumped with
+`sart bgp rib dump --mrt FILE`, and the file read back by bgpdump (the Debian package).
+
+A peer on loopback feeds the daemon 900,000 IPv4 /24s and 100,000 IPv6 /48s (200 attribute
+sets: ORIGIN, an AS_PATH of 1-5 hops, the next hop, half with a MED and communities; 500
+prefixes per UPDATE), then the End-of-RIBs. Once the Loc-RIB holds them all, the CLI dumps it.
+Printed: the dump's wall time (the `sart` process from start to exit, and the time the CLI
+itself reports from its first request to the file renamed), the file's size, bgpdump's read
+time, and whether the prefixes bgpdump reads are exactly the ones fed (counts, and the set).
+
+No peer is measured beside it: the lab's daemons write MRT only on their own schedules (BIRD's
+and GoBGP's periodic table dumps, FRR's `dump bgp routes-mrt` interval), so a same-run ratio
+is not taken; the figures are absolute.
+
+    python benchmarks/mrt.py [--ipv4 900000] [--ipv6 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import tempfile
+import time
+from pathlib import Path
+
+from netaddr import IPAddress, IPNetwork
+
+from sart.bgp.codes import Afi, Safi
+from sart.bgp.context import SessionContext
+from sart.bgp.messages import (
+    IPV4_UNICAST,
+    IPV6_UNICAST,
+    AsPath,
+    Communities,
+    MpReachNlri,
+    MultiExitDisc,
+    NextHop,
+    Origin,
+    PathAttribute,
+    Update,
+)
+from sart.bgp.wire import encode_message
+from sart.testing import bgpdump
+from sart.testing.loopback_bgp import Feeder, SartdBgp
+from sart.testing.peers import wait_for
+
+CONTEXT = SessionContext(four_octet_as=True)
+DAEMON, PEER = "127.0.0.81", "127.0.0.82"
+PEER_AS, DAEMON_AS = 65001, 65000
+V6_HOP = IPAddress("2001:db8::82")
+PER_UPDATE = 500
+SEED = 6396
+
+
+def _attribute_sets(rng: random.Random) -> list[tuple[PathAttribute, ...]]:
+    sets = []
+    for _ in range(200):
+        hops = [rng.randint(1, 64511) for _ in range(rng.randint(0, 4))]
+        attributes: list[PathAttribute] = [Origin(0), AsPath.from_asns(PEER_AS, *hops)]
+        if rng.random() < 0.5:
+            attributes.append(MultiExitDisc(rng.randint(0, 1000)))
+            values = sorted({rng.randint(1, 2**32 - 1) for _ in range(rng.randint(1, 4))})
+            attributes.append(Communities(tuple(values)))
+        sets.append(tuple(attributes))
+    return sets
+
+
+def make_feed(ipv4: int, ipv6: int) -> tuple[bytes, list[str]]:
+    """The UPDATEs as bytes, and the prefixes they announce."""
+    rng = random.Random(SEED)
+    sets = _attribute_sets(rng)
+    v4 = [IPNetwork(((1 << 24) + (i << 8), 24), 4) for i in range(ipv4)]
+    v6 = [IPNetwork(((0x2001_0DB8 << 96) + (i << 80), 48), 6) for i in range(ipv6)]
+    messages = []
+    for n, start in enumerate(range(0, ipv4, PER_UPDATE)):
+        attributes = (*sets[n % len(sets)], NextHop(IPAddress(PEER)))
+        messages.append(
+            encode_message(
+                Update(attributes=attributes, nlri=v4[start : start + PER_UPDATE]), CONTEXT
+            )
+        )
+    for n, start in enumerate(range(0, ipv6, PER_UPDATE)):
+        reach = MpReachNlri(Afi.IPV6, Safi.UNICAST, (V6_HOP,), v6[start : start + PER_UPDATE])
+        update = Update(attributes=(*sets[n % len(sets)], reach))
+        messages.append(encode_message(update, CONTEXT))
+    for family in (IPV4_UNICAST, IPV6_UNICAST):
+        messages.append(encode_message(Update.end_of_rib(family), CONTEXT))
+    return b"".join(messages), [str(p) for p in (*v4, *v6)]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ipv4", type=int, default=900_000)
+    parser.add_argument("--ipv6", type=int, default=100_000)
+    args = parser.parse_args()
+    feed, fed = make_feed(args.ipv4, args.ipv6)
+    print(f"feed: {len(fed):,} prefixes ({args.ipv4:,} IPv4, {args.ipv6:,} IPv6)")
+    directory = Path(tempfile.mkdtemp(prefix="sart-mrt-"))
+    config = {
+        "asn": DAEMON_AS,
+        "router_id": "10.0.0.81",
+        "neighbors": [{"address": PEER, "asn": PEER_AS, "passive": True, "hold_time": 240}],
+    }
+    with SartdBgp(directory, DAEMON, config) as daemon:
+        feeder = Feeder(DAEMON, daemon.port, source=PEER, asn=PEER_AS)
+        try:
+            started = time.monotonic()
+            feeder.send_raw(feed)
+            wait_for(
+                lambda: daemon.prefixes() == (args.ipv4, args.ipv6),
+                timeout=600,
+                what="the table in the Loc-RIB",
+                interval=0.5,
+            )
+            print(f"ingest: {time.monotonic() - started:.2f} s (until the Loc-RIB held it all)")
+            file = directory / "loc.mrt"
+            started = time.monotonic()
+            said = daemon.sart("bgp", "rib", "dump", "--mrt", str(file), "--format", "json")
+            wall = time.monotonic() - started
+            reported = json.loads(said.stdout)
+            print(
+                f"dump: {wall:.2f} s wall for `sart bgp rib dump --mrt` "
+                f"({reported['seconds']:.2f} s as the CLI reports it), "
+                f"{reported['bytes']:,} octets"
+            )
+        finally:
+            feeder.close()
+    started = time.monotonic()
+    read = bgpdump.prefixes(file)
+    print(f"bgpdump -m: {time.monotonic() - started:.2f} s to read it back")
+    exact = len(read) == len(fed) and set(read) == set(fed)
+    print(f"bgpdump read {len(read):,} routes for {len(set(read)):,} prefixes; fed {len(fed):,}")
+    print(f"exact prefix set: {'yes' if exact else 'NO'}")
+    file.unlink()
+    return 0 if exact else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
