@@ -221,9 +221,13 @@ async def replicas(k8s: Any, address: str) -> AsyncIterator[tuple[Replica, Repli
 
 async def serve_everywhere(data: dict[str, bytes], *serving: Replica) -> None:
     """Every replica serves the Secret's certificate, trusted by its bundle for the name."""
+    expiry = certs.expires(data[certs.TLS_CERT]).timestamp()
     for replica in serving:
         await until(lambda r=replica: r.certificates.served == data[certs.TLS_CERT], 30)
         assert await replica.served(data[certs.CA_CERT]) == der(data[certs.TLS_CERT])
+        registry = replica.certificates.metrics.registry
+        metric = "sart_controller_webhook_certificate_expiration_timestamp_seconds"
+        assert registry.get_sample_value(metric) == expiry
 
 
 async def test_the_controller_makes_rotates_and_serves_the_certificate(

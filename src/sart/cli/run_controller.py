@@ -14,7 +14,7 @@ from sart.api.client import parse_endpoint
 from sart.cli.controller import Webhook
 from sart.cli.daemon import load_kube_config, run_until_stopped
 from sart.cli.serving import Health, HttpEndpoint, daemon_registry
-from sart.k8s.certs import service_names
+from sart.k8s.certs import expires, service_names
 from sart.k8s.runtime.blocks import BlockController
 from sart.k8s.runtime.calls import read_environment_once
 from sart.k8s.runtime.certs import WebhookCertificates
@@ -127,6 +127,7 @@ async def _run(
                 configuration=webhook.configuration,
                 context=context,
                 fence=fence,
+                metrics=metrics,
             )
             if webhook.keep:
                 keeper = certificates
@@ -134,6 +135,7 @@ async def _run(
             health.ready("webhook", certificates.not_serving)
         elif webhook.files is not None:
             context.load_cert_chain(*webhook.files)
+            metrics.webhook_expiry.set(expires(webhook.files[0].read_bytes()).timestamp())
             await serve_webhook(api, host, port, context)
 
     async def every_part() -> None:

@@ -282,6 +282,11 @@ def renew(
     raise ValueError(f"nothing to renew: {decision}")
 
 
+def expires(cert: bytes) -> datetime.datetime:
+    """When the (first) certificate of this PEM expires; ValueError if it holds none."""
+    return x509.load_pem_x509_certificates(cert)[0].not_valid_after_utc
+
+
 def next_check(data: Mapping[str, bytes]) -> datetime.datetime | None:
     """When `decide` will next answer differently for a Secret it found fit: the earliest
     rotation time or expiry in it (None if it cannot be read)."""

@@ -49,6 +49,7 @@ def test_an_empty_secret_gets_a_ca_and_a_serving_certificate() -> None:
     assert ca.not_valid_after_utc == NOW + certs.CA_LIFETIME
     cert = serving(data)
     assert cert.not_valid_after_utc == NOW + certs.SERVING_LIFETIME
+    assert certs.expires(data["tls.crt"]) == cert.not_valid_after_utc
     cert.verify_directly_issued_by(ca)
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert names.get_values_for_type(x509.DNSName) == list(NAMES)

@@ -27,9 +27,10 @@ from typing import Any
 from kubernetes_asyncio.client import AdmissionregistrationV1Api, ApiClient, CoreV1Api
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from sart.k8s.certs import CA_CERT, TLS_CERT, TLS_KEY, Renew, decide, next_check, renew
+from sart.k8s.certs import CA_CERT, TLS_CERT, TLS_KEY, Renew, decide, expires, next_check, renew
 from sart.k8s.runtime import MERGE
 from sart.k8s.runtime.calls import call_raw
+from sart.k8s.runtime.metrics import ControllerMetrics
 from sart.k8s.runtime.outcome import Backoff, sync_passes
 from sart.k8s.runtime.watch import watch_objects
 from sart.k8s.runtime.webhook import NAME, load_pair
@@ -61,7 +62,9 @@ class WebhookCertificates:
         context: ssl.SSLContext,
         fence: Callable[[], None] = _no_fence,
         clock: Callable[[], datetime.datetime] = _utc_now,
+        metrics: ControllerMetrics | None = None,
     ) -> None:
+        self.metrics = metrics or ControllerMetrics()
         self.core = CoreV1Api(api)
         self.admission = AdmissionregistrationV1Api(api)
         self.namespace, self.secret, self.names = namespace, secret, names
@@ -123,6 +126,7 @@ class WebhookCertificates:
             return
         try:
             load_pair(self.context, cert, key)
+            expiry = expires(cert)
         except (ssl.SSLError, ValueError) as error:
             where = f"{self.namespace}/{self.secret}"
             log.error(
@@ -130,6 +134,7 @@ class WebhookCertificates:
             )
             return  # the leader replaces an unfit pair; until then the last good one serves
         self.served = cert
+        self.metrics.webhook_expiry.set(expiry.timestamp())
         self.loaded.set()
         log.info("webhook certificate loaded", extra={"secret": f"{self.namespace}/{self.secret}"})
 

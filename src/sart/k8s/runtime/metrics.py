@@ -75,6 +75,11 @@ class ControllerMetrics:
             "LoadBalancer Services waiting for an address",
             registry=self.registry,
         )
+        self.webhook_expiry = Gauge(
+            "sart_controller_webhook_certificate_expiration_timestamp_seconds",
+            "When the webhook certificate this replica serves expires (Unix time)",
+            registry=self.registry,
+        )
 
 
 class AgentMetrics:
