@@ -50,6 +50,14 @@ class Collector:
                     data = data[length:]
         self.closed.set()
 
+    def routes_after_second_peer_up(self) -> bool:
+        """A second Peer Up, then the routes and an End-of-RIB (two Route Monitorings)."""
+        kinds = list(self.kinds)
+        if kinds.count(PEER_UP) < 2:
+            return False
+        second = kinds.index(PEER_UP, kinds.index(PEER_UP) + 1)
+        return kinds[second:].count(ROUTE_MONITORING) >= 2
+
     def stats_after_routes(self) -> bool:
         """A Stats Report came after the routes and an End-of-RIB (two Route Monitorings)."""
         kinds = list(self.kinds)
@@ -139,3 +147,107 @@ def test_sartd_reports_an_frr_session_to_a_bmp_collector(lab: Lab, tmp_path: Pat
     assert shutdown.value("bgp.notify.major_error") == "6"  # Cease /
     assert shutdown.value("bgp.notify.minor_error_cease") == "2"  # Administrative Shutdown
     assert stopped.value("bmp.peer.down.reason") == "4"  # closed with no NOTIFICATION
+
+
+MON_AS = 65300
+
+
+def test_sart_and_frr_report_the_same_events_alike(lab: Lab, tmp_path: Path) -> None:
+    """FRR's own BMP export (bgpd -M bmp) next to sart's: both peer with the same FRR router,
+    which then shuts both sessions down (Cease), brings them back, and stops; tshark reads
+    both streams the same way."""
+    sart_ns, mon_ns, peer_ns = (lab.namespace(r) for r in ("sartd", "frrmon", "peer"))
+    to_sart, to_mon = lab.link(sart_ns, peer_ns), lab.link(mon_ns, peer_ns)
+    peer = lab.start(
+        Frr(
+            peer_ns,
+            BgpConfig(
+                router_id=to_sart.b.ipv4,
+                local_as=FRR_AS,
+                neighbors=(neighbor(to_sart.a.ipv4, SART_AS), neighbor(to_mon.a.ipv4, MON_AS)),
+                routes=FRR_ROUTES,
+            ),
+        )
+    )
+    mon = lab.start(
+        Frr(
+            mon_ns,
+            BgpConfig(
+                router_id=to_mon.a.ipv4,
+                local_as=MON_AS,
+                neighbors=(neighbor(to_mon.b.ipv4, FRR_AS),),
+            ),
+            modules=("bmp",),
+        )
+    )
+    config = tmp_path / "bgp.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "asn": SART_AS,
+                "router_id": to_sart.a.ipv4,
+                "neighbors": [{"address": to_sart.b.ipv4, "asn": FRR_AS, "hold_time": 9}],
+                "bmp": [{"address": "127.0.0.1", "port": PORT, "statistics_interval": 1}],
+            }
+        )
+    )
+    api = f"unix:{tmp_path / 'api.sock'}"
+    command = [sys.executable, "-m", "sart.cli.sartd", "bgp", "-f", str(config),
+               "--metrics-address", "", "--api-address", api]  # fmt: skip
+    sart_pcap, mon_pcap = tmp_path / "sart.pcap", tmp_path / "frr.pcap"
+    with (
+        listening_socket(sart_ns, "127.0.0.1", PORT) as sart_listener,
+        listening_socket(mon_ns, "127.0.0.1", PORT) as mon_listener,
+        Capture(sart_ns, "lo", PORT, sart_pcap) as sart_capture,
+        Capture(mon_ns, "lo", PORT, mon_pcap) as mon_capture,
+    ):
+        sart_collector, mon_collector = Collector(sart_listener), Collector(mon_listener)
+        mon.vtysh("configure terminal", f"router bgp {MON_AS}", "bmp targets collector",
+                  f"bmp connect 127.0.0.1 port {PORT} min-retry 100 max-retry 1000",
+                  "bmp monitor ipv4 unicast pre-policy", "bmp stats interval 1000")  # fmt: skip
+        daemon = sart_ns.popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        collectors = (sart_collector, mon_collector)
+        try:
+            for address in (to_sart.a.ipv4, to_mon.a.ipv4):
+                peer.wait_established(address)
+            for collector in collectors:
+                eventually(collector.stats_after_routes, "a Stats Report after the routes")
+            bgp = ("configure terminal", f"router bgp {FRR_AS}")
+            for address in (to_sart.a.ipv4, to_mon.a.ipv4):
+                peer.vtysh(*bgp, f"neighbor {address} shutdown")
+            for collector in collectors:
+                eventually(lambda c=collector: PEER_DOWN in c.kinds, "a Peer Down")  # type: ignore[misc]
+            for address in (to_sart.a.ipv4, to_mon.a.ipv4):
+                peer.vtysh(*bgp, f"no neighbor {address} shutdown")
+            for collector in collectors:
+                eventually(lambda c=collector: c.routes_after_second_peer_up(), "routes again")  # type: ignore[misc]
+            peer.stop()
+            for collector in collectors:
+                eventually(lambda c=collector: c.kinds.count(PEER_DOWN) == 2, "a Peer Down again")  # type: ignore[misc]
+        finally:
+            daemon.terminate()
+            daemon.communicate(timeout=15)
+            mon.stop()
+        for collector, capture in ((sart_collector, sart_capture), (mon_collector, mon_capture)):
+            assert collector.closed.wait(10)
+            capture.wait_for(f"tcp.srcport == {PORT} && tcp.flags.fin == 1")
+    sart, frr = dissect(sart_pcap, PORT), dissect(mon_pcap, PORT)
+    assert sart.problems == []
+    announced = {}
+    for name, seen in (("sart", sart), ("frr", frr)):
+        assert seen.messages[0].kind == INITIATION
+        ups = [m for m in seen.messages if m.kind == PEER_UP]
+        assert [(m.value("bmp.peer.asn"), m.value("bmp.peer.id")) for m in ups] == [
+            (str(FRR_AS), to_sart.b.ipv4)
+        ] * 2
+        downs = [m for m in seen.messages if m.kind == PEER_DOWN]
+        assert [m.value("bmp.peer.down.reason") for m in downs] == ["3", "4"]
+        assert downs[0].value("bgp.notify.minor_error_cease") == "2"
+        second_up = seen.messages.index(ups[1])
+        again = [m for m in seen.messages[second_up:] if m.kind == ROUTE_MONITORING]
+        reported = {p for m in again for p in [*m.prefixes, *m.withdrawn]}
+        assert reported == set(FRR_ROUTES)
+        announced[name] = {p for m in again for p in m.prefixes}
+    # What differs: sart forwards the routes the peer sent again as announcements; FRR 8.4
+    # (bmp monitor ipv4 unicast pre-policy) reported them as withdrawn.
+    assert announced == {"sart": set(FRR_ROUTES), "frr": set()}

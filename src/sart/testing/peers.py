@@ -885,11 +885,14 @@ class Frr(Peer):
         *,
         name: str | None = None,
         kernel: bool = True,
+        modules: tuple[str, ...] = (),
     ) -> None:
         """`kernel`: whether zebra installs what bgpd selects (False: bgpd's --no_kernel, a
-        RIB only, as `sartd bgp` is without `sartd fib`)."""
+        RIB only, as `sartd bgp` is without `sartd fib`); `modules`: bgpd modules to load
+        (`-M`, e.g. "bmp", Debian's frr package has it), configured through `vtysh`."""
         super().__init__(namespace, config, name=name)
         self.kernel = kernel
+        self.modules = modules
 
     def _common_args(self, daemon: str) -> list[str]:
         d = self._dir()
@@ -933,7 +936,8 @@ class Frr(Peer):
             self._wait_ready((d / "bfdd.vty").exists, timeout=timeout, what="bfdd")
         port = ["-p", str(self.config.listen_port)]
         no_kernel = [] if self.kernel else ["--no_kernel"]
-        self._spawn("bgpd", [*self._common_args("bgpd"), *port, *no_kernel])
+        modules = [arg for module in self.modules for arg in ("-M", module)]
+        self._spawn("bgpd", [*self._common_args("bgpd"), *port, *no_kernel, *modules])
         self._wait_ready(
             lambda: self._vtysh_ok("show bgp summary json"), timeout=timeout, what="bgpd"
         )

@@ -42,10 +42,18 @@ class BmpMessage:
 
     @property
     def prefixes(self) -> list[str]:
-        """The prefixes the BGP message announces or withdraws, as 'address/length'."""
-        lengths = self.values("bgp.prefix_length")
-        addresses = self.values("bgp.nlri_prefix") + self.values("bgp.mp_reach_nlri_ipv6_prefix")
-        addresses += self.values("bgp.mp_unreach_nlri_ipv6_prefix")
+        """The prefixes the BGP message announces (NLRI, MP_REACH_NLRI), as 'address/length'."""
+        announced = self.values("bgp.nlri_prefix") + self.values("bgp.mp_reach_nlri_ipv6_prefix")
+        return self._with_lengths(announced, len(self.values("bgp.withdrawn_prefix")))
+
+    @property
+    def withdrawn(self) -> list[str]:
+        """The IPv4 prefixes the BGP message withdraws, as 'address/length'."""
+        return self._with_lengths(self.values("bgp.withdrawn_prefix"), 0)
+
+    def _with_lengths(self, addresses: list[str], skip: int) -> list[str]:
+        # tshark names every prefix length alike, in wire order: withdrawn routes first.
+        lengths = self.values("bgp.prefix_length")[skip:]
         return [f"{a}/{n}" for a, n in zip(addresses, lengths, strict=False)]
 
 
