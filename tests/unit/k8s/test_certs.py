@@ -6,13 +6,13 @@ from __future__ import annotations
 import contextlib
 import datetime
 import ssl
-from pathlib import Path
 
 import pytest
 from cryptography import x509
 
 from sart.k8s import certs
 from sart.k8s.certs import Renew, decide, next_check, renew, service_names
+from sart.k8s.runtime import webhook
 
 NOW = datetime.datetime(2026, 11, 28, tzinfo=datetime.UTC)
 NAMES = service_names("sart-webhook", "sart-system")
@@ -55,26 +55,41 @@ def test_an_empty_secret_gets_a_ca_and_a_serving_certificate() -> None:
     assert names.get_values_for_type(x509.DNSName) == list(NAMES)
 
 
-def test_python_tls_accepts_the_pair_and_trusts_the_bundle(tmp_path: Path) -> None:
-    now = datetime.datetime.now(datetime.UTC)
-    data = fresh(now)
-    for field, value in data.items():
-        (tmp_path / field).write_bytes(value)
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
-    client = ssl.create_default_context(cadata=data["ca.crt"].decode())
+def handshake(server: ssl.SSLContext, ca: bytes) -> dict[str, object]:
+    """A TLS handshake over memory with a client that trusts `ca` and checks the name; the
+    certificate the server presented, as the client read it."""
+    client = ssl.create_default_context(cadata=ca.decode())
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     server_in, server_out = ssl.MemoryBIO(), ssl.MemoryBIO()
     tls_client = client.wrap_bio(incoming, outgoing, server_hostname=NAMES[0])
     tls_server = server.wrap_bio(server_in, server_out, server_side=True)
-    for _ in range(4):  # handshake over memory: the client verifies the chain and the name
+    for _ in range(4):
         for side in (tls_client, tls_server):
             with contextlib.suppress(ssl.SSLWantReadError):
                 side.do_handshake()
         server_in.write(outgoing.read())
         incoming.write(server_out.read())
     tls_client.do_handshake()
-    assert tls_client.getpeercert()["subject"] == ((("commonName", NAMES[0]),),)
+    peer: dict[str, object] = tls_client.getpeercert()
+    return peer
+
+
+def test_python_tls_accepts_the_pair_and_trusts_the_bundle() -> None:
+    data = fresh(datetime.datetime.now(datetime.UTC))
+    server = webhook.server_context()
+    webhook.load_pair(server, data["tls.crt"], data["tls.key"])
+    assert handshake(server, data["ca.crt"])["subject"] == ((("commonName", NAMES[0]),),)
+
+
+def test_a_pair_that_does_not_fit_leaves_the_served_one() -> None:
+    now = datetime.datetime.now(datetime.UTC)
+    data, other = fresh(now), fresh(now)
+    server = webhook.server_context()
+    webhook.load_pair(server, data["tls.crt"], data["tls.key"])
+    with pytest.raises(ssl.SSLError):
+        webhook.load_pair(server, other["tls.crt"], data["tls.key"])
+    served = handshake(server, data["ca.crt"])["serialNumber"]
+    assert int(str(served), 16) == serving(data).serial_number
 
 
 def test_serving_certificate_rotates_within_its_window_with_the_same_ca() -> None:

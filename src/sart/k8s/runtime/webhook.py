@@ -54,12 +54,15 @@ def make_app(api: ApiClient) -> web.Application:
 
 def load_pair(context: ssl.SSLContext, cert: bytes, key: bytes) -> None:
     """Make `context` serve this certificate and key (PEM) from the next handshake on. Python
-    loads them only from files: they are written to a private directory and removed at once."""
+    loads them only from files: they are written to a private directory and removed at once.
+    They are loaded into a context of their own first: OpenSSL takes the certificate before it
+    checks the key, so a pair that does not fit would leave `context` half changed."""
     with tempfile.TemporaryDirectory(prefix="sart-webhook-") as directory:
         cert_file, key_file = Path(directory, "tls.crt"), Path(directory, "tls.key")
         cert_file.write_bytes(cert)
         key_file.touch(mode=0o600)
         key_file.write_bytes(key)
+        server_context().load_cert_chain(cert_file, key_file)  # raises if they do not fit
         context.load_cert_chain(cert_file, key_file)
 
 
