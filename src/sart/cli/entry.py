@@ -32,10 +32,10 @@ def missing_stack(error: ModuleNotFoundError) -> str | None:
     if provider is None:
         return None
     distribution, extra = provider
-    return (
-        f"needs {distribution}, which is not installed."
-        f" Install it with: pip install 'sart[{extra}]' (or 'sart[all]' for every command)"
-    )
+    advice = f"needs {distribution}, which is not installed. Install it with: pip install "
+    if extra == "all":
+        return f"{advice}'sart[all]'"
+    return f"{advice}'sart[{extra}]' (or 'sart[all]' for every command)"
 
 
 def run(script: str, module: str) -> None:
