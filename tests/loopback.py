@@ -3,9 +3,13 @@ address of its own and its router id follows from it (127.0.0.21 -> 10.255.0.21)
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from netaddr import IPAddress
 
 from sart.bgp.config import SpeakerConfig
+from sart.bgp.speaker import Speaker
 
 
 def speaker_config(address: IPAddress, asn: int, **kwargs: object) -> SpeakerConfig:
@@ -17,3 +21,16 @@ def speaker_config(address: IPAddress, asn: int, **kwargs: object) -> SpeakerCon
         connect_retry_time=0.5,
         **kwargs,  # type: ignore[arg-type]
     )
+
+
+@contextlib.asynccontextmanager
+async def started(*configs: SpeakerConfig) -> AsyncIterator[list[Speaker]]:
+    """Speakers started, and stopped at the end."""
+    speakers = [Speaker(config) for config in configs]
+    for speaker in speakers:
+        await speaker.start()
+    try:
+        yield speakers
+    finally:
+        for speaker in speakers:
+            await speaker.stop()

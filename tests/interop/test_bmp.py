@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from sart.testing.netns import listening_socket
+from sart.testing.netns import Link, listening_socket
 from sart.testing.peers import BgpConfig, Frr, Lab, neighbor
 from sart.testing.tshark import Capture, dissect
 
@@ -74,6 +74,25 @@ def eventually(check: Callable[[], object], what: str, timeout: float = 30.0) ->
         time.sleep(0.05)
 
 
+def sartd_command(tmp_path: Path, link: Link) -> list[str]:
+    """`sartd bgp` at the `a` end of the link, peering with FRR at the `b` end, reporting
+    to a collector on 127.0.0.1:PORT in its namespace every second."""
+    config = tmp_path / "bgp.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "asn": SART_AS,
+                "router_id": link.a.ipv4,
+                "neighbors": [{"address": link.b.ipv4, "asn": FRR_AS, "hold_time": 9}],
+                "bmp": [{"address": "127.0.0.1", "port": PORT, "statistics_interval": 1}],
+            }
+        )
+    )
+    api = f"unix:{tmp_path / 'api.sock'}"
+    return [sys.executable, "-m", "sart.cli.sartd", "bgp", "-f", str(config),
+            "--metrics-address", "", "--api-address", api]  # fmt: skip
+
+
 def test_sartd_reports_an_frr_session_to_a_bmp_collector(lab: Lab, tmp_path: Path) -> None:
     sart_ns, frr_ns = lab.namespace("sartd"), lab.namespace("frr")
     link = lab.link(sart_ns, frr_ns)
@@ -88,22 +107,9 @@ def test_sartd_reports_an_frr_session_to_a_bmp_collector(lab: Lab, tmp_path: Pat
             ),
         )
     )
-    config = tmp_path / "bgp.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "asn": SART_AS,
-                "router_id": link.a.ipv4,
-                "neighbors": [{"address": link.b.ipv4, "asn": FRR_AS, "hold_time": 9}],
-                "bmp": [{"address": "127.0.0.1", "port": PORT, "statistics_interval": 1}],
-            }
-        )
-    )
     listener = listening_socket(sart_ns, "127.0.0.1", PORT)
     pcap = tmp_path / "bmp.pcap"
-    api = f"unix:{tmp_path / 'api.sock'}"
-    command = [sys.executable, "-m", "sart.cli.sartd", "bgp", "-f", str(config),
-               "--metrics-address", "", "--api-address", api]  # fmt: skip
+    command = sartd_command(tmp_path, link)
     with listener, Capture(sart_ns, "lo", PORT, pcap) as capture:
         collector = Collector(listener)
         daemon = sart_ns.popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -180,20 +186,7 @@ def test_sart_and_frr_report_the_same_events_alike(lab: Lab, tmp_path: Path) -> 
             modules=("bmp",),
         )
     )
-    config = tmp_path / "bgp.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "asn": SART_AS,
-                "router_id": to_sart.a.ipv4,
-                "neighbors": [{"address": to_sart.b.ipv4, "asn": FRR_AS, "hold_time": 9}],
-                "bmp": [{"address": "127.0.0.1", "port": PORT, "statistics_interval": 1}],
-            }
-        )
-    )
-    api = f"unix:{tmp_path / 'api.sock'}"
-    command = [sys.executable, "-m", "sart.cli.sartd", "bgp", "-f", str(config),
-               "--metrics-address", "", "--api-address", api]  # fmt: skip
+    command = sartd_command(tmp_path, to_sart)
     sart_pcap, mon_pcap = tmp_path / "sart.pcap", tmp_path / "frr.pcap"
     with (
         listening_socket(sart_ns, "127.0.0.1", PORT) as sart_listener,

@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 from netaddr import IPAddress, IPNetwork
 
-from loopback import speaker_config
+from loopback import speaker_config, started
 from sart.bgp.bmp_export import BmpExporter
 from sart.bgp.config import BmpCollectorConfig, NeighborConfig, PathAttributesConfig
 from sart.bgp.context import SessionContext
@@ -103,13 +103,8 @@ def is_end_of_rib(kind: int, body: bytes) -> bool:
 
 @pytest_asyncio.fixture
 async def pair() -> AsyncIterator[tuple[Speaker, Speaker]]:
-    a = Speaker(speaker_config(A, 65001))
-    b = Speaker(speaker_config(B, 65002))
-    await a.start()
-    await b.start()
-    yield a, b
-    await a.stop()
-    await b.stop()
+    async with started(speaker_config(A, 65001), speaker_config(B, 65002)) as (a, b):
+        yield a, b
 
 
 def peer(a: Speaker, b: Speaker) -> None:

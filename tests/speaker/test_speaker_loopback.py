@@ -17,7 +17,7 @@ import pytest
 import pytest_asyncio
 from netaddr import IPAddress, IPNetwork
 
-from loopback import speaker_config
+from loopback import speaker_config, started
 from sart.bgp.config import NeighborConfig, PathAttributesConfig
 from sart.bgp.fsm import Config, State
 from sart.bgp.messages import (
@@ -52,13 +52,8 @@ def neighbor(
 
 @pytest_asyncio.fixture
 async def pair() -> AsyncIterator[tuple[Speaker, Speaker]]:
-    a = Speaker(speaker_config(A, 65001))
-    b = Speaker(speaker_config(B, 65002))
-    await a.start()
-    await b.start()
-    yield a, b
-    await a.stop()
-    await b.stop()
+    async with started(speaker_config(A, 65001), speaker_config(B, 65002)) as (a, b):
+        yield a, b
 
 
 def _peer(a: Speaker, b: Speaker, **kw: object) -> None:

@@ -58,6 +58,7 @@ log = logging.getLogger("sart.bgp.bmp")
 QUEUE_LIMIT = 100_000  # BMP messages waiting for one collector; one more drops the connection
 DUMP_BATCH = 2048  # paths packed into UPDATEs between two waits for the socket to drain
 RETRY_BASE = 1.0  # seconds: the first wait before dialling a collector again
+CONNECT_TIMEOUT = 10.0  # seconds a dial may take (an unreachable host answers nothing)
 STOP_TIMEOUT = 2.0  # seconds the Peer Downs and Termination get to leave at stop
 
 
@@ -203,14 +204,15 @@ class _Collector:
         failures = 0
         while True:
             try:
-                reader, writer = await asyncio.open_connection(
-                    str(self.config.address), self.config.port
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(str(self.config.address), self.config.port),
+                    CONNECT_TIMEOUT,
                 )
-            except OSError as error:
+            except (OSError, TimeoutError) as error:
                 failures += 1
                 log.info(
                     "BMP collector unreachable",
-                    extra={"collector": self.where, "error": str(error)},
+                    extra={"collector": self.where, "error": str(error) or "timed out"},
                 )
             else:
                 failures = 0

@@ -84,6 +84,18 @@ def _update(*nlri: str, asn: int = 4_200_000_001) -> Update:
     )
 
 
+def _peer_up(local_address: str = "10.0.0.2") -> bytes:
+    """Our session with PEER from local_address:179, the peer's port 40000."""
+    return encode_peer_up(
+        PEER,
+        local_address=IPAddress(local_address),
+        local_port=179,
+        remote_port=40000,
+        sent_open=SENT,
+        received_open=RECEIVED,
+    )
+
+
 def _common(message: bytes) -> tuple[int, int, int]:
     version, length, kind = struct.unpack_from("!BIB", message)
     assert length == len(message)
@@ -122,14 +134,7 @@ def test_termination_reason() -> None:
 
 
 def test_peer_up_holds_both_opens_and_the_ports() -> None:
-    message = encode_peer_up(
-        PEER,
-        local_address=IPAddress("10.0.0.2"),
-        local_port=179,
-        remote_port=40000,
-        sent_open=SENT,
-        received_open=RECEIVED,
-    )
+    message = _peer_up()
     assert _common(message)[2] == 3
     body = message[6 + 42 :]
     assert body[:16] == bytes(12) + bytes((10, 0, 0, 2))
@@ -142,14 +147,7 @@ def test_peer_up_holds_both_opens_and_the_ports() -> None:
 
 def test_peer_up_refuses_addresses_of_two_versions() -> None:
     with pytest.raises(ValueError, match="differ in version"):
-        encode_peer_up(
-            PEER,
-            local_address=IPAddress("2001:db8::2"),
-            local_port=179,
-            remote_port=1,
-            sent_open=SENT,
-            received_open=RECEIVED,
-        )
+        _peer_up("2001:db8::2")
 
 
 CEASE, HOLD_EXPIRED = Notification(6, 2), Notification(4, 0)
@@ -263,14 +261,7 @@ def test_tshark_reads_every_message(tmp_path: Path) -> None:
     )
     messages = [
         encode_initiation("node1", "sart test"),
-        encode_peer_up(
-            PEER,
-            local_address=IPAddress("10.0.0.2"),
-            local_port=179,
-            remote_port=40000,
-            sent_open=SENT,
-            received_open=RECEIVED,
-        ),
+        _peer_up(),
         encode_route_monitoring(PEER, _update("10.1.0.0/24", "10.2.0.0/16"), FOUR_OCTET),
         encode_route_monitoring(attrs.evolve(PEER6, two_octet_as=False), update6, FOUR_OCTET),
         encode_route_monitoring(PEER, Update.end_of_rib(IPV4_UNICAST), FOUR_OCTET),
