@@ -1,12 +1,14 @@
 """Issue 16 against FRR 8, BIRD 2 and GoBGP 3: a real `sartd bgp` driven by the `sart` CLI.
 
-- Next hops (RFC 4271 6.3): the router sends one good route and routes with a NEXT_HOP of a
-  loopback address and of sartd's own address (FRR rewrites them with an outbound route-map,
-  BIRD in its export filter, GoBGP originates them so: `BgpConfig.next_hops`); sartd's RIB
-  has the good one only, counts the others, and the session stays Established. BIRD cannot
-  be made to send sartd's own address: it refuses to send a NEXT_HOP equal to its neighbor's
-  address ("Invalid NEXT_HOP attribute - neighbor address", and withdraws the route
-  instead), so against BIRD only the loopback next hop is sent, by design.
+- Next hops (RFC 4271 6.3): over an IPv4 and an IPv6 session, the router sends one good route
+  of each family and routes with a next hop of a loopback address (127.0.0.1, ::1) and of
+  sartd's own address on that session (FRR rewrites them with an outbound route-map, BIRD in
+  its export filter, GoBGP originates them so: `BgpConfig.next_hops`); sartd's RIB has the
+  good ones only, counts the others, and both sessions stay Established. Two combinations
+  cannot be made, and are left out by design (`CANNOT_SEND`): BIRD refuses to send a next hop
+  equal to its neighbor's address ("Invalid NEXT_HOP attribute - neighbor address", and
+  withdraws the route instead), so it sends only the loopback ones; FRR refuses `set ipv6
+  next-hop global ::1` as a config line, so it sends no IPv6 loopback next hop.
 - Maximum prefixes (RFC 4486): the router announces one prefix more than sartd's limit and
   receives Cease / Maximum Number of Prefixes Reached (each router says so its own way:
   `Peer.last_error`); the session comes back after the restart time and goes down again
@@ -31,7 +33,14 @@ from waiting import eventually
 SART_AS, PEER_AS = 65100, 65200
 ROUTERS: dict[str, type[Peer]] = {"frr": Frr, "bird": Bird, "gobgp": GoBgp}
 GOOD, LOOPBACK, OURS, OURS_TOO = "10.60.1.0/24", "10.60.2.0/24", "10.60.3.0/24", "10.60.4.0/24"
-OURS_ADDRESS = "10.255.1.1"  # sartd's, the `a` end of a Lab's first link
+GOOD6, LOOPBACK6, OURS6 = "fd00:60:1::/64", "fd00:60:2::/64", "fd00:60:3::/64"
+OURS_ADDRESS, OURS6_ADDRESS = "10.255.1.1", "fd00:255:1::1"  # sartd's: a Lab's first link, `a`
+BAD_NEXT_HOPS = {
+    LOOPBACK: "127.0.0.1", OURS: OURS_ADDRESS, OURS_TOO: OURS_ADDRESS,
+    LOOPBACK6: "::1", OURS6: OURS6_ADDRESS,
+}  # fmt: skip
+# What a router cannot be made to send (see the module docstring).
+CANNOT_SEND = {"frr": {LOOPBACK6}, "bird": {OURS, OURS_TOO, OURS6}, "gobgp": set()}
 
 
 @attrs.frozen
@@ -72,7 +81,10 @@ def beside(lab: Lab, tmp_path: Path, beside_kind: str) -> Iterator[Callable[...,
         config = BgpConfig(
             router_id=link.b.ipv4,
             local_as=PEER_AS,
-            neighbors=(neighbor(link.a.ipv4, SART_AS, connect_retry=1),),
+            neighbors=(
+                neighbor(link.a.ipv4, SART_AS, connect_retry=1),
+                neighbor(link.a.ipv6, SART_AS, connect_retry=1),
+            ),
             **router_config,
         )
         router = lab.start(ROUTERS[beside_kind](peer_ns, config))
@@ -87,35 +99,46 @@ def beside(lab: Lab, tmp_path: Path, beside_kind: str) -> Iterator[Callable[...,
 def test_routes_with_unusable_next_hops_are_ignored_and_the_session_stays(
     beside: Callable[..., Beside], beside_kind: str
 ) -> None:
-    bad = {LOOPBACK: "127.0.0.1", OURS: OURS_ADDRESS, OURS_TOO: OURS_ADDRESS}
-    if beside_kind == "bird":  # it will not send its neighbor's address (see above)
-        bad = {LOOPBACK: "127.0.0.1"}
-    causes = len(set(bad.values()))
-    lab = beside(routes=(GOOD, *bad), next_hops=bad.items())
-    sartd, router, peer = lab.sartd, lab.router, lab.peer
-    assert lab.ours == OURS_ADDRESS
-    sartd.cli("bgp", "neighbor", "add", peer, str(PEER_AS), "--hold-time", "9")
-    eventually(lambda: sartd.established(peer), what="session established")
+    bad = {p: hop for p, hop in BAD_NEXT_HOPS.items() if p not in CANNOT_SEND[beside_kind]}
+    lab = beside(routes=(GOOD, GOOD6, *bad), next_hops=bad.items())
+    sartd, router = lab.sartd, lab.router
+    assert (lab.link.a.ipv4, lab.link.a.ipv6) == (OURS_ADDRESS, OURS6_ADDRESS)
+    sessions = {  # the router's address: sartd's, the routes with a bad next hop sent there
+        lab.link.b.ipv4: (lab.link.a.ipv4, [p for p in bad if ":" not in p]),
+        lab.link.b.ipv6: (lab.link.a.ipv6, [p for p in bad if ":" in p]),
+    }
+    for peer in sessions:
+        sartd.cli("bgp", "neighbor", "add", peer, str(PEER_AS), "--hold-time", "9")
+    for peer, (_, ignored) in sessions.items():
+        eventually(lambda peer=peer: sartd.established(peer), what=f"session with {peer}")
+        eventually(
+            lambda peer=peer, ignored=ignored: (
+                int(sartd.neighbor(peer).get("routes_ignored", "0")) >= len(ignored)
+            ),
+            what=f"routes from {peer} ignored",
+        )
 
-    # sartd took the good route only, counted the others (each time they were sent), and
-    # stayed up.
-    eventually(lambda: GOOD in sartd.rib(), what="the good route in sartd's RIB")
-    eventually(
-        lambda: int(sartd.neighbor(peer).get("routes_ignored", "0")) >= len(bad), what="ignored"
-    )
+    # sartd took the good routes only, counted the others (each time they were sent), and
+    # both sessions stayed up.
+    eventually(lambda: sorted(sartd.rib()) == [GOOD, GOOD6], what="the good routes in the RIB")
     time.sleep(1)
-    assert sartd.rib() == [GOOD]
-    state = sartd.neighbor(peer)
-    assert state["state"] == "SESSION_STATE_ESTABLISHED" and state["prefixes_received"] == "1"
-    assert router.neighbor_state(lab.ours) == "established"
-    ignored = state["routes_ignored"]
-    assert int(ignored) % len(bad) == 0  # all of them each time the router sent them
-    assert f"Routes ignored (bad next hop): {ignored}" in sartd.cli("bgp", "neighbor", "get", peer)
-    error = router.last_error(lab.ours)  # never told: no NOTIFICATION either way
-    assert error is None or error.code is None, error
+    assert sorted(sartd.rib()) == [GOOD, GOOD6]
+    for peer, (ours, ignored) in sessions.items():
+        state = sartd.neighbor(peer)
+        assert state["state"] == "SESSION_STATE_ESTABLISHED", state
+        assert state["prefixes_received"] == "1", state
+        assert router.neighbor_state(ours) == "established"
+        count = state["routes_ignored"]
+        assert int(count) % len(ignored) == 0  # all of them each time the router sent them
+        assert f"Routes ignored (bad next hop): {count}" in sartd.cli(
+            "bgp", "neighbor", "get", peer
+        )
+        error = router.last_error(ours)  # never told: no NOTIFICATION either way
+        assert error is None or error.code is None, error
     log = sartd.stop()
     ignored_lines = [line for line in log.splitlines() if "routes ignored" in line]
-    assert len(ignored_lines) == causes, ignored_lines  # logged once per cause
+    causes = sum(len({bad[p] for p in ignored}) for _, ignored in sessions.values())
+    assert len(ignored_lines) == causes, ignored_lines  # logged once per cause and session
 
 
 def test_max_prefixes_cease_restart_and_a_raised_limit(beside: Callable[..., Beside]) -> None:
