@@ -89,32 +89,31 @@ def make_feed(ipv4: int, ipv6: int) -> tuple[bytes, list[str]]:
     return b"".join(messages), [str(p) for p in (*v4, *v6)]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ipv4", type=int, default=900_000)
-    parser.add_argument("--ipv6", type=int, default=100_000)
-    args = parser.parse_args()
-    feed, fed = make_feed(args.ipv4, args.ipv6)
-    print(f"feed: {len(fed):,} prefixes ({args.ipv4:,} IPv4, {args.ipv6:,} IPv6)")
+def run(ipv4: int, ipv6: int) -> dict[str, float]:
+    """Feed, dump, read back; prints each step and returns its figures (`exact`: 1.0 when
+    bgpdump read exactly the prefixes fed)."""
+    feed, fed = make_feed(ipv4, ipv6)
+    print(f"feed: {len(fed):,} prefixes ({ipv4:,} IPv4, {ipv6:,} IPv6)")
     directory = Path(tempfile.mkdtemp(prefix="sart-mrt-"))
     config = {
         "asn": DAEMON_AS,
         "router_id": "10.0.0.81",
         "neighbors": [{"address": PEER, "asn": PEER_AS, "passive": True, "hold_time": 240}],
     }
+    file = directory / "loc.mrt"
     with SartdBgp(directory, DAEMON, config) as daemon:
         feeder = Feeder(DAEMON, daemon.port, source=PEER, asn=PEER_AS)
         try:
             started = time.monotonic()
             feeder.send_raw(feed)
             wait_for(
-                lambda: daemon.prefixes() == (args.ipv4, args.ipv6),
+                lambda: daemon.prefixes() == (ipv4, ipv6),
                 timeout=600,
                 what="the table in the Loc-RIB",
                 interval=0.5,
             )
-            print(f"ingest: {time.monotonic() - started:.2f} s (until the Loc-RIB held it all)")
-            file = directory / "loc.mrt"
+            ingest = time.monotonic() - started
+            print(f"ingest: {ingest:.2f} s (until the Loc-RIB held it all)")
             started = time.monotonic()
             said = daemon.sart("bgp", "rib", "dump", "--mrt", str(file), "--format", "json")
             wall = time.monotonic() - started
@@ -128,12 +127,28 @@ def main() -> int:
             feeder.close()
     started = time.monotonic()
     read = bgpdump.prefixes(file)
-    print(f"bgpdump -m: {time.monotonic() - started:.2f} s to read it back")
+    reading = time.monotonic() - started
+    print(f"bgpdump -m: {reading:.2f} s to read it back")
     exact = len(read) == len(fed) and set(read) == set(fed)
     print(f"bgpdump read {len(read):,} routes for {len(set(read)):,} prefixes; fed {len(fed):,}")
     print(f"exact prefix set: {'yes' if exact else 'NO'}")
     file.unlink()
-    return 0 if exact else 1
+    return {
+        "ingest": ingest,
+        "dump_wall": wall,
+        "dump": reported["seconds"],
+        "bytes": reported["bytes"],
+        "bgpdump": reading,
+        "exact": float(exact),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ipv4", type=int, default=900_000)
+    parser.add_argument("--ipv6", type=int, default=100_000)
+    args = parser.parse_args()
+    return 0 if run(args.ipv4, args.ipv6)["exact"] else 1
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import api_paths
 import cni
 import codec
+import mrt
 from _exabgp import decode_all, make_negotiated
 
 
@@ -27,6 +28,11 @@ def test_codec_feed_round_trips_and_exabgp_agrees() -> None:
 def test_api_benchmark_runs_against_a_real_daemon() -> None:
     results = api_paths.run(300, [300, 100])
     assert [batch for batch, _, _ in results] == [300, 100]
+
+
+def test_mrt_benchmark_reads_back_exactly_the_table_fed() -> None:
+    results = mrt.run(3_000, 1_000)
+    assert results["exact"] == 1.0 and results["bytes"] > 0
 
 
 @pytest.mark.interop
