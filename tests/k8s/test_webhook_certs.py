@@ -360,6 +360,10 @@ async def test_sart_controller_processes_keep_it_across_a_leader_change(
             return fresh if fresh and fresh[certs.TLS_CERT] != tls else None
 
         again = await until(made_again, 30)
+        # a new CA, and the one the apiserver trusted until now, which the replicas still
+        # serve until they read the new Secret
+        cas = x509.load_pem_x509_certificates(again[certs.CA_CERT])
+        assert cas[1:] == x509.load_pem_x509_certificates(data[certs.CA_CERT])
         await until(lambda: bundle_is(admission, again[certs.CA_CERT]), 30)
         assert await until(lambda: _serves("127.0.0.1", standby_port, again), 30)
     finally:

@@ -12,7 +12,8 @@ SERVING_WINDOW of expiry, or does not fit (missing, unreadable, another key, not
 CA, other names); the CA (valid CA_LIFETIME) once within CA_WINDOW of expiry or unfit, and the
 serving certificate with it. CA_WINDOW is longer than SERVING_LIFETIME, so no serving
 certificate outlives the CA that signed it. A renewed CA keeps the previous one in ca.crt while
-that is still valid, so the bundle trusts both while the replicas move to the new certificate.
+that is still valid (from the Secret, or from the bundle the apiserver trusts when the Secret
+is gone), so the bundle trusts both while the replicas move to the new certificate.
 """
 
 from __future__ import annotations
@@ -252,25 +253,38 @@ def secret_data(
     }
 
 
-def _still_valid(data: Mapping[str, bytes], now: datetime.datetime) -> list[x509.Certificate]:
-    """The CA certificates of ca.crt that are still valid, if it can be read at all."""
-    try:
-        bundle = _certificates(data, CA_CERT)
-    except _Unfit:
-        return []
-    return [c for c in bundle if c.not_valid_before_utc <= now < c.not_valid_after_utc]
+def _still_valid(bundles: Sequence[bytes], now: datetime.datetime) -> list[x509.Certificate]:
+    """The certificates of these PEM bundles that are valid at `now`, each once, in order
+    (a bundle that cannot be read gives none)."""
+    valid: list[x509.Certificate] = []
+    for bundle in bundles:
+        try:
+            found = x509.load_pem_x509_certificates(bundle) if bundle else []
+        except ValueError:
+            continue
+        for cert in found:
+            if cert.not_valid_before_utc <= now < cert.not_valid_after_utc and cert not in valid:
+                valid.append(cert)
+    return valid
 
 
 def renew(
-    decision: Decision, data: Mapping[str, bytes], names: Sequence[str], now: datetime.datetime
+    decision: Decision,
+    data: Mapping[str, bytes],
+    names: Sequence[str],
+    now: datetime.datetime,
+    trusted: bytes = b"",
 ) -> dict[str, bytes]:
-    """The Secret's new data (decoded) after `decision` (not NOTHING) on `data` at `now`."""
+    """The Secret's new data (decoded) after `decision` (not NOTHING) on `data` at `now`.
+    `trusted` is the bundle the apiserver trusts now (the configuration's caBundle)."""
     if decision.renew is Renew.CA:
         ca, ca_key = issue_ca(now)
         serving, serving_key = issue_serving(ca, ca_key, names, now)
-        # The CA being replaced stays trusted while it is valid: the replicas may still serve
-        # what it signed until they read the new Secret.
-        return secret_data(ca, ca_key, serving, serving_key, _still_valid(data, now))
+        # The CAs trusted until now stay so while they are valid (from the Secret, or from the
+        # configuration when the Secret is gone): the replicas may still serve what they
+        # signed until they read the new Secret.
+        earlier = _still_valid((data.get(CA_CERT, b""), trusted), now)
+        return secret_data(ca, ca_key, serving, serving_key, earlier)
     read = _read_ca(data, now)
     earlier = [c for c in read.bundle[1:] if now < c.not_valid_after_utc]
     if decision.renew is Renew.SERVING:

@@ -137,6 +137,18 @@ def test_ca_rotates_within_its_window_and_the_old_one_stays_in_the_bundle() -> N
     }
 
 
+def test_a_secret_made_again_keeps_trusting_what_the_configuration_trusts() -> None:
+    """The Secret is gone (deleted by hand): the new CA's bundle keeps the CA the apiserver
+    trusts now while it is valid, once, and not one that has expired."""
+    before = fresh()
+    expired = fresh(NOW - certs.CA_LIFETIME - DAY)
+    trusted = before["ca.crt"] + expired["ca.crt"] + before["ca.crt"]
+    decision = decide({}, NAMES, NOW)
+    new, kept = cas(renew(decision, {}, NAMES, NOW, trusted))
+    assert kept == cas(before)[0]
+    assert new != kept
+
+
 def test_every_serving_certificate_expires_before_its_ca() -> None:
     assert certs.CA_WINDOW > certs.SERVING_LIFETIME
 

@@ -179,7 +179,7 @@ class WebhookCertificates:
         now = self.clock()
         decision = decide(self.data, self.names, now)
         if decision.renew is not Renew.NOTHING:
-            fresh = renew(decision, self.data, self.names, now)
+            fresh = renew(decision, self.data, self.names, now, self._trusted())
             if fresh[CA_CERT] != self.data.get(CA_CERT):
                 # The apiserver trusts the new CA before any replica serves what it signed.
                 await self._patch_bundles(fresh[CA_CERT])
@@ -191,6 +191,11 @@ class WebhookCertificates:
         due = next_check(self.data)
         wait = LOOK_AGAIN if due is None else (due - now).total_seconds()
         return min(max(wait, 0.0), LOOK_AGAIN)
+
+    def _trusted(self) -> bytes:
+        """The bundle the apiserver trusts now: our webhooks' caBundle (decoded, joined)."""
+        bundles = (self.bundles or {}).values()
+        return b"".join(base64.b64decode(b) for b in dict.fromkeys(bundles) if b)
 
     async def _patch_bundles(self, bundle: bytes) -> None:
         if self.bundles is None:
