@@ -57,7 +57,7 @@ import netaddr
 import yaml
 
 from sart.testing.controlplane import CONTROLLERS, ControlPlane
-from sart.testing.netns import Link, Namespace
+from sart.testing.netns import LabError, Link, Namespace
 from sart.testing.node import (
     BUSYBOX_IMAGE,
     Node,
@@ -67,7 +67,7 @@ from sart.testing.node import (
     image_cache,
     missing_prerequisites,
 )
-from sart.testing.peers import BgpConfig, Frr, Lab, neighbor
+from sart.testing.peers import BgpConfig, Frr, Lab, neighbor, wait_for
 
 __all__ = ["NODES", "RealCluster", "ScenarioError", "run_scenario"]
 
@@ -245,14 +245,8 @@ class RealCluster:
             raise ScenarioError(f"{what}\n{self.state()}")
 
     def wait(self, probe: Callable[[], T | None], what: str, timeout: float = 180.0) -> T:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = probe()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise ScenarioError(f"{what} not reached within {timeout:.0f} s\n{self.state()}")
-            time.sleep(0.5)
+        """``probe``'s first true answer; on timeout a LabError with the cluster's state."""
+        return wait_for(probe, timeout=timeout, what=what, interval=0.5, describe=self.state)
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
         done = self.kubectl_run(*args, stdin=stdin)
@@ -315,6 +309,18 @@ class RealCluster:
             f"{router}machine memory in use {_memory_used_mib():.0f} MiB; the two cores"
             f" {100 * busy / max(total, 1):.0f} % busy on average since the nodes started"
         )
+        pods = self.kubectl_run("get", "pods", "-A", "-o", "json") if self._plane else None
+        if pods is not None and pods.returncode == 0:
+            restarts = {
+                pod["metadata"]["name"]: sum(
+                    c.get("restartCount", 0)
+                    for c in (pod.get("status") or {}).get("containerStatuses") or []
+                )
+                for pod in json.loads(pods.stdout)["items"]
+            }
+            lines.append(
+                "container restarts: " + ", ".join(f"{n} {c}" for n, c in sorted(restarts.items()))
+            )
         return [*lines, *self.notes]
 
 
@@ -601,7 +607,7 @@ def main() -> int:
                 run_scenario(cluster)
             finally:
                 print("\n".join(cluster.summary()), flush=True)
-    except ScenarioError as error:
+    except (ScenarioError, LabError, NodeError) as error:  # where it stopped, and why
         print(f"failed: {error}", file=sys.stderr)
         return 1
     return 0
