@@ -1,5 +1,6 @@
-"""decode_table_dump(table_dump(RIB)) gives back every path: its prefix, its peer, when it was
-learned, its attributes and next hop; a truncated dump is an MrtDecodeError, never another."""
+"""decode_table_dump(table_dump(RIB)) gives back every path: its prefix, its peer, its path id,
+when it was learned, its attributes and next hop; a truncated dump is an MrtDecodeError, never
+another."""
 
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ def paths(draw: st.DrawFn, source: Source) -> Path:
         if draw(st.booleans()):
             attributes.append(draw(optional(FOUR)))
     learned = draw(st.floats(0, 2**31, allow_nan=False))
-    return Path.to(prefix, source, hop, tuple(attributes), 0, learned)
+    path_id = draw(st.sampled_from((0, 0, 1, 2**32 - 1)))
+    return Path.to(prefix, source, hop, tuple(attributes), path_id, learned)
 
 
 @st.composite
@@ -75,7 +77,7 @@ def test_a_dump_decodes_to_the_paths_it_was_made_of(rib: Rib) -> None:
     ]
     assert [r.sequence for r in records] == list(range(len(records)))
     decoded = {
-        (r.prefix, sources[e.peer_index], e.originated, e.attributes, e.next_hop)
+        (r.prefix, sources[e.peer_index], e.path_id, e.originated, e.attributes, e.next_hop)
         for r in records
         for e in r.entries
     }
@@ -83,6 +85,7 @@ def test_a_dump_decodes_to_the_paths_it_was_made_of(rib: Rib) -> None:
         (
             path.prefix,
             path.source,
+            path.path_id,
             int(path.learned),
             tuple(sorted(path.attributes, key=lambda a: a.type_code)),
             path.next_hop or _unspecified(path.prefix),

@@ -1,8 +1,10 @@
 """MRT (RFC 6396), sans-IO: RIB dumps (TABLE_DUMP_V2) and logs of BGP messages (BGP4MP).
 
 A dump is a PEER_INDEX_TABLE, then one RIB_IPV4_UNICAST or RIB_IPV6_UNICAST record per
-prefix holding one RIB entry per path (RFC 6396 4.3). `table_dump` hands it out in chunks of
-about `chunk_size` octets, so a million-prefix table never becomes one bytes object.
+prefix holding one RIB entry per path (RFC 6396 4.3); a prefix with paths that carry path
+identifiers (from an add-path peer) gets the RFC 8050 _ADDPATH record, which keeps them.
+`table_dump` hands it out in chunks of about `chunk_size` octets, so a million-prefix table
+never becomes one bytes object.
 
 Path attributes are written as an UPDATE carries them (sart.bgp.wire), with what RFC 6396
 4.3.4 asks of a RIB entry: ASNs in 4 octets (the path a route really took, RFC 6793 4.2.3,
@@ -12,7 +14,7 @@ A route whose next hop is "our address on each session" (our own, unset) shows t
 unspecified address, as routers show their own routes.
 
 BGP4MP records (RFC 6396 4.4) carry one whole BGP message, or a session state change,
-between a peer and us.
+between a peer and us (the _ADDPATH subtypes of RFC 8050 for an add-path session's).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ _REWRITTEN = frozenset((AsPath, As4Path, Aggregator, As4Aggregator, NextHop))
 _MP_REACH_FLAGS = int(AttrFlag.OPTIONAL)
 _HEADER = struct.Struct(">IHHI")
 _ENTRY = struct.Struct(">HIH")  # RFC 6396 4.3.4: peer index, originated time, attribute length
+_ADDPATH_ENTRY = struct.Struct(">HIIH")  # RFC 8050 4: ... the path identifier before the length
 _U32 = struct.Struct(">I")
 _U16 = struct.Struct(">H")
 
@@ -65,21 +68,32 @@ class MrtType(enum.IntEnum):
 
 
 class TableDumpSubtype(enum.IntEnum):
-    """RFC 6396 4.3."""
+    """RFC 6396 4.3; RFC 8050 4 for the ADDPATH ones (entries with a path identifier)."""
 
     PEER_INDEX_TABLE = 1
     RIB_IPV4_UNICAST = 2
     RIB_IPV6_UNICAST = 4
+    RIB_IPV4_UNICAST_ADDPATH = 8
+    RIB_IPV6_UNICAST_ADDPATH = 10
 
 
 class Bgp4mpSubtype(enum.IntEnum):
-    """RFC 6396 4.4."""
+    """RFC 6396 4.4; RFC 8050 3 for the ADDPATH ones (NLRI carrying path identifiers)."""
 
     MESSAGE = 1  # 2-octet ASNs: a message of a session without 4-octet ASNs
     MESSAGE_AS4 = 4
     STATE_CHANGE_AS4 = 5
+    MESSAGE_ADDPATH = 8
+    MESSAGE_AS4_ADDPATH = 9
 
 
+# By (4-octet ASNs, add-path).
+_MESSAGE_SUBTYPE = {
+    (False, False): Bgp4mpSubtype.MESSAGE,
+    (True, False): Bgp4mpSubtype.MESSAGE_AS4,
+    (False, True): Bgp4mpSubtype.MESSAGE_ADDPATH,
+    (True, True): Bgp4mpSubtype.MESSAGE_AS4_ADDPATH,
+}
 # RFC 6396 4.4.1: the session states by number, as RFC 4271 8.2.2 lists them.
 STATE_CODES = {
     State.IDLE: 1,
@@ -91,10 +105,14 @@ STATE_CODES = {
 }
 _PEER_IPV6 = 0x01  # RFC 6396 4.3.1 Peer Type bits
 _PEER_AS4 = 0x02
+# By (IP version, whether the entries carry path identifiers).
 _RIB_SUBTYPE = {
-    4: TableDumpSubtype.RIB_IPV4_UNICAST,
-    6: TableDumpSubtype.RIB_IPV6_UNICAST,
+    (4, False): TableDumpSubtype.RIB_IPV4_UNICAST,
+    (6, False): TableDumpSubtype.RIB_IPV6_UNICAST,
+    (4, True): TableDumpSubtype.RIB_IPV4_UNICAST_ADDPATH,
+    (6, True): TableDumpSubtype.RIB_IPV6_UNICAST_ADDPATH,
 }
+_RIB_OF_SUBTYPE = {subtype: key for key, subtype in _RIB_SUBTYPE.items()}
 
 
 def encode_record(timestamp: int, kind: int, subtype: int, body: bytes) -> bytes:
@@ -218,22 +236,29 @@ def table_dump(
     )
     cache = _AttributeCache()
     sequence = 0
-    header, entry = _HEADER.pack, _ENTRY.pack
+    header, entry, addpath_entry = _HEADER.pack, _ENTRY.pack, _ADDPATH_ENTRY.pack
     for key, paths in entries:
         if not paths:
             continue
         version, prefix = _prefix_octets(key)
         parts = [_U32.pack(sequence & 0xFFFFFFFF), prefix, _U16.pack(len(paths))]
+        # Paths with identifiers (an add-path peer's, RFC 7911): the RFC 8050 record keeps them.
+        addpath = any(path.path_id for path in paths)
         for path in paths:
             number = index.get(path.source)
             if number is None:
                 raise BgpUsageError(f"a path to {path.prefix} comes from {path.source}, not a peer")
             attributes = cache.encode(path, version)
             originated = max(int(path.learned + clock_offset), 0) & 0xFFFFFFFF
-            parts += (entry(number, originated, len(attributes)), attributes)
+            if addpath:
+                parts += (addpath_entry(number, originated, path.path_id, len(attributes)),)
+            else:
+                parts += (entry(number, originated, len(attributes)),)
+            parts += (attributes,)
         body = b"".join(parts)
         sequence += 1
-        out += header(timestamp, MrtType.TABLE_DUMP_V2, _RIB_SUBTYPE[version], len(body))
+        subtype = _RIB_SUBTYPE[version, addpath]
+        out += header(timestamp, MrtType.TABLE_DUMP_V2, subtype, len(body))
         out += body
         if len(out) >= chunk_size:
             yield bytes(out)
@@ -270,11 +295,13 @@ def encode_bgp4mp_message(
     peer: IPAddress,
     local: IPAddress | None,
     as4: bool = True,
+    add_path: bool = False,
 ) -> bytes:
     """A BGP4MP_MESSAGE_AS4 record (RFC 6396 4.4.3) of a whole BGP message, header included,
     as the session carries it; `as4=False`: BGP4MP_MESSAGE (4.4.2), for a session without
-    4-octet ASNs, whose AS_PATH is in 2 octets."""
-    subtype = Bgp4mpSubtype.MESSAGE_AS4 if as4 else Bgp4mpSubtype.MESSAGE
+    4-octet ASNs, whose AS_PATH is in 2 octets; `add_path`: the ADDPATH subtype of either
+    (RFC 8050 3), for a session whose NLRI carry path identifiers."""
+    subtype = _MESSAGE_SUBTYPE[as4, add_path]
     head = _session_header(peer_asn, local_asn, peer, local, as4=as4)
     return encode_record(timestamp, MrtType.BGP4MP, subtype, head + message)
 
@@ -319,6 +346,7 @@ class RibEntry:
     # Without the next hop: that is `next_hop`, from NEXT_HOP or the abbreviated MP_REACH_NLRI.
     attributes: tuple[PathAttribute, ...]
     next_hop: IPAddress | None
+    path_id: int = 0  # RFC 8050 records only
 
 
 @attrs.frozen
@@ -365,11 +393,11 @@ def decode_table_dump(data: bytes) -> tuple[PeerIndexTable, list[RibRecord]]:
             raise MrtDecodeError(f"record type {kind}, not TABLE_DUMP_V2", start)
         if subtype == TableDumpSubtype.PEER_INDEX_TABLE:
             table = _decode_peer_index_table(body)
-        elif subtype in (TableDumpSubtype.RIB_IPV4_UNICAST, TableDumpSubtype.RIB_IPV6_UNICAST):
+        elif subtype in _RIB_OF_SUBTYPE:
             if table is None:
                 raise MrtDecodeError("a RIB record before the PEER_INDEX_TABLE", start)
-            version = 4 if subtype == TableDumpSubtype.RIB_IPV4_UNICAST else 6
-            records.append(_decode_rib(body, timestamp, version, len(table.peers)))
+            version, addpath = _RIB_OF_SUBTYPE[subtype]
+            records.append(_decode_rib(body, timestamp, version, addpath, len(table.peers)))
         else:
             raise MrtDecodeError(f"TABLE_DUMP_V2 subtype {subtype} is not read here", start)
         if body.pos != body.end:
@@ -392,7 +420,9 @@ def _decode_peer_index_table(body: _Reader) -> PeerIndexTable:
     return PeerIndexTable(collector, view, tuple(peers))
 
 
-def _decode_rib(body: _Reader, timestamp: int, version: int, peers: int) -> RibRecord:
+def _decode_rib(
+    body: _Reader, timestamp: int, version: int, addpath: bool, peers: int
+) -> RibRecord:
     sequence = body.number(4, "sequence number")
     width = IPV4_BITS if version == 4 else IPV6_BITS
     length = body.number(1, "prefix length")
@@ -409,12 +439,12 @@ def _decode_rib(body: _Reader, timestamp: int, version: int, peers: int) -> RibR
         if index >= peers:
             raise MrtDecodeError(f"peer index {index}, the table has {peers} peers", body.pos - 2)
         originated = body.number(4, "originated time")
+        path_id = body.number(4, "path identifier") if addpath else 0
         size = body.number(2, "attribute length")
         start = body.pos
         body.take(size, "attributes")
-        entries.append(
-            RibEntry(index, originated, *_decode_entry_attributes(body.data, start, body.pos))
-        )
+        attributes, next_hop = _decode_entry_attributes(body.data, start, body.pos)
+        entries.append(RibEntry(index, originated, attributes, next_hop, path_id))
     return RibRecord(timestamp, sequence, prefix, tuple(entries))
 
 

@@ -83,6 +83,7 @@ class UpdateLog:
                         peer=event.address,
                         local=local,
                         as4=as4,
+                        add_path=bool(context.add_path),
                     )
                 )
         self._file.flush()  # whole records for whoever reads the file meanwhile

@@ -30,6 +30,7 @@ class Route:
     local_pref: int = 0
     med: int = 0
     communities: str = ""
+    path_id: int = 0  # of an add-path record (RFC 8050): bgpdump's *_AP lines
 
 
 @attrs.frozen
@@ -75,10 +76,13 @@ def read(path: Path, *, timeout: float = 600.0) -> Dump:
     states: list[StateChange] = []
     for line in done.stdout.splitlines():
         fields = line.split("|")
+        path_id = 0
+        if fields[0].endswith("_AP") and fields[2] != "STATE":
+            path_id = int(fields.pop(6))  # after the prefix
         if fields[2] == "STATE":
             states.append(StateChange(fields[3], int(fields[4]), int(fields[5]), int(fields[6])))
         elif fields[2] == "W":
-            routes.append(Route("W", fields[3], int(fields[4]), fields[5]))
+            routes.append(Route("W", fields[3], int(fields[4]), fields[5], path_id=path_id))
         else:
             routes.append(
                 Route(
@@ -92,6 +96,7 @@ def read(path: Path, *, timeout: float = 600.0) -> Dump:
                     local_pref=int(fields[9]),
                     med=int(fields[10]),
                     communities=fields[11],
+                    path_id=path_id,
                 )
             )
     errors = "\n".join(

@@ -12,6 +12,7 @@ from sart.bgp.codes import AS_TRANS
 from sart.bgp.context import SessionContext
 from sart.bgp.fsm import State
 from sart.bgp.messages import (
+    IPV4_UNICAST,
     As4Path,
     AsPath,
     Communities,
@@ -211,3 +212,52 @@ def test_bgp4mp_refuses_what_its_fields_cannot_hold() -> None:
         encode_bgp4mp_message(
             0, b"", peer_asn=70000, local_asn=2, peer=IPAddress("10.0.0.1"), local=None, as4=False
         )
+
+
+def test_paths_with_identifiers_go_in_rfc_8050_records(tmp_path: Path) -> None:
+    rib = Rib()
+    hop = (Origin(0), AsPath.from_asns(65001), NextHop(IPAddress("10.0.0.1")))
+    other = (Origin(0), AsPath.from_asns(65001, 65002), NextHop(IPAddress("10.0.0.9")))
+    prefix = IPNetwork("192.0.2.0/24")
+    rib.announce(
+        [
+            RibPath.to(prefix, V4_PEER, IPAddress("10.0.0.1"), hop, 1),
+            RibPath.to(prefix, V4_PEER, IPAddress("10.0.0.9"), other, 2),
+            RibPath.to(IPNetwork("198.51.100.0/24"), V4_PEER, IPAddress("10.0.0.1"), hop),
+        ]
+    )
+    chunks = table_dump(
+        rib.candidate_entries(), rib.sources(), collector_id=COLLECTOR, timestamp=17
+    )
+    read = _dump(tmp_path, b"".join(chunks))
+    assert sorted((r.prefix, r.path_id, r.as_path, r.next_hop) for r in read.routes) == [
+        ("192.0.2.0/24", 1, "65001", "10.0.0.1"),
+        ("192.0.2.0/24", 2, "65001 65002", "10.0.0.9"),
+        ("198.51.100.0/24", 0, "65001", "10.0.0.1"),
+    ]
+
+
+def test_an_add_path_session_s_updates_go_in_rfc_8050_records(tmp_path: Path) -> None:
+    add_path = SessionContext(four_octet_as=True, add_path=frozenset({IPV4_UNICAST}))
+    update = Update(
+        attributes=(Origin(0), AsPath.from_asns(65001), NextHop(IPAddress("10.0.0.1"))),
+        nlri=(IPNetwork("192.0.2.0/24"), IPNetwork("192.0.2.0/24")),
+        nlri_path_ids=(1, 2),
+        withdrawn=(IPNetwork("198.51.100.0/24"),),
+        withdrawn_path_ids=(7,),
+    )
+    record = encode_bgp4mp_message(
+        21,
+        encode_message(update, add_path),
+        peer_asn=65001,
+        local_asn=65000,
+        peer=IPAddress("10.0.0.1"),
+        local=IPAddress("10.0.0.2"),
+        add_path=True,
+    )
+    read = _dump(tmp_path, record)
+    assert [(r.kind, r.prefix, r.path_id, r.as_path) for r in read.routes] == [
+        ("W", "198.51.100.0/24", 7, ""),
+        ("A", "192.0.2.0/24", 1, "65001"),
+        ("A", "192.0.2.0/24", 2, "65001"),
+    ]
