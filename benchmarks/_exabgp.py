@@ -1,6 +1,6 @@
 """ExaBGP's own decoder, driven outside its daemon, to benchmark ours against on identical bytes.
 
-Benchmark-only: sart never imports this, and ExaBGP comes from the ``bench`` extra.
+Benchmark-only: sart never imports this, and ExaBGP comes from the ``bench`` dependency group.
 
     negotiated = make_negotiated(four_octet_as=True)
     prefixes = decode_all(messages, negotiated)

@@ -10,7 +10,7 @@ UPDATEs hand their prefixes out as the wire holds them (`sart.bgp.prefixes.Prefi
 
     python benchmarks/codec.py [--rounds 3] [--scale 1.0]
 
-ExaBGP comes from the `bench` extra: pip install -e '.[bench]'.
+ExaBGP comes from the `bench` dependency group: pip install --group bench (scripts/setup does).
 """
 
 from __future__ import annotations

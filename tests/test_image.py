@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+import sart
+
 pytestmark = pytest.mark.image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,6 +77,7 @@ def test_the_layout_is_a_valid_oci_image(image: Path, tag: str) -> None:
     assert descriptor["mediaType"] == manifest["mediaType"]
     assert manifest["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
     name, _, version = tag.partition(":")
+    assert version == sart.__version__  # the tag is the package's version
     assert descriptor["annotations"] == {
         "io.containerd.image.name": f"docker.io/library/{name}:{version}",
         "org.opencontainers.image.ref.name": version,
