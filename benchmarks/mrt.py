@@ -12,7 +12,11 @@ No peer is measured beside it: the lab's daemons write MRT only on their own sch
 and GoBGP's periodic table dumps, FRR's `dump bgp routes-mrt` interval), so a same-run ratio
 is not taken; the figures are absolute.
 
-    python benchmarks/mrt.py [--ipv4 900000] [--ipv6 100000]
+With `--updates-log`, the same again with the daemon logging every UPDATE it receives
+(`sartd bgp --mrt-updates`): ingest time with the log against without (same run), and the
+log read back by bgpdump, exactly the prefixes fed.
+
+    python benchmarks/mrt.py [--ipv4 900000] [--ipv6 100000] [--updates-log]
 """
 
 from __future__ import annotations
@@ -89,9 +93,10 @@ def make_feed(ipv4: int, ipv6: int) -> tuple[bytes, list[str]]:
     return b"".join(messages), [str(p) for p in (*v4, *v6)]
 
 
-def run(ipv4: int, ipv6: int) -> dict[str, float]:
+def run(ipv4: int, ipv6: int, *, log_updates: bool = False) -> dict[str, float]:
     """Feed, dump, read back; prints each step and returns its figures (`exact`: 1.0 when
-    bgpdump read exactly the prefixes fed)."""
+    bgpdump read exactly the prefixes fed). `log_updates`: the daemon also logs every UPDATE
+    (`--mrt-updates`), and bgpdump reads that back too (`log_exact`)."""
     feed, fed = make_feed(ipv4, ipv6)
     print(f"feed: {len(fed):,} prefixes ({ipv4:,} IPv4, {ipv6:,} IPv6)")
     directory = Path(tempfile.mkdtemp(prefix="sart-mrt-"))
@@ -100,8 +105,9 @@ def run(ipv4: int, ipv6: int) -> dict[str, float]:
         "router_id": "10.0.0.81",
         "neighbors": [{"address": PEER, "asn": PEER_AS, "passive": True, "hold_time": 240}],
     }
-    file = directory / "loc.mrt"
-    with SartdBgp(directory, DAEMON, config) as daemon:
+    file, log = directory / "loc.mrt", directory / "updates.mrt"
+    flags = ("--mrt-updates", str(log)) if log_updates else ()
+    with SartdBgp(directory, DAEMON, config, flags) as daemon:
         feeder = Feeder(DAEMON, daemon.port, source=PEER, asn=PEER_AS)
         try:
             started = time.monotonic()
@@ -113,7 +119,8 @@ def run(ipv4: int, ipv6: int) -> dict[str, float]:
                 interval=0.5,
             )
             ingest = time.monotonic() - started
-            print(f"ingest: {ingest:.2f} s (until the Loc-RIB held it all)")
+            logged = " with the updates log" if log_updates else ""
+            print(f"ingest{logged}: {ingest:.2f} s (until the Loc-RIB held it all)")
             started = time.monotonic()
             said = daemon.sart("bgp", "rib", "dump", "--mrt", str(file), "--format", "json")
             wall = time.monotonic() - started
@@ -133,7 +140,7 @@ def run(ipv4: int, ipv6: int) -> dict[str, float]:
     print(f"bgpdump read {len(read):,} routes for {len(set(read)):,} prefixes; fed {len(fed):,}")
     print(f"exact prefix set: {'yes' if exact else 'NO'}")
     file.unlink()
-    return {
+    results = {
         "ingest": ingest,
         "dump_wall": wall,
         "dump": reported["seconds"],
@@ -141,14 +148,34 @@ def run(ipv4: int, ipv6: int) -> dict[str, float]:
         "bgpdump": reading,
         "exact": float(exact),
     }
+    if log_updates:
+        announced = bgpdump.prefixes(log)
+        log_exact = len(announced) == len(fed) and set(announced) == set(fed)
+        print(
+            f"updates log: {log.stat().st_size:,} octets; bgpdump read {len(announced):,} "
+            f"announcements, exact prefix set: {'yes' if log_exact else 'NO'}"
+        )
+        results["log_exact"] = float(log_exact)
+        log.unlink()
+    return results
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ipv4", type=int, default=900_000)
     parser.add_argument("--ipv6", type=int, default=100_000)
+    parser.add_argument(
+        "--updates-log",
+        action="store_true",
+        help="Then again with --mrt-updates: its cost on ingest, and the log read back.",
+    )
     args = parser.parse_args()
-    return 0 if run(args.ipv4, args.ipv6)["exact"] else 1
+    plain = run(args.ipv4, args.ipv6)
+    if not args.updates_log:
+        return 0 if plain["exact"] else 1
+    logged = run(args.ipv4, args.ipv6, log_updates=True)
+    print(f"ingest with the updates log / without: {logged['ingest'] / plain['ingest']:.2f}")
+    return 0 if plain["exact"] and logged["exact"] and logged["log_exact"] else 1
 
 
 if __name__ == "__main__":

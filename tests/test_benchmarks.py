@@ -3,6 +3,7 @@ contenders and they agree. Nothing here is timed."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 import api_paths
+import bmp
 import cni
 import codec
 import mrt
@@ -25,14 +27,20 @@ def test_codec_feed_round_trips_and_exabgp_agrees() -> None:
     assert decode_all(messages, make_negotiated(four_octet_as=True)) == prefixes
 
 
+def test_bmp_benchmark_collector_reads_a_message_per_update() -> None:
+    results = asyncio.run(bmp.run(300))
+    assert results["route_monitoring"] >= 301  # every UPDATE, and an End-of-RIB
+    assert results["alone"] > 0 and results["bmp"] > 0
+
+
 def test_api_benchmark_runs_against_a_real_daemon() -> None:
     results = api_paths.run(300, [300, 100])
     assert [batch for batch, _, _ in results] == [300, 100]
 
 
 def test_mrt_benchmark_reads_back_exactly_the_table_fed() -> None:
-    results = mrt.run(3_000, 1_000)
-    assert results["exact"] == 1.0 and results["bytes"] > 0
+    results = mrt.run(3_000, 1_000, log_updates=True)
+    assert results["exact"] == results["log_exact"] == 1.0 and results["bytes"] > 0
 
 
 @pytest.mark.interop
