@@ -254,8 +254,21 @@ def encode_peer_down(header: PeerHeader, down: PeerDown) -> bytes:
 
 def encode_route_monitoring(header: PeerHeader, update: Update, ctx: SessionContext) -> bytes:
     """One UPDATE of the peer's Adj-RIB-In (RFC 7854 4.6), in the session's format `ctx`."""
-    body = encode_peer_header(header) + encode_message(update, ctx)
-    return _message(MessageKind.ROUTE_MONITORING, body)
+    return encode_route_monitorings(header, [update], ctx)
+
+
+def encode_route_monitorings(
+    header: PeerHeader, updates: Iterable[Update], ctx: SessionContext
+) -> bytes:
+    """A Route Monitoring message per UPDATE, all with the same per-peer header."""
+    peer = encode_peer_header(header)
+    pack = COMMON_HEADER.pack
+    fixed = COMMON_HEADER.size + len(peer)
+    out = []
+    for update in updates:
+        body = encode_message(update, ctx)
+        out += (pack(BMP_VERSION, fixed + len(body), MessageKind.ROUTE_MONITORING), peer, body)
+    return b"".join(out)
 
 
 def _stat_value(stat: Statistic) -> bytes:

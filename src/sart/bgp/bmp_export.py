@@ -38,7 +38,7 @@ from sart.bgp.bmp import (
     encode_initiation,
     encode_peer_down,
     encode_peer_up,
-    encode_route_monitoring,
+    encode_route_monitorings,
     encode_statistics,
     encode_termination,
     peer_down,
@@ -150,8 +150,7 @@ class _Link:
                     writer.write(item)
                     self.queued -= 1
                 elif isinstance(item, _Routes):
-                    for update in item.updates:
-                        writer.write(encode_route_monitoring(item.header, update, item.ctx))
+                    writer.write(encode_route_monitorings(item.header, item.updates, item.ctx))
                     self.queued -= len(item.updates)
                 elif isinstance(item, _Dump):
                     await self._dump(item)
@@ -163,12 +162,11 @@ class _Link:
     async def _dump(self, dump: _Dump) -> None:
         paths = iter(dump.paths)
         while batch := list(itertools.islice(paths, DUMP_BATCH)):
-            for update in adj_rib_in_updates(batch, dump.ctx):
-                self.writer.write(encode_route_monitoring(dump.header, update, dump.ctx))
+            updates = adj_rib_in_updates(batch, dump.ctx)
+            self.writer.write(encode_route_monitorings(dump.header, updates, dump.ctx))
             await self.writer.drain()
-        for family in dump.families:
-            end = Update.end_of_rib(family)
-            self.writer.write(encode_route_monitoring(dump.header, end, dump.ctx))
+        ends = [Update.end_of_rib(family) for family in dump.families]
+        self.writer.write(encode_route_monitorings(dump.header, ends, dump.ctx))
 
 
 class _Collector:
