@@ -264,7 +264,7 @@ def encode_route_monitorings(
     peer = encode_peer_header(header)
     pack = COMMON_HEADER.pack
     fixed = COMMON_HEADER.size + len(peer)
-    out = []
+    out: list[bytes] = []
     for update in updates:
         body = encode_message(update, ctx)
         out += (pack(BMP_VERSION, fixed + len(body), MessageKind.ROUTE_MONITORING), peer, body)
