@@ -1,5 +1,7 @@
 """sart as users install it: the wheel, built from the tree, in venvs of its own.
 
+- Every third-party module src/ imports is declared, in the core or in the extra that
+  sart.cli.entry names for it (read from the import statements: no venv).
 - With only the core dependencies, the libraries (sart.bgp, sart.ipam, sart.bfd) import, every
   other module either imports or misses an optional stack that sart.cli.entry knows the extra
   of, and the console scripts say which extra to install instead of a traceback.
@@ -12,13 +14,17 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 from sart import __version__
 from sart.cli.entry import PROVIDER_OF_MODULE
 from sart.testing.venvs import ROOT, build_wheel, cached_venv, content_key, pip_into
+from test_architecture import SRC, _imports, _modules
 
 LIBRARIES = ("sart.bgp", "sart.ipam", "sart.bfd")
 # Library modules that are the daemons' and need their stacks: the speaker's Prometheus
@@ -26,6 +32,13 @@ LIBRARIES = ("sart.bgp", "sart.ipam", "sart.bfd")
 LIBRARY_MODULES_OF_DAEMONS = {"sart.bgp.metrics"}
 # sart.testing is the test harness: it may also need the test group's tools.
 TEST_TOOLS = {"packaging", "pytest", "hypothesis"}
+# The core's modules and the distributions that hold them.
+CORE_PROVIDER_OF_MODULE = {
+    "attrs": "attrs",
+    "cattrs": "cattrs",
+    "netaddr": "netaddr",
+    "yaml": "pyyaml",
+}
 
 # Import every module of sart; print each one's failure: the missing module or the exception.
 IMPORT_ALL = """
@@ -40,6 +53,27 @@ for module in pkgutil.walk_packages(sart.__path__, "sart."):
         failures[module.name] = ["error", repr(error)]
 print(json.dumps(failures))
 """
+
+
+def test_every_third_party_import_is_declared() -> None:
+    """What src/ imports, pyproject.toml declares: a core module in the core, an optional
+    stack's in the extra sart.cli.entry names for it (aiohttp was once imported undeclared)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {"core": {Requirement(text).name for text in project["dependencies"]}}
+    for extra, texts in project["optional-dependencies"].items():
+        declared[extra] = {Requirement(text).name for text in texts}
+    for path in _modules():
+        harness = path.relative_to(SRC).parts[0] == "testing"
+        for module in {name.partition(".")[0] for name in _imports(path)}:
+            if module in sys.stdlib_module_names or module == "sart":
+                continue
+            if module in CORE_PROVIDER_OF_MODULE:
+                assert CORE_PROVIDER_OF_MODULE[module] in declared["core"], path
+            elif module in PROVIDER_OF_MODULE:
+                distribution, extra = PROVIDER_OF_MODULE[module]
+                assert distribution in declared[extra], path
+            else:
+                assert harness and module in TEST_TOOLS, f"{path} imports {module}: undeclared"
 
 
 @pytest.fixture(scope="module")
