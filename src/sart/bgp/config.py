@@ -257,8 +257,8 @@ class SpeakerConfig:
     neighbors: tuple[NeighborConfig, ...] = attrs.field(default=())
     paths: tuple[PathConfig, ...] = ()
     bmp: tuple[BmpCollectorConfig, ...] = ()  # BMP collectors to report to (sart.bgp.bmp_export)
-    # Append every UPDATE received and every session state change to this MRT file
-    # (RFC 6396 BGP4MP, sart.cli.mrt_log); None: no log.
+    # Append every UPDATE received, and every session coming up or going down, to this MRT
+    # file (RFC 6396 BGP4MP, sart.cli.mrt_log); None: no log.
     mrt_updates_file: str | None = None
 
     @selection_deferral_time.validator

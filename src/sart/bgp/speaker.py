@@ -22,7 +22,7 @@ import logging
 import random
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -154,21 +154,10 @@ class PathsSent:
 SpeakerEvent = PeerStateChanged | BestPathChanged | PathsSent
 
 
-@attrs.frozen
-class UpdatesReceived:
-    """UPDATEs the neighbor at `address` sent, as decoded, in the order received."""
-
-    address: IPAddress
-    updates: tuple[Update, ...]
-
-
-# Sees every PeerStateChanged and UpdatesReceived in order (sart.cli.mrt_log writes them).
-Recorder = Callable[[PeerStateChanged | UpdatesReceived], None]
-
-
 class SessionMonitor(Protocol):
     """Told of each session's start and end and of every UPDATE a peer sends, as the speaker
-    handles them (sart.bgp.bmp_export): a call returns at once and never blocks."""
+    handles them (sart.bgp.bmp_export, sart.cli.mrt_log): a call returns at once and never
+    blocks."""
 
     def session_up(self, neighbor: Neighbor) -> None: ...
 
@@ -351,7 +340,6 @@ class Speaker:
         self.neighbors: dict[IPAddress, Neighbor] = {}
         self._servers: list[asyncio.Server] = []
         self._subscribers: list[asyncio.Queue[SpeakerEvent]] = []
-        self._recorders: list[Recorder] = []
         self.monitors: list[SessionMonitor] = []
         self.ports: list[int] = []  # the ports listened on (useful with port 0)
         self.transitions: dict[tuple[IPAddress, State], int] = {}  # for metrics
@@ -639,16 +627,6 @@ class Speaker:
         self._subscribers.append(queue)
         return queue
 
-    def record(self, recorder: Recorder) -> None:
-        """Call `recorder` on the speaker's loop with each state change and the UPDATEs of
-        each read, none dropped: it must not block."""
-        self._recorders.append(recorder)
-
-    def _record(self, neighbor: Neighbor, updates: Iterable[Update]) -> None:
-        event = UpdatesReceived(neighbor.address, tuple(updates))
-        for recorder in self._recorders:
-            recorder(event)
-
     def unsubscribe(self, queue: asyncio.Queue[SpeakerEvent]) -> None:
         with contextlib.suppress(ValueError):
             self._subscribers.remove(queue)
@@ -657,8 +635,6 @@ class Speaker:
         if isinstance(event, PeerStateChanged):
             key = (event.address, event.state)
             self.transitions[key] = self.transitions.get(key, 0) + 1
-            for recorder in self._recorders:
-                recorder(event)
         for queue in self._subscribers:
             if queue.full():
                 queue.get_nowait()
@@ -1026,8 +1002,6 @@ class Speaker:
         assert family is not None  # the rest go to _deliver_routes
         for monitor in self.monitors:
             monitor.updates_received(neighbor, (message,))
-        if self._recorders:
-            self._record(neighbor, (message,))
         stats = neighbor.stats
         stats.updates_in += 1
         log.info(
@@ -1049,8 +1023,6 @@ class Speaker:
             return
         for monitor in self.monitors:
             monitor.updates_received(neighbor, updates)
-        if self._recorders:
-            self._record(neighbor, updates)
         stats = neighbor.stats
         stats.updates_in += len(updates)
         received = 0

@@ -87,7 +87,7 @@ def run(
                 updates = files.enter_context(open(config.mrt_updates_file, "ab"))
             except OSError as error:
                 config_error(f"cannot open {config.mrt_updates_file}: {error.strerror}")
-            speaker.record(UpdateLog(speaker, updates))
+            speaker.monitors.append(UpdateLog(speaker, updates))
         run_daemon(_serve(speaker, api_address, metrics), "sartd bgp")
 
 

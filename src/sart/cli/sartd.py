@@ -68,8 +68,8 @@ def main() -> None:
     "--mrt-updates",
     "mrt_updates_file",
     type=click.Path(dir_okay=False),
-    help="Append every UPDATE received and every session state change to this MRT file "
-    "(RFC 6396 BGP4MP; overrides the file's mrt_updates_file).",
+    help="Append every UPDATE received, and every session coming up or going down, to this "
+    "MRT file (RFC 6396 BGP4MP; overrides the file's mrt_updates_file).",
 )
 @click.option(
     "--api-address",
