@@ -23,9 +23,10 @@ from typing import Any
 from netaddr import IPAddress, IPNetwork
 
 from sart.bgp.bmp_export import BmpExporter
-from sart.bgp.config import BmpCollectorConfig, NeighborConfig, PathAttributesConfig, SpeakerConfig
+from sart.bgp.config import BmpCollectorConfig, NeighborConfig, PathAttributesConfig
 from sart.bgp.fsm import State
 from sart.bgp.speaker import Speaker
+from sart.testing.loopback import speaker_config
 
 RECEIVER, FEEDER = IPAddress("127.0.0.41"), IPAddress("127.0.0.42")
 
@@ -52,16 +53,6 @@ while chunk := connection.recv(1 << 20):
 """
 
 
-def _config(address: IPAddress, asn: int) -> SpeakerConfig:
-    return SpeakerConfig(
-        asn=asn,
-        router_id=IPAddress(f"10.255.0.{address.words[-1]}"),
-        port=0,
-        listen_addresses=(address,),
-        connect_retry_time=0.5,
-    )
-
-
 async def _wait(check: Any, timeout: float = 600.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -73,8 +64,8 @@ async def _wait(check: Any, timeout: float = 600.0) -> None:
 async def take_table(prefixes: int, *, bmp: bool) -> dict[str, float]:
     """Seconds from peering until the receiver holds every prefix (and, with `bmp`, until
     the collector has read a Route Monitoring message per UPDATE and End-of-RIB)."""
-    receiver = Speaker(_config(RECEIVER, 65001))
-    feeder = Speaker(_config(FEEDER, 65002))
+    receiver = Speaker(speaker_config(RECEIVER, 65001))
+    feeder = Speaker(speaker_config(FEEDER, 65002))
     await receiver.start()
     await feeder.start()
     for index in range(prefixes):

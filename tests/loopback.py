@@ -1,36 +1,7 @@
-"""Speakers on loopback for tests: 127.0.0.0/8 is all local on Linux, so each speaker gets an
-address of its own and its router id follows from it (127.0.0.21 -> 10.255.0.21)."""
+"""Speakers on loopback (sart.testing.loopback), under the name the tests import."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
+from sart.testing.loopback import speaker_config, started
 
-from netaddr import IPAddress
-
-from sart.bgp.config import SpeakerConfig
-from sart.bgp.speaker import Speaker
-
-
-def speaker_config(address: IPAddress, asn: int, **kwargs: object) -> SpeakerConfig:
-    return SpeakerConfig(
-        asn=asn,
-        router_id=IPAddress(f"10.255.0.{address.words[-1]}"),
-        port=0,
-        listen_addresses=(address,),
-        connect_retry_time=0.5,
-        **kwargs,  # type: ignore[arg-type]
-    )
-
-
-@contextlib.asynccontextmanager
-async def started(*configs: SpeakerConfig) -> AsyncIterator[list[Speaker]]:
-    """Speakers started, and stopped at the end."""
-    speakers = [Speaker(config) for config in configs]
-    for speaker in speakers:
-        await speaker.start()
-    try:
-        yield speakers
-    finally:
-        for speaker in speakers:
-            await speaker.stop()
+__all__ = ["speaker_config", "started"]
