@@ -74,16 +74,17 @@ def eventually(check: Callable[[], object], what: str, timeout: float = 30.0) ->
         time.sleep(0.05)
 
 
-def sartd_command(tmp_path: Path, link: Link) -> list[str]:
-    """`sartd bgp` at the `a` end of the link, peering with FRR at the `b` end, reporting
-    to a collector on 127.0.0.1:PORT in its namespace every second."""
+def sartd_command(tmp_path: Path, link: Link, peer: str | None = None) -> list[str]:
+    """`sartd bgp` at the `a` end of the link, peering with FRR at the `b` end (its IPv4
+    address, or `peer`), reporting to a collector on 127.0.0.1:PORT in its namespace every
+    second."""
     config = tmp_path / "bgp.yaml"
     config.write_text(
         yaml.safe_dump(
             {
                 "asn": SART_AS,
                 "router_id": link.a.ipv4,
-                "neighbors": [{"address": link.b.ipv4, "asn": FRR_AS, "hold_time": 9}],
+                "neighbors": [{"address": peer or link.b.ipv4, "asn": FRR_AS, "hold_time": 9}],
                 "bmp": [{"address": "127.0.0.1", "port": PORT, "statistics_interval": 1}],
             }
         )
@@ -244,3 +245,49 @@ def test_sart_and_frr_report_the_same_events_alike(lab: Lab, tmp_path: Path) -> 
     # What differs: sart forwards the routes the peer sent again as announcements; FRR 8.4
     # (bmp monitor ipv4 unicast pre-policy) reported them as withdrawn.
     assert announced == {"sart": set(FRR_ROUTES), "frr": set()}
+
+
+def test_an_ipv6_session_is_reported_with_the_v_flag(lab: Lab, tmp_path: Path) -> None:
+    """A session over IPv6 carrying IPv6 routes: the per-peer header's V flag and IPv6
+    addresses, the routes in MP_REACH_NLRI, the IPv6 family's stat, as tshark reads them."""
+    sart_ns, frr_ns = lab.namespace("sartd"), lab.namespace("frr")
+    link = lab.link(sart_ns, frr_ns)
+    lab.start(
+        Frr(
+            frr_ns,
+            BgpConfig(
+                router_id=link.b.ipv4,
+                local_as=FRR_AS,
+                neighbors=(neighbor(link.a.ipv6, SART_AS),),
+                routes=("2001:db8:50::/48",),
+            ),
+        )
+    )
+    command = sartd_command(tmp_path, link, peer=link.b.ipv6)
+    pcap = tmp_path / "bmp.pcap"
+    with (
+        listening_socket(sart_ns, "127.0.0.1", PORT) as listener,
+        Capture(sart_ns, "lo", PORT, pcap) as capture,
+    ):
+        collector = Collector(listener)
+        daemon = sart_ns.popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            eventually(collector.stats_after_routes, "a Stats Report after FRR's routes")
+        finally:
+            daemon.terminate()
+            _, stderr = daemon.communicate(timeout=15)
+        assert daemon.returncode == 0, stderr.decode()
+        assert collector.closed.wait(10)
+        capture.wait_for(f"tcp.srcport == {PORT} && tcp.flags.fin == 1")
+    seen = dissect(pcap, PORT)
+    assert seen.problems == []
+    (up,) = [m for m in seen.messages if m.kind == PEER_UP]
+    assert up.value("bmp.peer.flags.ipv6") == "1"
+    assert up.value("bmp.peer.ipv6.addr") == link.b.ipv6
+    assert up.value("bmp.peer.up.ipv6.addr") == link.a.ipv6
+    monitored = [m for m in seen.messages if m.kind == ROUTE_MONITORING]
+    assert {p for m in monitored for p in m.prefixes} == {"2001:db8:50::/48"}
+    stats = [m for m in seen.messages if m.kind == STATISTICS][-1]
+    families = stats.values("bmp.stats.data.routes_per_adj_rib_in.afi")
+    counts = stats.values("bmp.stats.data.routes_per_adj_rib_in")
+    assert dict(zip(families, counts, strict=True))["2"] == "1"  # AFI 2: one IPv6 route
