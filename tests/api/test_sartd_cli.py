@@ -57,6 +57,11 @@ class Daemon:
         command = [sys.executable, "-m", "sart.cli.sart", *args, "--endpoint", self.api]
         return subprocess.run(command, capture_output=True, text=True, check=check, timeout=30)
 
+    def scrape(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics}/metrics") as reply:
+            text: str = reply.read().decode()
+        return text
+
     def stop(self) -> str:
         self.process.terminate()
         _, stderr = self.process.communicate(timeout=15)
@@ -87,6 +92,8 @@ def test_cli_drives_a_real_daemon(daemon: Daemon) -> None:
     daemon.sart("bgp", "neighbor", "add", "127.0.0.77", "65077", "--passive", "--name", "tor")
     listing = daemon.sart("bgp", "neighbor", "list").stdout
     assert "127.0.0.77" in listing and "Active" in listing
+    transitions = 'sart_bgp_fsm_transitions_total{peer="127.0.0.77",state="Active"}'
+    assert transitions in daemon.scrape()
     daemon.sart("bgp", "neighbor", "disable", "127.0.0.77")
     assert "admin down" in daemon.sart("bgp", "neighbor", "get", "127.0.0.77").stdout
     daemon.sart("bgp", "neighbor", "del", "127.0.0.77")
@@ -95,10 +102,10 @@ def test_cli_drives_a_real_daemon(daemon: Daemon) -> None:
     assert "BFD: min rx 150 ms, min tx 200 ms, multiplier 4" in shown
     daemon.sart("bgp", "neighbor", "del", "127.0.0.78")
     assert "127.0.0.77" not in daemon.sart("bgp", "neighbor", "list").stdout
-    metrics = urllib.request.urlopen(f"http://127.0.0.1:{daemon.metrics}/metrics").read().decode()
+    metrics = daemon.scrape()
     assert 'sart_bgp_rib_prefixes{family="ipv6-unicast"} 1.0' in metrics
     assert "sart_bgp_local_paths 2.0" in metrics
-    assert 'sart_bgp_fsm_transitions_total{peer="127.0.0.77",state="Active"}' in metrics
+    assert 'peer="127.0.0.77"' not in metrics  # a removed neighbor's series go with it
     stderr = daemon.stop()
     assert daemon.process.returncode == 0 and '"message": "speaker stopped"' in stderr
 
