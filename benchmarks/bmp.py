@@ -4,8 +4,9 @@ Two speakers in this process peer over loopback; the feeder holds N prefixes, ea
 UPDATE (their MEDs differ: the most Route Monitoring messages a table can make). The receiver
 takes the table twice in the same run: once alone, once reporting to a BMP collector, a
 separate process that reads everything and counts the messages by type. Printed: the time
-until the receiver's RIB holds every prefix, each way, their ratio, and the time until the
-collector has every Route Monitoring message.
+until the receiver's RIB holds every prefix, each way, their ratio, the time until the
+collector has every Route Monitoring message, and how long a second collector connecting
+then takes to get the whole table from the RIB (the resync: Peer Up, the dump, End-of-RIB).
 
     .venv/bin/python benchmarks/bmp.py [--prefixes N] [--rounds R]
 """
@@ -61,9 +62,41 @@ async def _wait(check: Any, timeout: float = 600.0) -> None:
         await asyncio.sleep(0.01)
 
 
+class Collector:
+    """A collector process and the exporter reporting to it; `done()` waits until it has read
+    `expected` Route Monitoring messages and says how many it had."""
+
+    def __init__(self, receiver: Speaker, expected: int) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", COLLECTOR, str(expected)], stdout=subprocess.PIPE, text=True
+        )
+        assert self.process.stdout is not None
+        port = int(self.process.stdout.readline())
+        config = BmpCollectorConfig(
+            address=IPAddress("127.0.0.1"), port=port, statistics_interval=0
+        )
+        self.exporter = BmpExporter(receiver, [config])
+        self.exporter.start()
+
+    async def connected(self) -> None:
+        await _wait(lambda: self.exporter.collectors[0].link is not None)
+
+    async def done(self) -> int:
+        assert self.process.stdout is not None
+        line = await asyncio.to_thread(self.process.stdout.readline)
+        counts: dict[str, int] = json.loads(line)
+        return counts["0"]
+
+    async def close(self) -> None:
+        await self.exporter.stop()
+        self.process.terminate()
+        self.process.wait()
+
+
 async def take_table(prefixes: int, *, bmp: bool) -> dict[str, float]:
     """Seconds from peering until the receiver holds every prefix (and, with `bmp`, until
-    the collector has read a Route Monitoring message per UPDATE and End-of-RIB)."""
+    the collector has read a Route Monitoring message per UPDATE and End-of-RIB, and until a
+    second collector connecting then has the whole table from the RIB)."""
     receiver = Speaker(speaker_config(RECEIVER, 65001))
     feeder = Speaker(speaker_config(FEEDER, 65002))
     await receiver.start()
@@ -71,23 +104,12 @@ async def take_table(prefixes: int, *, bmp: bool) -> dict[str, float]:
     for index in range(prefixes):
         prefix = IPNetwork(f"10.{index >> 16 & 255}.{index >> 8 & 255}.{index & 255}/32")
         feeder.announce([prefix], PathAttributesConfig(med=index))
-    collector = exporter = None
+    collectors: list[Collector] = []
     result: dict[str, float] = {}
     try:
         if bmp:
-            collector = subprocess.Popen(
-                [sys.executable, "-c", COLLECTOR, str(prefixes + 1)],
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            assert collector.stdout is not None
-            port = int(collector.stdout.readline())
-            config = BmpCollectorConfig(
-                address=IPAddress("127.0.0.1"), port=port, statistics_interval=0
-            )
-            exporter = BmpExporter(receiver, [config])
-            exporter.start()
-            await _wait(lambda: exporter.collectors[0].link is not None)
+            collectors.append(Collector(receiver, prefixes + 1))
+            await collectors[0].connected()
         started = time.monotonic()
         receiver.add_neighbor(
             NeighborConfig(address=FEEDER, asn=65002, port=feeder.ports[0], local_address=RECEIVER)
@@ -100,20 +122,18 @@ async def take_table(prefixes: int, *, bmp: bool) -> dict[str, float]:
         await _wait(lambda: len(receiver.rib) == prefixes)
         result["rib"] = time.monotonic() - started
         assert receiver.neighbors[FEEDER].state is State.ESTABLISHED
-        if collector is not None:
-            assert collector.stdout is not None
-            line = await asyncio.to_thread(collector.stdout.readline)
+        if bmp:
+            result["route_monitoring"] = await collectors[0].done()
             result["collector"] = time.monotonic() - started
-            counts = json.loads(line)
-            result["route_monitoring"] = counts["0"]
+            resync_started = time.monotonic()
+            collectors.append(Collector(receiver, prefixes + 1))  # the dump and an End-of-RIB
+            result["resync_route_monitoring"] = await collectors[1].done()
+            result["resync"] = time.monotonic() - resync_started
     finally:
-        if exporter is not None:
-            await exporter.stop()
+        for collector in collectors:
+            await collector.close()
         await receiver.stop()
         await feeder.stop()
-        if collector is not None:
-            collector.terminate()
-            collector.wait()
     return result
 
 
@@ -129,6 +149,8 @@ async def run(prefixes: int, rounds: int = 1) -> dict[str, float]:
         "bmp": best["rib"],
         "collector": best["collector"],
         "route_monitoring": best["route_monitoring"],
+        "resync": min(r["resync"] for r in reporting),
+        "resync_route_monitoring": best["resync_route_monitoring"],
     }
 
 
@@ -143,8 +165,12 @@ def main() -> None:
     print(f"receiver alone:              {results['alone']:.2f} s")
     print(f"receiver with a collector:   {results['bmp']:.2f} s "
           f"({results['bmp'] / results['alone']:.2f}x alone)")  # fmt: skip
-    print(f"collector has every message: {results['collector']:.2f} s "
-          f"({results['route_monitoring']:,.0f} Route Monitoring)")  # fmt: skip
+    print(
+        f"collector has every message: {results['collector']:.2f} s "
+        f"({results['route_monitoring']:,.0f} Route Monitoring)"
+    )
+    print(f"a collector connecting then has the table from the RIB in {results['resync']:.2f} s "
+          f"({results['resync_route_monitoring']:,.0f} Route Monitoring)")  # fmt: skip
 
 
 if __name__ == "__main__":
