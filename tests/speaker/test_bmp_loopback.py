@@ -192,3 +192,21 @@ async def test_a_collector_that_falls_behind_is_dropped_then_resynced(
         again = await read_until(reader, is_end_of_rib, timeout=30)
         assert prefixes_in(again) == set(prefixes)
         writer.close()
+
+
+async def test_an_unreachable_collector_costs_nothing_and_stops_at_once(
+    pair: tuple[Speaker, Speaker],
+) -> None:
+    a, b = pair
+    refusing = socket.socket()
+    refusing.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    collector = Collector()
+    collector.port = refusing.getsockname()[1]
+    with refusing:
+        async with exporting(a, collector) as exporter:
+            b.announce([IPNetwork("10.4.0.0/24")])
+            peer(a, b)
+            await until(lambda: len(a.rib) == 1, 10)
+            assert exporter.collectors[0].link is None
+        # exporting() has stopped it: its dialling task is over
+        assert exporter.collectors[0].task is not None and exporter.collectors[0].task.done()
