@@ -168,7 +168,7 @@ class ClusterBgpController:
                     raise
                 continue  # there already, the watch has not said so yet: next pass
             self._expect(made)
-            log.info(f"{type(obj).DEFINITION.kind} created", extra={"name": obj.metadata.name})
+            log.info(f"{type(obj).DEFINITION.kind} created", extra={"object": obj.metadata.name})
         for obj in todo.update:
             await self._update(obj)
         for plural, names in (("bgppeers", todo.delete_peers),
@@ -181,7 +181,7 @@ class ClusterBgpController:
                     if error.status != 404:
                         raise
                 (self.peers if plural == "bgppeers" else self.node_bgps).pop(name, None)
-                log.info("deleted", extra={"plural": plural, "name": name})
+                log.info("deleted", extra={"plural": plural, "object": name})
 
     async def _update(self, obj: NodeBGP | BGPPeer) -> None:
         """Replace the object's spec, labels and owners (a PUT with the resourceVersion seen,
@@ -198,7 +198,7 @@ class ClusterBgpController:
         await self.custom.replace_cluster_custom_object(
             GROUP, VERSION, PLURALS[type(obj).DEFINITION.kind], obj.metadata.name, body
         )
-        log.info(f"{type(obj).DEFINITION.kind} updated", extra={"name": obj.metadata.name})
+        log.info(f"{type(obj).DEFINITION.kind} updated", extra={"object": obj.metadata.name})
 
     def _expect(self, made: dict[str, Any]) -> None:
         """Our own write as the apiserver answered it, recorded before the watch shows it: the
