@@ -19,6 +19,8 @@ Layout of one node (``Node.start``):
   it is the only Service rule;
 - a directory (containerd's root and state, its socket, the kubelet's root dir and
   configuration, CNI ``bin/`` and ``net.d/`` directories, logs);
+- a UTS namespace whose host name is the node's name (``hostNetwork`` pods see it: two
+  sart-controller replicas on two nodes would otherwise both be ``<machine>-1`` and both lead);
 - a mount namespace for containerd, the kubelet and kube-proxy (slave of the host's) where
   ``/run/sart``, ``/opt/cni/bin`` and ``/etc/cni/net.d`` are the node's own directories, so the
   shipped manifests apply unchanged and several nodes' agents and plugins never mix;
@@ -407,6 +409,14 @@ class Node:
         kube-proxy share it, with the node's own /run/sart."""
         return self.directory / "mnt" / "ns"
 
+    @property
+    def uts_namespace(self) -> Path:
+        """The node's UTS namespace (a bind-mounted nsfs file), its host name the node's name:
+        what ``hostNetwork`` pods see as their host name. Two nodes sharing the machine's
+        would give both sart-controller replicas (host network, identity ``<hostname>-<pid>``,
+        pid 1 in their containers) the same identity, and both would lead."""
+        return self.directory / "mnt" / "uts"
+
     def _mount_namespace(self) -> None:
         """A mount namespace of the node's own, its mounts slaves of the host's, where
         /run/sart (the DaemonSet's hostPath for the agents' sockets, which sart-cni on the
@@ -418,6 +428,8 @@ class Node:
         _run("mount", "--make-private", str(holder))
         self.mount_namespace.touch()
         _run("unshare", f"--mount={self.mount_namespace}", "--propagation", "slave", "true")
+        self.uts_namespace.touch()
+        _run("unshare", f"--uts={self.uts_namespace}", "hostname", self.name)
         run_sart = self.directory / "run-sart"
         run_sart.mkdir()
         # The node's own directories where the DaemonSet's hostPaths and containerd look:
@@ -556,7 +568,13 @@ class Node:
 
     def _spawn(self, name: str, *argv: str, netns: bool = True) -> None:
         command = (
-            ["nsenter", f"--net=/run/netns/{self.netns}", f"--mount={self.mount_namespace}", *argv]
+            [
+                "nsenter",
+                f"--net=/run/netns/{self.netns}",
+                f"--mount={self.mount_namespace}",
+                f"--uts={self.uts_namespace}",
+                *argv,
+            ]
             if netns
             else list(argv)
         )

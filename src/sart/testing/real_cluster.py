@@ -232,6 +232,20 @@ class RealCluster:
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
+    def restarts(self) -> list[str]:
+        """Every container that restarted: pod/container, how often, how it last ended."""
+        found = []
+        for pod in self.get("pods", "-A")["items"]:
+            for container in (pod.get("status") or {}).get("containerStatuses") or []:
+                if container.get("restartCount"):
+                    ended = (container.get("lastState") or {}).get("terminated") or {}
+                    found.append(
+                        f"{pod['metadata']['name']}/{container['name']}"
+                        f" {container['restartCount']} (last: {ended.get('reason')},"
+                        f" exit code {ended.get('exitCode')})"
+                    )
+        return found
+
     # Stages and checks -------------------------------------------------------------------------
 
     def stage(self, name: str) -> None:
@@ -309,18 +323,8 @@ class RealCluster:
             f"{router}machine memory in use {_memory_used_mib():.0f} MiB; the two cores"
             f" {100 * busy / max(total, 1):.0f} % busy on average since the nodes started"
         )
-        pods = self.kubectl_run("get", "pods", "-A", "-o", "json") if self._plane else None
-        if pods is not None and pods.returncode == 0:
-            restarts = {
-                pod["metadata"]["name"]: sum(
-                    c.get("restartCount", 0)
-                    for c in (pod.get("status") or {}).get("containerStatuses") or []
-                )
-                for pod in json.loads(pods.stdout)["items"]
-            }
-            lines.append(
-                "container restarts: " + ", ".join(f"{n} {c}" for n, c in sorted(restarts.items()))
-            )
+        if self._plane is not None:
+            lines.append(f"container restarts: {', '.join(self.restarts()) or 'none'}")
         return [*lines, *self.notes]
 
 
@@ -422,9 +426,9 @@ def bgp_config(cluster: RealCluster) -> str:
     return yaml.safe_dump_all([template, clusterbgp])
 
 
-def lb_rule_packets(cluster: RealCluster, node: Node, lb: str) -> int:
+def lb_rule_packets(cluster: RealCluster, node: Node, lb: str) -> int | None:
     """Connections that entered the node's kube-proxy rules for the LoadBalancer address (the
-    nat table sees a connection's first packet only)."""
+    nat table sees a connection's first packet only); None while kube-proxy has no rule."""
     saved = node.exec("iptables-save", "-c", "-t", "nat")
     cluster.check(saved.returncode == 0, f"iptables-save on {node.name}: {saved.stderr}")
     counts = [
@@ -432,8 +436,13 @@ def lb_rule_packets(cluster: RealCluster, node: Node, lb: str) -> int:
         for line in saved.stdout.splitlines()
         if f"-d {lb}/32" in line and (m := re.match(r"\[(\d+):\d+\]", line))
     ]
-    cluster.check(counts, f"no kube-proxy rule for {lb} on {node.name}:\n{saved.stdout}")
-    return sum(counts)
+    return sum(counts) if counts else None
+
+
+def _rule_packets(cluster: RealCluster, lb: str) -> dict[str, int] | None:
+    """``lb_rule_packets`` of every node, once each has a rule for the address."""
+    found = {name: lb_rule_packets(cluster, node, lb) for name, node in cluster.nodes.items()}
+    return {n: c for n, c in found.items() if c is not None} if None not in found.values() else None
 
 
 def _last_status(peer: dict[str, Any]) -> str:
@@ -448,6 +457,7 @@ def run_scenario(cluster: RealCluster) -> None:
     ips, blocks = _pods(cluster)
     _pod_to_pod(cluster, ips)
     _load_balancer(cluster, blocks)
+    _no_restarts(cluster)
 
 
 def _install(cluster: RealCluster) -> None:
@@ -574,14 +584,14 @@ def _load_balancer(cluster: RealCluster, blocks: dict[str, str]) -> None:
     cluster.notes.append(f"LoadBalancer {lb}/32 on the router: ECMP via {', '.join(both)}")
     cluster.stage("LoadBalancer address, ECMP on the router")
 
-    nodes = cluster.nodes
-    before = {name: lb_rule_packets(cluster, node, lb) for name, node in nodes.items()}
+    before = cluster.wait(lambda: _rule_packets(cluster, lb), f"kube-proxy's rules for {lb}", 60)
     done = cluster.tor.run(
         [sys.executable, "-c", FETCH, f"http://{lb}/", str(LB_FETCHES)], check=False
     )
     cluster.check(done.returncode == 0, f"GET http://{lb}/ from the router: {done.stderr[-2000:]}")
     answers = done.stdout.split()
-    entered = {name: lb_rule_packets(cluster, n, lb) - before[name] for name, n in nodes.items()}
+    after = _rule_packets(cluster, lb) or {}
+    entered = {name: after.get(name, 0) - count for name, count in before.items()}
     cluster.notes.append(
         f"{LB_FETCHES} connections from the router to {lb}: answered by "
         + ", ".join(f"{pod} {answers.count(pod)}" for pod in WEB_PODS)
@@ -593,6 +603,19 @@ def _load_balancer(cluster: RealCluster, blocks: dict[str, str]) -> None:
     )
     cluster.check(all(entered.values()), f"connections entered per node: {entered}")
     cluster.stage("LoadBalancer traffic from the router through both nodes")
+
+
+def _no_restarts(cluster: RealCluster) -> None:
+    """No container restarted (a crash, a failed liveness probe), and the controller replicas
+    told apart: the Lease is held under a node's name."""
+    restarts = cluster.restarts()
+    cluster.check(not restarts, f"containers restarted: {restarts}")
+    lease = cluster.get("-n", "sart-system", "lease", "sart-controller")
+    holder = str(lease["spec"].get("holderIdentity", ""))
+    held = holder.rpartition("-")[0] in cluster.nodes  # <host name>-<pid>
+    cluster.check(held, f"the controller's Lease is held by {holder!r}")
+    cluster.notes.append(f"sart-controller leader: {holder}")
+    cluster.stage("no container restarted, one controller leads")
 
 
 def main() -> int:
