@@ -10,6 +10,7 @@ changes nothing.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
@@ -22,6 +23,7 @@ from sart.bgp.config import check_keepalive
 from sart.bgp.messages import AsPath, find
 from sart.bgp.mrt import table_dump
 from sart.bgp.prefixes import key_version
+from sart.bgp.rib import Path
 from sart.bgp.speaker import BestPathChanged, Neighbor, PathsSent, PeerStateChanged, Speaker
 from sart.errors import BgpUsageError
 
@@ -294,6 +296,7 @@ class SpeakerService(SpeakerApiBase):
         except convert.InvalidArgument as error:
             raise _invalid(error) from None
         rib = self.speaker.rib
+        entries: Iterable[tuple[int, tuple[Path, ...]]]
         if request.table == pb.RIB_TABLE_LOC:
             if request.neighbor:
                 raise GRPCError(
@@ -308,7 +311,8 @@ class SpeakerService(SpeakerApiBase):
             entries = [(path.key, (path,)) for path in own]
         else:
             entries, sources = rib.candidate_entries(), rib.sources()
-        # A snapshot, taken before the first await: paths never change, the RIB may.
+        # A snapshot, taken before the first await (paths never change, the RIB may): the
+        # Loc-RIB's is a copy of its references, made tuples as the dump goes.
         if len(versions) == 1:
             entries = [entry for entry in entries if key_version(entry[0]) in versions]
         chunks = table_dump(
