@@ -99,7 +99,13 @@ def run(ipv4: int, ipv6: int, *, log_updates: bool = False) -> dict[str, float]:
     (`--mrt-updates`), and bgpdump reads that back too (`log_exact`)."""
     feed, fed = make_feed(ipv4, ipv6)
     print(f"feed: {len(fed):,} prefixes ({ipv4:,} IPv4, {ipv6:,} IPv6)")
-    directory = Path(tempfile.mkdtemp(prefix="sart-mrt-"))
+    with tempfile.TemporaryDirectory(prefix="sart-mrt-") as name:
+        return _measure(Path(name), feed, fed, ipv4, ipv6, log_updates=log_updates)
+
+
+def _measure(
+    directory: Path, feed: bytes, fed: list[str], ipv4: int, ipv6: int, *, log_updates: bool
+) -> dict[str, float]:
     config = {
         "asn": DAEMON_AS,
         "router_id": "10.0.0.81",
@@ -139,7 +145,6 @@ def run(ipv4: int, ipv6: int, *, log_updates: bool = False) -> dict[str, float]:
     exact = len(read) == len(fed) and set(read) == set(fed)
     print(f"bgpdump read {len(read):,} routes for {len(set(read)):,} prefixes; fed {len(fed):,}")
     print(f"exact prefix set: {'yes' if exact else 'NO'}")
-    file.unlink()
     results = {
         "ingest": ingest,
         "dump_wall": wall,
@@ -156,7 +161,6 @@ def run(ipv4: int, ipv6: int, *, log_updates: bool = False) -> dict[str, float]:
             f"announcements, exact prefix set: {'yes' if log_exact else 'NO'}"
         )
         results["log_exact"] = float(log_exact)
-        log.unlink()
     return results
 
 
