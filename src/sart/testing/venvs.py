@@ -9,7 +9,7 @@ under ``${SART_CACHE_DIR:-~/.cache/sart}/venvs``, one directory per content they
 
 ``python -m sart.testing.venvs lowest`` makes (or finds) the venv with every dependency at its
 declared minimum, sart installed editable with all extras and the test group, and prints its
-path: ``scripts/test-lowest`` runs the unit and property tests with it.
+path: ``scripts/test-lowest`` runs the unit, property and API tests with it.
 """
 
 from __future__ import annotations
