@@ -8,15 +8,18 @@ Printed: the dump's wall time (the `sart` process from start to exit, and the ti
 itself reports from its first request to the file renamed), the file's size, bgpdump's read
 time, and whether the prefixes bgpdump reads are exactly the ones fed (counts, and the set).
 
-No peer is measured beside it: the lab's daemons write MRT only on their own schedules (BIRD's
-and GoBGP's periodic table dumps, FRR's `dump bgp routes-mrt` interval), so a same-run ratio
-is not taken; the figures are absolute.
+The peer measured beside it is BIRD, whose `birdc mrt dump table master4 to FILE` dumps a
+table on request (FRR and GoBGP dump on their own intervals only): BIRD, in a network namespace
+of the lab, is fed the same IPv4 UPDATEs (the next hop its link address) by ingest.py's feeder,
+and dumps its IPv4 table; sart dumps the same IPv4 table (`-a ipv4`) in the same run. Printed:
+both times, the ratio, and bgpdump's reading of BIRD's file (exact or not). Needs root.
 
 With `--updates-log`, the same again with the daemon logging every UPDATE it receives
 (`sartd bgp --mrt-updates`): ingest time with the log against without (same run), and the
 log read back by bgpdump, exactly the prefixes fed.
 
-    python benchmarks/mrt.py [--ipv4 900000] [--ipv6 100000] [--updates-log]
+    sudo .venv/bin/python benchmarks/mrt.py [--ipv4 900000] [--ipv6 100000] [--updates-log]
+        [--no-bird]
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from sart.bgp.messages import (
 from sart.bgp.wire import encode_message
 from sart.testing import bgpdump
 from sart.testing.loopback_bgp import Feeder, SartdBgp
-from sart.testing.peers import wait_for
+from sart.testing.peers import BgpConfig, Bird, Lab, neighbor, wait_for
 
 CONTEXT = SessionContext(four_octet_as=True)
 DAEMON, PEER = "127.0.0.81", "127.0.0.82"
@@ -70,15 +73,15 @@ def _attribute_sets(rng: random.Random) -> list[tuple[PathAttribute, ...]]:
     return sets
 
 
-def make_feed(ipv4: int, ipv6: int) -> tuple[bytes, list[str]]:
-    """The UPDATEs as bytes, and the prefixes they announce."""
+def make_feed(ipv4: int, ipv6: int, next_hop: str = PEER) -> tuple[bytes, list[str]]:
+    """The UPDATEs as bytes (IPv4 routes with `next_hop`), and the prefixes they announce."""
     rng = random.Random(SEED)
     sets = _attribute_sets(rng)
     v4 = [IPNetwork(((1 << 24) + (i << 8), 24), 4) for i in range(ipv4)]
     v6 = [IPNetwork(((0x2001_0DB8 << 96) + (i << 80), 48), 6) for i in range(ipv6)]
     messages = []
     for n, start in enumerate(range(0, ipv4, PER_UPDATE)):
-        attributes = (*sets[n % len(sets)], NextHop(IPAddress(PEER)))
+        attributes = (*sets[n % len(sets)], NextHop(IPAddress(next_hop)))
         messages.append(
             encode_message(
                 Update(attributes=attributes, nlri=v4[start : start + PER_UPDATE]), CONTEXT
@@ -136,6 +139,12 @@ def _measure(
                 f"({reported['seconds']:.2f} s as the CLI reports it), "
                 f"{reported['bytes']:,} octets"
             )
+            ipv4_only = directory / "loc4.mrt"
+            said = daemon.sart(
+                "bgp", "rib", "dump", "--mrt", str(ipv4_only), "-a", "ipv4", "--format", "json"
+            )
+            dump_ipv4 = json.loads(said.stdout)["seconds"]
+            print(f"dump of the IPv4 table alone (-a ipv4): {dump_ipv4:.2f} s")
         finally:
             feeder.close()
     started = time.monotonic()
@@ -149,6 +158,7 @@ def _measure(
         "ingest": ingest,
         "dump_wall": wall,
         "dump": reported["seconds"],
+        "dump_ipv4": dump_ipv4,
         "bytes": reported["bytes"],
         "bgpdump": reading,
         "exact": float(exact),
@@ -164,6 +174,44 @@ def _measure(
     return results
 
 
+def measure_bird(ipv4: int) -> dict[str, float]:
+    """BIRD fed the same IPv4 table over BGP in the lab, then `mrt dump` of master4."""
+    import ingest  # noqa: PLC0415 - the lab's feeder; needs root, only here
+
+    with Lab("mrt") as lab, tempfile.TemporaryDirectory(prefix="sart-mrt-bird-") as name:
+        feeder_ns, bird_ns = lab.namespace("feeder"), lab.namespace("bird")
+        pair = lab.link(feeder_ns, bird_ns)
+        target, source = pair.b.ipv4, pair.a.ipv4
+        feed, fed = make_feed(ipv4, 0, next_hop=source)
+        feed_file, file = Path(name) / "feed", Path(name) / "bird.mrt"
+        feed_file.write_bytes(feed)
+        peer = neighbor(source, PEER_AS, passive=True, hold_time=240)
+        bird = lab.start(
+            Bird(bird_ns, BgpConfig(router_id=target, local_as=DAEMON_AS, neighbors=(peer,)))
+        )
+        feeder = ingest._spawn_feeder(feeder_ns, str(feed_file), target, source)
+        try:
+            wait_for(
+                lambda: bird.route_count() >= ipv4,
+                timeout=600,
+                what="BIRD to hold the table",
+                interval=0.5,
+            )
+            started = time.monotonic()
+            bird.birdc("mrt", "dump", "table", "master4", "to", f'"{file}"', timeout=600)
+            seconds = time.monotonic() - started
+        finally:
+            feeder.kill()
+            feeder.wait()
+        size = file.stat().st_size
+        print(f"BIRD: `birdc mrt dump table master4`: {seconds:.2f} s, {size:,} octets")
+        read = bgpdump.prefixes(file)
+        exact = len(read) == len(fed) and set(read) == set(fed)
+        verdict = "yes" if exact else "NO"
+        print(f"bgpdump read BIRD's {len(read):,} routes, exact prefix set: {verdict}")
+        return {"dump": seconds, "bytes": size, "exact": float(exact)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ipv4", type=int, default=900_000)
@@ -173,13 +221,19 @@ def main() -> int:
         action="store_true",
         help="Then again with --mrt-updates: its cost on ingest, and the log read back.",
     )
+    parser.add_argument("--no-bird", action="store_true", help="No comparison with BIRD.")
     args = parser.parse_args()
     plain = run(args.ipv4, args.ipv6)
-    if not args.updates_log:
-        return 0 if plain["exact"] else 1
-    logged = run(args.ipv4, args.ipv6, log_updates=True)
-    print(f"ingest with the updates log / without: {logged['ingest'] / plain['ingest']:.2f}")
-    return 0 if plain["exact"] and logged["exact"] and logged["log_exact"] else 1
+    good = bool(plain["exact"])
+    if not args.no_bird:
+        bird = measure_bird(args.ipv4)
+        print(f"IPv4 table dump, sart / BIRD: {plain['dump_ipv4'] / bird['dump']:.2f}")
+        good = good and bool(bird["exact"])
+    if args.updates_log:
+        logged = run(args.ipv4, args.ipv6, log_updates=True)
+        print(f"ingest with the updates log / without: {logged['ingest'] / plain['ingest']:.2f}")
+        good = good and bool(logged["exact"] and logged["log_exact"])
+    return 0 if good else 1
 
 
 if __name__ == "__main__":
