@@ -5,8 +5,9 @@ the DaemonSet's speakers through a ClusterBGP, a BGPPeerTemplate and node labels
 and its checks are sart.testing.real_cluster's (also `scripts/demo --full`): sart-cni installed
 and called by containerd on both nodes, both sessions Established (BGPPeers and FRR), each
 node's pod block on the router and on the other node, a pod on node-a reaching a pod on node-b
-through the router, the LoadBalancer address on the router with both nodes as next hops, and
-HTTP from the router through kube-proxy on both nodes.
+through the router, the LoadBalancer address on the router with both nodes as next hops,
+HTTP from the router through kube-proxy on both nodes, a Local Service announced from its
+endpoint's node alone, and no container restarted.
 
 It replaced the one-node test it grew from: it covers all of that one, and a single two-node
 run costs less CPU than both. The stages' times, each node's memory and CPU time, and how busy

@@ -31,7 +31,11 @@ events and every log's tail):
    (sart installs no direct routes between nodes; docs/fib.md);
 6. a LoadBalancer Service's address, installed by FRR with both nodes as next hops, and HTTP
    from the router's namespace to it answered, entering through kube-proxy on both nodes (the
-   packet counters of each node's iptables rule for the address grow).
+   packet counters of each node's iptables rule for the address grow);
+7. a second Service, externalTrafficPolicy Local, selecting node-b's pod only: the router has
+   its address via node-b alone, and every answer comes from that pod (as the original's e2e);
+8. no container restarted (a crash, a failed probe), and the controller's Lease is held under
+   a node's name (the replicas tell themselves apart).
 
 ``RealCluster.summary`` gives the stages' times, each node's resident memory and CPU time by
 component, the router's, and how busy the machine's cores were.
@@ -344,7 +348,7 @@ spec: {{cidr: {LB_POOL}, type: service, allocType: bit, blockSize: 28, autoAssig
 WEB: Final = """
 apiVersion: v1
 kind: Pod
-metadata: {name: NAME, namespace: default, labels: {app: web}}
+metadata: {name: NAME, namespace: default, labels: {app: web, node: NODE}}
 spec:
   nodeName: NODE
   terminationGracePeriodSeconds: 1
@@ -360,12 +364,17 @@ spec:
 SERVICE: Final = """
 apiVersion: v1
 kind: Service
-metadata: {name: web, namespace: default}
+metadata: {name: NAME, namespace: default}
 spec:
   type: LoadBalancer
-  selector: {app: web}
+  externalTrafficPolicy: POLICY
+  selector: SELECTOR
   ports: [{port: 80, targetPort: 8080}]
 """
+SERVICES: Final = {  # name -> (externalTrafficPolicy, selector)
+    "web": ("Cluster", "{app: web}"),
+    "web-local": ("Local", "{app: web, node: node-b}"),  # announced from node-b only
+}
 FETCH: Final = """
 import sys, urllib.request
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -454,9 +463,10 @@ def run_scenario(cluster: RealCluster) -> None:
     """The stages of the module's doc, in order; raises ScenarioError where one fails."""
     _install(cluster)
     _sessions(cluster)
-    ips, blocks = _pods(cluster)
+    ips = _pods(cluster)
     _pod_to_pod(cluster, ips)
-    _load_balancer(cluster, blocks)
+    _load_balancer(cluster)
+    _local_policy(cluster)
     _no_restarts(cluster)
 
 
@@ -508,13 +518,15 @@ def _sessions(cluster: RealCluster) -> None:
     cluster.stage("BGP sessions established (BGPPeers, FRR)")
 
 
-def _pods(cluster: RealCluster) -> tuple[dict[str, str], dict[str, str]]:
-    """The web pods' addresses by pod, and their blocks by node, routed everywhere."""
+def _pods(cluster: RealCluster) -> dict[str, str]:
+    """The web pods' addresses by pod, their blocks routed on the router and the nodes."""
     for pod, node_name in WEB_PODS.items():
         cluster.kubectl(
             "apply", "-f", "-", stdin=WEB.replace("NAME", pod).replace("NODE", node_name)
         )
-    cluster.kubectl("apply", "-f", "-", stdin=SERVICE)
+    for name, (policy, selector) in SERVICES.items():
+        service = SERVICE.replace("NAME", name).replace("POLICY", policy)
+        cluster.kubectl("apply", "-f", "-", stdin=service.replace("SELECTOR", selector))
 
     def pod_ips() -> dict[str, str] | None:
         found = {}
@@ -554,7 +566,7 @@ def _pods(cluster: RealCluster) -> tuple[dict[str, str], dict[str, str]]:
         + ", ".join(f"{b} ({n}) via {cluster.links[n].b.ipv4}" for n, b in blocks.items())
     )
     cluster.stage("pod blocks routed (router, other node)")
-    return ips, blocks
+    return ips
 
 
 def _pod_to_pod(cluster: RealCluster, ips: dict[str, str]) -> None:
@@ -569,14 +581,28 @@ def _pod_to_pod(cluster: RealCluster, ips: dict[str, str]) -> None:
     cluster.stage("pod to pod across the nodes")
 
 
-def _load_balancer(cluster: RealCluster, blocks: dict[str, str]) -> None:
-    def lb_address() -> str | None:
-        status = cluster.get("-n", "default", "service", "web").get("status", {})
+def _lb_address(cluster: RealCluster, service: str) -> str:
+    def address() -> str | None:
+        status = cluster.get("-n", "default", "service", service).get("status", {})
         ingress = status.get("loadBalancer", {}).get("ingress") or []
         return str(ingress[0]["ip"]) if ingress else None
 
-    lb = cluster.wait(lb_address, "the Service's LoadBalancer address", timeout=60)
-    cluster.check(netaddr.IPAddress(lb) in netaddr.IPNetwork(LB_POOL), f"address {lb}")
+    lb = cluster.wait(address, f"Service {service}'s LoadBalancer address", timeout=60)
+    cluster.check(netaddr.IPAddress(lb) in netaddr.IPNetwork(LB_POOL), f"{service}: {lb}")
+    return lb
+
+
+def _router_get(cluster: RealCluster, lb: str, times: int) -> list[str]:
+    """The answers to ``times`` HTTP GETs from the router to the address, each on a new
+    connection (so spread over the ECMP next hops)."""
+    argv = [sys.executable, "-c", FETCH, f"http://{lb}/", str(times)]
+    done = cluster.tor.run(argv, check=False)
+    cluster.check(done.returncode == 0, f"GET http://{lb}/ from the router: {done.stderr[-2000:]}")
+    return done.stdout.split()
+
+
+def _load_balancer(cluster: RealCluster) -> None:
+    lb = _lb_address(cluster, "web")
     both = sorted(link.b.ipv4 for link in cluster.links.values())
     cluster.wait(lambda: cluster.tor.kernel_nexthops(f"{lb}/32") == both, f"{lb}/32 via {both}", 60)
     route = cluster.router.vtysh(f"show ip route {lb}/32")
@@ -585,11 +611,7 @@ def _load_balancer(cluster: RealCluster, blocks: dict[str, str]) -> None:
     cluster.stage("LoadBalancer address, ECMP on the router")
 
     before = cluster.wait(lambda: _rule_packets(cluster, lb), f"kube-proxy's rules for {lb}", 60)
-    done = cluster.tor.run(
-        [sys.executable, "-c", FETCH, f"http://{lb}/", str(LB_FETCHES)], check=False
-    )
-    cluster.check(done.returncode == 0, f"GET http://{lb}/ from the router: {done.stderr[-2000:]}")
-    answers = done.stdout.split()
+    answers = _router_get(cluster, lb, LB_FETCHES)
     after = _rule_packets(cluster, lb) or {}
     entered = {name: after.get(name, 0) - count for name, count in before.items()}
     cluster.notes.append(
@@ -603,6 +625,19 @@ def _load_balancer(cluster: RealCluster, blocks: dict[str, str]) -> None:
     )
     cluster.check(all(entered.values()), f"connections entered per node: {entered}")
     cluster.stage("LoadBalancer traffic from the router through both nodes")
+
+
+def _local_policy(cluster: RealCluster) -> None:
+    """externalTrafficPolicy Local (the original's e2e has it too): announced only from the
+    node with a ready endpoint, and answered by that endpoint alone."""
+    lb = _lb_address(cluster, "web-local")
+    hop = [cluster.links["node-b"].b.ipv4]
+    cluster.wait(lambda: cluster.tor.kernel_nexthops(f"{lb}/32") == hop, f"{lb}/32 via {hop}", 60)
+    cluster.wait(lambda: _rule_packets(cluster, lb), f"kube-proxy's rules for {lb}", 60)
+    answers = _router_get(cluster, lb, 8)
+    cluster.check(answers == ["web-b"] * 8, f"web-local's answers: {answers}")
+    cluster.notes.append(f"Local Service {lb}/32 on the router via node-b only; 8 of 8 from web-b")
+    cluster.stage("Local Service: announced from its endpoint's node only")
 
 
 def _no_restarts(cluster: RealCluster) -> None:
