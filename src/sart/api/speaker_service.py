@@ -314,7 +314,7 @@ class SpeakerService(SpeakerApiBase):
         # A snapshot, taken before the first await (paths never change, the RIB may): the
         # Loc-RIB's is a copy of its references, made tuples as the dump goes.
         if len(versions) == 1:
-            entries = [entry for entry in entries if key_version(entry[0]) in versions]
+            entries = (entry for entry in entries if key_version(entry[0]) in versions)
         chunks = table_dump(
             entries,
             sources,
