@@ -185,6 +185,7 @@ def test_sart_cni_needs_only_the_core(core: Path) -> None:
         ("sartd", "agent", "--help"),
         ("sartd", "fib", "--help"),
         ("sart-controller", "--help"),
+        ("sart-controller", "--version"),
         ("python", "-m", "sart.cni.install", "--help"),
     ],
 )

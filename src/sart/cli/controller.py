@@ -186,6 +186,7 @@ def run(
 
 
 @click.command()
+@click.version_option(package_name="sart")
 @options
 def main(**kwargs: str | bool | None) -> None:
     """Give Services of type LoadBalancer addresses from AddressPools, and configure the
