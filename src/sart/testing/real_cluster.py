@@ -258,18 +258,27 @@ class RealCluster:
         self.report(f"{name}: {took:.1f} s")
         self.began = time.monotonic()
 
+    @property
+    def reached(self) -> str:
+        """Where the scenario is, for a failure: the last stage passed."""
+        return f"after stage {self.stages[-1][0]!r}" if self.stages else "before any stage"
+
     def check(self, condition: object, what: str) -> None:
         if not condition:
-            raise ScenarioError(f"{what}\n{self.state()}")
+            raise ScenarioError(f"{self.reached}: {what}\n{self.state()}")
 
     def wait(self, probe: Callable[[], T | None], what: str, timeout: float = 180.0) -> T:
-        """``probe``'s first true answer; on timeout a LabError with the cluster's state."""
-        return wait_for(probe, timeout=timeout, what=what, interval=0.5, describe=self.state)
+        """``probe``'s first true answer; on timeout a LabError saying the stage reached,
+        with the cluster's state."""
+        return wait_for(
+            probe, timeout=timeout, what=f"{what} ({self.reached})", interval=0.5,
+            describe=self.state,
+        )  # fmt: skip
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
         done = self.kubectl_run(*args, stdin=stdin)
         if done.returncode != 0:
-            raise ScenarioError(f"kubectl {' '.join(args)}: {done.stderr}")
+            raise ScenarioError(f"{self.reached}: kubectl {' '.join(args)}: {done.stderr}")
         return done.stdout
 
     def kubectl_run(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
