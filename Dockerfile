@@ -3,7 +3,11 @@
 # Docker (Debian packages and PyPI only; tests/test_image.py checks and runs it): keep the two
 # in step.
 #
-#   docker build -t sart:0.1.0 .
+#   version=$(sed -n 's/^__version__ = "\(.*\)"/\1/p' src/sart/__init__.py)
+#   docker build --build-arg SART_VERSION="$version" -t "sart:$version" .
+#
+# The version is written once, in src/sart/__init__.py; the label takes it from the build
+# argument (scripts/build-image passes the same).
 #
 # The base is Debian bookworm with Debian's Python 3.11 rather than python:3.11-slim, whose
 # interpreter is built from source: Debian's packages can be installed without a registry, so
@@ -23,6 +27,7 @@ COPY src /src/src
 RUN python3 -m venv /build && /build/bin/pip wheel --no-cache-dir --wheel-dir /wheels '/src[all]'
 
 FROM base
+ARG SART_VERSION
 RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
     python3 -m venv /opt/sart \
     && /opt/sart/bin/pip install --no-cache-dir --no-index --disable-pip-version-check \
@@ -32,7 +37,7 @@ ENV PATH=/opt/sart/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 LABEL org.opencontainers.image.title=sart \
-      org.opencontainers.image.version=0.1.0 \
+      org.opencontainers.image.version=${SART_VERSION} \
       org.opencontainers.image.source=https://github.com/terassyi/sart
 # Non-root by default (the controller); the DaemonSet's containers run as root with only the
 # capabilities they need (manifests/deploy/sartd.yaml).

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from kubernetes_asyncio.client import CoreV1Api
 
+import sart
 from sart.k8s.certs import service_names
 from sart.k8s.runtime import webhook
 from sart.testing.cluster_lab import GRACEFUL_RESTART_FLAGS
@@ -111,6 +112,22 @@ def test_kubectl_apply_k_manifests_is_the_base(kubectl: Path) -> None:
     } <= set(kinds)
     for o in objects:
         assert o["metadata"]["labels"]["app.kubernetes.io/part-of"] == "sart"
+
+
+def test_every_variant_runs_the_image_of_the_package_version(rendered: dict[str, Any]) -> None:
+    """The version is written once (sart.__version__): the manifests name the image without a
+    tag, and the kustomization's image tag and version label are that version."""
+    image = f"sart:{sart.__version__}"
+    for variant, objects in rendered.items():
+        for o in objects:
+            template = o.get("spec", {}).get("template")
+            if template is None:
+                continue
+            spec = template["spec"]
+            for c in [*spec.get("initContainers", []), *spec["containers"]]:
+                assert c["image"] == image, (variant, o["metadata"]["name"], c["name"])
+            labels = o["metadata"]["labels"]
+            assert labels["app.kubernetes.io/version"] == sart.__version__, (variant, o)
 
 
 def test_the_base_writes_nothing_to_the_nodes(rendered: dict[str, Any]) -> None:
