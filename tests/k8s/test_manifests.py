@@ -130,6 +130,23 @@ def test_every_variant_runs_the_image_of_the_package_version(rendered: dict[str,
             assert labels["app.kubernetes.io/version"] == sart.__version__, (variant, o)
 
 
+def test_host_network_daemons_serve_metrics_on_the_node_address_only(
+    rendered: dict[str, Any],
+) -> None:
+    """The DaemonSet runs on the host network: its metrics and probes listen on the node's
+    address (the pod's), not on every interface of the host."""
+    for variant, objects in rendered.items():
+        spec = find(objects, "DaemonSet", "sartd")["spec"]["template"]["spec"]
+        for name, container in containers(spec).items():
+            command = container["command"]
+            address = command[command.index("--metrics-address") + 1]
+            env = {e["name"]: e.get("valueFrom") for e in container["env"]}
+            assert address.startswith("[$(NODE_IP)]:"), (variant, name, address)
+            assert env["NODE_IP"] == {"fieldRef": {"fieldPath": "status.hostIP"}}, (variant, name)
+            port = int(address.rpartition(":")[2])
+            assert port in {p["containerPort"] for p in container["ports"]}, (variant, name)
+
+
 def test_the_base_writes_nothing_to_the_nodes(rendered: dict[str, Any]) -> None:
     """LoadBalancer-only clusters: no CNI configuration, plugin, host path or FIB on the nodes."""
     daemonset = find(rendered["base"], "DaemonSet", "sartd")
@@ -173,17 +190,19 @@ def test_the_cni_component_installs_the_plugin_and_serves_it(rendered: dict[str,
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_every_daemon_is_probed_at_its_metrics_port(rendered: dict[str, Any], variant: str) -> None:
-    """docs/operations.md's probes, at the port each daemon serves them by default (none of the
-    commands moves --metrics-address), a startup probe before the liveness probe (a slow start
-    on busy cores is not a stuck loop), and the node daemons as critical."""
+    """docs/operations.md's probes, at the port each daemon serves them by default (a command's
+    --metrics-address sets only the host), a startup probe before the liveness probe (a slow
+    start on busy cores is not a stuck loop), and the node daemons as critical."""
     seen = set()
     for kind, name in (("Deployment", "sart-controller"), ("DaemonSet", "sartd")):
         spec = find(rendered[variant], kind, name)["spec"]["template"]["spec"]
         for container in spec["containers"]:
             command = container["command"]
             daemon = "controller" if command[0] == "sart-controller" else command[1]
-            assert "--metrics-address" not in command
             port = METRICS_PORTS[daemon]
+            if "--metrics-address" in command:
+                address = command[command.index("--metrics-address") + 1]
+                assert int(address.rpartition(":")[2]) == port, (daemon, address)
             ports = {p.get("name"): p["containerPort"] for p in container["ports"]}
             probes = (
                 ("startupProbe", "/healthz"),
