@@ -7,7 +7,11 @@ and called by containerd on both nodes, both sessions Established (BGPPeers and 
 node's pod block on the router and on the other node, a pod on node-a reaching a pod on node-b
 through the router, the LoadBalancer address on the router with both nodes as next hops,
 HTTP from the router through kube-proxy on both nodes, a Local Service announced from its
-endpoint's node alone, and no container restarted.
+endpoint's node alone, and no container restarted. Then the original sart's e2e scenarios on
+top: externalTrafficPolicy changed both ways, Services naming their pool, their address, two
+pools, a pool changed (the old address withdrawn), and node-b's speaker and agent killed and
+the controller pods deleted while the router keeps fetching from the Local Service (the route
+never leaves the router, the answers go on).
 
 It replaced the one-node test it grew from: it covers all of that one, and a single two-node
 run costs less CPU than both. The stages' times, each node's memory and CPU time, and how busy

@@ -528,7 +528,9 @@ class Sample:
 class TcpProbe(threading.Thread):
     """From inside a namespace, a TCP connection to address:port every `interval` seconds
     (each with a new source port, so a flow-hashing router spreads them over its next hops),
-    recording which node answered or that none did within `timeout`."""
+    recording which node answered or that none did within `timeout`. With a `request` (an
+    HTTP GET, say) it sends that and takes the answer's last word (a page naming its pod) once
+    the server closes; without one the server speaks first (`Responder`)."""
 
     def __init__(
         self,
@@ -538,9 +540,11 @@ class TcpProbe(threading.Thread):
         *,
         interval: float = 0.05,
         timeout: float = 0.2,
+        request: bytes = b"",
     ) -> None:
         super().__init__(daemon=True, name=f"probe-{address}")
         self.namespace, self.address, self.port = namespace, address, port
+        self.request = request
         self.interval, self.timeout = interval, timeout
         self.samples: list[Sample] = []
         self._halt = threading.Event()
@@ -553,12 +557,22 @@ class TcpProbe(threading.Thread):
             try:
                 with socket.create_connection((self.address, self.port), self.timeout) as conn:
                     conn.settimeout(self.timeout)
-                    answer = conn.recv(64).decode()
+                    answer = self._answer(conn)
                 self.samples.append(Sample(at, bool(answer), answer))
             except OSError:
                 self.samples.append(Sample(at, False, ""))
             next_at += self.interval
             self._halt.wait(max(0.0, next_at - time.monotonic()))
+
+    def _answer(self, conn: socket.socket) -> str:
+        if not self.request:
+            return conn.recv(64).decode()
+        conn.sendall(self.request)
+        received = b""
+        while chunk := conn.recv(4096):
+            received += chunk
+        words = received.decode(errors="replace").split()
+        return words[-1] if words else ""
 
     def stop(self) -> None:
         self._halt.set()

@@ -34,8 +34,21 @@ events and every log's tail):
    packet counters of each node's iptables rule for the address grow);
 7. a second Service, externalTrafficPolicy Local, selecting node-b's pod only: the router has
    its address via node-b alone, and every answer comes from that pod (as the original's e2e);
-8. no container restarted (a crash, a failed probe), and the controller's Lease is held under
-   a node's name (the replicas tell themselves apart).
+8. the original's e2e on what it adds: the Local Service made Cluster (the router's paths grow
+   to both nodes) and Local again (node-a's withdrawn), each answered;
+9. Services naming their pool (``sart.terassyi.net/addresspool``, a second pool ``lb-b``),
+   their address (``sart.terassyi.net/loadBalancerIPs``; ``spec.loadBalancerIP`` with a pool)
+   and two pools (an address from each): each gets what it asked, routed via both nodes and
+   answered; then one Service's pool annotation edited: its old address withdrawn at the
+   router, the new one announced and answered;
+10. no container restarted (a crash, a failed probe), and the controller's Lease is held under
+    a node's name (the replicas tell themselves apart);
+11. node-b's ``sartd bgp`` killed (SIGKILL), then its ``sartd agent``, then both
+    sart-controller pods deleted, while the router GETs the Local Service (via node-b alone)
+    every 0.1 s: each comes back (FRR's session anew, the container ready, two new controller
+    pods), the route never leaves the router (the router and the speaker restart gracefully)
+    and the answers go on (how many failed, the longest gap, noted); only those two
+    containers restarted, and the new controller moves the Service back to its first pool.
 
 ``RealCluster.summary`` gives the stages' times, each node's resident memory and CPU time by
 component, the router's, and how busy the machine's cores were.
@@ -48,6 +61,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -60,6 +74,8 @@ from typing import Any, Final, Self, TypeVar
 import netaddr
 import yaml
 
+from sart.k8s.models import ADDRESS_POOL_ANNOTATION, LOAD_BALANCER_IPS_ANNOTATION
+from sart.testing.cluster_lab import TcpProbe, longest_gap
 from sart.testing.controlplane import CONTROLLERS, ControlPlane
 from sart.testing.netns import LabError, Link, Namespace
 from sart.testing.node import (
@@ -79,6 +95,7 @@ ROOT: Final = Path(__file__).resolve().parents[3]
 MANIFESTS: Final = ROOT / "manifests"
 POD_POOL: Final = "10.1.0.0/24"
 LB_POOL: Final = "10.2.0.0/28"
+SERVICE_POOLS: Final = {"lb": LB_POOL, "lb-b": "10.2.1.0/28"}  # lb assigns by default
 ROUTER_AS: Final = 65000
 NODES: Final = {"node-a": ("172.31.250.0/30", 65001), "node-b": ("172.31.250.4/30", 65002)}
 """name -> (its veth /30 to the host, its AS); node-a runs the cluster's kube-scheduler."""
@@ -218,7 +235,11 @@ class RealCluster:
         config = BgpConfig(
             router_id=self.links["node-a"].a.ipv4,
             local_as=ROUTER_AS,
-            neighbors=tuple(neighbor(self.links[n].b.ipv4, asn) for n, (_, asn) in NODES.items()),
+            # graceful restart, as a fabric has it: a restarting speaker's routes stay
+            neighbors=tuple(
+                neighbor(self.links[n].b.ipv4, asn, graceful_restart=True)
+                for n, (_, asn) in NODES.items()
+            ),
             routes=tuple(f"{link.a.ipv4}/24" for link in self.links.values()),
             max_paths=len(self.nodes),
         )
@@ -353,6 +374,11 @@ apiVersion: sart.terassyi.net/v1alpha2
 kind: AddressPool
 metadata: {{name: lb}}
 spec: {{cidr: {LB_POOL}, type: service, allocType: bit, blockSize: 28, autoAssign: true}}
+---
+apiVersion: sart.terassyi.net/v1alpha2
+kind: AddressPool
+metadata: {{name: lb-b}}
+spec: {{cidr: {SERVICE_POOLS["lb-b"]}, type: service, allocType: bit, blockSize: 28}}
 """
 WEB: Final = """
 apiVersion: v1
@@ -370,20 +396,18 @@ spec:
                          && exec httpd -f -p 8080 -h /tmp/www"]
       ports: [{containerPort: 8080}]
 """.replace("BUSYBOX_IMAGE", BUSYBOX_IMAGE)
-SERVICE: Final = """
-apiVersion: v1
-kind: Service
-metadata: {name: NAME, namespace: default}
-spec:
-  type: LoadBalancer
-  externalTrafficPolicy: POLICY
-  selector: SELECTOR
-  ports: [{port: 80, targetPort: 8080}]
-"""
 SERVICES: Final = {  # name -> (externalTrafficPolicy, selector)
-    "web": ("Cluster", "{app: web}"),
-    "web-local": ("Local", "{app: web, node: node-b}"),  # announced from node-b only
+    "web": ("Cluster", {"app": "web"}),
+    "web-local": ("Local", {"app": "web", "node": "node-b"}),  # announced from node-b only
 }
+REQUESTS: Final = {  # the original's address requests:
+    # name -> (annotations, spec.loadBalancerIP, the pools its addresses must come from)
+    "web-pool": ({ADDRESS_POOL_ANNOTATION: "lb-b"}, "", ("lb-b",)),
+    "web-named": ({LOAD_BALANCER_IPS_ANNOTATION: "10.2.0.9"}, "", ("lb",)),
+    "web-legacy": ({ADDRESS_POOL_ANNOTATION: "lb-b"}, "10.2.1.9", ("lb-b",)),
+    "web-pools": ({ADDRESS_POOL_ANNOTATION: "lb,lb-b"}, "", ("lb", "lb-b")),  # one from each
+}
+HTTP_GET: Final = b"GET / HTTP/1.0\r\n\r\n"
 FETCH: Final = """
 import sys, urllib.request
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -392,6 +416,28 @@ for _ in range(int(sys.argv[2])):
 """
 """HTTP GETs, each on a new connection, with Python: Debian's static busybox wget crashes on
 this machine kind (its httpd and nc are fine)."""
+
+
+def service(
+    name: str,
+    policy: str,
+    selector: dict[str, str],
+    annotations: dict[str, str] | None = None,
+    load_balancer_ip: str = "",
+) -> str:
+    """A LoadBalancer Service in front of the web pods' port 8080, as port 80."""
+    spec: dict[str, Any] = {
+        "type": "LoadBalancer",
+        "externalTrafficPolicy": policy,
+        "selector": selector,
+        "ports": [{"port": 80, "targetPort": 8080}],
+    }
+    if load_balancer_ip:
+        spec["loadBalancerIP"] = load_balancer_ip
+    metadata = {"name": name, "namespace": "default", "annotations": annotations or {}}
+    return yaml.safe_dump(
+        {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec}
+    )
 
 
 def rendered(cluster: RealCluster) -> str:
@@ -476,7 +522,12 @@ def run_scenario(cluster: RealCluster) -> None:
     _pod_to_pod(cluster, ips)
     _load_balancer(cluster)
     _local_policy(cluster)
+    _policy_change(cluster)
+    _address_requests(cluster)
+    _pool_change(cluster, "web-pool", "lb-b", "lb")
     _no_restarts(cluster)
+    _restarts(cluster)
+    _pool_change(cluster, "web-pool", "lb", "lb-b")  # the restarted controller at work
 
 
 def _install(cluster: RealCluster) -> None:
@@ -534,8 +585,7 @@ def _pods(cluster: RealCluster) -> dict[str, str]:
             "apply", "-f", "-", stdin=WEB.replace("NAME", pod).replace("NODE", node_name)
         )
     for name, (policy, selector) in SERVICES.items():
-        service = SERVICE.replace("NAME", name).replace("POLICY", policy)
-        cluster.kubectl("apply", "-f", "-", stdin=service.replace("SELECTOR", selector))
+        cluster.kubectl("apply", "-f", "-", stdin=service(name, policy, selector))
 
     def pod_ips() -> dict[str, str] | None:
         found = {}
@@ -590,15 +640,34 @@ def _pod_to_pod(cluster: RealCluster, ips: dict[str, str]) -> None:
     cluster.stage("pod to pod across the nodes")
 
 
-def _lb_address(cluster: RealCluster, service: str) -> str:
-    def address() -> str | None:
-        status = cluster.get("-n", "default", "service", service).get("status", {})
-        ingress = status.get("loadBalancer", {}).get("ingress") or []
-        return str(ingress[0]["ip"]) if ingress else None
+def _pool_of(address: str) -> str:
+    """The name of the service pool holding the address ("" for none)."""
+    ip = netaddr.IPAddress(address)
+    return next((n for n, cidr in SERVICE_POOLS.items() if ip in netaddr.IPNetwork(cidr)), "")
 
-    lb = cluster.wait(address, f"Service {service}'s LoadBalancer address", timeout=60)
-    cluster.check(netaddr.IPAddress(lb) in netaddr.IPNetwork(LB_POOL), f"{service}: {lb}")
-    return lb
+
+def _lb_addresses(cluster: RealCluster, name: str, pools: tuple[str, ...] = ("lb",)) -> list[str]:
+    """The Service's LoadBalancer addresses, once they are one from each of ``pools``."""
+
+    def addresses() -> list[str] | None:
+        status = cluster.get("-n", "default", "service", name).get("status", {})
+        found = [str(i["ip"]) for i in status.get("loadBalancer", {}).get("ingress") or []]
+        return found if sorted(map(_pool_of, found)) == sorted(pools) else None
+
+    return cluster.wait(addresses, f"Service {name}'s addresses from {', '.join(pools)}", 60)
+
+
+def _reachable(cluster: RealCluster, lb: str, hops: list[str], times: int = 4) -> list[str]:
+    """``lb``/32 on the router via ``hops`` exactly, and ``times`` GETs from the router to it
+    answered by web pods; the answers."""
+    route = f"{lb}/32"
+    cluster.wait(lambda: cluster.tor.kernel_nexthops(route) == hops, f"{route} via {hops}", 60)
+    cluster.wait(lambda: _rule_packets(cluster, lb), f"kube-proxy's rules for {lb}", 60)
+    answers = _router_get(cluster, lb, times)
+    cluster.check(
+        len(answers) == times and set(answers) <= set(WEB_PODS), f"{lb}'s answers: {answers}"
+    )
+    return answers
 
 
 def _router_get(cluster: RealCluster, lb: str, times: int) -> list[str]:
@@ -611,7 +680,7 @@ def _router_get(cluster: RealCluster, lb: str, times: int) -> list[str]:
 
 
 def _load_balancer(cluster: RealCluster) -> None:
-    lb = _lb_address(cluster, "web")
+    [lb] = _lb_addresses(cluster, "web")
     both = sorted(link.b.ipv4 for link in cluster.links.values())
     cluster.wait(lambda: cluster.tor.kernel_nexthops(f"{lb}/32") == both, f"{lb}/32 via {both}", 60)
     route = cluster.router.vtysh(f"show ip route {lb}/32")
@@ -639,14 +708,67 @@ def _load_balancer(cluster: RealCluster) -> None:
 def _local_policy(cluster: RealCluster) -> None:
     """externalTrafficPolicy Local (the original's e2e has it too): announced only from the
     node with a ready endpoint, and answered by that endpoint alone."""
-    lb = _lb_address(cluster, "web-local")
-    hop = [cluster.links["node-b"].b.ipv4]
-    cluster.wait(lambda: cluster.tor.kernel_nexthops(f"{lb}/32") == hop, f"{lb}/32 via {hop}", 60)
-    cluster.wait(lambda: _rule_packets(cluster, lb), f"kube-proxy's rules for {lb}", 60)
-    answers = _router_get(cluster, lb, 8)
+    [lb] = _lb_addresses(cluster, "web-local")
+    answers = _reachable(cluster, lb, [cluster.links["node-b"].b.ipv4], 8)
     cluster.check(answers == ["web-b"] * 8, f"web-local's answers: {answers}")
     cluster.notes.append(f"Local Service {lb}/32 on the router via node-b only; 8 of 8 from web-b")
     cluster.stage("Local Service: announced from its endpoint's node only")
+
+
+def _both(cluster: RealCluster) -> list[str]:
+    return sorted(link.b.ipv4 for link in cluster.links.values())
+
+
+def _policy_change(cluster: RealCluster) -> None:
+    """The Local Service made Cluster (announced from both nodes, still answered by node-b's
+    pod) and Local again (node-a's path withdrawn), as the original's e2e."""
+    [lb] = _lb_addresses(cluster, "web-local")
+    for policy, hops in (("Cluster", _both(cluster)), ("Local", [cluster.links["node-b"].b.ipv4])):
+        began = time.monotonic()
+        patch = json.dumps({"spec": {"externalTrafficPolicy": policy}})
+        cluster.kubectl("patch", "-n", "default", "service", "web-local", "-p", patch)
+        answers = _reachable(cluster, lb, hops)
+        cluster.check(set(answers) == {"web-b"}, f"web-local ({policy})'s answers: {answers}")
+        cluster.notes.append(
+            f"web-local made {policy}: {lb}/32 via {', '.join(hops)} and answered"
+            f" {time.monotonic() - began:.1f} s after the patch"
+        )
+    cluster.stage("externalTrafficPolicy Local -> Cluster -> Local: the router's paths follow")
+
+
+def _address_requests(cluster: RealCluster) -> None:
+    """Services asking for a pool by annotation, for an address (annotation, and
+    spec.loadBalancerIP with a pool), and for two pools: each gets what it asked, announced
+    from both nodes and answered."""
+    for name, (asked, address, _) in REQUESTS.items():
+        manifest = service(name, "Cluster", {"app": "web"}, asked, address)
+        cluster.kubectl("apply", "-f", "-", stdin=manifest)
+    for name, (asked, address, pools) in REQUESTS.items():
+        got = _lb_addresses(cluster, name, pools)
+        named = asked.get(LOAD_BALANCER_IPS_ANNOTATION) or address
+        cluster.check(not named or named in got, f"{name} asked for {named}, got {got}")
+        for lb in got:
+            _reachable(cluster, lb, _both(cluster))
+        cluster.notes.append(f"{name} ({asked}, {address or 'no loadBalancerIP'}): {got}")
+    cluster.stage("Services addressed from the pools and addresses they name, all answered")
+
+
+def _pool_change(cluster: RealCluster, name: str, was: str, pool: str) -> None:
+    """The Service's pool annotation edited from ``was`` to ``pool``: its old address
+    withdrawn at the router, a new one from the new pool announced and answered."""
+    [old] = _lb_addresses(cluster, name, (was,))
+    began = time.monotonic()
+    cluster.kubectl(
+        "annotate", "--overwrite", "-n", "default", "service", name,
+        f"{ADDRESS_POOL_ANNOTATION}={pool}",
+    )  # fmt: skip
+    [new] = _lb_addresses(cluster, name, (pool,))
+    route = f"{old}/32"
+    cluster.wait(lambda: not cluster.tor.kernel_nexthops(route), f"{route} withdrawn", 60)
+    _reachable(cluster, new, _both(cluster))
+    took = time.monotonic() - began
+    cluster.notes.append(f"{name} moved to {pool}: {old} withdrawn, {new} answered in {took:.1f} s")
+    cluster.stage(f"{name}'s pool changed to {pool}: old address withdrawn, new one answered")
 
 
 def _no_restarts(cluster: RealCluster) -> None:
@@ -660,6 +782,135 @@ def _no_restarts(cluster: RealCluster) -> None:
     cluster.check(held, f"the controller's Lease is held by {holder!r}")
     cluster.notes.append(f"sart-controller leader: {holder}")
     cluster.stage("no container restarted, one controller leads")
+
+
+def _sartd_pod(cluster: RealCluster, node: str) -> dict[str, Any]:
+    pods = cluster.get("-n", "sart-system", "pods", "--field-selector", f"spec.nodeName={node}")
+    found = [p for p in pods["items"] if p["metadata"]["name"].startswith("sartd-")]
+    cluster.check(
+        len(found) == 1, f"sartd pods on {node}: {[p['metadata']['name'] for p in found]}"
+    )
+    pod: dict[str, Any] = found[0]
+    return pod
+
+
+def _kill(cluster: RealCluster, node: str, daemon: str) -> None:
+    """SIGKILL ``sartd <daemon>`` in the node's sartd pod (a crash: no NOTIFICATION, no
+    clean-up; the kubelet restarts the container)."""
+    for pid in cluster.nodes[node].namespace.pids():  # the pod runs in the node's network
+        with contextlib.suppress(OSError):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+            if any(Path(a).name == "sartd" and argv[i + 1 : i + 2] == [daemon]
+                   for i, a in enumerate(argv)):  # fmt: skip
+                os.kill(pid, signal.SIGKILL)
+                return
+    cluster.check(False, f"no sartd {daemon} process on {node}")
+
+
+def _container_back(cluster: RealCluster, node: str, container: str) -> bool:
+    """Whether the container of the node's sartd pod restarted and is ready again."""
+    statuses = _sartd_pod(cluster, node)["status"].get("containerStatuses") or []
+    return any(
+        c["name"] == container and c.get("restartCount") and c.get("ready") for c in statuses
+    )
+
+
+def _session_back(cluster: RealCluster, node: str, since: float) -> bool:
+    """Whether FRR's session with the node is Established again, newer than ``since``."""
+    peers = cluster.router.vtysh_json("show bgp summary json")["ipv4Unicast"]["peers"]
+    peer = peers.get(cluster.links[node].b.ipv4, {})
+    fresh = peer.get("peerUptimeMsec", 1e12) / 1000 < time.monotonic() - since
+    return bool(peer.get("state") == "Established" and fresh)
+
+
+def _controller_pods(cluster: RealCluster) -> list[dict[str, Any]]:
+    selector = "app.kubernetes.io/component=controller"
+    pods: list[dict[str, Any]] = cluster.get("-n", "sart-system", "pods", "-l", selector)["items"]
+    return pods
+
+
+def _controller_back(cluster: RealCluster, old: set[str]) -> bool:
+    """Whether two new sart-controller pods are ready (the deleted ones gone)."""
+    ready = [
+        p["metadata"]["name"]
+        for p in _controller_pods(cluster)
+        if all(c.get("ready") for c in (p.get("status") or {}).get("containerStatuses") or [{}])
+    ]
+    return len(ready) == 2 and not old & set(ready)
+
+
+def _through_restart(
+    cluster: RealCluster,
+    probe: TcpProbe,
+    what: str,
+    restart: Callable[[], object],
+    back: Callable[[float], bool],
+) -> None:
+    """``restart`` done, waited until ``back``; the probe's Local Service route (via node-b)
+    polled on the router meanwhile: it must never leave, and the answers must go on."""
+    hop, route = cluster.links["node-b"].b.ipv4, f"{probe.address}/32"
+    missing: list[bool] = []
+    began = time.monotonic()
+    restart()
+
+    def returned() -> bool:
+        missing.append(cluster.tor.kernel_nexthops(route) != [hop])
+        return back(began)
+
+    cluster.wait(returned, f"{what}: back on node-b", 120)
+    took = time.monotonic() - began
+    cluster.wait(lambda: probe.samples[-1].at > time.monotonic() - 1, "the probe running", 5)
+    samples = probe.window(began, time.monotonic())
+    gap, failed = longest_gap(samples)
+    answered = all(s.answer == "web-b" for s in samples if s.ok)
+    cluster.notes.append(
+        f"{what}: back in {took:.1f} s; {route} via {hop} missing in {sum(missing)} of"
+        f" {len(missing)} polls; {failed} of {len(samples)} GETs failed"
+        f" (longest gap {1000 * gap:.0f} ms)"
+    )
+    cluster.check(not any(missing), f"{what}: {route} left the router ({missing})")
+    cluster.check(answered and samples[-1].ok, f"{what}: answers {samples[-5:]}")
+    cluster.stage(f"{what}: the Local Service's route stayed, answers went on")
+
+
+def _restarts(cluster: RealCluster) -> None:
+    """node-b's speaker and agent killed, then both controller pods deleted, while the router
+    sends a GET every 0.1 s to the Local Service (announced from node-b alone): the route must
+    stay at the router (the speaker restarts gracefully) and the answers go on; how long they
+    stopped, if at all, is noted."""
+    [lb] = _lb_addresses(cluster, "web-local")
+    probe = TcpProbe(cluster.tor, lb, interval=0.1, timeout=1.0, request=HTTP_GET)
+    probe.start()
+    try:
+        cluster.wait(lambda: len(probe.samples) >= 5, "the probe's first answers", 30)
+        controllers = {p["metadata"]["name"] for p in _controller_pods(cluster)}
+        steps: dict[str, tuple[Callable[[], object], Callable[[float], bool]]] = {
+            "sartd bgp killed": (
+                lambda: _kill(cluster, "node-b", "bgp"),
+                lambda since: (
+                    _container_back(cluster, "node-b", "bgp")
+                    and _session_back(cluster, "node-b", since)
+                ),
+            ),
+            "sartd agent killed": (
+                lambda: _kill(cluster, "node-b", "agent"),
+                lambda since: _container_back(cluster, "node-b", "agent"),
+            ),
+            "sart-controller pods deleted": (
+                lambda: cluster.kubectl(
+                    "delete", "pod", "-n", "sart-system", "--wait=false", *sorted(controllers)
+                ),
+                lambda since: _controller_back(cluster, controllers),
+            ),
+        }
+        for what, (restart, back) in steps.items():
+            _through_restart(cluster, probe, what, restart, back)
+    finally:
+        probe.stop()
+    pod = _sartd_pod(cluster, "node-b")["metadata"]["name"]
+    restarted = sorted(line.split()[0] for line in cluster.restarts())
+    expected = [f"{pod}/agent", f"{pod}/bgp"]
+    cluster.check(restarted == expected, f"containers restarted: {cluster.restarts()}")
 
 
 def main() -> int:
