@@ -44,3 +44,19 @@ def test_writes_per_service_conflicts_idle_and_restart(tmp_path: Path) -> None:
     assert not [key for key in sart.idle if key[1] and key[1] != "leases"]
     assert sart.p99 > 0 and sart.cpu > 0
     assert restarted.writes == Counter() and restarted.ready > 0
+
+
+def test_rounds_interleave_and_judge_on_medians(capsys: pytest.CaptureFixture[str]) -> None:
+    bench.main(["--services", "5", "--rounds", "2", "--restart-services", "0", "--idle", "0"])
+    out = capsys.readouterr().out
+    assert out.index("round 1 of 2") < out.index("round 2 of 2")
+    assert out.count("floor: 5 Services") == 2 and out.count(" sart: 5 Services") == 2
+    assert out.count("ADDED -> BGPAdvertisement p99") == 2  # sart's lines only
+    for label in ("all addresses", "ADDED -> address p99", "CPU"):
+        assert f"median over 2 rounds: {label} " in out
+
+
+def test_rounds_below_one_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        bench.main(["--rounds", "0"])
+    assert "--rounds must be at least 1, not 0" in capsys.readouterr().err
