@@ -40,7 +40,9 @@ events and every log's tail):
    their address (``sart.terassyi.net/loadBalancerIPs``; ``spec.loadBalancerIP`` with a pool)
    and two pools (an address from each): each gets what it asked, routed via both nodes and
    answered; then one Service's pool annotation edited: its old address withdrawn at the
-   router, the new one announced and answered;
+   router and released (its BGPAdvertisement deleted), the new one announced and answered
+   (from stage 7 on, each address on the router also has its BGPAdvertisement ``Advertised``
+   by exactly the nodes it is routed through, as the original checks);
 10. no container restarted (a crash, a failed probe), and the controller's Lease is held under
     a node's name (the replicas tell themselves apart);
 11. node-b's ``sartd bgp`` killed (SIGKILL), then its ``sartd agent``, then both
@@ -657,11 +659,33 @@ def _lb_addresses(cluster: RealCluster, name: str, pools: tuple[str, ...] = ("lb
     return cluster.wait(addresses, f"Service {name}'s addresses from {', '.join(pools)}", 60)
 
 
+def _advertised(cluster: RealCluster, route: str) -> dict[str, str] | None:
+    """The status of the route's BGPAdvertisement (the Service's namespace) by node, as the
+    nodes' agents wrote it; None when there is no BGPAdvertisement for it."""
+    nodes = {
+        p["metadata"]["name"]: p["spec"]["nodeBGPRef"] for p in cluster.get("bgppeers")["items"]
+    }
+    for item in cluster.get("-n", "default", "bgpadvertisements")["items"]:
+        if item["spec"]["cidr"] == route:
+            peers = (item.get("status") or {}).get("peers") or {}
+            return {nodes.get(peer, peer): str(state) for peer, state in peers.items()}
+    return None
+
+
 def _reachable(cluster: RealCluster, lb: str, hops: list[str], times: int = 4) -> list[str]:
-    """``lb``/32 on the router via ``hops`` exactly, and ``times`` GETs from the router to it
-    answered by web pods; the answers."""
+    """``lb``/32 on the router via ``hops`` exactly, its BGPAdvertisement Advertised by those
+    nodes' agents alone (as the original's e2e checks), and ``times`` GETs from the router to
+    it answered by web pods; the answers."""
     route = f"{lb}/32"
     cluster.wait(lambda: cluster.tor.kernel_nexthops(route) == hops, f"{route} via {hops}", 60)
+    nodes = sorted(n for n, link in cluster.links.items() if link.b.ipv4 in hops)
+
+    def advertised_by() -> list[str] | None:
+        states = _advertised(cluster, route) or {}
+        found = sorted(n for n, state in states.items() if state == "Advertised")
+        return found if found == nodes else None
+
+    cluster.wait(advertised_by, f"{route}'s BGPAdvertisement Advertised by {nodes}", 60)
     cluster.wait(lambda: _rule_packets(cluster, lb), f"kube-proxy's rules for {lb}", 60)
     answers = _router_get(cluster, lb, times)
     cluster.check(
@@ -765,6 +789,8 @@ def _pool_change(cluster: RealCluster, name: str, was: str, pool: str) -> None:
     [new] = _lb_addresses(cluster, name, (pool,))
     route = f"{old}/32"
     cluster.wait(lambda: not cluster.tor.kernel_nexthops(route), f"{route} withdrawn", 60)
+    gone = f"{old} released (its BGPAdvertisement deleted)"
+    cluster.wait(lambda: _advertised(cluster, route) is None, gone, 60)
     _reachable(cluster, new, _both(cluster))
     took = time.monotonic() - began
     cluster.notes.append(f"{name} moved to {pool}: {old} withdrawn, {new} answered in {took:.1f} s")
