@@ -533,7 +533,11 @@ class Rib:
             kept.append(attribute)
         if update.nlri:
             reach.insert(0, (next_hop, update.nlri, update.nlri_path_ids))
-        shared = tuple(kept)
+        attributes = update.attributes
+        if len(kept) == len(attributes) and type(attributes) is tuple:
+            shared = attributes  # all kept (the usual case): the UPDATE's own tuple will do
+        else:
+            shared = tuple(kept)
         looped = False
         local_asn = self.local_asn
         if local_asn is not None:

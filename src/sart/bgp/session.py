@@ -162,31 +162,42 @@ class Session:
         splitter = self._splitter
         splitter.feed(data)
         actions: list[Action] = []
+        append = actions.append
         # What the loop reads of the session changes only when the state machine steps:
         # an UPDATE delivered where the state stays (most of a table) leaves both as they are.
         ctx = self._receive_context
         in_place = update_leaves_state(self._fsm, now)
         while self._fsm.state is not State.IDLE:
             try:
-                raw = splitter.next_message()
-                if raw is None:
-                    break
+                raws = splitter.messages()
+            except BgpDecodeError as error:  # a bad header: the stream is lost
                 self.messages_in += 1
-                message = decode_framed(raw, ctx)
-                kind = type(message)
-                if in_place and kind is Update:
-                    actions.append(_new_deliver(message))
-                    continue
-                if kind is Notification:
-                    self.notification_received = message  # type: ignore[assignment]
-                elif kind is Open:
-                    self.open_received = message  # type: ignore[assignment]
-                event: Event = event_for(message)
-            except BgpDecodeError as error:
-                event = MessageError(error)
-            actions += self._feed(event, now)
-            ctx = self._receive_context
-            in_place = update_leaves_state(self._fsm, now)
+                actions += self._feed(MessageError(error), now)
+                break
+            if not raws:
+                break
+            for count, raw in enumerate(raws, 1):
+                try:
+                    message = decode_framed(raw, ctx)
+                    kind = type(message)
+                    if in_place and kind is Update:
+                        append(_new_deliver(message))
+                        continue
+                    if kind is Notification:
+                        self.notification_received = message  # type: ignore[assignment]
+                    elif kind is Open:
+                        self.open_received = message  # type: ignore[assignment]
+                    event: Event = event_for(message)
+                except BgpDecodeError as error:
+                    event = MessageError(error)
+                actions += self._feed(event, now)
+                state: State = self._fsm.state  # (a new name: the loop's test narrowed the old)
+                if state is State.IDLE:  # what follows is read by no session
+                    self.messages_in += count
+                    return actions
+                ctx = self._receive_context
+                in_place = update_leaves_state(self._fsm, now)
+            self.messages_in += len(raws)
         return actions
 
     def send(self, message: Update, now: float) -> None:

@@ -150,9 +150,19 @@ def _decode_origin(data: bytes, start: int, end: int, flags: int, _: SessionCont
 
 
 _new_segment = builder(AsPathSegment)
+_AS_SEQUENCE = AsPathSegmentType.AS_SEQUENCE
+_AS_SEQUENCE_CODE = _AS_SEQUENCE.value
 _new_as_path = builder(AsPath)
 # struct unpackers of a segment's ASNs, by ASN size and count, made as counts are met.
 _UNPACK: dict[int, dict[int, Callable[[bytes, int], tuple[int, ...]]]] = {2: {}, 4: {}}
+
+
+def _unpacker(size: int, count: int) -> Callable[[bytes, int], tuple[int, ...]]:
+    unpack = _UNPACK[size].get(count)
+    if unpack is None:
+        code = "H" if size == 2 else "I"
+        unpack = _UNPACK[size][count] = struct.Struct(f">{count}{code}").unpack_from
+    return unpack
 
 
 def _decode_segments(
@@ -160,7 +170,6 @@ def _decode_segments(
 ) -> tuple[AsPathSegment, ...]:
     segments = []
     pos = start
-    code = "H" if size == 2 else "I"
     while pos < end:
         if pos + 2 > end:
             raise _MalformedError(
@@ -191,10 +200,7 @@ def _decode_segments(
                 UpdateSubcode.MALFORMED_AS_PATH,
                 pos,
             )
-        unpack = _UNPACK[size].get(count)
-        if unpack is None:
-            unpack = _UNPACK[size][count] = struct.Struct(f">{count}{code}").unpack_from
-        asns = unpack(data, pos + 2)
+        asns = _unpacker(size, count)(data, pos + 2)
         segments.append(_new_segment(_SEGMENT_TYPES[segment_type], asns))
         pos = stop
     return tuple(segments)
@@ -209,6 +215,15 @@ def _no_as_zero(
 
 def _decode_as_path(data: bytes, start: int, end: int, flags: int, ctx: SessionContext) -> AsPath:
     size = 4 if ctx.four_octet_as else 2
+    # Most AS_PATHs are one AS_SEQUENCE that fills the attribute: checked and built at once;
+    # anything else (and every malformed one) takes the general walk, which says what is wrong.
+    if end - start > 2 and data[start] == _AS_SEQUENCE_CODE:
+        count = data[start + 1]
+        if start + 2 + count * size == end:
+            asns = _unpacker(size, count)(data, start + 2)
+            if 0 not in asns:
+                sequence: AsPath = _new_as_path((_new_segment(_AS_SEQUENCE, asns),), flags)
+                return sequence
     segments = _decode_segments("AS_PATH", data, start, end, size)
     for segment in segments:
         _no_as_zero("AS_PATH", segment.asns, start)

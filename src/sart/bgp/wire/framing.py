@@ -53,7 +53,10 @@ class MessageSplitter:
 
     def __init__(self, max_length: int = MAX_MESSAGE_LENGTH) -> None:
         self.max_length = max_length  # raise to 65535 once extended messages are negotiated
-        self._buffer = bytearray()
+        # bytes, not a bytearray: a message is then one slice of it, a single copy, where a
+        # bytearray would be sliced and copied again into bytes. What is left of a message cut
+        # by the end of a read (at most one message) is copied once more with the next read.
+        self._buffer = b""
         self._pos = 0  # start of the first message not handed out yet
         self._consumed = 0  # stream offset of the buffer's first octet
         self._broken: BgpDecodeError | None = None
@@ -68,12 +71,14 @@ class MessageSplitter:
         """Stream offset of the first octet not handed out yet."""
         return self._consumed + self._pos
 
-    def feed(self, data: bytes) -> None:
-        if self._pos:
-            del self._buffer[: self._pos]
-            self._consumed += self._pos
-            self._pos = 0
-        self._buffer += data
+    def feed(self, data: bytes | bytearray) -> None:
+        buffer, pos = self._buffer, self._pos
+        self._consumed += pos
+        self._pos = 0
+        if pos >= len(buffer):
+            self._buffer = bytes(data)  # no copy of bytes
+        else:
+            self._buffer = buffer[pos:] + data
 
     def next_message(self) -> bytes | None:
         """The next whole message, or None until more bytes are fed. Raises BgpDecodeError
@@ -93,7 +98,36 @@ class MessageSplitter:
         if len(buffer) - pos < length:
             return None
         self._pos = pos + length
-        return bytes(buffer[pos : pos + length])
+        return buffer[pos : pos + length]
+
+    def messages(self) -> list[bytes]:
+        """Every whole message buffered, in order (the loop of `next_message` in one call).
+        A header error after some messages is kept for the next call, which raises it, so
+        the messages before it are handed out first."""
+        if self._broken is not None:
+            raise self._broken
+        buffer, pos, max_length = self._buffer, self._pos, self.max_length
+        end = len(buffer)
+        out: list[bytes] = []
+        append = out.append
+        while end - pos >= HEADER_LENGTH:
+            length = (buffer[pos + 16] << 8) | buffer[pos + 17]
+            if buffer[pos : pos + 16] != MARKER or not HEADER_LENGTH <= length <= max_length:
+                try:
+                    check_header(buffer, pos, max_length)  # raises: it says what is wrong
+                except BgpDecodeError as error:
+                    error.offset = self._consumed + (error.offset or 0)
+                    self._broken = error
+                    self._pos = pos
+                    if out:
+                        return out
+                    raise
+            if end - pos < length:
+                break
+            append(buffer[pos : pos + length])
+            pos += length
+        self._pos = pos
+        return out
 
     def __iter__(self) -> Iterator[bytes]:
         while (message := self.next_message()) is not None:
