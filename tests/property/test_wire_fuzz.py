@@ -415,22 +415,24 @@ def _fed_streams(draw: st.DrawFn) -> tuple[SessionContext, list[bytes]]:
     return ctx, chunks
 
 
-@given(_fed_streams())
-def test_splitter_on_damaged_streams(case: tuple[SessionContext, list[bytes]]) -> None:
+@given(_fed_streams(), st.booleans())
+def test_splitter_on_damaged_streams(case: tuple[SessionContext, list[bytes]], batch: bool) -> None:
     """The splitter hands out a prefix of the stream as whole header-checked messages, then
     stops at a framing error for good (raising it again on every later call) or keeps the
-    rest; every message it hands out decodes or fails soundly."""
+    rest; every message it hands out decodes or fails soundly. The same whether they are
+    taken one by one or a read's worth at a time (`messages`, which hands out what comes
+    before an error first and raises it on the next call: the last, with nothing new)."""
     ctx, chunks = case
     stream = b"".join(chunks)
     splitter = MessageSplitter(ctx.max_message_length)
     handed: list[bytes] = []
     fed = 0
     broken: BgpDecodeError | None = None
-    for chunk in chunks:
+    for chunk in [*chunks, b""]:
         splitter.feed(chunk)
         fed += len(chunk)
         try:
-            handed.extend(splitter)
+            handed.extend(splitter.messages() if batch else splitter)
         except BgpDecodeError as error:
             broken = error
             break

@@ -153,18 +153,19 @@ def _streams(draw: st.DrawFn) -> tuple[SessionContext, list[Message], list[bytes
     return ctx, messages, chunks
 
 
-@given(_streams())
+@given(_streams(), st.booleans())
 def test_splitter_finds_the_messages_however_the_stream_is_cut(
-    case: tuple[SessionContext, list[Message], list[bytes]],
+    case: tuple[SessionContext, list[Message], list[bytes]], batch: bool
 ) -> None:
     """Fed a stream in arbitrary chunks (empty ones included), the splitter hands out each
-    message whole, in order, once, and keeps nothing back at the end."""
+    message whole, in order, once, and keeps nothing back at the end: one by one, or a
+    chunk's worth at a time (`messages`)."""
     ctx, messages, chunks = case
     splitter = MessageSplitter(ctx.max_message_length)
     found: list[bytes] = []
     for chunk in chunks:
         splitter.feed(chunk)
-        found.extend(splitter)
+        found.extend(splitter.messages() if batch else splitter)
     assert found == [encode_message(message, ctx) for message in messages]
     assert [decode_message(raw, ctx) for raw in found] == messages
     assert splitter.buffered == 0
