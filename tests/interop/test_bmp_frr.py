@@ -95,19 +95,7 @@ def sartd_command(tmp_path: Path, link: Link, peer: str | None = None) -> list[s
 
 
 def test_sartd_reports_an_frr_session_to_a_bmp_collector(lab: Lab, tmp_path: Path) -> None:
-    sart_ns, frr_ns = lab.namespace("sartd"), lab.namespace("frr")
-    link = lab.link(sart_ns, frr_ns)
-    frr = lab.start(
-        Frr(
-            frr_ns,
-            BgpConfig(
-                router_id=link.b.ipv4,
-                local_as=FRR_AS,
-                neighbors=(neighbor(link.a.ipv4, SART_AS),),
-                routes=FRR_ROUTES,
-            ),
-        )
-    )
+    sart_ns, link, frr = lab.frr_beside_sart(FRR_AS, SART_AS, routes=FRR_ROUTES)
     listener = listening_socket(sart_ns, "127.0.0.1", PORT)
     pcap = tmp_path / "bmp.pcap"
     command = sartd_command(tmp_path, link)
@@ -250,19 +238,7 @@ def test_sart_and_frr_report_the_same_events_alike(lab: Lab, tmp_path: Path) -> 
 def test_an_ipv6_session_is_reported_with_the_v_flag(lab: Lab, tmp_path: Path) -> None:
     """A session over IPv6 carrying IPv6 routes: the per-peer header's V flag and IPv6
     addresses, the routes in MP_REACH_NLRI, the IPv6 family's stat, as tshark reads them."""
-    sart_ns, frr_ns = lab.namespace("sartd"), lab.namespace("frr")
-    link = lab.link(sart_ns, frr_ns)
-    lab.start(
-        Frr(
-            frr_ns,
-            BgpConfig(
-                router_id=link.b.ipv4,
-                local_as=FRR_AS,
-                neighbors=(neighbor(link.a.ipv6, SART_AS),),
-                routes=("2001:db8:50::/48",),
-            ),
-        )
-    )
+    sart_ns, link, _ = lab.frr_beside_sart(FRR_AS, SART_AS, routes=("2001:db8:50::/48",), ipv6=True)
     command = sartd_command(tmp_path, link, peer=link.b.ipv6)
     pcap = tmp_path / "bmp.pcap"
     with (

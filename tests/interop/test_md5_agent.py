@@ -20,7 +20,7 @@ from sart.bgp.config import password_matches
 from sart.k8s.models import BGPPeer, BGPPeerSpec, ObjectMeta, SecretKeyRef, SpeakerConfig
 from sart.k8s.reconcile.agent import NeighborSettings, neighbor_settings
 from sart.testing.netns import Link
-from sart.testing.peers import BgpConfig, Frr, Lab, neighbor
+from sart.testing.peers import Frr, Lab
 from sartd_process import Sartd
 from waiting import eventually
 
@@ -50,18 +50,8 @@ def add(sartd: Sartd, settings: NeighborSettings) -> None:
 
 @pytest.fixture
 def setup(lab: Lab, tmp_path: Path) -> Iterator[tuple[Sartd, Frr, Link]]:
-    sart_ns, frr_ns = lab.namespace("sartd"), lab.namespace("frr")
-    link = lab.link(sart_ns, frr_ns)
-    frr = lab.start(
-        Frr(
-            frr_ns,
-            BgpConfig(
-                router_id=link.b.ipv4,
-                local_as=PEER_AS,
-                neighbors=(neighbor(link.a.ipv4, SART_AS, connect_retry=1),),
-                routes=("10.61.1.0/24",),
-            ),
-        )
+    sart_ns, link, frr = lab.frr_beside_sart(
+        PEER_AS, SART_AS, routes=("10.61.1.0/24",), connect_retry=1
     )
     frr.vtysh(
         "configure terminal",

@@ -287,19 +287,7 @@ def test_sartd_executable_announces_its_configured_paths(
 def test_cli_against_frr(lab: Lab, tmp_path: Path) -> None:
     """Issue 6's proof: a path added with `sart` reaches FRR; FRR's route shows in
     `sart bgp global rib get`; the neighbor's Adj-RIBs read back through the API."""
-    sart_ns, frr_ns = lab.namespace("sartd"), lab.namespace("frr")
-    link = lab.link(sart_ns, frr_ns)
-    frr = lab.start(
-        Frr(
-            frr_ns,
-            BgpConfig(
-                router_id=link.b.ipv4,
-                local_as=PEER_AS,
-                neighbors=(neighbor(link.a.ipv4, SART_AS),),
-                routes=("10.40.0.0/24",),
-            ),
-        )
-    )
+    sart_ns, link, frr = lab.frr_beside_sart(PEER_AS, SART_AS, routes=("10.40.0.0/24",))
     sartd = Sartd(sart_ns, SART_AS, link.a.ipv4, tmp_path)
     sart = sartd.cli
     try:

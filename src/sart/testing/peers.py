@@ -1629,6 +1629,29 @@ class Lab:
             [f"10.255.{n}.2/24", f"fd00:255:{n}::2/64"],
         )
 
+    def frr_beside_sart(
+        self,
+        frr_as: int,
+        sart_as: int,
+        *,
+        routes: Iterable[str] = (),
+        ipv6: bool = False,
+        **options: Any,
+    ) -> tuple[Namespace, Link, Frr]:
+        """A namespace for sart and a started FRR linked to it (sart at `link.a`), peering
+        with sart's end over IPv4 (IPv6 with `ipv6`) with the neighbor `options`, and
+        announcing `routes`: what interop tests of a sartd process start from."""
+        sart_ns, frr_ns = self.namespace("sartd"), self.namespace("frr")
+        link = self.link(sart_ns, frr_ns)
+        address = link.a.ipv6 if ipv6 else link.a.ipv4
+        config = BgpConfig(
+            router_id=link.b.ipv4,
+            local_as=frr_as,
+            neighbors=(neighbor(address, sart_as, **options),),
+            routes=tuple(routes),
+        )
+        return sart_ns, link, self.start(Frr(frr_ns, config))
+
     def line3(self) -> Line3:
         """Three new namespaces in a line, the router forwarding; no daemons."""
         router, left, right = (
