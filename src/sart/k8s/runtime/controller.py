@@ -16,7 +16,6 @@ apiserver stores them (it fills in `ipMode: VIP`), so nothing is written twice. 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -55,10 +54,6 @@ AGGREGATES = "aggregates"  # the backoff key of the aggregates' writes
 SLICE_SERVICE_LABEL = "kubernetes.io/service-name"
 WRITERS = 64  # concurrent status writes to the apiserver
 FOLLOWERS = 4  # concurrent writes of what follows a status: advertisements, Events
-# A follower waits while status writes are queued or in flight, at most this long: the
-# apiserver serves the addresses users wait for first, and an advertisement (what makes the
-# address reachable over BGP) is never held back longer than this.
-FOLLOWER_DELAY = 1.0
 RETRY_DELAY = 0.5
 POOL_STATUS_EVERY = 10.0  # seconds between AddressPool status writes while the counts change
 RETRY_MAX = 60.0
@@ -178,9 +173,6 @@ class LoadBalancerController:
         self._again: set[str] = set()
         self._writers = asyncio.Semaphore(WRITERS)  # status writes
         self._followers = asyncio.Semaphore(FOLLOWERS)  # advertisements and Events
-        self._statuses = 0  # status writes queued or in flight
-        self._no_status = asyncio.Event()  # set while _statuses is 0
-        self._no_status.set()
         self._crash: asyncio.Future[None] | None = None  # a detached write failed for good
         # Every kind the announcements are computed from: a controller that started deciding
         # before the NodeBGPs or the EndpointSlices were listed would write advertisements
@@ -497,25 +489,15 @@ class LoadBalancerController:
         """Apply the plan; the outcome of the first write that failed, else DONE."""
         try:
             if self._writes_status(view, plan):
-                self._statuses += 1
-                self._no_status.clear()
-                try:
-                    async with self._writers:  # what the user waits for, first
-                        self.fence()
-                        await call_raw(
-                            self.core.patch_namespaced_service_status,
-                            view.name,
-                            view.namespace,
-                            _ingress_body(plan),
-                            **MERGE,
-                        )
-                finally:
-                    self._statuses -= 1
-                    if not self._statuses:
-                        self._no_status.set()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(FOLLOWER_DELAY):
-                    await self._no_status.wait()
+                async with self._writers:  # what the user waits for, first
+                    self.fence()
+                    await call_raw(
+                        self.core.patch_namespaced_service_status,
+                        view.name,
+                        view.namespace,
+                        _ingress_body(plan),
+                        **MERGE,
+                    )
             async with self._followers:
                 await self._announce(view, wanted)
                 for event in plan.events:
