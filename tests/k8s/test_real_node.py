@@ -5,7 +5,10 @@ the DaemonSet's speakers through a ClusterBGP, a BGPPeerTemplate and node labels
 and its checks are sart.testing.real_cluster's (also `scripts/demo --full`): sart-cni installed
 and called by containerd on both nodes, both sessions Established (BGPPeers and FRR), each
 node's pod block on the router and on the other node, a pod on node-a reaching a pod on node-b
-through the router, the LoadBalancer address on the router with both nodes as next hops,
+through the router, the original's CNI e2e (a pod created anew gets the lower
+address it had, a pod naming a second pod pool gets an address of that pool's block, routed and
+reached from the other node, each pod block's BGPAdvertisement Advertised to its node's peer),
+the LoadBalancer address on the router with both nodes as next hops,
 HTTP from the router through kube-proxy on both nodes, a Local Service announced from its
 endpoint's node alone, and no container restarted. Then the original sart's e2e scenarios on
 top: externalTrafficPolicy changed both ways, Services naming their pool, their address, two

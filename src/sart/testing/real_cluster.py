@@ -29,6 +29,11 @@ events and every log's tail):
 5. the pod on node-a reaches the pod on node-b over HTTP (``kubectl exec``, busybox ``nc``):
    pod-to-pod across nodes goes through the router on the routes sart put in both kernels
    (sart installs no direct routes between nodes; docs/fib.md);
+   then the original's CNI e2e: of two more pods on node-a, the one with the lower address
+   deleted and created anew gets it again (the lowest free address); a pod naming the pod pool
+   ``pods-b`` (``sart.terassyi.net/addresspool``) gets an address of node-a's ``pods-b``
+   block, routed on the router via node-a, and answers the node-b pod; every pod block's
+   BGPAdvertisement ``Advertised`` to its node's BGPPeer alone;
 6. a LoadBalancer Service's address, installed by FRR with both nodes as next hops, and HTTP
    from the router's namespace to it answered, entering through kube-proxy on both nodes (the
    packet counters of each node's iptables rule for the address grow);
@@ -68,7 +73,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
@@ -96,6 +101,7 @@ __all__ = ["NODES", "RealCluster", "ScenarioError", "run_scenario"]
 ROOT: Final = Path(__file__).resolve().parents[3]
 MANIFESTS: Final = ROOT / "manifests"
 POD_POOL: Final = "10.1.0.0/24"
+OTHER_POD_POOL: Final = "10.1.1.0/24"  # pods-b: only for pods that name it
 LB_POOL: Final = "10.2.0.0/28"
 SERVICE_POOLS: Final = {"lb": LB_POOL, "lb-b": "10.2.1.0/28"}  # lb assigns by default
 ROUTER_AS: Final = 65000
@@ -374,6 +380,11 @@ spec: {{cidr: {POD_POOL}, type: pod, allocType: bit, blockSize: 29, autoAssign: 
 ---
 apiVersion: sart.terassyi.net/v1alpha2
 kind: AddressPool
+metadata: {{name: pods-b}}
+spec: {{cidr: {OTHER_POD_POOL}, type: pod, allocType: bit, blockSize: 29}}
+---
+apiVersion: sart.terassyi.net/v1alpha2
+kind: AddressPool
 metadata: {{name: lb}}
 spec: {{cidr: {LB_POOL}, type: service, allocType: bit, blockSize: 28, autoAssign: true}}
 ---
@@ -402,6 +413,8 @@ SERVICES: Final = {  # name -> (externalTrafficPolicy, selector)
     "web": ("Cluster", {"app": "web"}),
     "web-local": ("Local", {"app": "web", "node": "node-b"}),  # announced from node-b only
 }
+SPARE_PODS: Final = ("spare-1", "spare-2")  # on node-a, outside the Services
+OTHER_POOL_POD: Final = "pods-b-a"  # on node-a, asking for pool pods-b
 REQUESTS: Final = {  # the original's address requests:
     # name -> (annotations, spec.loadBalancerIP, the pools its addresses must come from)
     "web-pool": ({ADDRESS_POOL_ANNOTATION: "lb-b"}, "", ("lb-b",)),
@@ -418,6 +431,15 @@ for _ in range(int(sys.argv[2])):
 """
 """HTTP GETs, each on a new connection, with Python: Debian's static busybox wget crashes on
 this machine kind (its httpd and nc are fine)."""
+
+
+def web_pod(name: str, node: str, app: str = "web", pool: str = "") -> str:
+    """A busybox web pod pinned to the node; ``pool`` names its pod pool (the annotation)."""
+    manifest = yaml.safe_load(WEB.replace("NAME", name).replace("NODE", node))
+    manifest["metadata"]["labels"]["app"] = app
+    if pool:
+        manifest["metadata"]["annotations"] = {ADDRESS_POOL_ANNOTATION: pool}
+    return yaml.safe_dump(manifest)
 
 
 def service(
@@ -522,6 +544,7 @@ def run_scenario(cluster: RealCluster) -> None:
     _sessions(cluster)
     ips = _pods(cluster)
     _pod_to_pod(cluster, ips)
+    _pod_addresses(cluster, ips)
     _load_balancer(cluster)
     _local_policy(cluster)
     _policy_change(cluster)
@@ -582,24 +605,13 @@ def _sessions(cluster: RealCluster) -> None:
 
 def _pods(cluster: RealCluster) -> dict[str, str]:
     """The web pods' addresses by pod, their blocks routed on the router and the nodes."""
-    for pod, node_name in WEB_PODS.items():
-        cluster.kubectl(
-            "apply", "-f", "-", stdin=WEB.replace("NAME", pod).replace("NODE", node_name)
-        )
+    for name, node_name in WEB_PODS.items():
+        cluster.kubectl("apply", "-f", "-", stdin=web_pod(name, node_name))
     for name, (policy, selector) in SERVICES.items():
         cluster.kubectl("apply", "-f", "-", stdin=service(name, policy, selector))
-
-    def pod_ips() -> dict[str, str] | None:
-        found = {}
-        for pod in WEB_PODS:
-            status = cluster.get("-n", "default", "pod", pod).get("status", {})
-            conditions = status.get("conditions", [])
-            if not any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
-                return None
-            found[pod] = str(status["podIP"])
-        return found
-
-    ips = cluster.wait(pod_ips, "a web pod Running and Ready with an address on each node")
+    ips = cluster.wait(
+        lambda: _ready_ips(cluster, WEB_PODS), "a web pod Running and Ready on each node"
+    )
     cluster.stage("test pods ready")
     blocks = {}
     for item in cluster.get("addressblocks")["items"]:
@@ -630,16 +642,78 @@ def _pods(cluster: RealCluster) -> dict[str, str]:
     return ips
 
 
+def _ready_ips(cluster: RealCluster, pods: Iterable[str]) -> dict[str, str] | None:
+    """The pods' addresses, once each is Ready."""
+    found = {}
+    for name in pods:
+        status = cluster.get("-n", "default", "pod", name).get("status", {})
+        conditions = status.get("conditions", [])
+        if not any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+            return None
+        found[name] = str(status["podIP"])
+    return found
+
+
+def _fetch_pod(cluster: RealCluster, source: str, target: str, address: str) -> None:
+    """HTTP from pod ``source`` to pod ``target`` at its address answered by ``target``."""
+    request = f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {address} 8080"
+
+    def answered() -> str | None:
+        done = cluster.kubectl_run("exec", source, "--", "sh", "-c", request)
+        return done.stdout if done.returncode == 0 and target in done.stdout else None
+
+    answer = cluster.wait(answered, f"{source} reaching {target} at {address}", timeout=60)
+    cluster.check("200 OK" in answer, f"{target}'s answer: {answer}")
+
+
 def _pod_to_pod(cluster: RealCluster, ips: dict[str, str]) -> None:
-    request = f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ips['web-b']} 8080"
-
-    def across() -> str | None:
-        done = cluster.kubectl_run("exec", "web-a", "--", "sh", "-c", request)
-        return done.stdout if done.returncode == 0 and "web-b" in done.stdout else None
-
-    answer = cluster.wait(across, "web-a (node-a) reaching web-b (node-b)", timeout=60)
-    cluster.check("200 OK" in answer, f"web-b's answer: {answer}")
+    _fetch_pod(cluster, "web-a", "web-b", ips["web-b"])
     cluster.stage("pod to pod across the nodes")
+
+
+def _pod_addresses(cluster: RealCluster, ips: dict[str, str]) -> None:
+    """The original's CNI e2e: the lower of two pods' addresses on a node handed out again to
+    the pod created anew (the bit allocator gives the lowest free one); a pod naming the pool
+    pods-b gets its address from a pods-b block of its node, that block is routed on the router
+    and the pod reached from node-b's; every pod block's BGPAdvertisement Advertised to its
+    node's BGPPeer."""
+    for name in SPARE_PODS:
+        cluster.kubectl("apply", "-f", "-", stdin=web_pod(name, "node-a", app="spare"))
+    other = web_pod(OTHER_POOL_POD, "node-a", app="spare", pool="pods-b")
+    cluster.kubectl("apply", "-f", "-", stdin=other)
+    extra = (*SPARE_PODS, OTHER_POOL_POD)
+    found = cluster.wait(lambda: _ready_ips(cluster, extra), f"pods {extra} Ready on node-a")
+    lower = min(SPARE_PODS, key=lambda name: netaddr.IPAddress(found[name]))
+    cluster.kubectl("delete", "pod", lower, "--wait=true")
+    cluster.kubectl("apply", "-f", "-", stdin=web_pod(lower, "node-a", app="spare"))
+    again = cluster.wait(lambda: _ready_ips(cluster, [lower]), f"{lower} created anew Ready")
+    cluster.check(again == {lower: found[lower]}, f"{lower} was {found[lower]}, now {again}")
+    cluster.stage("the lower address of a node's pods handed out again to the pod anew")
+    address = netaddr.IPAddress(found[OTHER_POOL_POD])
+    blocks = [
+        str(netaddr.IPNetwork(item["spec"]["cidr"]).cidr)
+        for item in cluster.get("addressblocks")["items"]
+        if item["spec"].get("poolRef") == "pods-b"
+        and item["spec"].get("nodeRef") == "node-a"
+        and address in netaddr.IPNetwork(item["spec"]["cidr"])
+    ]
+    cluster.check(len(blocks) == 1, f"{OTHER_POOL_POD} at {address}: node-a's pods-b blocks")
+    hop = [cluster.links["node-a"].b.ipv4]
+    on_router = f"{blocks[0]} via node-a on the router"
+    cluster.wait(lambda: cluster.tor.kernel_nexthops(blocks[0]) == hop, on_router, 60)
+    _fetch_pod(cluster, "web-b", OTHER_POOL_POD, str(address))
+    cluster.stage("a pod of the pool it names: its block routed, reached from node-b")
+    pod_blocks = [
+        (str(netaddr.IPNetwork(item["spec"]["cidr"]).cidr), item["spec"]["nodeRef"])
+        for item in cluster.get("addressblocks")["items"]
+        if item["spec"].get("nodeRef")
+    ]
+
+    def all_advertised() -> bool:
+        return all(_advertised(cluster, cidr) == {node: "Advertised"} for cidr, node in pod_blocks)
+
+    cluster.wait(all_advertised, f"pod blocks {pod_blocks} Advertised to their node's peer", 60)
+    cluster.stage("each pod block's BGPAdvertisement Advertised to its node's BGPPeer")
 
 
 def _pool_of(address: str) -> str:
@@ -660,12 +734,12 @@ def _lb_addresses(cluster: RealCluster, name: str, pools: tuple[str, ...] = ("lb
 
 
 def _advertised(cluster: RealCluster, route: str) -> dict[str, str] | None:
-    """The status of the route's BGPAdvertisement (the Service's namespace) by node, as the
-    nodes' agents wrote it; None when there is no BGPAdvertisement for it."""
+    """The status of the route's BGPAdvertisement (a Service's or a pod block's) by node, as
+    the nodes' agents wrote it; None when there is no BGPAdvertisement for it."""
     nodes = {
         p["metadata"]["name"]: p["spec"]["nodeBGPRef"] for p in cluster.get("bgppeers")["items"]
     }
-    for item in cluster.get("-n", "default", "bgpadvertisements")["items"]:
+    for item in cluster.get("-A", "bgpadvertisements")["items"]:
         if item["spec"]["cidr"] == route:
             peers = (item.get("status") or {}).get("peers") or {}
             return {nodes.get(peer, peer): str(state) for peer, state in peers.items()}
