@@ -32,8 +32,9 @@ events and every log's tail):
    then the original's CNI e2e: of two more pods on node-a, the one with the lower address
    deleted and created anew gets it again (the lowest free address); a pod naming the pod pool
    ``pods-b`` (``sart.terassyi.net/addresspool``) gets an address of node-a's ``pods-b``
-   block, routed on the router via node-a, and answers the node-b pod; every pod block's
-   BGPAdvertisement ``Advertised`` to its node's BGPPeer alone;
+   block, routed on the router via node-a, and answers the node-b pod; so does a pod on node-b
+   in a namespace annotated with ``pods-b``; every pod block's BGPAdvertisement ``Advertised``
+   to its node's BGPPeer alone;
 6. a LoadBalancer Service's address, installed by FRR with both nodes as next hops, and HTTP
    from the router's namespace to it answered, entering through kube-proxy on both nodes (the
    packet counters of each node's iptables rule for the address grow);
@@ -55,7 +56,9 @@ events and every log's tail):
     every 0.1 s: each comes back (FRR's session anew, the container ready, two new controller
     pods), the route never leaves the router (the router and the speaker restart gracefully)
     and the answers go on (how many failed, the longest gap, noted); only those two
-    containers restarted, and the new controller moves the Service back to its first pool.
+    containers restarted, and the new controller moves the Service back to its first pool;
+    last (the original's CNI e2e), a new pod on node-b gets an address no pod has and reaches
+    node-a's pod.
 
 ``RealCluster.summary`` gives the stages' times, each node's resident memory and CPU time by
 component, the router's, and how busy the machine's cores were.
@@ -415,6 +418,8 @@ SERVICES: Final = {  # name -> (externalTrafficPolicy, selector)
 }
 SPARE_PODS: Final = ("spare-1", "spare-2")  # on node-a, outside the Services
 OTHER_POOL_POD: Final = "pods-b-a"  # on node-a, asking for pool pods-b
+POOL_NAMESPACE: Final = "pods-b"  # its annotation names pool pods-b for its pods
+NAMESPACE_POOL_POD: Final = "pods-b-b"  # on node-b, in that namespace
 REQUESTS: Final = {  # the original's address requests:
     # name -> (annotations, spec.loadBalancerIP, the pools its addresses must come from)
     "web-pool": ({ADDRESS_POOL_ANNOTATION: "lb-b"}, "", ("lb-b",)),
@@ -433,10 +438,13 @@ for _ in range(int(sys.argv[2])):
 this machine kind (its httpd and nc are fine)."""
 
 
-def web_pod(name: str, node: str, app: str = "web", pool: str = "") -> str:
+def web_pod(
+    name: str, node: str, app: str = "web", pool: str = "", namespace: str = "default"
+) -> str:
     """A busybox web pod pinned to the node; ``pool`` names its pod pool (the annotation)."""
     manifest = yaml.safe_load(WEB.replace("NAME", name).replace("NODE", node))
     manifest["metadata"]["labels"]["app"] = app
+    manifest["metadata"]["namespace"] = namespace
     if pool:
         manifest["metadata"]["annotations"] = {ADDRESS_POOL_ANNOTATION: pool}
     return yaml.safe_dump(manifest)
@@ -553,6 +561,7 @@ def run_scenario(cluster: RealCluster) -> None:
     _no_restarts(cluster)
     _restarts(cluster)
     _pool_change(cluster, "web-pool", "lb", "lb-b")  # the restarted controller at work
+    _pod_after_restart(cluster, ips)
 
 
 def _install(cluster: RealCluster) -> None:
@@ -642,11 +651,30 @@ def _pods(cluster: RealCluster) -> dict[str, str]:
     return ips
 
 
-def _ready_ips(cluster: RealCluster, pods: Iterable[str]) -> dict[str, str] | None:
+def _routed_pool_block(cluster: RealCluster, name: str, address: str, node: str) -> None:
+    """The pod's address is in a pods-b block of its node, and that block is on the router
+    via the node."""
+    ip = netaddr.IPAddress(address)
+    blocks = [
+        str(netaddr.IPNetwork(item["spec"]["cidr"]).cidr)
+        for item in cluster.get("addressblocks")["items"]
+        if item["spec"].get("poolRef") == "pods-b"
+        and item["spec"].get("nodeRef") == node
+        and ip in netaddr.IPNetwork(item["spec"]["cidr"])
+    ]
+    cluster.check(len(blocks) == 1, f"{name} at {address}: {node}'s pods-b blocks {blocks}")
+    hop = [cluster.links[node].b.ipv4]
+    on_router = f"{blocks[0]} via {node} on the router"
+    cluster.wait(lambda: cluster.tor.kernel_nexthops(blocks[0]) == hop, on_router, 60)
+
+
+def _ready_ips(
+    cluster: RealCluster, pods: Iterable[str], namespace: str = "default"
+) -> dict[str, str] | None:
     """The pods' addresses, once each is Ready."""
     found = {}
     for name in pods:
-        status = cluster.get("-n", "default", "pod", name).get("status", {})
+        status = cluster.get("-n", namespace, "pod", name).get("status", {})
         conditions = status.get("conditions", [])
         if not any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
             return None
@@ -681,6 +709,14 @@ def _pod_addresses(cluster: RealCluster, ips: dict[str, str]) -> None:
         cluster.kubectl("apply", "-f", "-", stdin=web_pod(name, "node-a", app="spare"))
     other = web_pod(OTHER_POOL_POD, "node-a", app="spare", pool="pods-b")
     cluster.kubectl("apply", "-f", "-", stdin=other)
+    namespace = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": POOL_NAMESPACE, "annotations": {ADDRESS_POOL_ANNOTATION: "pods-b"}},
+    }
+    cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(namespace))
+    in_namespace = web_pod(NAMESPACE_POOL_POD, "node-b", app="spare", namespace=POOL_NAMESPACE)
+    cluster.kubectl("apply", "-f", "-", stdin=in_namespace)
     extra = (*SPARE_PODS, OTHER_POOL_POD)
     found = cluster.wait(lambda: _ready_ips(cluster, extra), f"pods {extra} Ready on node-a")
     lower = min(SPARE_PODS, key=lambda name: netaddr.IPAddress(found[name]))
@@ -689,20 +725,16 @@ def _pod_addresses(cluster: RealCluster, ips: dict[str, str]) -> None:
     again = cluster.wait(lambda: _ready_ips(cluster, [lower]), f"{lower} created anew Ready")
     cluster.check(again == {lower: found[lower]}, f"{lower} was {found[lower]}, now {again}")
     cluster.stage("the lower address of a node's pods handed out again to the pod anew")
-    address = netaddr.IPAddress(found[OTHER_POOL_POD])
-    blocks = [
-        str(netaddr.IPNetwork(item["spec"]["cidr"]).cidr)
-        for item in cluster.get("addressblocks")["items"]
-        if item["spec"].get("poolRef") == "pods-b"
-        and item["spec"].get("nodeRef") == "node-a"
-        and address in netaddr.IPNetwork(item["spec"]["cidr"])
-    ]
-    cluster.check(len(blocks) == 1, f"{OTHER_POOL_POD} at {address}: node-a's pods-b blocks")
-    hop = [cluster.links["node-a"].b.ipv4]
-    on_router = f"{blocks[0]} via node-a on the router"
-    cluster.wait(lambda: cluster.tor.kernel_nexthops(blocks[0]) == hop, on_router, 60)
-    _fetch_pod(cluster, "web-b", OTHER_POOL_POD, str(address))
+    _routed_pool_block(cluster, OTHER_POOL_POD, found[OTHER_POOL_POD], "node-a")
+    _fetch_pod(cluster, "web-b", OTHER_POOL_POD, found[OTHER_POOL_POD])
     cluster.stage("a pod of the pool it names: its block routed, reached from node-b")
+    ready = cluster.wait(
+        lambda: _ready_ips(cluster, [NAMESPACE_POOL_POD], POOL_NAMESPACE),
+        f"{NAMESPACE_POOL_POD} Ready in namespace {POOL_NAMESPACE}",
+    )
+    _routed_pool_block(cluster, NAMESPACE_POOL_POD, ready[NAMESPACE_POOL_POD], "node-b")
+    _fetch_pod(cluster, "web-a", NAMESPACE_POOL_POD, ready[NAMESPACE_POOL_POD])
+    cluster.stage("a pod of the pool its namespace names: its block routed, reached from node-a")
     pod_blocks = [
         (str(netaddr.IPNetwork(item["spec"]["cidr"]).cidr), item["spec"]["nodeRef"])
         for item in cluster.get("addressblocks")["items"]
@@ -1011,6 +1043,22 @@ def _restarts(cluster: RealCluster) -> None:
     restarted = sorted(line.split()[0] for line in cluster.restarts())
     expected = [f"{pod}/agent", f"{pod}/bgp"]
     cluster.check(restarted == expected, f"containers restarted: {cluster.restarts()}")
+
+
+def _pod_after_restart(cluster: RealCluster, ips: dict[str, str]) -> None:
+    """A pod on node-b after its agent restarted (the original's CNI e2e): an address no pod
+    has (the agent took up the node's allocations again), and it reaches node-a's pod."""
+    taken = {
+        str(item["status"]["podIP"])
+        for item in cluster.get("-A", "pods")["items"]
+        if not item["spec"].get("hostNetwork") and item["status"].get("podIP")
+    }
+    name = "spare-b"
+    cluster.kubectl("apply", "-f", "-", stdin=web_pod(name, "node-b", app="spare"))
+    found = cluster.wait(lambda: _ready_ips(cluster, [name]), f"{name} Ready on node-b")
+    cluster.check(found[name] not in taken, f"{name} got {found[name]}, taken: {taken}")
+    _fetch_pod(cluster, name, "web-a", ips["web-a"])
+    cluster.stage("a pod on node-b after its agent restarted: a free address, reaches node-a")
 
 
 def main() -> int:
