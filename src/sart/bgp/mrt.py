@@ -39,7 +39,7 @@ from sart.bgp.messages import (
     PathAttribute,
     find,
 )
-from sart.bgp.prefixes import IPV4_BITS, IPV6_BITS, key_version
+from sart.bgp.prefixes import IPV4_BITS, IPV6_BITS, key_version, key_wire
 from sart.bgp.rib import Path, Source
 from sart.bgp.wire.attributes import decode_attributes, encode_attribute
 from sart.errors import BgpUsageError, MrtDecodeError
@@ -47,8 +47,6 @@ from sart.errors import BgpUsageError, MrtDecodeError
 CHUNK_SIZE = 1 << 18
 _FOUR_OCTET = SessionContext(four_octet_as=True)
 _UNSPECIFIED = {4: IPAddress("0.0.0.0"), 6: IPAddress("::")}
-_V4_MASK = (1 << IPV4_BITS) - 1
-_V6_MASK = (1 << IPV6_BITS) - 1
 # Left out of a RIB entry: the 4-octet AS_PATH and AGGREGATOR replace the AS4_ ones, and
 # the next hop is written from the path's own.
 _REWRITTEN = frozenset((AsPath, As4Path, Aggregator, As4Aggregator, NextHop))
@@ -167,18 +165,6 @@ def encode_path_attributes(path: Path) -> bytes:
     )
 
 
-def _prefix_octets(key: int) -> tuple[int, bytes]:
-    """(IP version, the prefix as RFC 6396 4.3.2 writes it: length, then its octets)."""
-    if key_version(key) == 4:
-        length, bits = key >> IPV4_BITS, key & _V4_MASK
-        version = 4
-    else:
-        length, bits = key >> IPV6_BITS & 0xFF, key & _V6_MASK
-        version = 6
-    size = (length + 7) >> 3
-    return version, bytes((length,)) + (bits << ((size << 3) - length)).to_bytes(size, "big")
-
-
 class _AttributeCache:
     """Encoded attributes by the identity of the path's attribute tuple, its next hop and IP
     version (our own paths of both versions share one tuple and have no next hop): the paths
@@ -240,7 +226,7 @@ def table_dump(
     for key, paths in entries:
         if not paths:
             continue
-        version, prefix = _prefix_octets(key)
+        version, prefix = key_version(key), key_wire(key)
         parts = [_U32.pack(sequence & 0xFFFFFFFF), prefix, _U16.pack(len(paths))]
         # Paths with identifiers (an add-path peer's, RFC 7911): the RFC 8050 record keeps them.
         addpath = any(path.path_id for path in paths)

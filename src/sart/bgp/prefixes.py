@@ -84,16 +84,20 @@ def key_wire_length(key: int) -> int:
     return 1 + ((length + 7) >> 3)
 
 
+def key_wire(key: int) -> bytes:
+    """A `prefix_key`'s prefix as an UPDATE (and an MRT RIB record) writes it: its length
+    octet, then the octets that length needs (RFC 4271 4.3)."""
+    if key & _V6_FLAG:
+        length, bits = key >> IPV6_BITS & 0xFF, key & _V6_MASK
+    else:
+        length, bits = key >> IPV4_BITS, key & _V4_MASK
+    size = (length + 7) >> 3
+    return bytes((length,)) + (bits << ((size << 3) - length)).to_bytes(size, "big")
+
+
 def prefixes_of_keys(keys: Sequence[int], version: int) -> Prefixes:
     """The prefixes of these `prefix_key`s (all of `version`) in wire form."""
-    out = bytearray()
-    width, mask = (IPV4_BITS, _V4_MASK) if version == 4 else (IPV6_BITS, _V6_MASK)
-    for key in keys:
-        length = key >> width & 0xFF
-        size = (length + 7) >> 3
-        out.append(length)
-        out += ((key & mask) << ((size << 3) - length)).to_bytes(size, "big")
-    return Prefixes(bytes(out), version, len(keys))
+    return Prefixes(b"".join(map(key_wire, keys)), version, len(keys))
 
 
 class Prefixes(Sequence[IPNetwork]):
