@@ -351,10 +351,16 @@ class ControlPlane:
         timeout: float = 90.0,
         attempts: int = 3,
         bind_address: str = "127.0.0.1",
+        endpoint_routing: bool = False,
     ) -> None:
         self._bin_dir = bin_dir
         self.bind_address = bind_address
         """Where the apiserver listens: 0.0.0.0 lets a node in a network namespace reach it."""
+        self.endpoint_routing = endpoint_routing
+        """The apiserver calls a webhook's Service at one of its ready endpoints
+        (``--enable-aggregator-routing``: its webhook client resolves Services through
+        EndpointSlices then) instead of at its ClusterIP, which nothing on the host routes:
+        kube-proxy runs on the nodes only, as on a control plane outside the cluster network."""
         self.controllers = tuple(controllers)
         self.timeout = timeout
         self.attempts = attempts
@@ -529,6 +535,7 @@ class ControlPlane:
                 "--endpoint-reconciler-type=none",
                 "--enable-priority-and-fairness=false",
                 "--profiling=false",
+                *(("--enable-aggregator-routing=true",) if self.endpoint_routing else ()),
             ),
             "kube-controller-manager": (
                 str(bin_dir / "kube-controller-manager"),
