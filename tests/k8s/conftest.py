@@ -9,6 +9,7 @@ The start-up time is printed in the test summary.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -50,6 +51,32 @@ def _binaries(config: pytest.Config) -> Path:
         found = find_binaries(build=True)
     report(config, f"binaries built in {time.monotonic() - began:.0f} s")
     return found
+
+
+def built_tool(request: pytest.FixtureRequest, script: str) -> Path:
+    """The binary of scripts/<script> (kubectl, helm), built first when missing, with the
+    build's progress shown live (minutes when the Go caches are cold)."""
+    path = Path(__file__).resolve().parents[2] / "scripts" / script
+    found = subprocess.run([path, "path"], capture_output=True, text=True, check=False)
+    if found.returncode != 0:
+        capture = request.config.pluginmanager.getplugin("capturemanager")
+        with capture.global_and_fixture_disabled():
+            print(f"\nno {script} yet: running scripts/{script} build", flush=True)
+            subprocess.run([path, "build"], check=True)
+        found = subprocess.run([path, "path"], capture_output=True, text=True, check=True)
+    return Path(found.stdout.strip())
+
+
+@pytest.fixture(scope="session")
+def kubectl(request: pytest.FixtureRequest) -> Path:
+    """scripts/kubectl's binary (the control plane's Kubernetes version)."""
+    return built_tool(request, "kubectl")
+
+
+@pytest.fixture(scope="session")
+def helm(request: pytest.FixtureRequest) -> Path:
+    """scripts/helm's binary."""
+    return built_tool(request, "helm")
 
 
 @pytest.fixture(scope="session")
