@@ -9,7 +9,8 @@ under ``${SART_CACHE_DIR:-~/.cache/sart}/venvs``, one directory per content they
 
 ``python -m sart.testing.venvs lowest`` makes (or finds) the venv with every dependency at its
 declared minimum, sart installed editable with all extras and the test group, and prints its
-path: ``scripts/test-lowest`` runs the unit, property and API tests with it.
+path: ``scripts/test-lowest`` runs the unit, property and API tests with it, and a selection of
+the tests against the real apiserver and kernel.
 """
 
 from __future__ import annotations
