@@ -28,8 +28,10 @@ COMMAND = re.compile(
 )
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 SEPARATOR = re.compile(r"\s#|\s\|\s|&&|;")
+# `helm install sart charts/sart ...`: a release's name and the chart's path, no sart command.
+HELM = re.compile(r"(?:^|\s)helm\s")
 PATH = re.compile(
-    r"(?<![\w./-])((?:manifests|scripts|src|benchmarks|docs|tests)(?:/[A-Za-z0-9_.-]+)*/?)"
+    r"(?<![\w./-])((?:manifests|charts|scripts|src|benchmarks|docs|tests)(?:/[A-Za-z0-9_.-]+)*/?)"
     r"(?=[\s`),:'\"]|$)"
 )
 
@@ -56,6 +58,8 @@ def _commands() -> list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]:
         for piece in _code(doc.read_text()):
             for segment in SEPARATOR.split(piece):
                 for match in COMMAND.finditer(segment):
+                    if HELM.search(segment[: match.start()]):
+                        continue
                     program = match.group(1)
                     rest = segment[match.end() :].split()
                     path: list[str] = []
