@@ -6,6 +6,7 @@
   other module either imports or misses an optional stack that sart.cli.entry knows the extra
   of, and the console scripts say which extra to install instead of a traceback.
 - With every extra (`sart[all]`, what the image installs), every console script runs.
+- Every test scripts/test-lowest runs against real parts at the declared minimums exists.
 
 The venvs are cached by pyproject.toml (sart.testing.venvs); each run builds the wheel once and
 puts it in them without touching their dependencies (a few seconds)."""
@@ -200,3 +201,18 @@ def test_every_console_script_of_the_full_install_runs(
 
 def test_sart_cni_of_the_full_install_answers(full: Path) -> None:
     assert "1.1.0" in cni_version(full)
+
+
+def test_the_lowest_run_names_only_tests_that_exist() -> None:
+    """scripts/test-lowest's tests against real parts (its `real` list) all collect: one
+    renamed or moved would otherwise fail CI only at its very end, in the lowest venv."""
+    script = (ROOT / "scripts" / "test-lowest").read_text()
+    listing = script.split("\nreal=(\n", 1)[1].split("\n)\n", 1)[0]
+    lines = [line.strip() for line in listing.splitlines()]
+    named = [line for line in lines if line and not line.startswith("#")]
+    assert len(named) >= 10, named
+    command = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
+    result = subprocess.run(
+        [*command, *named], check=False, cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
