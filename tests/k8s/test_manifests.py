@@ -32,8 +32,6 @@ METRICS_PORTS = {"bgp": 9469, "controller": 9470, "agent": 9471, "fib": 9472}
 VARIANTS = {
     "base": (),
     "cni": ("components/cni",),
-    "webhook": ("components/webhook",),
-    "cni+webhook": ("components/cni", "components/webhook"),
 }
 
 
@@ -88,7 +86,7 @@ def containers(pod_spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_kubectl_apply_k_manifests_is_the_base(kubectl: Path) -> None:
     """`kubectl kustomize manifests/` itself (what `kubectl apply -k manifests/` sends) renders,
-    and is the CRDs of manifests/crd plus the daemons."""
+    and is the CRDs of manifests/crd plus the daemons and the webhook."""
     out = subprocess.run(
         [kubectl, "kustomize", MANIFESTS], capture_output=True, text=True, check=True
     ).stdout
@@ -109,6 +107,10 @@ def test_kubectl_apply_k_manifests_is_the_base(kubectl: Path) -> None:
         ("Deployment", "sart-controller"),
         ("PodDisruptionBudget", "sart-controller"),
         ("DaemonSet", "sartd"),
+        ("Service", "sart-webhook"),
+        ("ValidatingWebhookConfiguration", "sart"),
+        ("ClusterRole", "sart-controller-webhook"),
+        ("Role", "sart-controller-webhook-tls"),
     } <= set(kinds)
     for o in objects:
         assert o["metadata"]["labels"]["app.kubernetes.io/part-of"] == "sart"
@@ -255,22 +257,35 @@ def test_the_speaker_restarts_gracefully_as_in_the_cluster_lab(
     assert not [f for f in command if f.startswith(("--no-graceful", "--no-defer"))]
 
 
-def test_the_webhook_component_registers_what_the_controller_serves(
-    rendered: dict[str, Any],
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_the_base_registers_the_webhook_the_controller_serves(
+    rendered: dict[str, Any], variant: str
 ) -> None:
-    objects = rendered["webhook"]
+    """The webhook is installed with the rest: the configuration is what the controller's code
+    makes, the Service reaches the replicas' webhook port, and the controller keeps the
+    certificate of the Secret with rights to that Secret and that configuration only."""
+    objects = rendered[variant]
     registered = find(objects, "ValidatingWebhookConfiguration", "sart")
-    service = {"name": "sart-webhook", "namespace": NAMESPACE, "path": webhook.PATH, "port": 443}
-    expected = webhook.configuration({"service": service})
+    reference = {"name": "sart-webhook", "namespace": NAMESPACE, "path": webhook.PATH, "port": 443}
+    expected = webhook.configuration({"service": reference})
     registered["metadata"].pop("labels")
     assert registered == expected
-    assert "sart-webhook" in {o["metadata"]["name"] for o in objects if o["kind"] == "Service"}
-    spec = find(objects, "Deployment", "sart-controller")["spec"]["template"]["spec"]
-    command = containers(spec)["controller"]["command"]
+    deployment = find(objects, "Deployment", "sart-controller")
+    service = find(objects, "Service", "sart-webhook")["spec"]
+    assert service["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    spec = deployment["spec"]["template"]["spec"]
+    controller = containers(spec)["controller"]
+    command = controller["command"]
     secret = f"{NAMESPACE}/sart-webhook-tls"
     assert command[command.index("--webhook-cert-secret") + 1] == secret
-    assert "volumes" not in spec  # the Secret is read through the API, not mounted
-    assert "webhook" not in {o["metadata"]["name"] for o in rendered["base"]}
+    assert "--no-webhook-cert-keep" not in command  # the leader keeps it
+    [port] = [p for p in controller["ports"] if p["name"] == service["ports"][0]["targetPort"]]
+    assert command[command.index("--webhook-address") + 1] == f"0.0.0.0:{port['containerPort']}"
+    # the Secret is read through the API, not mounted; its pair goes through a /tmp in memory
+    in_memory = {"medium": "Memory", "sizeLimit": "1Mi"}
+    assert spec["volumes"] == [{"name": "tmp", "emptyDir": in_memory}]
+    assert controller["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert controller["securityContext"]["readOnlyRootFilesystem"] is True
     # the controller may touch that Secret and that configuration only (by name)
     role = find(objects, "Role", "sart-controller-webhook-tls")
     assert role["rules"][1]["resourceNames"] == ["sart-webhook-tls"]
@@ -283,8 +298,7 @@ def test_the_cert_manager_component_renders(kubectl: Path, tmp_path: Path) -> No
     """Only rendered here: the apiserver has no cert-manager kinds (what the controller does
     with it: tests/k8s/test_webhook_certs.py). A CA Issuer signs the serving Certificate, the
     CA is injected by annotation, the controller serves the Secret and keeps nothing."""
-    components = ("components/webhook", "components/webhook-cert-manager")
-    objects = render_with(kubectl, tmp_path, components)
+    objects = render_with(kubectl, tmp_path, ("components/webhook-cert-manager",))
     certificate = find(objects, "Certificate", "sart-webhook")
     assert certificate["spec"]["secretName"] == "sart-webhook-tls"
     assert certificate["spec"]["dnsNames"] == list(service_names("sart-webhook", NAMESPACE))
@@ -373,7 +387,7 @@ async def test_the_apiserver_accepts_every_rendered_object(
 async def test_the_controller_pod_is_admitted_as_restricted(
     rendered: dict[str, Any], kubectl: Path, control_plane: ControlPlane, k8s: Any, namespace: str
 ) -> None:
-    """The controller's Pod (without the webhook's or CNI's changes too) passes the restricted
+    """The controller's Pod (without the CNI component's changes too) passes the restricted
     Pod Security level; the node daemons' Pod is refused there (host network, root, and with
     the CNI component host paths): sart-system is privileged for them."""
     core = CoreV1Api(k8s)

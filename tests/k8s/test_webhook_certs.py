@@ -1,5 +1,5 @@
 """The webhook's certificate kept by the controller (sart.k8s.runtime.certs) with the real
-apiserver, the shipped Service, configuration and RBAC (components/webhook): from an empty
+apiserver, the shipped Service, configuration and RBAC (manifests/deploy): from an empty
 cluster the leader makes the Secret and patches the caBundle, and the apiserver then calls the
 webhook through the Service by its DNS name; a certificate near expiry is replaced while the
 apiserver keeps calling; a second replica serves the same certificate and writes nothing.
@@ -44,22 +44,20 @@ from sart.k8s.runtime import MERGE, webhook
 from sart.k8s.runtime.certs import STRATEGIC, WebhookCertificates
 from sart.testing.controlplane import ControlPlane, unique_name
 from sart.testing.crds import apply_crds
-from sart.testing.rbac import NAMESPACE, RBAC, account_configuration, apply_shipped_rbac
+from sart.testing.rbac import NAMESPACE, account_configuration, apply_shipped_rbac
 from waiting import until
 
 pytestmark = [pytest.mark.k8s, pytest.mark.asyncio]
 
-COMPONENTS = Path(__file__).resolve().parents[2] / "manifests" / "components"
-COMPONENT = COMPONENTS / "webhook"
-CERT_MANAGER = COMPONENTS / "webhook-cert-manager"
+MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
+WEBHOOK = MANIFESTS / "deploy" / "webhook.yaml"
+CERT_MANAGER = MANIFESTS / "components" / "webhook-cert-manager"
 SECRET = "sart-webhook-tls"
 NAMES = certs.service_names("sart-webhook", NAMESPACE)
 
 
 def shipped(kind: str) -> dict[str, Any]:
-    [found] = [
-        d for d in yaml.safe_load_all((COMPONENT / "webhook.yaml").read_text()) if d["kind"] == kind
-    ]
+    [found] = [d for d in yaml.safe_load_all(WEBHOOK.read_text()) if d["kind"] == kind]
     return found
 
 
@@ -116,10 +114,10 @@ def der(pem: bytes) -> bytes:
 
 @pytest_asyncio.fixture
 async def installed(k8s: Any) -> AsyncIterator[str]:
-    """The webhook component's Service, configuration (caBundle empty) and RBAC; the Service's
+    """The shipped webhook Service, configuration (caBundle empty) and RBAC; the Service's
     ClusterIP on lo. Yields the ClusterIP."""
     await apply_crds(k8s)
-    await apply_shipped_rbac(k8s, (*RBAC, COMPONENT / "rbac.yaml"))
+    await apply_shipped_rbac(k8s)
     core, admission = CoreV1Api(k8s), AdmissionregistrationV1Api(k8s)
     service = await core.create_namespaced_service(NAMESPACE, shipped("Service"))
     address = service.spec.cluster_ip
@@ -323,9 +321,9 @@ async def test_a_new_ca_is_trusted_alongside_the_old_one(
 async def test_sart_controller_processes_keep_it_across_a_leader_change(
     k8s: Any, control_plane: ControlPlane, installed: str, pools: list[str], tmp_path: Path
 ) -> None:
-    """Two `sart-controller` processes with the flags of components/webhook, on a token of the
-    shipped account: both serve, the leader keeps the Secret; when it stops, the standby leads
-    and makes a deleted Secret again."""
+    """Two `sart-controller` processes with the webhook flags of the shipped Deployment, on a
+    token of the shipped account: both serve, the leader keeps the Secret; when it stops, the
+    standby leads and makes a deleted Secret again."""
     core, admission, custom = CoreV1Api(k8s), AdmissionregistrationV1Api(k8s), CustomObjectsApi(k8s)
     options = await controller_options(k8s, control_plane, tmp_path)
     processes: list[subprocess.Popen[bytes]] = []
@@ -373,8 +371,8 @@ async def test_sart_controller_processes_keep_it_across_a_leader_change(
 
 
 async def controller_options(k8s: Any, control_plane: ControlPlane, tmp_path: Path) -> list[str]:
-    """sart-controller's flags as components/webhook gives them, on a kubeconfig holding a
-    token of the shipped account."""
+    """sart-controller's webhook flags as the shipped Deployment gives them, on a kubeconfig
+    holding a token of the shipped account."""
     account = await account_configuration(k8s, "sart-controller")
     kubeconfig = yaml.safe_load(control_plane.kubeconfig.read_text())
     kubeconfig["users"][0]["user"] = {"token": account.api_key["BearerToken"]}

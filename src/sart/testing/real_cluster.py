@@ -1,27 +1,32 @@
 """sart on two real nodes with BGP, as a user installs it: the end-to-end scenario of
 tests/k8s/test_real_node.py and of ``scripts/demo --full``.
 
-``RealCluster`` builds a real control plane (``ControlPlane(bind_address="0.0.0.0")`` with the
-controllers a kubelet needs), two ``sart.testing.node.Node``s (containerd, kubelet and
-kube-proxy each; node-a also runs the cluster's kube-scheduler) with the sart image and a
-busybox image imported, and an FRR router ("tor", AS 65000) in a network namespace of its own
-with one link to each node: 10.255.<n>.1 the router's end, .2 the node's. The nodes keep their
-veth to the host (the apiserver, their default route); the router announces its links, so the
-nodes learn each other's link addresses (kube-proxy masquerades LoadBalancer traffic it sends
-to the other node's pod with its address on that link, and the answer must find its way back),
-and installs up to two equal paths (ECMP; multipath hashed per flow, as a fabric does).
+``RealCluster`` builds a real control plane (``ControlPlane(bind_address="0.0.0.0",
+endpoint_routing=True)`` with the controllers a kubelet needs: the apiserver calls webhooks at
+a ready endpoint of their Service, as a control plane outside the cluster network does), two
+``sart.testing.node.Node``s (containerd, kubelet and kube-proxy each; node-a also runs the
+cluster's kube-scheduler) with the sart image and a busybox image imported, and an FRR router
+("tor", AS 65000) in a network namespace of its own with one link to each node: 10.255.<n>.1
+the router's end, .2 the node's. The nodes keep their veth to the host (the apiserver, their
+default route); the router announces its links, so the nodes learn each other's link addresses
+(kube-proxy masquerades LoadBalancer traffic it sends to the other node's pod with its address
+on that link, and the answer must find its way back), and installs up to two equal paths (ECMP;
+multipath hashed per flow, as a fabric does).
 
 ``run_scenario`` then does what a user does and checks what they would see, stage by stage
 (``RealCluster.stage``: a failure says which stage it reached, with the pods, sart's objects,
 events and every log's tail):
 
-1. ``kubectl kustomize`` of manifests/ with components/cni, ``kubectl apply --server-side``, a
-   pod pool and a service pool, the router as a BGPPeerTemplate and a ClusterBGP (each node's
-   AS from its label, the router's address on each node's link per node: nodeBGPSelector on
-   the kubelet's hostname label, as ``scripts/demo``'s lab), the Nodes labelled;
+1. ``kubectl kustomize`` of manifests/ with components/cni, ``kubectl apply --server-side``,
+   the router as a BGPPeerTemplate and a ClusterBGP (each node's AS from its label, the
+   router's address on each node's link per node: nodeBGPSelector on the kubelet's hostname
+   label, as ``scripts/demo``'s lab), the Nodes labelled;
 2. the sartd DaemonSet's pods Ready on both nodes (its init container installed sart-cni and
    the conflist in each node's /opt/cni/bin and /etc/cni/net.d), both Nodes Ready,
-   sart-controller available;
+   sart-controller available; then the pod pools and service pools applied, again while the
+   webhook cannot be called yet (its failurePolicy is Fail, docs/install.md), and a pool
+   overlapping one of them refused by sart's webhook, called by the apiserver at a controller
+   pod on its node, with its reason in kubectl's error (the pod logs the refusal);
 3. both BGPPeers Established, in their status and in FRR's ``show bgp summary``;
 4. a busybox pod pinned to each node, its address from its node's block of the pod pool
    (containerd calls sart-cni); FRR installs each block via its node; ``sartd fib`` on each
@@ -219,7 +224,11 @@ class RealCluster:
         self._kubectl = kubectl
         self._tmp = Path(tempfile.mkdtemp(prefix="sart-real-cluster-"))
         self.stage("builds (cached)")
-        self._plane = ControlPlane(controllers=NODE_CONTROLLERS, bind_address="0.0.0.0")
+        # The apiserver calls sart's webhook at a controller pod's address, as a control plane
+        # outside the cluster network does (no kube-proxy on this host for a ClusterIP).
+        self._plane = ControlPlane(
+            controllers=NODE_CONTROLLERS, bind_address="0.0.0.0", endpoint_routing=True
+        )
         self._plane.start()
         self.stage("control plane")
         self._cpu_began = _cpu_jiffies()
@@ -567,7 +576,8 @@ def run_scenario(cluster: RealCluster) -> None:
 def _install(cluster: RealCluster) -> None:
     cluster.kubectl("apply", "--server-side", "-f", "-", stdin=rendered(cluster))
     cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-    cluster.kubectl("apply", "-f", "-", stdin=POOLS + "---\n" + bgp_config(cluster))
+    # Not the webhook's kinds: applied at once. The pools wait for the webhook (_webhook).
+    cluster.kubectl("apply", "-f", "-", stdin=bgp_config(cluster))
     for name, (_, asn) in NODES.items():
         cluster.kubectl("label", "node", name, "bgp=lab", f"sart.terassyi.net/asn={asn}")
     cluster.stage("manifests applied, nodes labelled")
@@ -593,6 +603,45 @@ def _install(cluster: RealCluster) -> None:
 
     cluster.wait(controller_available, "a sart-controller pod available")
     cluster.stage("sart-controller ready")
+    _webhook(cluster)
+
+
+def _webhook(cluster: RealCluster) -> None:
+    """The pools applied as docs/install.md says: once sart-controller is available, again
+    while the webhook cannot be called yet (its failurePolicy is Fail). Then a pool overlapping
+    one of them is refused with the webhook's reason, which went from the apiserver to a
+    controller pod's address on its node (the pod logs it) and back in kubectl's error."""
+    attempts: list[str] = []
+
+    def admitted() -> bool:
+        applied = cluster.kubectl_run("apply", "-f", "-", stdin=POOLS)
+        attempts.append(applied.stderr.strip())
+        return applied.returncode == 0
+
+    cluster.wait(admitted, "the AddressPools admitted", timeout=60)
+    before = f", the first refused: {attempts[0][:200]}" if len(attempts) > 1 else ""
+    cluster.notes.append(f"AddressPools admitted at apply {len(attempts)}{before}")
+    cluster.stage("AddressPools admitted by the webhook")
+    overlapping = {
+        "apiVersion": "sart.terassyi.net/v1alpha2",
+        "kind": "AddressPool",
+        "metadata": {"name": "lb-overlapping"},
+        "spec": {"cidr": "10.2.0.8/29", "type": "service", "allocType": "bit"},
+    }
+    refused = cluster.kubectl_run("apply", "-f", "-", stdin=yaml.safe_dump(overlapping))
+    reason = f"cidr 10.2.0.8/29 overlaps AddressPool lb ({LB_POOL})"
+    denied = 'admission webhook "validate.sart.terassyi.net" denied the request'
+    cluster.check(
+        refused.returncode != 0 and denied in refused.stderr and reason in refused.stderr,
+        f"an overlapping AddressPool: {refused.returncode}, {refused.stderr}",
+    )
+    pools = {p["metadata"]["name"] for p in cluster.get("addresspools")["items"]}
+    expected = {d["metadata"]["name"] for d in yaml.safe_load_all(POOLS)}
+    cluster.check(pools == expected, f"AddressPools: {sorted(pools)}")
+    selector = "app.kubernetes.io/component=controller"
+    logs = cluster.kubectl("logs", "-n", "sart-system", "-l", selector, "--tail=-1")
+    cluster.check("admission refused" in logs, f"no controller pod logged the refusal:\n{logs}")
+    cluster.stage("an overlapping AddressPool refused by the webhook")
 
 
 def _sessions(cluster: RealCluster) -> None:
