@@ -1,8 +1,9 @@
 """manifests/ as users install it: `kubectl kustomize` (kubectl built from Go modules at the
-control plane's version, scripts/kubectl) renders the base and its components; every rendered
-object is accepted by the real apiserver (server-side apply, dry run: validation, defaulting and
-admission, without a kubelet), and the Pods the workloads would make are admitted too (the
-controller's under the restricted Pod Security level)."""
+control plane's version, scripts/kubectl) renders the base and its components
+(sart.k8s.chart.render, as for the Helm chart); every rendered object is accepted by the real
+apiserver (server-side apply, dry run: validation, defaulting and admission, without a
+kubelet), and the Pods the workloads would make are admitted too (the controller's under the
+restricted Pod Security level)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import yaml
 from kubernetes_asyncio.client import CoreV1Api
 
 import sart
+from sart.k8s import chart
 from sart.k8s.certs import service_names
 from sart.k8s.runtime import webhook
 from sart.testing.cluster_lab import GRACEFUL_RESTART_FLAGS
@@ -31,47 +33,15 @@ MANIFESTS = ROOT / "manifests"
 METRICS_PORTS = {"bgp": 9469, "controller": 9470, "agent": 9471, "fib": 9472}
 VARIANTS = {
     "base": (),
-    "cni": ("components/cni",),
+    "cni": ("cni",),
 }
 
 
-@pytest.fixture(scope="session")
-def kubectl(request: pytest.FixtureRequest) -> Path:
-    """scripts/kubectl's binary, built first when missing (about 80 s with the control plane's
-    Go caches warm)."""
-    script = ROOT / "scripts" / "kubectl"
-    found = subprocess.run([script, "path"], capture_output=True, text=True, check=False)
-    if found.returncode != 0:
-        capture = request.config.pluginmanager.getplugin("capturemanager")
-        with capture.global_and_fixture_disabled():
-            print("\nno kubectl yet: running scripts/kubectl build", flush=True)
-            subprocess.run([script, "build"], check=True)
-        found = subprocess.run([script, "path"], capture_output=True, text=True, check=True)
-    return Path(found.stdout.strip())
-
-
-def render_with(kubectl: Path, tmp: Path, components: tuple[str, ...]) -> list[dict[str, Any]]:
-    """What `kubectl apply -k` would send: manifests/ with `components`, as a user's own
-    kustomization names them (kustomize refuses one inside manifests/ itself)."""
-    (tmp / "sart").symlink_to(MANIFESTS)
-    kustomization = {
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        "resources": ["sart"],
-        "components": [f"sart/{c}" for c in components],
-    }
-    (tmp / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
-    out = subprocess.run(
-        [kubectl, "kustomize", tmp], capture_output=True, text=True, check=True
-    ).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
-
-
 @pytest.fixture(scope="module")
-def rendered(kubectl: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def rendered(kubectl: Path) -> dict[str, Any]:
+    """What `kubectl apply -k` would send: manifests/ with each variant's components."""
     return {
-        name: render_with(kubectl, tmp_path_factory.mktemp(name), components)
-        for name, components in VARIANTS.items()
+        name: chart.render(kubectl, MANIFESTS, components) for name, components in VARIANTS.items()
     }
 
 
@@ -294,11 +264,11 @@ def test_the_base_registers_the_webhook_the_controller_serves(
     ]
 
 
-def test_the_cert_manager_component_renders(kubectl: Path, tmp_path: Path) -> None:
+def test_the_cert_manager_component_renders(kubectl: Path) -> None:
     """Only rendered here: the apiserver has no cert-manager kinds (what the controller does
     with it: tests/k8s/test_webhook_certs.py). A CA Issuer signs the serving Certificate, the
     CA is injected by annotation, the controller serves the Secret and keeps nothing."""
-    objects = render_with(kubectl, tmp_path, ("components/webhook-cert-manager",))
+    objects = chart.render(kubectl, MANIFESTS, ["webhook-cert-manager"])
     certificate = find(objects, "Certificate", "sart-webhook")
     assert certificate["spec"]["secretName"] == "sart-webhook-tls"
     assert certificate["spec"]["dnsNames"] == list(service_names("sart-webhook", NAMESPACE))
