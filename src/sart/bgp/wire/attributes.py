@@ -153,16 +153,12 @@ _new_segment = builder(AsPathSegment)
 _AS_SEQUENCE = AsPathSegmentType.AS_SEQUENCE
 _AS_SEQUENCE_CODE = _AS_SEQUENCE.value
 _new_as_path = builder(AsPath)
-# struct unpackers of a segment's ASNs, by ASN size and count, made as counts are met.
-_UNPACK: dict[int, dict[int, Callable[[bytes, int], tuple[int, ...]]]] = {2: {}, 4: {}}
-
-
-def _unpacker(size: int, count: int) -> Callable[[bytes, int], tuple[int, ...]]:
-    unpack = _UNPACK[size].get(count)
-    if unpack is None:
-        code = "H" if size == 2 else "I"
-        unpack = _UNPACK[size][count] = struct.Struct(f">{count}{code}").unpack_from
-    return unpack
+# struct unpackers of a segment's ASNs, by ASN size and then count (a segment holds at most
+# 255): indexed, not made on demand, since an AS path is decoded for nearly every UPDATE.
+_UNPACK: dict[int, tuple[Callable[[bytes, int], tuple[int, ...]], ...]] = {
+    size: tuple(struct.Struct(f">{count}{code}").unpack_from for count in range(256))
+    for size, code in ((2, "H"), (4, "I"))
+}
 
 
 def _decode_segments(
@@ -200,7 +196,7 @@ def _decode_segments(
                 UpdateSubcode.MALFORMED_AS_PATH,
                 pos,
             )
-        asns = _unpacker(size, count)(data, pos + 2)
+        asns = _UNPACK[size][count](data, pos + 2)
         segments.append(_new_segment(_SEGMENT_TYPES[segment_type], asns))
         pos = stop
     return tuple(segments)
@@ -220,7 +216,7 @@ def _decode_as_path(data: bytes, start: int, end: int, flags: int, ctx: SessionC
     if end - start > 2 and data[start] == _AS_SEQUENCE_CODE:
         count = data[start + 1]
         if start + 2 + count * size == end:
-            asns = _unpacker(size, count)(data, start + 2)
+            asns = _UNPACK[size][count](data, start + 2)
             if 0 not in asns:
                 sequence: AsPath = _new_as_path((_new_segment(_AS_SEQUENCE, asns),), flags)
                 return sequence

@@ -45,9 +45,12 @@ def decode_update(data: bytes, ctx: SessionContext) -> Update:
             offset=pos,
         )
     add_path = bool(ctx.add_path) and IPV4_UNICAST in ctx.add_path
-    withdrawn, withdrawn_ids = decode_prefixes(
-        data, pos + 2, withdrawn_end, 4, add_path, field="withdrawn routes"
-    )
+    if withdrawn_length:
+        withdrawn, withdrawn_ids = decode_prefixes(
+            data, pos + 2, withdrawn_end, 4, add_path, field="withdrawn routes"
+        )
+    else:  # most UPDATEs of a table
+        withdrawn, withdrawn_ids = (), ()
     attributes_length = (data[withdrawn_end] << 8) | data[withdrawn_end + 1]
     attributes_start = withdrawn_end + 2
     attributes_end = attributes_start + attributes_length
