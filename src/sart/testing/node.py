@@ -31,7 +31,10 @@ Layout of one node (``Node.start``):
 - the kubelet: cgroupfs driver under a cgroup of the node's own (``/sart-<name>``; a second
   kubelet on the machine would otherwise kill the first one's pods as orphaned cgroups), cgroup
   v1 allowed, swap allowed, no eviction, no node allocatable enforcement, anonymous access with
-  AlwaysAllow (a lab), ``--node-ip`` the node's non-loopback address (logs and exec need one).
+  AlwaysAllow (a lab), ``--node-ip`` the node's non-loopback address (logs and exec need one),
+  its pods' logs in the node's directory (``podLogsDir``: in a shared /var/log/pods each
+  kubelet's garbage collection removes the other nodes' pods' logs, and ``kubectl logs`` of
+  them fails).
 
 Stop order (``Node.stop``): kube-proxy, the kubelet, the containers' shims (with the
 containers), containerd; then the mounts under the directory, the pods' network namespaces, the
@@ -320,7 +323,15 @@ class Node:
 
     def _start(self, bin_dir: Path) -> None:
         d = self.directory
-        for sub in ("logs", "cni/bin", "cni/net.d", "kubelet", "containerd/root", "images"):
+        for sub in (
+            "logs",
+            "pod-logs",
+            "cni/bin",
+            "cni/net.d",
+            "kubelet",
+            "containerd/root",
+            "images",
+        ):
             (d / sub).mkdir(parents=True)
         began = time.monotonic()
         self._network()
@@ -509,6 +520,7 @@ class Node:
             "kind": "KubeletConfiguration",
             "cgroupDriver": "cgroupfs",
             "cgroupRoot": self.cgroup_root,
+            "podLogsDir": str(self.directory / "pod-logs"),
             "failCgroupV1": False,
             "failSwapOn": False,
             "containerRuntimeEndpoint": f"unix://{self.containerd_socket}",
