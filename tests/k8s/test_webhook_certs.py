@@ -1,8 +1,11 @@
 """The webhook's certificate kept by the controller (sart.k8s.runtime.certs) with the real
 apiserver, the shipped Service, configuration and RBAC (manifests/deploy): from an empty
 cluster the leader makes the Secret and patches the caBundle, and the apiserver then calls the
-webhook through the Service by its DNS name; a certificate near expiry is replaced while the
-apiserver keeps calling; a second replica serves the same certificate and writes nothing.
+webhook through the Service by its DNS name; a certificate near expiry is replaced by a new CA
+and serving certificate while the apiserver keeps calling, and a replica still serving the old
+certificate stays trusted; the Secret never holds the CA's key, and one written by an earlier
+sart (with ca.key) is taken over; a second replica serves the same certificate and writes
+nothing.
 
 The apiserver calls a webhook Service at its ClusterIP (no kube-proxy here): the test puts
 that address on the loopback interface and the first replica listens there on the Service's
@@ -26,7 +29,6 @@ import pytest_asyncio
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from kubernetes_asyncio.client import (
     AdmissionregistrationV1Api,
     ApiClient,
@@ -94,6 +96,28 @@ class Replica:
 
     async def served(self, ca: bytes) -> bytes:
         return await served_at(self.host, self.port, ca)
+
+
+@contextlib.asynccontextmanager
+async def old_replica(api: ApiClient, data: dict[str, bytes]) -> AsyncIterator[int]:
+    """A replica that has not read the new Secret yet: it serves `data`'s pair on 127.0.0.1
+    (yields the port)."""
+    context = webhook.server_context()
+    webhook.load_pair(context, data[certs.TLS_CERT], data[certs.TLS_KEY])
+    port = free_port()
+    runner = await webhook.serve(api, "127.0.0.1", port, context)
+    try:
+        yield port
+    finally:
+        await runner.cleanup()
+
+
+async def trusted_by_the_apiserver(
+    admission: AdmissionregistrationV1Api, port: int, data: dict[str, bytes]
+) -> None:
+    """The replica at `port` serves `data`'s certificate, and the configuration's caBundle
+    trusts it for the Service's name (what the apiserver checks)."""
+    assert await served_at("127.0.0.1", port, await bundle(admission)) == der(data[certs.TLS_CERT])
 
 
 async def served_at(host: str, port: int, ca: bytes) -> bytes:
@@ -250,17 +274,19 @@ async def test_the_controller_makes_rotates_and_serves_the_certificate(
         assert standby.certificates.not_serving() is None
         assert (leader.certificates.renewals, standby.certificates.renewals) == (1, 0)
 
-        # a serving certificate near expiry (made here, by the same CA) is replaced, and the
-        # apiserver calls the webhook all along
-        ca = x509.load_pem_x509_certificate(data[certs.CA_CERT])
-        ca_key = serialization.load_pem_private_key(data[certs.CA_KEY], None)
-        assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+        assert certs.CA_KEY not in data
+
+        # a Secret whose certificate is near expiry (as a leader before left it, with its CA
+        # and the first one in ca.crt) is rotated: a new CA and serving certificate, the
+        # earlier CAs kept in the bundle, so a replica still serving the old certificate is
+        # trusted; the apiserver calls the webhook all along
+        ca, ca_key = certs.issue_ca(now)
         near, near_key = certs.issue_serving(ca, ca_key, NAMES, now, datetime.timedelta(days=3))
-        expiring = certs.secret_data(ca, ca_key, near, near_key)
+        expiring = certs.secret_data(ca, near, near_key, x509.load_pem_x509_certificates(
+            data[certs.CA_CERT]))  # fmt: skip
         body = {"data": {k: base64.b64encode(v).decode() for k, v in expiring.items()}}
         await core.patch_namespaced_secret(SECRET, NAMESPACE, body, **MERGE)
         began = time.monotonic()
-        await called(custom, "10.132.0.0/24")
 
         async def renewed() -> dict[str, bytes] | None:
             fresh = await secret_data(core)
@@ -268,11 +294,16 @@ async def test_the_controller_makes_rotates_and_serves_the_certificate(
             return fresh if kept else None
 
         rotated = await until(renewed, 30)
-        assert rotated[certs.CA_CERT] == data[certs.CA_CERT]  # the same CA: the same bundle
-        assert await bundle(admission) == data[certs.CA_CERT]
+        assert certs.CA_KEY not in rotated
+        new_ca, *earlier = x509.load_pem_x509_certificates(rotated[certs.CA_CERT])
+        assert earlier == [ca, *x509.load_pem_x509_certificates(data[certs.CA_CERT])]
+        x509.load_pem_x509_certificate(rotated[certs.TLS_CERT]).verify_directly_issued_by(new_ca)
+        assert await bundle(admission) == rotated[certs.CA_CERT]
         await serve_everywhere(rotated, leader, standby)
         rotated_after = time.monotonic() - began
         await called(custom, "10.133.0.0/24")
+        async with old_replica(k8s, expiring) as old:
+            await trusted_by_the_apiserver(admission, old, expiring)
         assert (leader.certificates.renewals, standby.certificates.renewals) == (2, 0)
     k8s_report(
         f"webhook: called by the apiserver {callable_after:.2f} s after the controller started"
@@ -281,26 +312,34 @@ async def test_the_controller_makes_rotates_and_serves_the_certificate(
     )
 
 
-async def test_a_new_ca_is_trusted_alongside_the_old_one(
+async def test_a_secret_with_the_ca_key_is_taken_over(
     k8s: Any, installed: str, pools: list[str]
 ) -> None:
-    """A CA within its rotation window (as a controller before left it) is replaced; the old
-    one stays in the bundle; a configuration applied again with an empty caBundle gets it back."""
+    """A Secret as an earlier sart wrote it (a 10-year CA with ca.key, in the caBundle) is
+    rotated at once: a new CA, ca.key gone from the Secret, the old CA kept in the bundle so a
+    replica still serving the old certificate stays trusted; a configuration applied again with
+    an empty caBundle gets it back."""
     core, admission, custom = CoreV1Api(k8s), AdmissionregistrationV1Api(k8s), CustomObjectsApi(k8s)
     now = datetime.datetime.now(datetime.UTC)
-    old_ca, old_key = certs.issue_ca(now, datetime.timedelta(days=100))
+    old_ca, old_key = certs.issue_ca(now, datetime.timedelta(days=3650))
     serving, serving_key = certs.issue_serving(old_ca, old_key, NAMES, now)
-    old = certs.secret_data(old_ca, old_key, serving, serving_key)
+    old = {**certs.secret_data(old_ca, serving, serving_key), certs.CA_KEY: old_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption())}  # fmt: skip
     encoded = {k: base64.b64encode(v).decode() for k, v in old.items()}
     secret = {"metadata": {"name": SECRET}, "type": "kubernetes.io/tls", "data": encoded}
     await core.create_namespaced_secret(NAMESPACE, secret)
-    async with replicas(k8s, installed) as (leader, standby):
+    ca_bundle = base64.b64encode(old[certs.CA_CERT]).decode()
+    patch = {"webhooks": [{"name": webhook.NAME, "clientConfig": {"caBundle": ca_bundle}}]}
+    await admission.patch_validating_webhook_configuration("sart", patch, **STRATEGIC)
+    async with replicas(k8s, installed) as (leader, standby), old_replica(k8s, old) as before:
 
         async def renewed() -> dict[str, bytes] | None:
             fresh = await secret_data(core)
             return fresh if fresh[certs.CA_CERT] != old[certs.CA_CERT] else None
 
         data = await until(renewed, 30)
+        assert set(data) == {certs.TLS_CERT, certs.TLS_KEY, certs.CA_CERT}  # no ca.key
         new_ca, kept = x509.load_pem_x509_certificates(data[certs.CA_CERT])
         assert kept == old_ca
         x509.load_pem_x509_certificate(data[certs.TLS_CERT]).verify_directly_issued_by(new_ca)
@@ -308,6 +347,7 @@ async def test_a_new_ca_is_trusted_alongside_the_old_one(
         await auto_pool(custom, pools[0], "10.134.0.0/24")
         await serve_everywhere(data, leader, standby)
         await called(custom, "10.135.0.0/24")
+        await trusted_by_the_apiserver(admission, before, old)
 
         await admission.delete_validating_webhook_configuration("sart")
         await admission.create_validating_webhook_configuration(
@@ -400,9 +440,7 @@ async def test_a_certificate_kept_elsewhere_is_served_as_it_changes(
 
     def issued() -> dict[str, bytes]:
         serving, serving_key = certs.issue_serving(ca, ca_key, NAMES, now)
-        data = certs.secret_data(ca, ca_key, serving, serving_key)
-        del data[certs.CA_KEY]  # cert-manager keeps its CA's key elsewhere
-        return data
+        return certs.secret_data(ca, serving, serving_key)  # its CA's key kept elsewhere
 
     first = issued()
     encoded = {k: base64.b64encode(v).decode() for k, v in first.items()}

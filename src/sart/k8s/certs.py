@@ -1,19 +1,21 @@
-"""The webhook's certificates, as the controller keeps them itself (MetalLB's cert-controller
-does the same): a long-lived CA and a serving certificate it signs, for the webhook Service's
-DNS names, held in one Secret (kubernetes.io/tls: tls.crt, tls.key; with ca.crt, the bundle
-the apiserver trusts, and ca.key, to sign the next serving certificate).
+"""The webhook's certificates, as the controller keeps them itself: a serving certificate for
+the webhook Service's DNS names and the CA that signed it, in one Secret (kubernetes.io/tls:
+tls.crt, tls.key; with ca.crt, the bundle the apiserver trusts). The CA's private key is never
+kept: it signs the one serving certificate it is made with and is dropped, so whoever can read
+the Secret (the node agent reads every Secret of its namespace) cannot make a certificate the
+apiserver would trust. A renewal is therefore always a new CA with a new serving certificate.
 
-Sans-IO: `decide` reads the Secret's data at `now` and says what must be made again and why;
+Sans-IO: `decide` reads the Secret's data at `now` and says what must be written and why;
 `renew` makes it; `next_check` is when to look again. No clock, no apiserver here: the caller
 passes the time in and writes the result. The crypto is `cryptography`'s.
 
-Rotation rule: the serving certificate (valid SERVING_LIFETIME) is made again once it is within
-SERVING_WINDOW of expiry, or does not fit (missing, unreadable, another key, not signed by the
-CA, other names); the CA (valid CA_LIFETIME) once within CA_WINDOW of expiry or unfit, and the
-serving certificate with it. CA_WINDOW is longer than SERVING_LIFETIME, so no serving
-certificate outlives the CA that signed it. A renewed CA keeps the previous one in ca.crt while
-that is still valid (from the Secret, or from the bundle the apiserver trusts when the Secret
-is gone), so the bundle trusts both while the replicas move to the new certificate.
+Rotation rule: the serving certificate and its CA (both valid LIFETIME) are made again once the
+certificate is within WINDOW of expiry, or does not fit (missing, unreadable, another key, not
+signed by the first CA of ca.crt, other names), or when the Secret holds a CA key (ca.key, as
+sart kept it before: that key could be read by the nodes). The CAs trusted until then (ca.crt's,
+or the bundle the apiserver trusts when the Secret is gone) stay after the new one in ca.crt
+while they are valid, for at most OVERLAP after the rotation, so the apiserver trusts the
+replicas that still serve the previous certificate until they read the new Secret.
 """
 
 from __future__ import annotations
@@ -29,13 +31,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-CA_LIFETIME = datetime.timedelta(days=3650)
-CA_WINDOW = datetime.timedelta(days=400)
-SERVING_LIFETIME = datetime.timedelta(days=365)
-SERVING_WINDOW = datetime.timedelta(days=30)
+LIFETIME = datetime.timedelta(days=365)  # of a serving certificate, and of the CA signing it
+WINDOW = datetime.timedelta(days=30)  # a serving certificate this near expiry is made again
+OVERLAP = datetime.timedelta(days=30)  # an earlier CA stays trusted this long after a rotation
 BACKDATE = datetime.timedelta(minutes=5)  # clocks of the apiserver and of us may differ a little
 
-TLS_CERT, TLS_KEY, CA_CERT, CA_KEY = "tls.crt", "tls.key", "ca.crt", "ca.key"
+TLS_CERT, TLS_KEY, CA_CERT = "tls.crt", "tls.key", "ca.crt"
+CA_KEY = "ca.key"  # where sart kept the CA's key before; a Secret holding it is rotated
 CA_NAME = "sart-webhook-ca"
 
 
@@ -48,9 +50,8 @@ class Renew(enum.Enum):
     """What the Secret needs, least first."""
 
     NOTHING = "nothing"
-    BUNDLE = "bundle"  # ca.crt still holds a CA that has expired: drop it
-    SERVING = "serving"  # a new serving certificate from the same CA
-    CA = "ca"  # a new CA, and a serving certificate it signs
+    BUNDLE = "bundle"  # an earlier CA's overlap is over: drop it from ca.crt
+    ROTATE = "rotate"  # a new CA, and a serving certificate it signs
 
 
 @attrs.frozen
@@ -61,11 +62,17 @@ class Decision:
 
 @attrs.frozen
 class _Read:
-    """The Secret's material as far as it could be read."""
+    """The Secret's material, found fit."""
 
     ca: x509.Certificate
-    ca_key: ec.EllipticCurvePrivateKey
-    bundle: tuple[x509.Certificate, ...]  # ca.crt: the CA first, then earlier ones
+    serving: x509.Certificate
+    earlier: tuple[x509.Certificate, ...]  # ca.crt after the CA
+
+    def drops(self) -> list[datetime.datetime]:
+        """When each earlier CA leaves ca.crt: once it expires, at the latest OVERLAP after
+        the serving certificate was made."""
+        rotated = self.serving.not_valid_before_utc + BACKDATE
+        return [min(c.not_valid_after_utc, rotated + OVERLAP) for c in self.earlier]
 
 
 class _Unfit(Exception):
@@ -95,38 +102,32 @@ def _key(data: Mapping[str, bytes], field: str) -> ec.EllipticCurvePrivateKey:
     return key
 
 
-def _fits_key(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey, field: str) -> None:
-    if cert.public_key() != key.public_key():
-        raise _Unfit(f"{field} is not the key of its certificate")
-
-
-def _expiry(cert: x509.Certificate, what: str, now: datetime.datetime,
-            window: datetime.timedelta) -> None:  # fmt: skip
+def _expiry(cert: x509.Certificate, what: str, now: datetime.datetime) -> None:
     if now < cert.not_valid_before_utc:
         raise _Unfit(f"{what} is not valid before {cert.not_valid_before_utc.isoformat()}")
-    if now >= cert.not_valid_after_utc - window:
+    if now >= cert.not_valid_after_utc - WINDOW:
         raise _Unfit(f"{what} expires at {cert.not_valid_after_utc.isoformat()}")
 
 
-def _read_ca(data: Mapping[str, bytes], now: datetime.datetime) -> _Read:
-    bundle = _certificates(data, CA_CERT)
-    ca, key = bundle[0], _key(data, CA_KEY)
-    _fits_key(ca, key, CA_KEY)
+def _parts(data: Mapping[str, bytes]) -> _Read:
+    ca, *earlier = _certificates(data, CA_CERT)
+    return _Read(ca, _certificates(data, TLS_CERT)[0], tuple(earlier))
+
+
+def _read(data: Mapping[str, bytes], names: Sequence[str], now: datetime.datetime) -> _Read:
+    if CA_KEY in data:
+        raise _Unfit(f"the Secret holds {CA_KEY}, a CA key the nodes may have read")
+    read = _parts(data)
+    ca, cert = read.ca, read.serving
     try:
         constraints = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
     except x509.ExtensionNotFound:
         raise _Unfit("the CA has no basicConstraints") from None
     if not constraints.ca:
         raise _Unfit("the first certificate of ca.crt is not a CA")
-    _expiry(ca, "the CA", now, CA_WINDOW)
-    return _Read(ca, key, tuple(bundle))
-
-
-def _check_serving(
-    data: Mapping[str, bytes], ca: x509.Certificate, names: Sequence[str], now: datetime.datetime
-) -> None:
-    cert = _certificates(data, TLS_CERT)[0]
-    _fits_key(cert, _key(data, TLS_KEY), TLS_KEY)
+    _expiry(ca, "the CA", now)
+    if cert.public_key() != _key(data, TLS_KEY).public_key():
+        raise _Unfit(f"{TLS_KEY} is not the key of the serving certificate")
     try:
         cert.verify_directly_issued_by(ca)
     except (ValueError, TypeError, InvalidSignature):
@@ -138,22 +139,21 @@ def _check_serving(
     have = alternative.get_values_for_type(x509.DNSName)
     if sorted(have) != sorted(names):
         raise _Unfit(f"the serving certificate is for {', '.join(have)}")
-    _expiry(cert, "the serving certificate", now, SERVING_WINDOW)
+    _expiry(cert, "the serving certificate", now)
+    return read
 
 
 def decide(data: Mapping[str, bytes], names: Sequence[str], now: datetime.datetime) -> Decision:
     """What the Secret's `data` (decoded) needs at `now` to serve `names`."""
     try:
-        read = _read_ca(data, now)
+        read = _read(data, names, now)
     except _Unfit as unfit:
-        return Decision(Renew.CA, str(unfit))
-    try:
-        _check_serving(data, read.ca, names, now)
-    except _Unfit as unfit:
-        return Decision(Renew.SERVING, str(unfit))
-    expired = [c for c in read.bundle[1:] if c.not_valid_after_utc <= now]
-    if expired:
-        return Decision(Renew.BUNDLE, f"ca.crt holds {len(expired)} expired CA certificate(s)")
+        return Decision(Renew.ROTATE, str(unfit))
+    over = sum(drop <= now for drop in read.drops())
+    if over:
+        return Decision(
+            Renew.BUNDLE, f"ca.crt holds {over} earlier CA certificate(s) no longer due"
+        )
     return Decision(Renew.NOTHING, "")
 
 
@@ -199,7 +199,7 @@ def _builder(
 
 
 def issue_ca(
-    now: datetime.datetime, lifetime: datetime.timedelta = CA_LIFETIME
+    now: datetime.datetime, lifetime: datetime.timedelta = LIFETIME
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A self-signed CA valid for `lifetime` from `now`, and its key."""
     key = ec.generate_private_key(ec.SECP256R1())
@@ -218,7 +218,7 @@ def issue_serving(
     ca_key: ec.EllipticCurvePrivateKey,
     names: Sequence[str],
     now: datetime.datetime,
-    lifetime: datetime.timedelta = SERVING_LIFETIME,
+    lifetime: datetime.timedelta = LIFETIME,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A serving certificate for `names` signed by `ca`, valid for `lifetime` from `now` (never
     beyond the CA), and its key."""
@@ -239,17 +239,15 @@ def issue_serving(
 
 def secret_data(
     ca: x509.Certificate,
-    ca_key: ec.EllipticCurvePrivateKey,
     serving: x509.Certificate,
     serving_key: ec.EllipticCurvePrivateKey,
     earlier_cas: Sequence[x509.Certificate] = (),
 ) -> dict[str, bytes]:
-    """The Secret's data (decoded) holding these."""
+    """The Secret's data (decoded) holding these: no CA key."""
     return {
         TLS_CERT: _pem(serving),
         TLS_KEY: _key_pem(serving_key),
         CA_CERT: b"".join(_pem(c) for c in (ca, *earlier_cas)),
-        CA_KEY: _key_pem(ca_key),
     }
 
 
@@ -275,24 +273,21 @@ def renew(
     now: datetime.datetime,
     trusted: bytes = b"",
 ) -> dict[str, bytes]:
-    """The Secret's new data (decoded) after `decision` (not NOTHING) on `data` at `now`.
-    `trusted` is the bundle the apiserver trusts now (the configuration's caBundle)."""
-    if decision.renew is Renew.CA:
+    """The Secret's new data (decoded) after `decision` (not NOTHING) on `data` at `now`: every
+    field of it (a field of `data` missing here is to be removed). `trusted` is the bundle the
+    apiserver trusts now (the configuration's caBundle)."""
+    if decision.renew is Renew.ROTATE:
         ca, ca_key = issue_ca(now)
         serving, serving_key = issue_serving(ca, ca_key, names, now)
-        # The CAs trusted until now stay so while they are valid (from the Secret, or from the
-        # configuration when the Secret is gone): the replicas may still serve what they
-        # signed until they read the new Secret.
+        # The CA's key goes no further than here. The CAs trusted until now stay while they
+        # are valid (from the Secret, or from the configuration when the Secret is gone): the
+        # replicas may still serve what they signed until they read the new Secret.
         earlier = _still_valid((data.get(CA_CERT, b""), trusted), now)
-        return secret_data(ca, ca_key, serving, serving_key, earlier)
-    read = _read_ca(data, now)
-    earlier = [c for c in read.bundle[1:] if now < c.not_valid_after_utc]
-    if decision.renew is Renew.SERVING:
-        serving, serving_key = issue_serving(read.ca, read.ca_key, names, now)
-        return secret_data(read.ca, read.ca_key, serving, serving_key, earlier)
+        return secret_data(ca, serving, serving_key, earlier)
     if decision.renew is Renew.BUNDLE:
-        bundle = b"".join(_pem(c) for c in (read.ca, *earlier))
-        return {**data, CA_CERT: bundle}
+        read = _read(data, names, now)
+        due = [c for c, drop in zip(read.earlier, read.drops(), strict=True) if now < drop]
+        return {**data, CA_CERT: b"".join(_pem(c) for c in (read.ca, *due))}
     raise ValueError(f"nothing to renew: {decision}")
 
 
@@ -302,14 +297,12 @@ def expires(cert: bytes) -> datetime.datetime:
 
 
 def next_check(data: Mapping[str, bytes]) -> datetime.datetime | None:
-    """When `decide` will next answer differently for a Secret it found fit: the earliest
-    rotation time or expiry in it (None if it cannot be read)."""
+    """When `decide` will next answer differently for a Secret it found fit: the rotation time
+    of the serving certificate or of its CA, or when an earlier CA leaves ca.crt (None if the
+    Secret cannot be read)."""
     try:
-        bundle = _certificates(data, CA_CERT)
-        serving = _certificates(data, TLS_CERT)[0]
+        read = _parts(data)
     except _Unfit:
         return None
-    times = [bundle[0].not_valid_after_utc - CA_WINDOW]
-    times += [c.not_valid_after_utc for c in bundle[1:]]
-    times.append(serving.not_valid_after_utc - SERVING_WINDOW)
-    return min(times)
+    due = (read.serving.not_valid_after_utc, read.ca.not_valid_after_utc)
+    return min([t - WINDOW for t in due] + read.drops())

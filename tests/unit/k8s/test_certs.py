@@ -9,6 +9,7 @@ import ssl
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from sart.k8s import certs
 from sart.k8s.certs import Renew, decide, next_check, renew, service_names
@@ -40,15 +41,15 @@ def test_service_names() -> None:
     assert NAMES == ("sart-webhook.sart-system.svc", "sart-webhook.sart-system.svc.cluster.local")
 
 
-def test_an_empty_secret_gets_a_ca_and_a_serving_certificate() -> None:
-    assert decide({}, NAMES, NOW) == certs.Decision(Renew.CA, "no ca.crt")
+def test_an_empty_secret_gets_a_ca_and_a_serving_certificate_and_no_ca_key() -> None:
+    assert decide({}, NAMES, NOW) == certs.Decision(Renew.ROTATE, "no ca.crt")
     data = fresh()
-    assert set(data) == {"tls.crt", "tls.key", "ca.crt", "ca.key"}
+    assert set(data) == {"tls.crt", "tls.key", "ca.crt"}
     assert decide(data, NAMES, NOW) == certs.Decision(Renew.NOTHING, "")
     [ca] = cas(data)
-    assert ca.not_valid_after_utc == NOW + certs.CA_LIFETIME
+    assert ca.not_valid_after_utc == NOW + certs.LIFETIME
     cert = serving(data)
-    assert cert.not_valid_after_utc == NOW + certs.SERVING_LIFETIME
+    assert cert.not_valid_after_utc == NOW + certs.LIFETIME
     assert certs.expires(data["tls.crt"]) == cert.not_valid_after_utc
     cert.verify_directly_issued_by(ca)
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -92,56 +93,77 @@ def test_a_pair_that_does_not_fit_leaves_the_served_one() -> None:
     assert int(str(served), 16) == serving(data).serial_number
 
 
-def test_serving_certificate_rotates_within_its_window_with_the_same_ca() -> None:
+def test_a_rotation_makes_a_new_ca_and_the_old_one_stays_for_the_overlap() -> None:
     data = fresh()
-    rotation = NOW + certs.SERVING_LIFETIME - certs.SERVING_WINDOW
+    rotation = NOW + certs.LIFETIME - certs.WINDOW
     assert next_check(data) == rotation
     assert decide(data, NAMES, rotation - DAY).renew is Renew.NOTHING
     decision = decide(data, NAMES, rotation)
-    assert decision.renew is Renew.SERVING
-    assert decision.reason.startswith("the serving certificate expires at")
+    assert decision.renew is Renew.ROTATE
+    assert decision.reason.startswith("the CA expires at")  # the CA lives as long
     renewed = renew(decision, data, NAMES, rotation)
-    assert renewed["ca.crt"] == data["ca.crt"]  # the bundle the apiserver trusts is unchanged
-    assert renewed["ca.key"] == data["ca.key"]
-    assert renewed["tls.key"] != data["tls.key"]
-    assert decide(renewed, NAMES, rotation).renew is Renew.NOTHING
-
-
-def test_ca_rotates_within_its_window_and_the_old_one_stays_in_the_bundle() -> None:
-    data = fresh()
-    now = NOW
-    while (decision := decide(data, NAMES, now)).renew is not Renew.CA:
-        if decision.renew is not Renew.NOTHING:
-            data = renew(decision, data, NAMES, now)  # yearly serving renewals
-        now = next_check(data) or now
-    assert now == NOW + certs.CA_LIFETIME - certs.CA_WINDOW
-    assert decision.reason.startswith("the CA expires at")
-    renewed = renew(decision, data, NAMES, now)
+    assert set(renewed) == {"tls.crt", "tls.key", "ca.crt"}
     new, old = cas(renewed)
     assert old == cas(data)[0]
     serving(renewed).verify_directly_issued_by(new)
-    assert decide(renewed, NAMES, now).renew is Renew.NOTHING
-    # the serving certificate rotates once more, then the old CA expires and leaves the bundle
-    expired = old.not_valid_after_utc
-    rotation = next_check(renewed)
-    assert rotation is not None
-    assert rotation < expired
-    renewed = renew(decide(renewed, NAMES, rotation), renewed, NAMES, rotation)
-    assert next_check(renewed) == expired
-    decision = decide(renewed, NAMES, expired)
-    assert decision == certs.Decision(Renew.BUNDLE, "ca.crt holds 1 expired CA certificate(s)")
-    trimmed = renew(decision, renewed, NAMES, expired)
+    serving(data).verify_directly_issued_by(old)  # still served by replicas a moment
+    assert decide(renewed, NAMES, rotation).renew is Renew.NOTHING
+    # the old CA leaves the bundle when the old serving certificate expires, the overlap
+    dropped = rotation + certs.OVERLAP
+    assert dropped == serving(data).not_valid_after_utc
+    assert next_check(renewed) == dropped
+    assert decide(renewed, NAMES, dropped - DAY).renew is Renew.NOTHING
+    decision = decide(renewed, NAMES, dropped)
+    assert decision == certs.Decision(
+        Renew.BUNDLE, "ca.crt holds 1 earlier CA certificate(s) no longer due"
+    )
+    trimmed = renew(decision, renewed, NAMES, dropped)
     assert cas(trimmed) == [new]
     assert {k: v for k, v in trimmed.items() if k != "ca.crt"} == {
         k: v for k, v in renewed.items() if k != "ca.crt"
     }
+    assert next_check(trimmed) == new.not_valid_after_utc - certs.WINDOW
+
+
+def legacy(now: datetime.datetime = NOW) -> dict[str, bytes]:
+    """A Secret as sart kept it before: a CA of 10 years with its key, a serving certificate
+    of 1 year."""
+    ca, ca_key = certs.issue_ca(now, 10 * certs.LIFETIME)
+    cert, key = certs.issue_serving(ca, ca_key, NAMES, now)
+    pem = ca_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return {**certs.secret_data(ca, cert, key), "ca.key": pem}
+
+
+def test_a_secret_holding_a_ca_key_is_rotated_and_the_key_dropped() -> None:
+    """Taken over from the previous version: a new CA at once (the old key may have been read
+    by the nodes), the old CA trusted only for the overlap, not for the years it is valid."""
+    data = legacy(NOW - 100 * DAY)
+    decision = decide(data, NAMES, NOW)
+    assert decision == certs.Decision(
+        Renew.ROTATE, "the Secret holds ca.key, a CA key the nodes may have read"
+    )
+    renewed = renew(decision, data, NAMES, NOW)
+    assert "ca.key" not in renewed
+    new, old = cas(renewed)
+    assert old == cas(data)[0]
+    assert old.not_valid_after_utc > NOW + 5 * certs.LIFETIME
+    serving(data).verify_directly_issued_by(old)
+    assert next_check(renewed) == NOW + certs.OVERLAP
+    trimmed = renew(
+        decide(renewed, NAMES, NOW + certs.OVERLAP), renewed, NAMES, NOW + certs.OVERLAP
+    )
+    assert cas(trimmed) == [new]
 
 
 def test_a_secret_made_again_keeps_trusting_what_the_configuration_trusts() -> None:
     """The Secret is gone (deleted by hand): the new CA's bundle keeps the CA the apiserver
     trusts now while it is valid, once, and not one that has expired."""
     before = fresh()
-    expired = fresh(NOW - certs.CA_LIFETIME - DAY)
+    expired = fresh(NOW - certs.LIFETIME - DAY)
     trusted = before["ca.crt"] + expired["ca.crt"] + before["ca.crt"]
     decision = decide({}, NAMES, NOW)
     new, kept = cas(renew(decision, {}, NAMES, NOW, trusted))
@@ -149,23 +171,19 @@ def test_a_secret_made_again_keeps_trusting_what_the_configuration_trusts() -> N
     assert new != kept
 
 
-def test_every_serving_certificate_expires_before_its_ca() -> None:
-    assert certs.CA_WINDOW > certs.SERVING_LIFETIME
-
-
 @pytest.mark.parametrize(
     ("spoil", "renewal", "reason"),
     [
-        (lambda d: d.pop("ca.key"), Renew.CA, "no ca.key"),
-        (lambda d: d.update({"ca.crt": b"junk"}), Renew.CA, "ca.crt is not PEM certificates"),
-        (lambda d: d.update({"ca.key": fresh()["ca.key"]}), Renew.CA,
-         "ca.key is not the key of its certificate"),
-        (lambda d: d.update({"ca.crt": d["tls.crt"], "ca.key": d["tls.key"]}), Renew.CA,
+        (lambda d: d.pop("ca.crt"), Renew.ROTATE, "no ca.crt"),
+        (lambda d: d.update({"ca.crt": b"junk"}), Renew.ROTATE, "ca.crt is not PEM certificates"),
+        (lambda d: d.update({"tls.key": fresh()["tls.key"]}), Renew.ROTATE,
+         "tls.key is not the key of the serving certificate"),
+        (lambda d: d.update({"ca.crt": d["tls.crt"]}), Renew.ROTATE,
          "the first certificate of ca.crt is not a CA"),
-        (lambda d: d.pop("tls.crt"), Renew.SERVING, "no tls.crt"),
-        (lambda d: d.update({"tls.key": b"-----BEGIN PRIVATE KEY-----\n"}), Renew.SERVING,
+        (lambda d: d.pop("tls.crt"), Renew.ROTATE, "no tls.crt"),
+        (lambda d: d.update({"tls.key": b"-----BEGIN PRIVATE KEY-----\n"}), Renew.ROTATE,
          "tls.key is not an unencrypted PEM private key"),
-        (lambda d: d.update(other_serving()), Renew.SERVING,
+        (lambda d: d.update(other_serving()), Renew.ROTATE,
          "the serving certificate is not signed by the CA"),
     ],
 )  # fmt: skip
@@ -183,7 +201,7 @@ def test_other_names_get_a_new_serving_certificate() -> None:
     names = service_names("sart-webhook", "elsewhere")
     decision = decide(data, names, NOW)
     assert decision == certs.Decision(
-        Renew.SERVING,
+        Renew.ROTATE,
         "the serving certificate is for sart-webhook.sart-system.svc,"
         " sart-webhook.sart-system.svc.cluster.local",
     )

@@ -4,11 +4,11 @@
   tls.crt and tls.key, loading them again as soon as the Secret changes. A Secret mounted as
   files would reach the Pod only after the kubelet's next sync (a minute or more), so replicas
   would serve a certificate the apiserver no longer trusts for that long;
-- the leader (`keep`) makes the Secret (kubernetes.io/tls, with ca.crt and ca.key) when it is
-  missing or unfit and renews it within the rotation window, and patches the CA bundle into
-  the caBundle of sart's webhooks (by name) in the ValidatingWebhookConfiguration, whenever
-  either changes (it watches both). A bundle that gains a CA goes to the configuration before
-  the Secret that serves a certificate signed by it.
+- the leader (`keep`) makes the Secret (kubernetes.io/tls, with ca.crt; never the CA's key)
+  when it is missing or unfit and renews it within the rotation window, and patches the CA
+  bundle into the caBundle of sart's webhooks (by name) in the ValidatingWebhookConfiguration,
+  whenever either changes (it watches both). A bundle that gains a CA goes to the
+  configuration before the Secret that serves a certificate signed by it.
 
 Failures follow the runtime's error model (`outcome`): a conflict is decided again at once,
 anything temporary backs off, a refused write is logged and retried slowly.
@@ -235,8 +235,14 @@ class WebhookCertificates:
             }
             written = await call_raw(self.core.create_namespaced_secret, self.namespace, body)
         else:
-            # With the version we decided on: a change meanwhile is a 409, decided again.
-            body = {"metadata": {"resourceVersion": self.version}, "data": encoded}
+            # With the version we decided on: a change meanwhile is a 409, decided again. A
+            # merge patch keeps the fields it does not name: the dropped ones (ca.key, as an
+            # earlier sart wrote it) are named with null.
+            dropped: dict[str, str | None] = dict.fromkeys(set(self.data) - set(data))
+            body = {
+                "metadata": {"resourceVersion": self.version},
+                "data": {**dropped, **encoded},
+            }
             try:
                 written = await call_raw(
                     self.core.patch_namespaced_secret, self.secret, self.namespace, body, **MERGE
