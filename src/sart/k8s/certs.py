@@ -62,7 +62,7 @@ class Decision:
 
 @attrs.frozen
 class _Read:
-    """The Secret's material, found fit."""
+    """The Secret's certificates: the CA, the serving one, the earlier CAs."""
 
     ca: x509.Certificate
     serving: x509.Certificate
