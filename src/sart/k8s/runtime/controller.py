@@ -40,7 +40,7 @@ from sart.k8s.reconcile.loadbalancer import (
 )
 from sart.k8s.runtime import MERGE
 from sart.k8s.runtime.calls import call_raw
-from sart.k8s.runtime.events import EventRecorder
+from sart.k8s.runtime.events import EventLane, EventRecorder
 from sart.k8s.runtime.metrics import ControllerMetrics
 from sart.k8s.runtime.outcome import API_ERRORS, KeyedBackoff, Outcome, classify, describe
 from sart.k8s.runtime.watch import SharedWatches, read_object
@@ -190,6 +190,8 @@ class LoadBalancerController:
         self._pool_counts: dict[str, tuple[int, int]] = {}
         self._backoff = KeyedBackoff(base=RETRY_DELAY, cap=RETRY_MAX)
         self.events = EventRecorder(self.core, COMPONENT, fence=fence)
+        # Written once no Service is queued or being written (events.EventLane)
+        self.event_lane = EventLane(self.events, lambda: bool(self._writing or self._queued))
         # The process's shared watches (run by their owner), or our own (run by us).
         self._own_watches = watches is None
         self.watches = watches if watches is not None else SharedWatches()
@@ -367,8 +369,14 @@ class LoadBalancerController:
                 self.enqueue(key)  # deleted while no controller ran: its advertisements go
 
     def idle(self, key: str) -> bool:
-        """Whether nothing is queued or being written for the Service (tests wait on this)."""
-        return key not in self._queued and key not in self._writing and key not in self._again
+        """Whether nothing is queued or being written for the Service, its Events included
+        (tests wait on this)."""
+        return (
+            key not in self._queued
+            and key not in self._writing
+            and key not in self._again
+            and not self.event_lane.waiting
+        )
 
     def enqueue(self, key: str) -> None:
         if key not in self._queued:
@@ -394,6 +402,7 @@ class LoadBalancerController:
             tasks.create_task(self._work())
             tasks.create_task(self._pool_status_loop())
             tasks.create_task(self._aggregate_loop())
+            tasks.create_task(self.event_lane.run())
 
     async def _work(self) -> None:
         await self._started.wait()
@@ -501,7 +510,7 @@ class LoadBalancerController:
             async with self._followers:
                 await self._announce(view, wanted)
                 for event in plan.events:
-                    await self._record(view, event)
+                    self._record(view, event)
         except API_ERRORS as error:
             outcome = classify(error)
             if outcome is Outcome.DONE:
@@ -513,7 +522,7 @@ class LoadBalancerController:
                                             "reason": getattr(error, "reason", "")},
                 )  # fmt: skip
                 message = f"the apiserver refused a write: {describe(error)} {error}"
-                await self._record(view, Event("Warning", "WriteRefused", message[:1000]))
+                self._record(view, Event("Warning", "WriteRefused", message[:1000]))
             elif outcome is Outcome.TEMPORARY:
                 log.warning(
                     "write failed, retrying", extra={"service": key, "error": describe(error)}
@@ -678,12 +687,12 @@ class LoadBalancerController:
                     raise
             self.aggregated.pop(name, None)
 
-    async def _record(self, view: ServiceView, event: Event) -> None:
+    def _record(self, view: ServiceView, event: Event) -> None:
         self.fence()  # before the log line: a fenced ex-leader must not say it allocated
         log.info(event.message, extra={"service": view.key, "reason": event.reason})
         involved = {"apiVersion": "v1", "kind": "Service", "namespace": view.namespace,
                     "name": view.name, "uid": view.uid}  # fmt: skip
-        await self.events.record(involved, event.type, event.reason, event.message)
+        self.event_lane.post(involved, event.type, event.reason, event.message)
 
     def _measure(self, measured: set[str]) -> None:
         """Pool gauges (a service pool is one block, as in the original), the series of

@@ -2,13 +2,17 @@
 message seen again updates the Event already written (count + 1, lastTimestamp) instead of
 adding one more, so a Service that waits for an address does not flood its namespace.
 
-Events are best effort: a failure to record one is logged, never a reason to write again."""
+Events are best effort: a failure to record one is logged, never a reason to write again.
+`EventLane` writes them after the state they tell of, as client-go's asynchronous recorder
+does."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -20,6 +24,9 @@ from sart.k8s.runtime.outcome import API_ERRORS, describe
 
 log = logging.getLogger("sart.k8s")
 REMEMBERED = 4096  # aggregation keys kept (least recently used forgotten first)
+HOLD = 30.0  # seconds an Event may wait for the controller's state writes to end
+POLL = 0.05  # seconds between looks at whether they have
+QUEUED = 10000  # Events waiting at most: past that the oldest are dropped
 
 
 def _now() -> str:
@@ -84,3 +91,52 @@ class EventRecorder:
         self.written += 1
         self.seen[key] = (namespace, name, count + 1)
         return True
+
+
+class EventLane:
+    """Events posted now and written once the owner's state writes are done.
+
+    A burst of new Services is a burst of apiserver writes: each Service's status, its
+    BGPAdvertisement and its Event, beside the creates themselves. The Events are the only
+    part nobody waits for, so they wait: while `busy()` says state writes are queued or in
+    flight, for at most HOLD seconds after being posted, then are written one at a time.
+    Best effort, as every Event: past QUEUED waiting, the oldest are dropped (and counted)."""
+
+    def __init__(
+        self, recorder: EventRecorder, busy: Callable[[], bool], *, hold: float = HOLD
+    ) -> None:
+        self.recorder, self.busy, self.hold = recorder, busy, hold
+        self._waiting: deque[tuple[float, Mapping[str, Any], str, str, str]] = deque()
+        self._posted = asyncio.Event()
+        self._writing = False
+        self.dropped = 0
+
+    def post(self, involved: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        if len(self._waiting) >= QUEUED:
+            self._waiting.popleft()
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.warning("events dropped: too many waiting", extra={"dropped": self.dropped})
+        self._waiting.append((time.monotonic(), involved, type_, reason, message))
+        self._posted.set()
+
+    @property
+    def waiting(self) -> int:
+        """Events posted and not written yet (the one being written included)."""
+        return len(self._waiting) + self._writing
+
+    async def run(self) -> None:
+        while True:
+            if not self._waiting:
+                self._posted.clear()
+                await self._posted.wait()
+                continue
+            posted, involved, type_, reason, message = self._waiting[0]
+            while self.busy() and time.monotonic() < posted + self.hold:
+                await asyncio.sleep(POLL)
+            self._waiting.popleft()
+            self._writing = True
+            try:
+                await self.recorder.record(involved, type_, reason, message)
+            finally:
+                self._writing = False
