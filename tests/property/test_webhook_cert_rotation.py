@@ -1,9 +1,10 @@
 """The webhook's certificates over years of a clock passed in (sart.k8s.certs): the leader
-wakes at the latest when `next_check` says, the Secret is sometimes deleted or spoiled, and
-replicas serve a certificate until they read its successor, up to LAG after it was written.
-At no moment is a served, unexpired certificate not trusted by the bundle the apiserver has;
-the current one is always valid; no CA key is ever written; an earlier CA leaves the bundle at
-the latest OVERLAP after the rotation that replaced it."""
+wakes when `next_check` says or earlier (sometimes late, when it was down), the Secret is
+sometimes deleted or spoiled, and replicas serve a certificate until they read its successor,
+up to LAG after it was written. At no moment is a served, unexpired certificate not trusted by
+the bundle the apiserver has; the current one is always valid; no CA key is ever written; an
+earlier CA leaves the bundle at the latest OVERLAP after it stopped being the current one (or
+at the leader's next pass, when it is late), and never comes back."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ class Cluster:
     data: dict[str, bytes]  # the Secret's
     bundle: bytes  # the configuration's caBundle: what the apiserver trusts
     served: list[Served]
-    rotated: datetime.datetime  # the last rotation
+    retired: dict[x509.Certificate, datetime.datetime]  # when each CA stopped being current
 
     def sync(self) -> None:
         """The leader's pass (sart.k8s.runtime.certs.WebhookCertificates.sync): a new bundle
@@ -44,12 +45,17 @@ class Cluster:
         while (decision := decide(self.data, NAMES, self.now)).renew is not Renew.NOTHING:
             fresh = renew(decision, self.data, NAMES, self.now, self.bundle)
             assert certs.CA_KEY not in fresh
+            before = x509.load_pem_x509_certificates(self.bundle)[:1] if self.bundle else []
+            self.retired.update(
+                (ca, self.now)
+                for ca in before
+                if ca != x509.load_pem_x509_certificates(fresh[certs.CA_CERT])[0]
+            )
             self.bundle = fresh[certs.CA_CERT]
             if fresh[certs.TLS_CERT] != self.data.get(certs.TLS_CERT):
                 for served in self.served:
                     served.replaced = served.replaced or self.now
                 self.served.append(Served(x509.load_pem_x509_certificate(fresh[certs.TLS_CERT])))
-                self.rotated = self.now
             self.data = fresh
         self.bundle = self.data[certs.CA_CERT]
 
@@ -70,7 +76,8 @@ class Cluster:
         assert certs.CA_KEY not in self.data
         ca, *earlier = x509.load_pem_x509_certificates(self.data[certs.CA_CERT])
         x509.load_pem_x509_certificate(self.data[certs.TLS_CERT]).verify_directly_issued_by(ca)
-        assert not earlier or self.now < self.rotated + certs.OVERLAP
+        for old in earlier:
+            assert self.now < self.retired[old] + certs.OVERLAP
 
 
 def signed(cert: x509.Certificate, ca: x509.Certificate, now: datetime.datetime) -> bool:
@@ -99,6 +106,7 @@ STEPS = st.lists(
     st.tuples(
         st.sampled_from(["wake", "wake", "wake", "delete", "spoil"]),
         st.one_of(st.just(1.0), st.floats(0.0, 1.0)),  # where before the next check
+        st.one_of(st.just(0.0), st.floats(0.0, 1.0)),  # how late, in WINDOW
     ),
     max_size=14,
 )
@@ -106,23 +114,24 @@ STEPS = st.lists(
 
 @given(st.none() | st.integers(0, 360), STEPS)
 def test_every_served_certificate_stays_trusted(
-    legacy_age: int | None, steps: list[tuple[str, float]]
+    legacy_age: int | None, steps: list[tuple[str, float, float]]
 ) -> None:
     if legacy_age is None:
-        cluster = Cluster(START, {}, b"", [], START)
+        cluster = Cluster(START, {}, b"", [], {})
     else:
         made = START - datetime.timedelta(days=legacy_age)
         data = legacy(made)
         first = Served(x509.load_pem_x509_certificate(data[certs.TLS_CERT]))
-        cluster = Cluster(START, data, data[certs.CA_CERT], [first], made)
+        cluster = Cluster(START, data, data[certs.CA_CERT], [first], {})
     cluster.sync()
     cluster.check()
     cluster.check_written()
-    for action, where in steps:
+    for action, where, late in steps:
         due = next_check(cluster.data)
         assert due is not None
         assert due > cluster.now
-        cluster.now += (due - cluster.now) * where  # the leader wakes by `due` at the latest
+        cluster.now += (due - cluster.now) * where  # the leader wakes by `due`
+        cluster.now += (certs.WINDOW - datetime.timedelta(days=1)) * late  # or not, when down
         cluster.check()  # before the leader acts
         if action == "delete":
             cluster.data = {}

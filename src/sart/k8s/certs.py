@@ -14,8 +14,9 @@ certificate is within WINDOW of expiry, or does not fit (missing, unreadable, an
 signed by the first CA of ca.crt, other names), or when the Secret holds a CA key (ca.key, as
 sart kept it before: that key could be read by the nodes). The CAs trusted until then (ca.crt's,
 or the bundle the apiserver trusts when the Secret is gone) stay after the new one in ca.crt
-while they are valid, for at most OVERLAP after the rotation, so the apiserver trusts the
-replicas that still serve the previous certificate until they read the new Secret.
+while they are valid, for at most OVERLAP after each was replaced (told by the certificates'
+dates, so no later rotation prolongs it), so the apiserver trusts the replicas that still serve
+the previous certificate until they read the new Secret.
 """
 
 from __future__ import annotations
@@ -60,19 +61,23 @@ class Decision:
     reason: str  # why, for the log; empty for NOTHING
 
 
-@attrs.frozen
-class _Read:
-    """The Secret's certificates: the CA, the serving one, the earlier CAs."""
-
-    ca: x509.Certificate
-    serving: x509.Certificate
-    earlier: tuple[x509.Certificate, ...]  # ca.crt after the CA
-
-    def drops(self) -> list[datetime.datetime]:
-        """When each earlier CA leaves ca.crt: once it expires, at the latest OVERLAP after
-        the serving certificate was made."""
-        rotated = self.serving.not_valid_before_utc + BACKDATE
-        return [min(c.not_valid_after_utc, rotated + OVERLAP) for c in self.earlier]
+def _leaving(
+    bundle: Sequence[x509.Certificate],
+) -> list[tuple[x509.Certificate, datetime.datetime]]:
+    """The earlier CAs of a bundle (after its first, the current CA) and when each leaves it:
+    once it expires, at the latest OVERLAP after it was replaced. That is when the next CA was
+    made (with the serving certificate it signed): the earliest made of the current CA and of
+    the CAs before it in the bundle (newest first) made no earlier. Read from the certificates
+    alone, so a rotation, even of a Secret made again from the configuration's bundle, does not
+    prolong it; CAs made in one second are told apart by their order."""
+    current, *earlier = bundle
+    leaving = []
+    for index, ca in enumerate(earlier):
+        made = ca.not_valid_before_utc
+        newer = [b.not_valid_before_utc for b in earlier[:index] if b.not_valid_before_utc >= made]
+        replaced = min([current.not_valid_before_utc, *newer]) + BACKDATE
+        leaving.append((ca, min(ca.not_valid_after_utc, replaced + OVERLAP)))
+    return leaving
 
 
 class _Unfit(Exception):
@@ -109,16 +114,14 @@ def _expiry(cert: x509.Certificate, what: str, now: datetime.datetime) -> None:
         raise _Unfit(f"{what} expires at {cert.not_valid_after_utc.isoformat()}")
 
 
-def _parts(data: Mapping[str, bytes]) -> _Read:
-    ca, *earlier = _certificates(data, CA_CERT)
-    return _Read(ca, _certificates(data, TLS_CERT)[0], tuple(earlier))
-
-
-def _read(data: Mapping[str, bytes], names: Sequence[str], now: datetime.datetime) -> _Read:
+def _read(
+    data: Mapping[str, bytes], names: Sequence[str], now: datetime.datetime
+) -> list[x509.Certificate]:
+    """ca.crt, if the Secret fits `names` at `now`."""
     if CA_KEY in data:
         raise _Unfit(f"the Secret holds {CA_KEY}, a CA key the nodes may have read")
-    read = _parts(data)
-    ca, cert = read.ca, read.serving
+    bundle = _certificates(data, CA_CERT)
+    ca, cert = bundle[0], _certificates(data, TLS_CERT)[0]
     try:
         constraints = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
     except x509.ExtensionNotFound:
@@ -140,16 +143,16 @@ def _read(data: Mapping[str, bytes], names: Sequence[str], now: datetime.datetim
     if sorted(have) != sorted(names):
         raise _Unfit(f"the serving certificate is for {', '.join(have)}")
     _expiry(cert, "the serving certificate", now)
-    return read
+    return bundle
 
 
 def decide(data: Mapping[str, bytes], names: Sequence[str], now: datetime.datetime) -> Decision:
     """What the Secret's `data` (decoded) needs at `now` to serve `names`."""
     try:
-        read = _read(data, names, now)
+        bundle = _read(data, names, now)
     except _Unfit as unfit:
         return Decision(Renew.ROTATE, str(unfit))
-    over = sum(drop <= now for drop in read.drops())
+    over = sum(leaves <= now for _, leaves in _leaving(bundle))
     if over:
         return Decision(
             Renew.BUNDLE, f"ca.crt holds {over} earlier CA certificate(s) no longer due"
@@ -251,19 +254,21 @@ def secret_data(
     }
 
 
-def _still_valid(bundles: Sequence[bytes], now: datetime.datetime) -> list[x509.Certificate]:
-    """The certificates of these PEM bundles that are valid at `now`, each once, in order
-    (a bundle that cannot be read gives none)."""
-    valid: list[x509.Certificate] = []
+def _still_trusted(bundles: Sequence[bytes], now: datetime.datetime) -> list[x509.Certificate]:
+    """The CAs of these PEM bundles still to be trusted at `now`: each bundle's current CA
+    while it is valid, its earlier ones until they leave; each once, in order (a bundle that
+    cannot be read gives none)."""
+    trusted: list[x509.Certificate] = []
     for bundle in bundles:
         try:
             found = x509.load_pem_x509_certificates(bundle) if bundle else []
         except ValueError:
             continue
-        for cert in found:
-            if cert.not_valid_before_utc <= now < cert.not_valid_after_utc and cert not in valid:
-                valid.append(cert)
-    return valid
+        due = found[:1] + [c for c, leaves in _leaving(found) if now < leaves] if found else []
+        for cert in due:
+            if cert.not_valid_before_utc <= now < cert.not_valid_after_utc and cert not in trusted:
+                trusted.append(cert)
+    return trusted
 
 
 def renew(
@@ -279,15 +284,16 @@ def renew(
     if decision.renew is Renew.ROTATE:
         ca, ca_key = issue_ca(now)
         serving, serving_key = issue_serving(ca, ca_key, names, now)
-        # The CA's key goes no further than here. The CAs trusted until now stay while they
-        # are valid (from the Secret, or from the configuration when the Secret is gone): the
-        # replicas may still serve what they signed until they read the new Secret.
-        earlier = _still_valid((data.get(CA_CERT, b""), trusted), now)
-        return secret_data(ca, serving, serving_key, earlier)
+        # The CA's key goes no further than here. The CAs trusted until now stay (from the
+        # Secret, or from the configuration when the Secret is gone): the replicas may still
+        # serve what they signed until they read the new Secret. Not those whose time was
+        # over already (the leader was late): a rotation does not prolong it.
+        kept = _still_trusted((data.get(CA_CERT, b""), trusted), now)
+        return secret_data(ca, serving, serving_key, kept)
     if decision.renew is Renew.BUNDLE:
-        read = _read(data, names, now)
-        due = [c for c, drop in zip(read.earlier, read.drops(), strict=True) if now < drop]
-        return {**data, CA_CERT: b"".join(_pem(c) for c in (read.ca, *due))}
+        _read(data, names, now)  # fit, but for earlier CAs to drop
+        bundle = _still_trusted((data[CA_CERT],), now)
+        return {**data, CA_CERT: b"".join(_pem(c) for c in bundle)}
     raise ValueError(f"nothing to renew: {decision}")
 
 
@@ -301,8 +307,9 @@ def next_check(data: Mapping[str, bytes]) -> datetime.datetime | None:
     of the serving certificate or of its CA, or when an earlier CA leaves ca.crt (None if the
     Secret cannot be read)."""
     try:
-        read = _parts(data)
+        bundle = _certificates(data, CA_CERT)
+        serving = _certificates(data, TLS_CERT)[0]
     except _Unfit:
         return None
-    due = (read.serving.not_valid_after_utc, read.ca.not_valid_after_utc)
-    return min([t - WINDOW for t in due] + read.drops())
+    due = [c.not_valid_after_utc - WINDOW for c in (serving, bundle[0])]
+    return min(due + [leaves for _, leaves in _leaving(bundle)])

@@ -171,6 +171,20 @@ def test_a_secret_made_again_keeps_trusting_what_the_configuration_trusts() -> N
     assert new != kept
 
 
+def test_a_second_rotation_does_not_prolong_an_earlier_ca() -> None:
+    """The Secret deleted twice, 10 days apart: the first CA leaves 30 days after it was
+    replaced, not 30 days after the second rotation."""
+    data = fresh()
+    first = renew(decide({}, NAMES, NOW), {}, NAMES, NOW, data["ca.crt"])
+    later = NOW + 10 * DAY
+    second = renew(decide({}, NAMES, later), {}, NAMES, later, first["ca.crt"])
+    assert cas(second)[1:] == [cas(first)[0], cas(data)[0]]
+    assert next_check(second) == NOW + certs.OVERLAP
+    dropped = renew(decide(second, NAMES, NOW + certs.OVERLAP), second, NAMES, NOW + certs.OVERLAP)
+    assert cas(dropped) == cas(second)[:2]
+    assert next_check(dropped) == later + certs.OVERLAP
+
+
 @pytest.mark.parametrize(
     ("spoil", "renewal", "reason"),
     [
