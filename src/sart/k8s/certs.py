@@ -34,7 +34,7 @@ from cryptography.x509.oid import NameOID
 
 LIFETIME = datetime.timedelta(days=365)  # of a serving certificate, and of the CA signing it
 WINDOW = datetime.timedelta(days=30)  # a serving certificate this near expiry is made again
-OVERLAP = datetime.timedelta(days=30)  # an earlier CA stays trusted this long after a rotation
+OVERLAP = datetime.timedelta(days=30)  # an earlier CA stays trusted this long once replaced
 BACKDATE = datetime.timedelta(minutes=5)  # clocks of the apiserver and of us may differ a little
 
 TLS_CERT, TLS_KEY, CA_CERT = "tls.crt", "tls.key", "ca.crt"
