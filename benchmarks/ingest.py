@@ -17,7 +17,10 @@ Targets (issue 18): sart faster than FRR on both feeds; sart's peak RSS at most 
 (shared) and under 1 GiB (distinct).
 
     sudo .venv/bin/python benchmarks/ingest.py [--prefixes 1000000] [--feeds shared,distinct]
-        [--targets sart,frr,bird,gobgp]
+        [--targets sart,frr,bird,gobgp] [--rounds 1]
+
+With --rounds N each daemon runs N times, in turn with the others, and the medians are
+compared (peak RSS: the largest run).
 
 Needs root (namespaces) and the daemons (scripts/setup installs them).
 """
@@ -28,6 +31,7 @@ import argparse
 import json
 import random
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -324,10 +328,15 @@ def measure_peer(lab: Lab, kind: str, feed_file: str, prefixes: int) -> dict[str
     return result
 
 
-def run_feed(kind: str, prefixes: int, targets: list[str]) -> dict[str, dict[str, float]]:
+def run_feed(
+    kind: str, prefixes: int, targets: list[str], rounds: int
+) -> dict[str, dict[str, float]]:
+    """Each target in turn, `rounds` times over (sart, frr, ..., sart, frr, ...): a daemon's
+    result is the median of its runs (peak RSS: the largest), so a ratio compares runs made
+    beside each other in time on this noisy machine."""
     started = time.perf_counter()
     feed_bytes = make_feed(kind, prefixes)
-    results: dict[str, dict[str, float]] = {}
+    runs: dict[str, list[dict[str, float]]] = {target: [] for target in targets}
     with tempfile.NamedTemporaryFile(prefix="sart-feed-", suffix=".bgp") as feed_file:
         feed_file.write(feed_bytes)
         feed_file.flush()
@@ -336,24 +345,41 @@ def run_feed(kind: str, prefixes: int, targets: list[str]) -> dict[str, dict[str
             f"(built in {time.perf_counter() - started:.1f} s)",
             flush=True,
         )
-        for target in targets:
-            with Lab(f"ingest-{target}") as lab:
-                if target == "sart":
-                    results[target] = measure_sart(lab, feed_file.name, prefixes)
-                else:
-                    results[target] = measure_peer(lab, target, feed_file.name, prefixes)
-            r = results[target]
-            again = ""
-            if "readvertise_seconds" in r:
-                again = (
-                    f"  re-advertised {r['readvertised']:,.0f} in {r['readvertise_seconds']:.2f} s"
-                )
-            print(
-                f"  {target:>6}: {r['seconds']:7.2f} s  {prefixes / r['seconds']:>10,.0f} "
-                f"prefixes/s  peak RSS {r['rss'] / 2**20:7.1f} MiB{again}",
-                flush=True,
-            )
+        for number in range(1, rounds + 1):
+            if rounds > 1:
+                print(f" round {number} of {rounds}:", flush=True)
+            for target in targets:
+                with Lab(f"ingest-{target}") as lab:
+                    if target == "sart":
+                        r = measure_sart(lab, feed_file.name, prefixes)
+                    else:
+                        r = measure_peer(lab, target, feed_file.name, prefixes)
+                runs[target].append(r)
+                _print_run(target, r, prefixes)
+    results = {target: _median_run(found) for target, found in runs.items()}
+    if rounds > 1:
+        print(f" median of {rounds} rounds:")
+        for target, r in results.items():
+            _print_run(target, r, prefixes)
     return results
+
+
+def _print_run(target: str, r: dict[str, float], prefixes: int) -> None:
+    again = ""
+    if "readvertise_seconds" in r:
+        again = f"  re-advertised {r['readvertised']:,.0f} in {r['readvertise_seconds']:.2f} s"
+    print(
+        f"  {target:>6}: {r['seconds']:7.2f} s  {prefixes / r['seconds']:>10,.0f} "
+        f"prefixes/s  peak RSS {r['rss'] / 2**20:7.1f} MiB{again}",
+        flush=True,
+    )
+
+
+def _median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Times: the median of the runs; peak RSS: the largest (a limit holds in every run)."""
+    merged = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+    merged["rss"] = max(r["rss"] for r in runs)
+    return merged
 
 
 RSS_LIMITS = {"shared": 500 * 2**20, "distinct": 2**30}  # issue 18: at most / under
@@ -373,6 +399,9 @@ def main() -> int:
     parser.add_argument("--prefixes", type=int, default=1_000_000)
     parser.add_argument("--feeds", default="shared,distinct")
     parser.add_argument("--targets", default="sart,frr,bird,gobgp")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="runs of each target, in turn; medians compared"
+    )
     args = parser.parse_args()
     if args.mode == "feed":
         run_feeder(args.target, args.source, args.file)
@@ -384,7 +413,7 @@ def main() -> int:
     targets = args.targets.split(",")
     met = True
     for kind in args.feeds.split(","):
-        results = run_feed(kind, args.prefixes, targets)
+        results = run_feed(kind, args.prefixes, targets, args.rounds)
         sart = results.get("sart")
         if sart is None:
             continue
