@@ -1,18 +1,25 @@
-"""LoadBalancer Services against the real apiserver: sart-controller beside the status-only floor.
+"""LoadBalancer Services against the real apiserver: sart-controller beside the status-only floor
+and MetalLB's controller.
 
 Each contender runs as its own process against a fresh control plane (scripts/k8s-control-plane
-binaries), in the same sitting, interleaved for K rounds (floor, sart, floor, sart, ...): each
-round's ratios compare the two runs side by side in time, and each target is judged on the median
-of the rounds' ratios, since one floor run beside one sart run is a noisy ratio on a shared
-machine:
+binaries), in the same sitting, interleaved for K rounds (floor, sart, metallb, floor, sart,
+metallb, ...): each round's ratios compare sart's run with the others' side by side in time, and
+each target is judged on the median of the rounds' ratios, since one run beside another is a
+noisy ratio on a shared machine:
 
 - floor: the least any controller can do, a process that watches Services and PATCHes each
   LoadBalancer Service's status with the next address (kubernetes-asyncio, 64 writes in flight,
   as sart-controller);
-- sart: `sart-controller` as deployed (every part, leader election with its default timings).
+- sart: `sart-controller` as deployed (every part, leader election with its default timings);
+- metallb: MetalLB v0.15.2's controller (scripts/metallb builds it from the Go module proxy, the
+  first time when the benchmark starts; its CRDs are the module's own), as its manifests deploy
+  it (one replica, no leader election) but outside a cluster: --webhook-mode disabled and
+  --disable-cert-rotation (no webhook Service to serve), no memberlist Secret (that is the
+  speakers'), an autoAssign IPAddressPool of the same addresses in its namespace. Left out with
+  --contenders floor,sart (sart's ratios against MetalLB are then not printed).
 
-For each: an autoAssign AddressPool, then N Services created at once (64 creates in flight)
-while a watch notes when each is ADDED and when its status first shows an address. Printed:
+For each: an autoAssign pool, then N Services created at once (64 creates in flight) while a
+watch notes when each is ADDED and when its status first shows an address. Printed:
 ADDED -> address p50 / p99, ADDED -> the Service's first BGPAdvertisement p99 (what makes the
 address reachable over BGP; sart only), the time from the first create until every Service has
 an address, the contender's CPU time (user + system of its process) from just before the first
@@ -21,13 +28,15 @@ create until its writes stop, the apiserver's own request counters (`apiserver_r
 benchmark's own creates, the controller-manager's EndpointSlices, Endpoints and Events, the
 apiserver's IPAddresses, and every Lease write, shown apart), the apiserver's time serving
 writes by verb and resource (the five costliest, with the mean per request), the 409 answers by
-verb and resource, and the requests while idle. Then sart's restart: a controller
-started against N_restart Services that an earlier one allocated (and stopped, releasing its
-Lease), the time from its start until /readyz answers 200 as the leader (it has listed and
-adopted everything), and the writes it made until 5 s later (none is the target).
+verb and resource, and the requests while idle; then sart's ratios to the floor (all addresses
+target 1.2x, ADDED -> address p99 2x) and to MetalLB (CPU target at most 1x), each round's and
+their medians over the rounds. Then sart's restart: a controller started against N_restart
+Services that an earlier one allocated (and stopped, releasing its Lease), the time from its
+start until /readyz answers 200 as the leader (it has listed and adopted everything), and the
+writes it made until 5 s later (none is the target).
 
     python benchmarks/controller.py [--services 1000] [--rounds 3] [--restart-services 10000]
-                                    [--idle 30]
+                                    [--idle 30] [--contenders floor,sart,metallb]
     python benchmarks/controller.py --floor-writer KUBECONFIG   # the floor process itself
 """
 
@@ -71,7 +80,11 @@ WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "DELETE", "DELETECOLLECTION"})
 # (the IPAddress of each ClusterIP).
 NOT_THE_CONTROLLERS = frozenset({"endpointslices", "endpoints", "ipaddresses"})
 MAX_TICKS = os.sysconf("SC_CLK_TCK")
-METALLB_CPU = "5.7-6.1 s"  # issue 18's measurement of MetalLB 0.15.2 (not run here)
+CONTENDERS = ("floor", "sart", "metallb")
+# The component each contender's Events name as their source (the floor writes none).
+EVENT_SOURCES = {"sart": "sart-controller", "metallb": "metallb-controller"}
+METALLB_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "metallb"
+METALLB_NAMESPACE = "metallb-system"
 
 Requests = Counter[tuple[str, str, str]]  # (verb, resource[/subresource], code) -> count
 
@@ -226,18 +239,51 @@ class Run:
         return found
 
 
-async def _setup(plane: ControlPlane) -> None:
+@attrs.frozen
+class MetalLB:
+    """scripts/metallb's build: MetalLB's controller binary and the directory of its CRDs."""
+
+    controller: Path
+    crds: Path
+
+    @classmethod
+    def built(cls) -> MetalLB:
+        """Built first when the cache has none (minutes the first time, its progress shown)."""
+
+        def ask(what: str) -> Path:
+            answer = subprocess.run(
+                [METALLB_SCRIPT, what], stdout=subprocess.PIPE, text=True, check=True
+            )
+            return Path(answer.stdout.strip())
+
+        return cls(ask("build"), ask("crds"))
+
+
+async def _setup(plane: ControlPlane, metallb: MetalLB | None = None) -> None:
+    """The CRDs and an autoAssign pool of POOL_CIDR: MetalLB's when given, else sart's."""
     async with await plane.api_client() as api:
-        await apply_crds(api)
-        pool = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "AddressPool",
-            "metadata": {"name": "bench-pool"},
-            "spec": {"cidr": POOL_CIDR, "type": "service", "autoAssign": True},
-        }
-        await CustomObjectsApi(api).create_cluster_custom_object(
-            GROUP, VERSION, "addresspools", pool
-        )
+        custom = CustomObjectsApi(api)
+        if metallb is None:
+            await apply_crds(api)
+            pool = {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "AddressPool",
+                "metadata": {"name": "bench-pool"},
+                "spec": {"cidr": POOL_CIDR, "type": "service", "autoAssign": True},
+            }
+            await custom.create_cluster_custom_object(GROUP, VERSION, "addresspools", pool)
+        else:
+            await apply_crds(api, metallb.crds)
+            await create_namespace(api, METALLB_NAMESPACE)
+            pool = {
+                "apiVersion": "metallb.io/v1beta1",
+                "kind": "IPAddressPool",
+                "metadata": {"name": "bench-pool"},
+                "spec": {"addresses": [POOL_CIDR], "autoAssign": True},
+            }
+            await custom.create_namespaced_custom_object(
+                "metallb.io", "v1beta1", METALLB_NAMESPACE, "ipaddresspools", pool
+            )
         await create_namespace(api, NAMESPACE)
 
 
@@ -327,15 +373,15 @@ async def watch_advertisements(plane: ControlPlane, seen: dict[str, float]) -> N
                     seen.setdefault(labels[SERVICE_LABEL], time.perf_counter())
 
 
-async def others_events(plane: ControlPlane) -> set[str]:
-    """The Events that neither sart-controller nor the floor wrote (the controller-manager's),
-    by uid: their creates are not the contender's."""
+async def others_events(plane: ControlPlane, source: str | None) -> set[str]:
+    """The Events whose source is not the contender's `source` (the controller-manager's), by
+    uid: their creates are not the contender's."""
     async with await plane.api_client() as api:
         events = await CoreV1Api(api).list_event_for_all_namespaces()
     return {
         e.metadata.uid
         for e in events.items
-        if (e.source.component if e.source else None) != "sart-controller"
+        if source is None or (e.source.component if e.source else None) != source
     }
 
 
@@ -343,21 +389,40 @@ def _percentile(values: list[float], fraction: float) -> float:
     return values[max(int(len(values) * fraction + 0.5) - 1, 0)]
 
 
-async def _ready(url: str, process: ControllerProcess, timeout: float = 900.0) -> None:
-    """Until /readyz answers 200 with `"leader": true`: the process leads and has listed and
-    adopted everything (a standby is ready too, but has not)."""
+async def _ready(
+    url: str,
+    accept: Callable[[bytes], bool],
+    gone: Callable[[], str | None],
+    timeout: float = 900.0,
+) -> None:
+    """Until `url` answers 200 with a body `accept`s; `gone` says why the process serving it
+    exited (None while it runs)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.returncode is not None:
-            raise RuntimeError(f"sart-controller exited: {process.why_exited()}")
+        if (why := gone()) is not None:
+            raise RuntimeError(why)
         try:
             with urllib.request.urlopen(url, timeout=2) as answer:
-                if answer.status == 200 and json.load(answer).get("leader") is True:
+                if answer.status == 200 and accept(answer.read()):
                     return
         except OSError:
             pass
         await asyncio.sleep(0.02)
-    raise TimeoutError(f"{url} never answered 200")
+    raise TimeoutError(f"{url} never answered 200 as awaited")
+
+
+async def sart_ready(url: str, process: ControllerProcess) -> None:
+    """Until /readyz answers 200 with `"leader": true`: the process leads and has listed and
+    adopted everything (a standby is ready too, but has not)."""
+    await _ready(
+        url,
+        lambda body: json.loads(body).get("leader") is True,
+        lambda: (
+            None
+            if process.returncode is None
+            else f"sart-controller exited: {process.why_exited()}"
+        ),
+    )
 
 
 def _free_port() -> int:
@@ -380,6 +445,34 @@ def start_sart(plane: ControlPlane, log: Path) -> tuple[ControllerProcess, str]:
     return process, f"http://127.0.0.1:{port}/readyz"
 
 
+async def start_metallb(
+    plane: ControlPlane, metallb: MetalLB, log: Path
+) -> subprocess.Popen[bytes]:
+    """MetalLB's controller, once its /metrics shows the pool's size: it has read the pool (a
+    Service before then would wait for it)."""
+    port = _free_port()
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            [
+                metallb.controller, "--kubeconfig", str(plane.kubeconfig),
+                "--namespace", METALLB_NAMESPACE, "--port", str(port),
+                "--webhook-mode", "disabled", "--disable-cert-rotation",
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    await _ready(
+        f"http://127.0.0.1:{port}/metrics",
+        lambda body: b'metallb_allocator_addresses_total{pool="bench-pool"}' in body,
+        lambda: (
+            None
+            if process.poll() is None
+            else f"MetalLB's controller exited {process.returncode}: see {log}"
+        ),
+    )
+    return process
+
+
 def start_floor(plane: ControlPlane) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
         [sys.executable, __file__, "--floor-writer", str(plane.kubeconfig)],
@@ -391,32 +484,44 @@ def start_floor(plane: ControlPlane) -> subprocess.Popen[bytes]:
     return process
 
 
-async def contend(name: str, count: int, idle: float, workdir: Path) -> Run:
-    """One contender against a fresh control plane."""
+async def contend(
+    name: str, count: int, idle: float, workdir: Path, metallb: MetalLB | None
+) -> Run:
+    """One contender against a fresh control plane (`metallb` for the contender "metallb")."""
     with ControlPlane(find_binaries()) as plane:
-        await _setup(plane)
+        await _setup(plane, metallb if name == "metallb" else None)
         stop: Callable[[], object]
         if name == "floor":
             floor = start_floor(plane)
             pid, stop = floor.pid, floor.terminate
+        elif name == "metallb":
+            assert metallb is not None
+            theirs = await start_metallb(plane, metallb, workdir / f"{name}.log")
+            pid, stop = theirs.pid, theirs.terminate
         else:
             sart, ready = start_sart(plane, workdir / f"{name}.log")
-            await _ready(ready, sart)
+            await sart_ready(ready, sart)
             pid, stop = sart.pid, sart.stop
+        source = EVENT_SOURCES.get(name)
         try:
             await settled(plane)
             before, cpu_before = requests_now(plane), cpu_seconds(pid)
             serving_before = serving_now(plane)
-            earlier = await others_events(plane)
+            earlier = await others_events(plane, source)
             added: dict[str, float] = {}
             advertised: dict[str, float] = {}
-            advertising = asyncio.create_task(watch_advertisements(plane, advertised))
+            advertising = (
+                asyncio.create_task(watch_advertisements(plane, advertised))
+                if name != "metallb"  # sart's CRDs are not on its control plane
+                else None
+            )
             created, total, latencies = await create_services(plane, count, added=added)
             after = await settled(plane)
             serving_after = serving_now(plane)
-            advertising.cancel()
+            if advertising is not None:
+                advertising.cancel()
             cpu = cpu_seconds(pid) - cpu_before
-            others = len(await others_events(plane) - earlier)
+            others = len(await others_events(plane, source) - earlier)
             idle_from = requests_now(plane)
             await asyncio.sleep(idle)
             idled = _delta(requests_now(plane), idle_from)
@@ -458,7 +563,7 @@ async def restart(count: int, workdir: Path) -> Restart:
     with ControlPlane(find_binaries()) as plane:
         await _setup(plane)
         first, ready = start_sart(plane, workdir / "restart-first.log")
-        await _ready(ready, first)
+        await sart_ready(ready, first)
         _, fill, _ = await create_services(plane, count, node_ports=False)
         await settled(plane, limit=900.0)  # the controller-manager's EndpointSlices too
         first.stop()
@@ -466,7 +571,7 @@ async def restart(count: int, workdir: Path) -> Restart:
         started = time.perf_counter()
         second, ready = start_sart(plane, workdir / "restart-second.log")
         try:
-            await _ready(ready, second)
+            await sart_ready(ready, second)
             took = time.perf_counter() - started
             await asyncio.sleep(5.0)
             writes = _writes(_delta(requests_now(plane), before))
@@ -494,15 +599,15 @@ def _listed(counts: Counter[tuple[str, str]]) -> str:
 
 @attrs.frozen
 class Ratios:
-    """One round's sart run against the floor run beside it."""
+    """One round's sart run against another contender's run beside it."""
 
     total: float  # all addresses
     p99: float  # ADDED -> address p99
     cpu: float
 
     @classmethod
-    def of(cls, sart: Run, floor: Run) -> Ratios:
-        return cls(sart.total / floor.total, sart.p99 / floor.p99, sart.cpu / floor.cpu)
+    def of(cls, sart: Run, other: Run) -> Ratios:
+        return cls(sart.total / other.total, sart.p99 / other.p99, sart.cpu / other.cpu)
 
 
 def _advertised(run: Run) -> str:
@@ -511,8 +616,9 @@ def _advertised(run: Run) -> str:
     return f" ADDED -> BGPAdvertisement p99 {run.advertised_p99 * 1000:.0f} ms;"
 
 
-def report(runs: list[Run], idle: float) -> Ratios:
-    """The contenders' lines, each ratio against the floor's run; sart's ratios."""
+def report(runs: list[Run], idle: float) -> dict[str, Ratios]:
+    """The contenders' lines, each ratio against the floor's run; sart's ratios to each other
+    contender, by its name."""
     floor = next(r for r in runs if r.name == "floor")
     sart = next(r for r in runs if r.name == "sart")
     for run in runs:
@@ -520,20 +626,20 @@ def report(runs: list[Run], idle: float) -> Ratios:
         per = sum(writes.values()) / run.services
         lease_writes = sum(n for (v, r), n in _writes(run.requests).items() if r == "leases")
         print(
-            f"{run.name:>5}: {run.services:,} Services: created in {run.created:.1f} s,"
+            f"{run.name:>7}: {run.services:,} Services: created in {run.created:.1f} s,"
             f" all addresses {run.total:.1f} s ({run.total / floor.total:.2f}x floor);"
             f" ADDED -> address p50 {run.p50 * 1000:.0f} ms, p99 {run.p99 * 1000:.0f} ms"
             f" ({run.p99 / floor.p99:.2f}x floor);{_advertised(run)} CPU {run.cpu:.1f} s"
-            f" ({run.cpu / floor.cpu:.2f}x floor; MetalLB {METALLB_CPU} in issue 18)"
+            f" ({run.cpu / floor.cpu:.2f}x floor)"
         )
         print(
-            f"       writes per Service {per:.2f} ({_by_kind(writes, run.services)});"
+            f"         writes per Service {per:.2f} ({_by_kind(writes, run.services)});"
             f" 409s {_listed(run.conflicts())}; Lease writes {lease_writes}"
         )
         busiest = sorted(run.serving.items(), key=lambda item: -item[1])[:5]
         served = _writes(run.requests)
         print(
-            "       apiserver time on writes: "
+            "         apiserver time on writes: "
             + ", ".join(
                 f"{verb} {resource} {seconds:.1f} s"
                 f" ({seconds / max(served[(verb, resource)], 1) * 1000:.1f} ms each)"
@@ -545,25 +651,41 @@ def report(runs: list[Run], idle: float) -> Ratios:
         )
         lease_requests = sum(n for (_, r, _), n in run.idle.items() if r == "leases")
         print(
-            f"       idle {idle:.0f} s: {sum(idle_requests.values())} requests on resources"
+            f"         idle {idle:.0f} s: {sum(idle_requests.values())} requests on resources"
             f" besides Leases ({_listed(idle_requests)}); {lease_requests} on Leases"
         )
-    return Ratios.of(sart, floor)
-
-
-def report_medians(rounds: list[Ratios]) -> None:
-    """Each target judged on the median of the rounds' paired ratios."""
-    for label, ratios, target in (
-        ("all addresses", [r.total for r in rounds], "1.2x"),
-        ("ADDED -> address p99", [r.p99 for r in rounds], "2x"),
-        ("CPU", [r.cpu for r in rounds], None),
-    ):
-        each = ", ".join(f"{ratio:.2f}x" for ratio in ratios)
-        within = f"; target {target}" if target else ""
+    ratios = {run.name: Ratios.of(sart, run) for run in runs if run.name != "sart"}
+    if "metallb" in ratios:
+        theirs = ratios["metallb"]
         print(
-            f"median over {len(rounds)} rounds: {label} {statistics.median(ratios):.2f}x floor"
-            f" (rounds {each}{within})"
+            f"sart / MetalLB: all addresses {theirs.total:.2f}x, ADDED -> address p99"
+            f" {theirs.p99:.2f}x, CPU {theirs.cpu:.2f}x"
         )
+    return ratios
+
+
+# Each target by the contender sart is compared with: all addresses, ADDED -> address p99, CPU.
+TARGETS = {"floor": ("1.2x", "2x", None), "metallb": (None, None, "1x")}
+
+
+def report_medians(rounds: list[dict[str, Ratios]]) -> None:
+    """Each target judged on the median of the rounds' paired ratios."""
+    for other, targets in TARGETS.items():
+        if other not in rounds[0]:
+            continue
+        paired = [ratios[other] for ratios in rounds]
+        for label, ratios, target in zip(
+            ("all addresses", "ADDED -> address p99", "CPU"),
+            ([r.total for r in paired], [r.p99 for r in paired], [r.cpu for r in paired]),
+            targets,
+            strict=True,
+        ):
+            each = ", ".join(f"{ratio:.2f}x" for ratio in ratios)
+            within = f"; target {target}" if target else ""
+            print(
+                f"median over {len(rounds)} rounds: sart's {label}"
+                f" {statistics.median(ratios):.2f}x {other}'s (rounds {each}{within})"
+            )
 
 
 def report_restart(restarted: Restart) -> None:
@@ -575,14 +697,17 @@ def report_restart(restarted: Restart) -> None:
     )
 
 
-async def measure(count: int, restart_count: int, idle: float, rounds: int) -> None:
+async def measure(
+    count: int, restart_count: int, idle: float, rounds: int, contenders: list[str]
+) -> None:
+    metallb = MetalLB.built() if count and "metallb" in contenders else None
     with tempfile.TemporaryDirectory(prefix="sart-bench-") as work:
         workdir = Path(work)
         if count:
             ratios = []
             for index in range(rounds):
                 print(f"round {index + 1} of {rounds}:", flush=True)
-                runs = [await contend(name, count, idle, workdir) for name in ("floor", "sart")]
+                runs = [await contend(name, count, idle, workdir, metallb) for name in contenders]
                 ratios.append(report(runs, idle))
             report_medians(ratios)
         if restart_count:
@@ -595,7 +720,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--restart-services", type=int, default=10000, help="0: no restart")
     parser.add_argument("--idle", type=float, default=30.0, help="seconds of idle watched")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="floor, sart pairs run in turn; medians judged"
+        "--rounds", type=int, default=3, help="rounds of the contenders in turn; medians judged"
+    )
+    parser.add_argument(
+        "--contenders",
+        default=",".join(CONTENDERS),
+        help="run in this order each round; floor and sart are needed (default: %(default)s)",
     )
     parser.add_argument("--floor-writer", metavar="KUBECONFIG", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -604,7 +734,18 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, not {args.rounds}")
-    asyncio.run(measure(args.services, args.restart_services, args.idle, args.rounds))
+    contenders = args.contenders.split(",")
+    unknown = [name for name in contenders if name not in CONTENDERS]
+    if (
+        unknown
+        or len(set(contenders)) != len(contenders)
+        or not {"floor", "sart"} <= set(contenders)
+    ):
+        parser.error(
+            f"--contenders {args.contenders!r}: each of {', '.join(CONTENDERS)} at most once,"
+            " floor and sart among them"
+        )
+    asyncio.run(measure(args.services, args.restart_services, args.idle, args.rounds, contenders))
 
 
 if __name__ == "__main__":
