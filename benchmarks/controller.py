@@ -658,8 +658,8 @@ def report(runs: list[Run], idle: float) -> dict[str, Ratios]:
     if "metallb" in ratios:
         theirs = ratios["metallb"]
         print(
-            f"sart / MetalLB: all addresses {theirs.total:.2f}x, ADDED -> address p99"
-            f" {theirs.p99:.2f}x, CPU {theirs.cpu:.2f}x"
+            f"sart / MetalLB: all addresses {theirs.total:.3g}x, ADDED -> address p99"
+            f" {theirs.p99:.3g}x, CPU {theirs.cpu:.3g}x"
         )
     return ratios
 
@@ -680,11 +680,11 @@ def report_medians(rounds: list[dict[str, Ratios]]) -> None:
             targets,
             strict=True,
         ):
-            each = ", ".join(f"{ratio:.2f}x" for ratio in ratios)
+            each = ", ".join(f"{ratio:.3g}x" for ratio in ratios)
             within = f"; target {target}" if target else ""
             print(
                 f"median over {len(rounds)} rounds: sart's {label}"
-                f" {statistics.median(ratios):.2f}x {other}'s (rounds {each}{within})"
+                f" {statistics.median(ratios):.3g}x {other}'s (rounds {each}{within})"
             )
 
 
