@@ -38,7 +38,7 @@ def network(value: int, length: int, version: int) -> IPNetwork:
 # bits that differ between prefixes are the low ones: CPython hashes an int to itself and
 # picks a dict slot from the low bits, so a key with the address left in place (every /24
 # ending in eight zero bits) sends a million prefixes down the same probe chains.
-V6_FLAG = 1 << (IPV6_BITS + 8)
+_V6_FLAG = 1 << (IPV6_BITS + 8)
 _V6_MASK = (1 << IPV6_BITS) - 1
 _V4_MASK = (1 << IPV4_BITS) - 1
 
@@ -48,7 +48,7 @@ def key_of(value: int, length: int, version: int) -> int:
     bits)."""
     if version == 4:
         return length << IPV4_BITS | value >> (IPV4_BITS - length)
-    return V6_FLAG | length << IPV6_BITS | value >> (IPV6_BITS - length)
+    return _V6_FLAG | length << IPV6_BITS | value >> (IPV6_BITS - length)
 
 
 def prefix_key(prefix: IPNetwork) -> int:
@@ -56,12 +56,12 @@ def prefix_key(prefix: IPNetwork) -> int:
     length: int = prefix._prefixlen
     if prefix._module is _IPV4_MODULE:
         return length << IPV4_BITS | prefix._value >> (IPV4_BITS - length)  # type: ignore[no-any-return]
-    return V6_FLAG | length << IPV6_BITS | prefix._value >> (IPV6_BITS - length)  # type: ignore[no-any-return]
+    return _V6_FLAG | length << IPV6_BITS | prefix._value >> (IPV6_BITS - length)  # type: ignore[no-any-return]
 
 
 def key_parts(key: int) -> tuple[int, int, int]:
     """(IP version, network value, length) of a `prefix_key`."""
-    if key & V6_FLAG:
+    if key & _V6_FLAG:
         length = key >> IPV6_BITS & 0xFF
         return 6, (key & _V6_MASK) << (IPV6_BITS - length), length
     length = key >> IPV4_BITS
@@ -75,19 +75,19 @@ def key_network(key: int) -> IPNetwork:
 
 
 def key_version(key: int) -> int:
-    return 6 if key & V6_FLAG else 4
+    return 6 if key & _V6_FLAG else 4
 
 
 def key_wire_length(key: int) -> int:
     """Octets the prefix takes in an UPDATE (length octet included, no path id)."""
-    length = key >> IPV6_BITS & 0xFF if key & V6_FLAG else key >> IPV4_BITS
+    length = key >> IPV6_BITS & 0xFF if key & _V6_FLAG else key >> IPV4_BITS
     return 1 + ((length + 7) >> 3)
 
 
 def key_wire(key: int) -> bytes:
     """A `prefix_key`'s prefix as an UPDATE (and an MRT RIB record) writes it: its length
     octet, then the octets that length needs (RFC 4271 4.3)."""
-    if key & V6_FLAG:
+    if key & _V6_FLAG:
         length, bits = key >> IPV6_BITS & 0xFF, key & _V6_MASK
     else:
         length, bits = key >> IPV4_BITS, key & _V4_MASK
@@ -97,7 +97,7 @@ def key_wire(key: int) -> bytes:
 
 def prefixes_of_keys(keys: Sequence[int], version: int) -> Prefixes:
     """The prefixes of these `prefix_key`s (all of `version`) in wire form."""
-    return Prefixes(b"".join(map(key_wire, keys)), version, list(keys))
+    return Prefixes(b"".join(map(key_wire, keys)), version, len(keys))
 
 
 class Prefixes(Sequence[IPNetwork]):
@@ -110,12 +110,12 @@ class Prefixes(Sequence[IPNetwork]):
     of the same networks, with its hash). Host bits past a prefix's length are cleared, as
     RFC 4271 says they are irrelevant."""
 
-    __slots__ = ("_data", "_keys", "_networks", "_version")
+    __slots__ = ("_count", "_data", "_networks", "_version")
 
-    def __init__(self, data: bytes, version: int, keys: list[int]) -> None:
-        self._data = data  # the whole field, already checked: these prefixes, nothing else
+    def __init__(self, data: bytes, version: int, count: int) -> None:
+        self._data = data  # the whole field, already checked: `count` prefixes, nothing else
         self._version = version
-        self._keys = keys  # the `prefix_key` of each, made by the walk that checked them
+        self._count = count
         self._networks: tuple[IPNetwork, ...] | None = None
 
     def _spans(self) -> Iterator[tuple[int, int]]:
@@ -132,9 +132,21 @@ class Prefixes(Sequence[IPNetwork]):
             pos = stop
 
     def keys(self) -> list[int]:
-        """The `prefix_key` of each prefix, without making the networks: the view's own
-        list, not a copy (read it, do not change it)."""
-        return self._keys
+        """The `prefix_key` of each prefix, without making the networks."""
+        data = self._data
+        pos, end = 0, len(data)
+        keys: list[int] = []
+        append = keys.append
+        from_bytes = int.from_bytes
+        width = IPV4_BITS if self._version == 4 else IPV6_BITS
+        flag = 0 if self._version == 4 else _V6_FLAG
+        while pos < end:
+            length = data[pos]
+            stop = pos + 1 + ((length + 7) >> 3)
+            bits = from_bytes(data[pos + 1 : stop], "big") >> (((stop - pos - 1) << 3) - length)
+            append(flag | length << width | bits)
+            pos = stop
+        return keys
 
     @property
     def version(self) -> int:
@@ -162,10 +174,10 @@ class Prefixes(Sequence[IPNetwork]):
         return self._networks
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return self._count
 
     def __bool__(self) -> bool:
-        return bool(self._keys)
+        return self._count > 0
 
     def __iter__(self) -> Iterator[IPNetwork]:
         return iter(self.networks)

@@ -13,7 +13,7 @@ from netaddr import IPNetwork
 
 from sart.bgp.codes import ErrorCode, UpdateSubcode
 from sart.bgp.errors import BgpDecodeError
-from sart.bgp.prefixes import V6_FLAG, Prefixes, network
+from sart.bgp.prefixes import Prefixes, network
 from sart.errors import BgpUsageError
 
 _MASKS = {
@@ -40,24 +40,12 @@ def decode_prefixes(
         return (), ()
     width = _WIDTH[version]
     if not add_path:
-        # One walk checks each prefix and makes its `prefix_key` (what the RIB indexes by),
-        # inline: a full table is a million of these.
         start = pos
-        keys: list[int] = []
-        append_key = keys.append
-        from_bytes = int.from_bytes
-        flag = 0 if version == 4 else V6_FLAG
+        count = 0
         while pos < end:
-            length = data[pos]
-            if length > width:
-                raise _too_long(field, length, width, pos, subcode)
-            stop = pos + 1 + ((length + 7) >> 3)
-            if stop > end:
-                raise _overrun(field, pos, end, subcode)
-            bits = from_bytes(data[pos + 1 : stop], "big") >> (((stop - pos - 1) << 3) - length)
-            append_key(flag | length << width | bits)
-            pos = stop
-        return Prefixes(data[start:end], version, keys), ()
+            pos = _prefix_end(data, pos, end, width, field, subcode)
+            count += 1
+        return Prefixes(data[start:end], version, count), ()
     masks = _MASKS[version]
     prefixes: list[IPNetwork] = []
     path_ids: list[int] = []
@@ -81,20 +69,16 @@ def _prefix_end(data: bytes, pos: int, end: int, width: int, field: str, subcode
     and the field's end."""
     length = data[pos]
     if length > width:
-        raise _too_long(field, length, width, pos, subcode)
+        raise BgpDecodeError(
+            f"{field}: prefix length {length} is longer than {width} bits",
+            ErrorCode.UPDATE_MESSAGE,
+            subcode,
+            offset=pos,
+        )
     stop = pos + 1 + ((length + 7) >> 3)
     if stop > end:
         raise _overrun(field, pos, end, subcode)
     return stop
-
-
-def _too_long(field: str, length: int, width: int, pos: int, subcode: int) -> BgpDecodeError:
-    return BgpDecodeError(
-        f"{field}: prefix length {length} is longer than {width} bits",
-        ErrorCode.UPDATE_MESSAGE,
-        subcode,
-        offset=pos,
-    )
 
 
 def _overrun(field: str, pos: int, end: int, subcode: int) -> BgpDecodeError:
