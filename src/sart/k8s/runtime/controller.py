@@ -57,6 +57,8 @@ FOLLOWERS = 4  # concurrent writes of what follows a status: advertisements, Eve
 RETRY_DELAY = 0.5
 POOL_STATUS_EVERY = 10.0  # seconds between AddressPool status writes while the counts change
 RETRY_MAX = 60.0
+# Events wait until no Service write has begun for this long (a burst's, until its end)
+EVENTS_QUIET = 0.5
 
 
 def service_view(service: dict[str, Any]) -> ServiceView:
@@ -190,8 +192,8 @@ class LoadBalancerController:
         self._pool_counts: dict[str, tuple[int, int]] = {}
         self._backoff = KeyedBackoff(base=RETRY_DELAY, cap=RETRY_MAX)
         self.events = EventRecorder(self.core, COMPONENT, fence=fence)
-        # Written once no Service is queued or being written (events.EventLane)
-        self.event_lane = EventLane(self.events, lambda: bool(self._writing or self._queued))
+        self._last_write = 0.0  # when a Service's write last began (monotonic clock)
+        self.event_lane = EventLane(self.events, self._writes_recent)
         # The process's shared watches (run by their owner), or our own (run by us).
         self._own_watches = watches is None
         self.watches = watches if watches is not None else SharedWatches()
@@ -431,7 +433,7 @@ class LoadBalancerController:
                     namespace, name = key.split("/", 1)
                     gone = ServiceView(namespace=namespace, name=name)
                     nothing = ServicePlan(addresses=())
-                    self._writing[key] = asyncio.create_task(self._write(key, gone, nothing, {}))
+                    self._start_write(key, gone, nothing, {})
                 continue
             held = key in self.allocator.owned
             began = time.perf_counter()
@@ -446,7 +448,21 @@ class LoadBalancerController:
             if self._needs_write(view, plan) or wanted != self.announced.get(key, {}):
                 if self._writes_status(view, plan):
                     self._decided[key] = attrs.evolve(view, ingress=plan.ingress)
-                self._writing[key] = asyncio.create_task(self._write(key, view, plan, wanted))
+                self._start_write(key, view, plan, wanted)
+
+    def _start_write(
+        self, key: str, view: ServiceView, plan: ServicePlan, wanted: dict[str, dict[str, Any]]
+    ) -> None:
+        self._last_write = time.monotonic()
+        self._writing[key] = asyncio.create_task(self._write(key, view, plan, wanted))
+
+    def _writes_recent(self) -> bool:
+        """Whether Services are queued or being written, or one's write began less than
+        EVENTS_QUIET ago: what holds the Events back (events.EventLane). Services created
+        one after another keep it true, so their Events follow the burst."""
+        return bool(self._writing or self._queued) or (
+            time.monotonic() - self._last_write < EVENTS_QUIET
+        )
 
     def _wake_pending(self) -> None:
         for key in sorted(self.allocator.pending):
