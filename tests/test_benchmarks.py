@@ -48,7 +48,7 @@ def test_ingest_benchmark_feeds_sart_and_frr_both_tables() -> None:
     import ingest  # noqa: PLC0415 - needs root and FRR, only here
 
     for kind, prefixes in (("shared", 2_000), ("distinct", 500)):
-        results = ingest.run_feed(kind, prefixes, ["sart", "frr"])
+        results = ingest.run_feed(kind, prefixes, ["sart", "frr"], rounds=1)
         for target in ("sart", "frr"):
             assert results[target]["readvertised"] == prefixes  # every prefix went on
 

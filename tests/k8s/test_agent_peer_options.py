@@ -272,7 +272,19 @@ async def test_the_shipped_role_is_namespaced() -> None:
         for rule in d["rules"]
     ]
     assert not [r for r in cluster_rules if "secrets" in r["resources"]]
-    roles = [d for d in documents if d["kind"] == "Role" and "secrets" in str(d["rules"])]
+    agent_roles = {  # the Roles bound to the agent's ServiceAccount
+        d["roleRef"]["name"]
+        for d in documents
+        if d["kind"] == "RoleBinding"
+        and any(subject["name"] == "sart-agent" for subject in d["subjects"])
+    }
+    roles = [
+        d
+        for d in documents
+        if d["kind"] == "Role"
+        and d["metadata"]["name"] in agent_roles
+        and "secrets" in str(d["rules"])
+    ]
     assert [(r["metadata"]["namespace"], r["rules"][0]["verbs"]) for r in roles] == [
         (NAMESPACE, ["get", "list", "watch"])
     ]
