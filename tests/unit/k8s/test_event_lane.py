@@ -8,6 +8,7 @@ from typing import Any
 
 from sart.k8s.runtime import events
 from sart.k8s.runtime.events import EventLane
+from waiting import until
 
 SERVICE = {"apiVersion": "v1", "kind": "Service", "namespace": "default", "name": "web"}
 
@@ -20,9 +21,10 @@ class KeptEvents:
         self.recorded.append(message)
 
 
-async def _settle() -> None:
-    for _ in range(5):
-        await asyncio.sleep(events.POLL)
+async def _held() -> None:
+    """Long enough for the lane to have written an Event it was free to write (a few of its
+    polls): what must not be written is still not."""
+    await asyncio.sleep(5 * events.POLL)
 
 
 def test_events_wait_while_state_is_being_written_then_go_in_order() -> None:
@@ -33,11 +35,11 @@ def test_events_wait_while_state_is_being_written_then_go_in_order() -> None:
         task = asyncio.create_task(lane.run())
         lane.post(SERVICE, "Normal", "IPAllocated", "first")
         lane.post(SERVICE, "Normal", "IPAllocated", "second")
-        await _settle()
+        await _held()
         assert kept.recorded == [] and lane.waiting == 2
         busy = False
-        await _settle()
-        assert kept.recorded == ["first", "second"] and lane.waiting == 0
+        await until(lambda: lane.waiting == 0, timeout=10)
+        assert kept.recorded == ["first", "second"]
         task.cancel()
 
     asyncio.run(scenario())
@@ -49,7 +51,7 @@ def test_an_event_waits_no_longer_than_its_hold() -> None:
         lane = EventLane(kept, lambda: True, hold=0.1)  # type: ignore[arg-type]
         task = asyncio.create_task(lane.run())
         lane.post(SERVICE, "Normal", "IPAllocated", "late but written")
-        await asyncio.sleep(0.4)
+        await until(lambda: kept.recorded, timeout=10)
         assert kept.recorded == ["late but written"]
         task.cancel()
 
@@ -66,7 +68,7 @@ def test_past_the_queue_bound_the_oldest_are_dropped(monkeypatch: Any) -> None:
             lane.post(SERVICE, "Normal", "IPAllocated", str(n))
         assert lane.dropped == 2 and lane.waiting == 3
         task = asyncio.create_task(lane.run())
-        await _settle()
+        await until(lambda: lane.waiting == 0, timeout=10)
         assert kept.recorded == ["2", "3", "4"]
         task.cancel()
 

@@ -371,8 +371,8 @@ class LoadBalancerController:
                 self.enqueue(key)  # deleted while no controller ran: its advertisements go
 
     def idle(self, key: str) -> bool:
-        """Whether nothing is queued or being written for the Service, its Events included
-        (tests wait on this)."""
+        """Whether nothing is queued or being written for the Service, and no Event (of any
+        Service) waits to be written (tests wait on this)."""
         return (
             key not in self._queued
             and key not in self._writing
