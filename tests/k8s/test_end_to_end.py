@@ -22,7 +22,7 @@ from sart.k8s.runtime.agent import NodeAgent
 from sart.k8s.runtime.controller import LoadBalancerController
 from sart.testing.controlplane import create_node, unique_name
 from sart.testing.crds import apply_crds
-from sart.testing.peers import BgpConfig, Frr, Lab, neighbor
+from sart.testing.peers import BgpConfig, Frr, Lab, neighbor, wait_kernel_nexthops
 from waiting import until
 
 pytestmark = [pytest.mark.k8s, pytest.mark.e2e, pytest.mark.asyncio]
@@ -105,7 +105,8 @@ async def test_service_address_reaches_the_router(k8s: Any, namespace: str, tmp_
             assert ip == "10.180.0.1"
             hops = await asyncio.to_thread(router.wait_route, f"{ip}/32", timeout=30)
             assert hops == [link.b.ipv4]  # announced from the node, learned by the router
-            kernel = await asyncio.to_thread(router_ns.kernel_nexthops, f"{ip}/32")
+            # zebra installs what bgpd learned a moment later
+            kernel = await asyncio.to_thread(wait_kernel_nexthops, router_ns, f"{ip}/32")
             assert kernel == [link.b.ipv4]
             await core.delete_namespaced_service("web", namespace)
             await asyncio.to_thread(router.wait_no_route, f"{ip}/32", timeout=30)

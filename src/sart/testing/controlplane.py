@@ -803,11 +803,19 @@ async def create_namespace(api: ApiClient, name: str, *, timeout: float = 10.0) 
 
 async def delete_namespace(api: ApiClient, name: str) -> None:
     """Delete a namespace without waiting for it to go. Pods are force-deleted first: with no
-    kubelet a graceful delete never completes and the namespace would stay Terminating."""
+    kubelet a graceful delete never completes and the namespace would stay Terminating. Its
+    Services are deleted first too, so none outlives the test while the namespace terminates:
+    a leftover LoadBalancer Service would take an address from the next test's pool."""
     from kubernetes_asyncio import client  # noqa: PLC0415
 
     core = client.CoreV1Api(api)
     await core.delete_collection_namespaced_pod(name, grace_period_seconds=0)
+    for service in (await core.list_namespaced_service(name)).items:
+        try:
+            await core.delete_namespaced_service(service.metadata.name, name)
+        except client.ApiException as error:
+            if error.status != 404:
+                raise
     await core.delete_namespace(name)
 
 
