@@ -115,10 +115,14 @@ class Node:
         return text in self.fib_log.read_text(errors="replace")
 
     def describe(self) -> str:
-        tail = "\n".join(self.fib_log.read_text(errors="replace").splitlines()[-15:])
+        def tail(log: Path) -> str:
+            lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+            return "\n".join([line for line in lines if "hpack" not in line][-15:])
+
         return (
             f"kernel: {self.ns.ip('route', 'show', 'proto', '186')}"
-            f"{self.ns.ip('-6', 'route', 'show', 'proto', '186')}\nfib log:\n{tail}"
+            f"{self.ns.ip('-6', 'route', 'show', 'proto', '186')}\n"
+            f"bgp log:\n{tail(self.bgp_log)}\nfib log:\n{tail(self.fib_log)}"
         )
 
 

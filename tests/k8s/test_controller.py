@@ -23,7 +23,7 @@ from prometheus_client import generate_latest
 
 from sart.k8s.models import GROUP, VERSION
 from sart.k8s.runtime.clusterbgp import ClusterBgpController
-from sart.k8s.runtime.controller import LoadBalancerController
+from sart.k8s.runtime.controller import COMPONENT, LoadBalancerController
 from sart.k8s.runtime.leader import LeaderElection
 from sart.testing.controlplane import create_node, create_ready_pod, unique_name
 from sart.testing.crds import apply_crds
@@ -102,10 +102,13 @@ class Cluster:
         return result
 
     async def events(self, name: str) -> list[tuple[str, str, str]]:
+        """The controller's Events about the Service (not the apiserver's own: its ClusterIP
+        repair loop may say something about a Service made under load)."""
         listing = await self.core.list_namespaced_event(
             self.namespace, field_selector=f"involvedObject.name={name}"
         )
-        return [(e.type, e.reason, e.message) for e in listing.items]
+        ours = [e for e in listing.items if e.source and e.source.component == COMPONENT]
+        return [(e.type, e.reason, e.message) for e in ours]
 
     async def finalizers(self, name: str) -> list[str]:
         service = await self.core.read_namespaced_service(name, self.namespace)
