@@ -30,13 +30,20 @@ from sart.bgp.messages import (
     OPTIONAL,
     OPTIONAL_TRANSITIVE,
     WELL_KNOWN,
+    As4Aggregator,
+    As4Path,
+    AsPath,
     Family,
     Message,
     MpReachNlri,
     MpUnreachNlri,
+    NextHop,
+    PlainUpdate,
     Update,
 )
-from sart.bgp.wire import MessageSplitter, decode_message, encode_message
+from sart.bgp.prefixes import prefix_key
+from sart.bgp.wire import MessageSplitter, decode_framed, decode_message, encode_message
+from sart.bgp.wire.framing import check_header
 from sart.bgp.wire.nlri import encode_prefixes
 from sart.errors import BgpUsageError
 
@@ -139,15 +146,51 @@ def check_error(error: BgpDecodeError, data: bytes, ctx: SessionContext) -> None
 
 def check_decoding(data: bytes, ctx: SessionContext) -> None:
     """decode_message gives a message that is a fixed point of the codec, or a sound
-    BgpDecodeError; never any other exception."""
+    BgpDecodeError; never any other exception. The plain decode agrees with it."""
     try:
         message = decode_message(data, ctx)
     except BgpDecodeError as error:
         event(f"{error.handling.value}: {describe_error(error.code, error.subcode)}")
         check_error(error, data, ctx)
+        check_plain(data, ctx, error)
     else:
         event(f"decoded {type(message).__name__}")
         check_fixed_point(message, ctx)
+        check_plain(data, ctx, message)
+
+
+def _said(error: BgpDecodeError) -> tuple[object, ...]:
+    return (error.code, error.subcode, error.data, error.offset, error.handling, error.reason,
+            error.recovered)  # fmt: skip
+
+
+def check_plain(data: bytes, ctx: SessionContext, full: Message | BgpDecodeError) -> None:
+    """A framed message decoded with `plain` (what a session made with plain_updates does):
+    the same error, the same message, or a PlainUpdate of exactly the decoded UPDATE, and
+    that only for the UPDATEs a PlainUpdate may carry."""
+    if len(data) < HEADER_LENGTH:
+        return
+    try:
+        if check_header(data, 0, ctx.max_message_length) != len(data):
+            return  # decode_framed takes what a splitter cut out: the length is right
+    except BgpDecodeError:
+        return
+    try:
+        plain = decode_framed(data, ctx, plain=True)
+    except BgpDecodeError as error:
+        assert isinstance(full, BgpDecodeError) and _said(error) == _said(full)
+        return
+    assert not isinstance(full, BgpDecodeError)
+    if not isinstance(plain, PlainUpdate):
+        assert plain == full
+        return
+    event("plain UPDATE")
+    assert isinstance(full, Update) and plain.update() == full
+    assert full.nlri and not full.withdrawn and not full.nlri_path_ids
+    assert not any(type(a) in NOT_PLAIN for a in full.attributes)
+    assert plain.as_path == full.get(AsPath) and plain.next_hop == full.get(NextHop).address
+    assert plain.seen == sum(1 << a.type_code for a in full.attributes)
+    assert plain.nlri.keys() == [prefix_key(p) for p in full.nlri]
 
 
 # --- mutations of valid messages -----------------------------------------------------------
@@ -387,6 +430,30 @@ def test_framed_garbage(ctx: SessionContext, data: bytes) -> None:
 def test_mutated_messages(case: tuple[SessionContext, bytes]) -> None:
     """Valid messages with bits flipped, octets cut, added or replaced and length fields
     changed: a message or a sound BgpDecodeError."""
+    ctx, data = case
+    check_decoding(data, ctx)
+
+
+@st.composite
+def plain_shaped_updates(draw: st.DrawFn) -> tuple[SessionContext, bytes]:
+    """Valid UPDATEs, half of them stripped of what a PlainUpdate cannot carry (on sessions
+    without IPv4 path ids)."""
+    strip = draw(st.booleans())
+    contexts = [c for c in s.ALL_CONTEXTS if not strip or IPV4_UNICAST not in c.add_path]
+    ctx, update = draw(s.with_context(s.updates, st.sampled_from(contexts)))
+    if strip:
+        kept = tuple(a for a in update.attributes if type(a) not in NOT_PLAIN)
+        update = attrs.evolve(update, withdrawn=(), withdrawn_path_ids=(), attributes=kept)
+    return ctx, encode_message(update, ctx)
+
+
+NOT_PLAIN = (MpReachNlri, MpUnreachNlri, As4Path, As4Aggregator)
+
+
+@given(plain_shaped_updates())
+def test_plain_decode_of_valid_updates(case: tuple[SessionContext, bytes]) -> None:
+    """What a session made with plain_updates decodes: the same UPDATE, as a PlainUpdate
+    when it may be one."""
     ctx, data = case
     check_decoding(data, ctx)
 

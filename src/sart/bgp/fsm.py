@@ -21,7 +21,15 @@ from netaddr import IPAddress
 from sart.bgp.codes import CeaseSubcode, ErrorCode, ErrorHandling, FsmSubcode
 from sart.bgp.errors import BgpDecodeError
 from sart.bgp.limits import PrefixLimit
-from sart.bgp.messages import Keepalive, Message, Notification, Open, RouteRefresh, Update
+from sart.bgp.messages import (
+    Keepalive,
+    Message,
+    Notification,
+    Open,
+    PlainUpdate,
+    RouteRefresh,
+    Update,
+)
 from sart.bgp.negotiation import Negotiated, negotiate
 
 LARGE_HOLD_TIME = 240.0  # RFC 4271 8.2.2: "a large value" while waiting for the OPEN
@@ -181,9 +189,10 @@ class SendMessage:
 
 @attrs.frozen
 class Deliver:
-    """An UPDATE (or ROUTE-REFRESH) for the RIB; for an RFC 7606 error, the recovered one."""
+    """An UPDATE (or ROUTE-REFRESH) for the RIB; for an RFC 7606 error, the recovered one.
+    A PlainUpdate only from a Session made with plain_updates (never from `step`)."""
 
-    message: Update | RouteRefresh
+    message: Update | RouteRefresh | PlainUpdate
 
 
 @attrs.frozen

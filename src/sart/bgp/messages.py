@@ -12,7 +12,7 @@ keeps the common case free of a wrapper object per prefix.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import ClassVar, Self, TypeVar
+from typing import ClassVar, NamedTuple, Self, TypeVar
 
 import attrs
 from netaddr import IPAddress, IPNetwork
@@ -577,6 +577,26 @@ class Update:
     def get(self, kind: type[_Attr]) -> _Attr | None:
         """The attribute of this kind, or None."""
         return find(self.attributes, kind)
+
+
+class PlainUpdate(NamedTuple):
+    """An UPDATE of the kind nearly every UPDATE of a table is, decoded for the RIB: IPv4
+    unicast NLRI without path ids, no withdrawn routes, no multiprotocol or AS4 attributes,
+    every attribute well-formed (`decode_plain_update` says which UPDATEs these are).
+
+    A session made with `plain_updates=True` delivers these instead of Update, so the RIB
+    and the speaker take the AS path and next hop the codec has just read instead of walking
+    the attributes again; `update()` is the Update that `decode_update` makes of the same
+    octets."""
+
+    attributes: tuple[PathAttribute, ...]
+    nlri: Sequence[IPNetwork]  # never empty
+    as_path: AsPath
+    next_hop: IPAddress
+    seen: int  # bit n set for attribute type code n
+
+    def update(self) -> Update:
+        return Update(attributes=self.attributes, nlri=self.nlri)
 
 
 @attrs.frozen

@@ -16,6 +16,7 @@ import attrs
 from netaddr import IPAddress, IPNetwork
 
 from sart.bgp.as4 import effective_as_path
+from sart.bgp.codes import AttrType
 from sart.bgp.messages import (
     As4Path,
     AsPath,
@@ -28,6 +29,7 @@ from sart.bgp.messages import (
     Origin,
     OriginatorId,
     PathAttribute,
+    PlainUpdate,
     Update,
     find,
 )
@@ -43,6 +45,9 @@ from sart.bgp.prefixes import (
 DEFAULT_LOCAL_PREF = 100  # RFC 4271 5.1.5 leaves it to configuration; 100 is common practice
 # Attributes that only mean something inside one AS, dropped when received over eBGP.
 _INTERNAL_ONLY = frozenset((LocalPref, OriginatorId, ClusterList))
+_INTERNAL_ONLY_CODES = (  # the same, as bits of PlainUpdate.seen
+    1 << AttrType.LOCAL_PREF | 1 << AttrType.ORIGINATOR_ID | 1 << AttrType.CLUSTER_LIST
+)
 
 
 class NextHopProblem(enum.Enum):
@@ -482,7 +487,7 @@ class Rib:
     def apply_updates(
         self,
         source: Source,
-        updates: Iterable[Update],
+        updates: Iterable[Update | PlainUpdate],
         now: float = 0.0,
         *,
         local_addresses: Collection[IPAddress] = (),
@@ -498,12 +503,29 @@ class Rib:
     def _routes(
         self,
         source: Source,
-        update: Update,
+        update: Update | PlainUpdate,
         now: float,
         local_addresses: Collection[IPAddress],
         ignored: list[Ignored] | None,
     ) -> tuple[Source, list[tuple[int, int]], list[Path]]:
         """What an UPDATE withdraws and what it adds, as `_apply` takes them."""
+        if type(update) is PlainUpdate:
+            # The codec has read the AS path and next hop: when every attribute is kept and
+            # the route is usable (nearly always), its paths are made from those at once;
+            # anything else goes the general way below.
+            hop = update.next_hop
+            if (
+                (source.internal or not update.seen & _INTERNAL_ONLY_CODES)
+                and not self._looped(update.as_path)
+                and self._next_hop_problem(source, hop, local_addresses) is None
+            ):
+                shared = update.attributes
+                return source, [], [
+                    _new_tuple(Path, (key, source, hop, shared, 0, now))
+                    for key in _prefix_keys(update.nlri)
+                ]  # fmt: skip
+            update = update.update()
+        assert isinstance(update, Update)
         gone = _keys(update.withdrawn, update.withdrawn_path_ids) if update.withdrawn else []
         internal = source.internal
         kept = []
@@ -544,10 +566,7 @@ class Rib:
             if as4 or as_path is None:
                 looped = local_asn in effective_as_path(shared).asns()
             else:
-                for segment in as_path.segments:
-                    if local_asn in segment.asns:
-                        looped = True
-                        break
+                looped = self._looped(as_path)
         new: list[Path] = []
         for hop, prefixes, path_ids in reach:
             problem = None if hop is None else self._next_hop_problem(source, hop, local_addresses)
@@ -570,6 +589,16 @@ class Rib:
                     for key in _prefix_keys(prefixes)
                 ]
         return source, gone, new
+
+    def _looped(self, as_path: AsPath) -> bool:
+        """Whether the AS path holds our AS (RFC 4271 9.1.2: such a path is never used)."""
+        local_asn = self.local_asn
+        if local_asn is None:
+            return False
+        for segment in as_path.segments:  # noqa: SIM110 (a generator costs more, per UPDATE)
+            if local_asn in segment.asns:
+                return True
+        return False
 
     def _next_hop_problem(
         self, source: Source, hop: IPAddress, local_addresses: Collection[IPAddress]

@@ -9,6 +9,8 @@ SessionDown). Messages the state machine sends are encoded here.
 
 from __future__ import annotations
 
+from typing import cast
+
 from sart.bgp.codes import CeaseSubcode, ErrorCode
 from sart.bgp.context import DEFAULT_CONTEXT, SessionContext
 from sart.bgp.errors import BgpDecodeError
@@ -39,7 +41,7 @@ from sart.bgp.fsm import (
     update_leaves_state,
 )
 from sart.bgp.limits import Level, announced_family, cease_data, level
-from sart.bgp.messages import Keepalive, Message, Notification, Open, Update
+from sart.bgp.messages import Keepalive, Message, Notification, Open, PlainUpdate, Update
 from sart.bgp.wire import decode_framed, encode_message
 from sart.bgp.wire.framing import MessageSplitter
 from sart.errors import BgpUsageError
@@ -48,10 +50,15 @@ _new_deliver = builder(Deliver)
 
 
 class Session:
-    def __init__(self, config: Config, fsm: FsmState | None = None) -> None:
+    def __init__(
+        self, config: Config, fsm: FsmState | None = None, *, plain_updates: bool = False
+    ) -> None:
         """`fsm`: where the neighbor's last session left off (Idle, maybe held down by an
-        IdleHoldTimer), so a new connection honours it."""
+        IdleHoldTimer), so a new connection honours it. `plain_updates`: deliver the UPDATEs
+        a PlainUpdate can carry as one (the speaker's RIB takes them faster); otherwise
+        every UPDATE is delivered as an Update."""
         self.config = config
+        self.plain_updates = plain_updates
         self._fsm = fsm if fsm is not None else FsmState()
         self._splitter = MessageSplitter()
         self._outgoing = bytearray()
@@ -167,6 +174,7 @@ class Session:
         # an UPDATE delivered where the state stays (most of a table) leaves both as they are.
         ctx = self._receive_context
         in_place = update_leaves_state(self._fsm, now)
+        plain = in_place and self.plain_updates  # a PlainUpdate is only ever delivered in place
         while self._fsm.state is not State.IDLE:
             try:
                 raws = splitter.messages()
@@ -178,16 +186,16 @@ class Session:
                 break
             for count, raw in enumerate(raws, 1):
                 try:
-                    message = decode_framed(raw, ctx)
+                    message = decode_framed(raw, ctx, plain=plain)
                     kind = type(message)
-                    if in_place and kind is Update:
+                    if in_place and (kind is Update or kind is PlainUpdate):
                         append(_new_deliver(message))
                         continue
                     if kind is Notification:
                         self.notification_received = message  # type: ignore[assignment]
                     elif kind is Open:
                         self.open_received = message  # type: ignore[assignment]
-                    event: Event = event_for(message)
+                    event: Event = event_for(cast("Message", message))  # never a PlainUpdate
                 except BgpDecodeError as error:
                     event = MessageError(error)
                 actions += self._feed(event, now)
@@ -197,6 +205,7 @@ class Session:
                     return actions
                 ctx = self._receive_context
                 in_place = update_leaves_state(self._fsm, now)
+                plain = in_place and self.plain_updates
             self.messages_in += len(raws)
         return actions
 

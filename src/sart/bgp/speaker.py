@@ -71,6 +71,7 @@ from sart.bgp.messages import (
     Open,
     Origin,
     PathAttribute,
+    PlainUpdate,
     RouteRefresh,
     RouteRefreshCapability,
     Update,
@@ -547,7 +548,7 @@ class Speaker:
         neighbor down (its IdleHoldTimer is the session's deadline)."""
         now = _now()
         config = self._fsm_config(neighbor.config, restarting=neighbor.restarting)
-        session = Session(config, neighbor.held)
+        session = Session(config, neighbor.held, plain_updates=True)
         if neighbor.held is None:
             session.start(now, passive=passive)
             return session
@@ -838,17 +839,21 @@ class Speaker:
                 return
 
     def _act(self, neighbor: Neighbor, connection: _Connection, actions: list[Action]) -> None:
-        routes: list[Update] = []  # UPDATEs in a row with routes: into the RIB in one go
+        routes: list[Update | PlainUpdate] = []  # UPDATEs in a row with routes: one RIB call
         for action in actions:
             if type(action) is Deliver:
                 message = action.message
-                if type(message) is Update and (message.nlri or not message.end_of_rib_family):
-                    routes.append(message)
+                kind = type(message)
+                if kind is PlainUpdate or (
+                    kind is Update and (message.nlri or not message.end_of_rib_family)  # type: ignore[union-attr]
+                ):
+                    routes.append(message)  # type: ignore[arg-type]
                     continue
             if routes:
                 self._deliver_routes(neighbor, connection, routes)
                 routes = []
             if isinstance(action, Deliver):
+                assert not isinstance(action.message, PlainUpdate)  # a route: taken above
                 self._deliver(neighbor, connection, action.message)
             elif isinstance(action, SessionUp):
                 # An OPEN and a KEEPALIVE read together take a session through OpenConfirm
@@ -1015,19 +1020,23 @@ class Speaker:
         self._keep(neighbor, neighbor.stale.end_of_rib(family))
 
     def _deliver_routes(
-        self, neighbor: Neighbor, connection: _Connection, updates: list[Update]
+        self, neighbor: Neighbor, connection: _Connection, updates: list[Update | PlainUpdate]
     ) -> None:
         """UPDATEs that announce or withdraw routes, in the order received."""
         source = neighbor.source
         if neighbor.established is not connection or source is None:
             return
-        for monitor in self.monitors:
-            monitor.updates_received(neighbor, updates)
+        if self.monitors:
+            full = [u.update() if type(u) is PlainUpdate else u for u in updates]
+            for monitor in self.monitors:
+                monitor.updates_received(neighbor, full)  # type: ignore[arg-type]
         stats = neighbor.stats
         stats.updates_in += len(updates)
         received = 0
         for update in updates:
             received += len(update.nlri)
+            if type(update) is PlainUpdate:
+                continue  # IPv4 alone
             for attribute in update.attributes:
                 if type(attribute) is MpReachNlri:
                     received += len(attribute.nlri)
@@ -1055,7 +1064,10 @@ class Speaker:
         session = connection.session
         if session.config.prefix_limit is not None:
             count = self.rib.count(source)
-            self._act(neighbor, connection, session.prefixes_received(count, updates[-1], now))
+            last = updates[-1]
+            if isinstance(last, PlainUpdate):
+                last = last.update()
+            self._act(neighbor, connection, session.prefixes_received(count, last, now))
 
     async def _write_loop(
         self, neighbor: Neighbor, connection: _Connection, families: frozenset[Family]

@@ -14,6 +14,7 @@ from sart.bgp.messages import (
     Notification,
     Open,
     Origin,
+    PlainUpdate,
     Update,
 )
 from sart.bgp.session import Session
@@ -73,6 +74,31 @@ def test_two_sessions_establish_and_exchange_an_update() -> None:
     pair.a.send(update, 1)
     pair.pump(1)
     assert pair.actions["b"][-1] == Deliver(update)
+
+
+def test_plain_updates_are_delivered_in_place_and_only_those() -> None:
+    """A session made with plain_updates: the first UPDATE of a read steps the state machine
+    (its hold timer restarts) and comes as an Update; the rest of the read, where the state
+    stays, come as PlainUpdates when they can be one; a withdrawal never is."""
+    pair = Pair()
+    pair.b.plain_updates = True
+    pair.establish()
+    route = Update(
+        attributes=(Origin(0), AsPath.from_asns(65001), NextHop(IPAddress("10.0.0.1"))),
+        nlri=(IPNetwork("203.0.113.10/32"),),
+    )
+    withdrawal = Update(withdrawn=(IPNetwork("203.0.113.10/32"),))
+    for update in (route, route, withdrawal, route):
+        pair.a.send(update, 1)
+    actions = pair.b.receive_data(pair.a.data_to_send(), 1)
+    delivered = [a.message for a in actions if isinstance(a, Deliver)]
+    assert [type(m) for m in delivered] == [Update, PlainUpdate, Update, PlainUpdate]
+    assert [m.update() if isinstance(m, PlainUpdate) else m for m in delivered] == [
+        route,
+        route,
+        withdrawal,
+        route,
+    ]
 
 
 def test_keepalives_keep_the_session_up_and_silence_ends_it() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
+from typing import overload
 
 from sart.bgp.codes import (
     HEADER_LENGTH,
@@ -25,7 +26,15 @@ from sart.bgp.codes import (
 )
 from sart.bgp.context import DEFAULT_CONTEXT, SessionContext
 from sart.bgp.errors import BgpDecodeError
-from sart.bgp.messages import Keepalive, Message, Notification, Open, RouteRefresh, Update
+from sart.bgp.messages import (
+    Keepalive,
+    Message,
+    Notification,
+    Open,
+    PlainUpdate,
+    RouteRefresh,
+    Update,
+)
 from sart.bgp.wire.framing import MessageSplitter, check_header
 from sart.bgp.wire.open import decode_open, encode_open
 from sart.bgp.wire.update import decode_update, encode_update, withdraw_all
@@ -75,13 +84,21 @@ def decode_message(data: bytes, ctx: SessionContext = DEFAULT_CONTEXT) -> Messag
     return decode_framed(data, ctx)
 
 
-def decode_framed(data: bytes, ctx: SessionContext = DEFAULT_CONTEXT) -> Message:
+@overload
+def decode_framed(data: bytes, ctx: SessionContext = DEFAULT_CONTEXT) -> Message: ...
+@overload
+def decode_framed(data: bytes, ctx: SessionContext, *, plain: bool) -> Message | PlainUpdate: ...
+
+
+def decode_framed(
+    data: bytes, ctx: SessionContext = DEFAULT_CONTEXT, *, plain: bool = False
+) -> Message | PlainUpdate:
     """`decode_message` for a message a MessageSplitter cut out: its marker and length
-    (against the session's maximum) are checked already."""
+    (against the session's maximum) are checked already. `plain`: as decode_update's."""
     length = len(data)
     kind = data[18]
     if kind == _UPDATE and length >= _UPDATE_MIN_LENGTH:  # nearly every message of a session
-        return decode_update(data, ctx)
+        return decode_update(data, ctx, plain=plain)
     minimum = _MIN_LENGTH.get(kind)  # type: ignore[call-overload]
     if minimum is None:
         raise BgpDecodeError(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
+from typing import overload
 
 from netaddr import IPNetwork
 
@@ -18,10 +20,13 @@ from sart.bgp.errors import BgpDecodeError
 from sart.bgp.frozen import builder
 from sart.bgp.messages import (
     IPV4_UNICAST,
+    AsPath,
     Family,
     MpReachNlri,
     MpUnreachNlri,
+    NextHop,
     PathAttribute,
+    PlainUpdate,
     Update,
 )
 from sart.bgp.wire.attributes import decode_attributes, encode_attribute, to_two_octet
@@ -29,10 +34,18 @@ from sart.bgp.wire.nlri import decode_prefixes, encode_prefixes
 from sart.errors import BgpUsageError
 
 
-def decode_update(data: bytes, ctx: SessionContext) -> Update:
+@overload
+def decode_update(data: bytes, ctx: SessionContext) -> Update: ...
+@overload
+def decode_update(data: bytes, ctx: SessionContext, *, plain: bool) -> Update | PlainUpdate: ...
+
+
+def decode_update(data: bytes, ctx: SessionContext, *, plain: bool = False) -> Update | PlainUpdate:
     """An UPDATE from its whole message (header included). Raises BgpDecodeError; for
     treat-as-withdraw and attribute-discard errors the error's `recovered` is the UPDATE to
-    act on."""
+    act on. With `plain`, an UPDATE that a PlainUpdate can carry (no withdrawn routes, IPv4
+    NLRI without path ids, no MP or AS4 attribute, nothing malformed or missing) comes as
+    one, with the same attributes and NLRI; anything else comes as without it."""
     end = len(data)  # at least 23: the caller checked the header
     pos = HEADER_LENGTH
     withdrawn_length = (data[pos] << 8) | data[pos + 1]
@@ -63,6 +76,13 @@ def decode_update(data: bytes, ctx: SessionContext) -> Update:
         )
     attributes, problems, seen = decode_attributes(data, attributes_start, attributes_end, ctx)
     nlri, nlri_ids = decode_prefixes(data, attributes_end, end, 4, add_path, field="NLRI")
+    if (
+        plain
+        and nlri
+        and not (withdrawn_length or problems or add_path or seen & _NOT_PLAIN)
+        and seen & _MANDATORY == _MANDATORY
+    ):
+        return _plain(attributes, nlri, seen)
     update: Update = _new_update(withdrawn, tuple(attributes), nlri, withdrawn_ids, nlri_ids)
     if seen & _MANDATORY != _MANDATORY:  # else every mandatory attribute is there
         missing = _missing_mandatory(update, seen, attributes_end)
@@ -75,6 +95,27 @@ def decode_update(data: bytes, ctx: SessionContext) -> Update:
 
 _new_update = builder(Update)  # fields: withdrawn, attributes, nlri, and their path ids
 _MANDATORY = 1 << AttrType.ORIGIN | 1 << AttrType.AS_PATH | 1 << AttrType.NEXT_HOP
+# What a PlainUpdate cannot carry: other families, and AS4 attributes (merged, or discarded
+# with an error, on the way to the RIB).
+_NOT_PLAIN = (
+    1 << AttrType.MP_REACH_NLRI
+    | 1 << AttrType.MP_UNREACH_NLRI
+    | 1 << AttrType.AS4_PATH
+    | 1 << AttrType.AS4_AGGREGATOR
+)
+_new_tuple = tuple.__new__  # a NamedTuple from its fields in one tuple, skipping its __new__
+
+
+def _plain(attributes: list[PathAttribute], nlri: Sequence[IPNetwork], seen: int) -> PlainUpdate:
+    """The PlainUpdate of a checked UPDATE (its AS_PATH and NEXT_HOP are there)."""
+    as_path = next_hop = None
+    for attribute in attributes:
+        kind = type(attribute)
+        if kind is AsPath:
+            as_path = attribute
+        elif kind is NextHop:
+            next_hop = attribute.address  # type: ignore[union-attr]
+    return _new_tuple(PlainUpdate, (tuple(attributes), nlri, as_path, next_hop, seen))
 
 
 def _missing_mandatory(update: Update, present: int, offset: int) -> BgpDecodeError | None:
