@@ -10,8 +10,10 @@ End-of-RIB. Two feeds of 1,000,000 IPv4 /24s:
 
 Measured per daemon: wall time from the session being up until the daemon holds every
 prefix (sart logs its End-of-RIB after applying everything before it; the others are
-polled for their count), and the daemon's peak RSS (VmHWM). Then sart and FRR re-advertise
-the table to a second peer: time from that session being up until the peer has it all.
+polled for their count), the CPU time the daemon used meanwhile (all its threads: a measure
+this noisy machine disturbs less than the wall time), and its peak RSS (VmHWM). Then sart
+and FRR re-advertise the table to a second peer: time from that session being up until the
+peer has it all.
 
 Targets (issue 18): sart faster than FRR on both feeds; sart's peak RSS at most 500 MiB
 (shared) and under 1 GiB (distinct).
@@ -71,6 +73,7 @@ from sart.testing.peers import (
     GoBgp,
     Lab,
     Peer,
+    cpu_seconds,
     neighbor,
     read_status_kib,
 )
@@ -265,16 +268,18 @@ def measure_sart(lab: Lab, feed_file: str, prefixes: int) -> dict[str, float]:
     assert daemon.stderr is not None
     try:
         _wait_for_log(daemon, "speaker started")
+        cpu = cpu_seconds(daemon.pid)
         feeder = _spawn_feeder(feeder_ns, feed_file, target, source)
         up = _established_at(feeder)
         entry = _wait_for_log(daemon, "end of RIB received")
         done = time.monotonic()
+        cpu = cpu_seconds(daemon.pid) - cpu
         if entry.get("prefixes") != prefixes:
             raise SystemExit(f"sart received {entry.get('prefixes')} prefixes, not {prefixes}")
         rss = read_status_kib(daemon.pid, "VmHWM") * 1024
         readvertised = _readvertise(feeder_ns, target, prefixes)
         feeder.kill()
-        return {"seconds": done - up, "rss": rss, **readvertised}
+        return {"seconds": done - up, "cpu": cpu, "rss": rss, **readvertised}
     finally:
         daemon.terminate()
         daemon.wait(10)
@@ -316,12 +321,14 @@ def measure_peer(lab: Lab, kind: str, feed_file: str, prefixes: int) -> dict[str
     count: Callable[[], int] = daemon.route_count
     if isinstance(daemon, Frr):
         count = partial(_frr_received, daemon, source)
+    cpu = daemon.cpu_seconds()
     feeder = _spawn_feeder(feeder_ns, feed_file, target, source)
     up = _established_at(feeder)
     _wait(lambda: count() >= prefixes, 900, f"{kind} to hold every prefix")
     done = time.monotonic()
+    cpu = daemon.cpu_seconds() - cpu
     rss = daemon.peak_rss()
-    result = {"seconds": done - up, "rss": rss}
+    result = {"seconds": done - up, "cpu": cpu, "rss": rss}
     if kind == "frr":
         result |= _readvertise(feeder_ns, target, prefixes)
     feeder.kill()
@@ -370,7 +377,7 @@ def _print_run(target: str, r: dict[str, float], prefixes: int) -> None:
         again = f"  re-advertised {r['readvertised']:,.0f} in {r['readvertise_seconds']:.2f} s"
     print(
         f"  {target:>6}: {r['seconds']:7.2f} s  {prefixes / r['seconds']:>10,.0f} "
-        f"prefixes/s  peak RSS {r['rss'] / 2**20:7.1f} MiB{again}",
+        f"prefixes/s  CPU {r['cpu']:6.2f} s  peak RSS {r['rss'] / 2**20:7.1f} MiB{again}",
         flush=True,
     )
 
@@ -421,6 +428,7 @@ def main() -> int:
             theirs = results[other]
             print(
                 f"  sart vs {other}: time {sart['seconds'] / theirs['seconds']:.2f}x, "
+                f"CPU {sart['cpu'] / theirs['cpu']:.2f}x, "
                 f"peak RSS {sart['rss'] / theirs['rss']:.2f}x"
             )
         frr = results.get("frr")

@@ -51,6 +51,7 @@ def test_ingest_benchmark_feeds_sart_and_frr_both_tables() -> None:
         results = ingest.run_feed(kind, prefixes, ["sart", "frr"], rounds=1)
         for target in ("sart", "frr"):
             assert results[target]["readvertised"] == prefixes  # every prefix went on
+            assert results[target]["cpu"] > 0
 
 
 @pytest.mark.interop

@@ -460,6 +460,16 @@ def wait_for(
         time.sleep(interval)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of the process so far, all its threads, in seconds."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError as exc:
+        raise LabError(f"process {pid} is gone") from exc
+    fields = text.rpartition(")")[2].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 def read_status_kib(pid: int, field: str) -> int:
     """A `kB` field of /proc/PID/status (VmHWM, VmRSS...), in KiB."""
     try:
@@ -650,6 +660,10 @@ class Peer(abc.ABC):
     def rss(self) -> int:
         """Current resident memory of the BGP process, in bytes (VmRSS)."""
         return read_status_kib(self.pid, "VmRSS") * 1024
+
+    def cpu_seconds(self) -> float:
+        """CPU time the BGP process has used so far (`cpu_seconds`)."""
+        return cpu_seconds(self.pid)
 
     # -- sessions -----------------------------------------------------------------------
 
