@@ -516,13 +516,18 @@ class LoadBalancerController:
             if self._writes_status(view, plan):
                 async with self._writers:  # what the user waits for, first
                     self.fence()
-                    await call_raw(
+                    written = await call_raw(
                         self.core.patch_namespaced_service_status,
                         view.name,
                         view.namespace,
                         _ingress_body(plan),
                         **MERGE,
                     )
+                if self.services.get(key) is view and written:
+                    # The answer is the Service as now stored. Until the watch brings it, a
+                    # reconcile (the EndpointSlice made meanwhile, say) would read the view
+                    # without the address and write the status again.
+                    self.services[key] = service_view(written)
             async with self._followers:
                 await self._announce(view, wanted)
                 for event in plan.events:
