@@ -5,7 +5,7 @@ UPDATE, its AS path and its segment that is four calls per field, about a micros
 a half per object, and a full table is a million UPDATEs. `builder` makes a constructor
 that fills the slots directly, generated for the class the way attrs generates __init__.
 It checks nothing: callers pass every field, already what the class holds (the codec's
-own decoded values).
+own decoded values). `new_tuple` does the same for a NamedTuple.
 """
 
 from __future__ import annotations
@@ -28,3 +28,8 @@ def builder(cls: type) -> Callable[..., Any]:
     exec("\n".join(lines), namespace)  # generated from the class's own field names
     built: Callable[..., Any] = namespace["build"]
     return built
+
+
+new_tuple = tuple.__new__
+"""new_tuple(cls, (field, ...)): a NamedTuple from its fields in one tuple, skipping the
+argument handling of its generated __new__."""

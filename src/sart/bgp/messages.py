@@ -582,7 +582,7 @@ class Update:
 class PlainUpdate(NamedTuple):
     """An UPDATE of the kind nearly every UPDATE of a table is, decoded for the RIB: IPv4
     unicast NLRI without path ids, no withdrawn routes, no multiprotocol or AS4 attributes,
-    every attribute well-formed (`decode_plain_update` says which UPDATEs these are).
+    every attribute well-formed (`decode_update(..., plain=True)` makes them).
 
     A session made with `plain_updates=True` delivers these instead of Update, so the RIB
     and the speaker take the AS path and next hop the codec has just read instead of walking

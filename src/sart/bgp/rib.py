@@ -17,6 +17,7 @@ from netaddr import IPAddress, IPNetwork
 
 from sart.bgp.as4 import effective_as_path
 from sart.bgp.codes import AttrType
+from sart.bgp.frozen import new_tuple
 from sart.bgp.messages import (
     As4Path,
     AsPath,
@@ -214,9 +215,6 @@ class Path(NamedTuple):
         return 0 if clusters is None else len(clusters.ids)
 
 
-_new_tuple = tuple.__new__  # a NamedTuple from its fields in one tuple, skipping its __new__
-
-
 def _rank(path: Path) -> tuple[int, ...]:
     """The steps of RFC 4271 9.1.2.2 that compare one path on its own, as a sort key (lower
     wins): local origination first, then LOCAL_PREF, AS path length, ORIGIN."""
@@ -396,7 +394,7 @@ class Rib:
             after = settle(key)
             if after is before or (after is not None and before is not None and after == before):
                 continue
-            changes.append(_new_tuple(Change, (key, _as_tuple(before), _as_tuple(after))))
+            changes.append(new_tuple(Change, (key, _as_tuple(before), _as_tuple(after))))
         return changes
 
     def _apply(
@@ -446,7 +444,7 @@ class Rib:
                 own[(key, path_id) if path_id else key] = path  # _path_key, inline: hot
                 candidates[key] = loc[key] = path
                 fresh[key] = len(changes)
-                changes.append(_new_tuple(Change, (key, (), (path,))))
+                changes.append(new_tuple(Change, (key, (), (path,))))
         if not was:
             return cast("list[Change]", changes)  # a change is only ever dropped into `was`
         return [change for change in changes if change is not None] + self._reselect(was)
@@ -521,7 +519,7 @@ class Rib:
             ):
                 shared = update.attributes
                 return source, [], [
-                    _new_tuple(Path, (key, source, hop, shared, 0, now))
+                    new_tuple(Path, (key, source, hop, shared, 0, now))
                     for key in _prefix_keys(update.nlri)
                 ]  # fmt: skip
             update = update.update()
@@ -580,12 +578,12 @@ class Rib:
                 continue
             if path_ids:
                 new += [
-                    _new_tuple(Path, (prefix_key(prefix), source, hop, shared, path_id, now))
+                    new_tuple(Path, (prefix_key(prefix), source, hop, shared, path_id, now))
                     for prefix, path_id in zip(prefixes, path_ids, strict=True)
                 ]
             else:
                 new += [
-                    _new_tuple(Path, (key, source, hop, shared, 0, now))
+                    new_tuple(Path, (key, source, hop, shared, 0, now))
                     for key in _prefix_keys(prefixes)
                 ]
         return source, gone, new

@@ -17,7 +17,7 @@ from sart.bgp.codes import (
 )
 from sart.bgp.context import SessionContext
 from sart.bgp.errors import BgpDecodeError
-from sart.bgp.frozen import builder
+from sart.bgp.frozen import builder, new_tuple
 from sart.bgp.messages import (
     IPV4_UNICAST,
     AsPath,
@@ -103,7 +103,6 @@ _NOT_PLAIN = (
     | 1 << AttrType.AS4_PATH
     | 1 << AttrType.AS4_AGGREGATOR
 )
-_new_tuple = tuple.__new__  # a NamedTuple from its fields in one tuple, skipping its __new__
 
 
 def _plain(attributes: list[PathAttribute], nlri: Sequence[IPNetwork], seen: int) -> PlainUpdate:
@@ -115,7 +114,7 @@ def _plain(attributes: list[PathAttribute], nlri: Sequence[IPNetwork], seen: int
             as_path = attribute
         elif kind is NextHop:
             next_hop = attribute.address  # type: ignore[union-attr]
-    return _new_tuple(PlainUpdate, (tuple(attributes), nlri, as_path, next_hop, seen))
+    return new_tuple(PlainUpdate, (tuple(attributes), nlri, as_path, next_hop, seen))
 
 
 def _missing_mandatory(update: Update, present: int, offset: int) -> BgpDecodeError | None:
